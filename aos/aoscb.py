@@ -1,0 +1,45 @@
+"""AOSCB: the system control block (``aoscb.json``).
+
+The system-wide defaults every agent starts from: which skills are active for
+everyone, the model, the limits, and where drop-in skills are found. Decoded
+strictly: an unknown or mistyped field is an error naming that field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class Limits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Resource limits applied to every agent unless its config overrides them."""
+
+    max_steps: PositiveInt = 50
+    """ReAct steps (LLM calls) one dispatch may take."""
+    tool_timeout: PositiveFloat = 120.0
+    """Seconds a bash call may run before its process group is killed."""
+    tool_output_cap: PositiveInt = 32_768
+    """Bytes of tool output the model sees; the raw output goes to RuntimeLog."""
+    hook_timeout: PositiveFloat = 5.0
+    """Seconds one hook implementation may take before its failure policy applies."""
+    context_budget: PositiveInt = 100_000
+    """Token budget of an assembled SessionContext."""
+
+
+class AOSCB(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """System control block: the defaults of the whole node."""
+
+    model: str | None = None
+    """Default model id (OpenAI-compatible); agents may override it."""
+    default_skills: list[str] = msgspec.field(
+        default_factory=lambda: ["aos-context", "aos-skill", "aos-a2a", "aos-frontend"]
+    )
+    """Skills active for every agent."""
+    skill_roots: list[str] = msgspec.field(default_factory=lambda: ["skills"])
+    """Drop-in skill roots, highest precedence first; relative paths are taken
+    from the directory holding aoscb.json (or the working directory)."""
+    limits: Limits = msgspec.field(default_factory=Limits)

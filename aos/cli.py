@@ -1,0 +1,120 @@
+"""The ``aos`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import sys
+from typing import Any
+
+import click
+
+from aos import __version__
+from aos.config import Config, ConfigError, load_config, mask_url
+from aos.store import StoreError, backend_of, open_store
+
+
+class Context:
+    """What every command gets: the global flags, resolved lazily into a Config."""
+
+    def __init__(self, flags: dict[str, Any]) -> None:
+        self.flags = flags
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load_config(self.flags)
+            except ConfigError as exc:
+                raise click.ClickException(f"configuration error: {exc}") from None
+        return self._config
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="aos")
+@click.option("--home", type=click.Path(file_okay=False), help="Keep everything under this directory (AOS_HOME).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="aoscb.json to read (AOS_CONFIG).")
+@click.option("--db-url", help="Database URL (AOS_DB_URL): sqlite:///PATH or postgresql://...")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, config_file: str | None, db_url: str | None) -> None:
+    """AgentOS: an operating system for AI agents."""
+    ctx.obj = Context({"home": home, "config": config_file, "db_url": db_url})
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_context
+def doctor(ctx: Context, as_json: bool) -> None:
+    """Check the configuration and the database; say where each setting came from."""
+    config = ctx.config
+    database: dict[str, Any] = {
+        "backend": backend_of(config.db_url),
+        "url": mask_url(config.db_url),
+        "schema_version": None,
+        "error": None,
+    }
+    try:
+        database["schema_version"] = asyncio.run(_schema_version(config.db_url))
+    except StoreError as exc:
+        database["error"] = str(exc)
+    report = {
+        "ok": database["error"] is None,
+        "version": __version__,
+        "python": platform.python_version(),
+        "config_file": str(config.aoscb_file) if config.aoscb_file else None,
+        "env_file": str(config.env_file) if config.env_file else None,
+        "settings": config.describe(),
+        "paths": {
+            name: str(getattr(config.paths, name))
+            for name in ("config_dir", "data_dir", "state_dir", "runtime_dir", "skills_dir")
+        },
+        "database": database,
+    }
+    if as_json:
+        _emit_json(report)
+    else:
+        _print_doctor(report)
+    if not report["ok"]:
+        click.echo(f"aos: database unavailable: {database['error']}", err=True)
+        sys.exit(1)
+
+
+async def _schema_version(url: str) -> int:
+    store = await open_store(url)
+    try:
+        return await store.schema_version()
+    finally:
+        await store.close()
+
+
+def _print_doctor(report: dict[str, Any]) -> None:
+    click.echo(f"aos {report['version']} on Python {report['python']}")
+    click.echo(f"config file: {report['config_file'] or '(none: built-in defaults)'}")
+    click.echo(f".env file:   {report['env_file'] or '(none)'}")
+    click.echo("\nsettings:")
+    width = max(len(k) for k in report["settings"])
+    for key, item in report["settings"].items():
+        click.echo(f"  {key:<{width}}  {json.dumps(item['value'])}  [{item['source']}]")
+    click.echo("\npaths:")
+    for name, path in report["paths"].items():
+        click.echo(f"  {name:<{width}}  {path}")
+    db = report["database"]
+    click.echo("\ndatabase:")
+    click.echo(f"  {'backend':<{width}}  {db['backend']}")
+    click.echo(f"  {'url':<{width}}  {db['url']}")
+    if db["error"] is None:
+        click.echo(f"  {'schema':<{width}}  version {db['schema_version']}")
+    click.echo(f"\nok: {'yes' if report['ok'] else 'no'}")
+
+
+def main() -> None:
+    cli(prog_name="aos")

@@ -1,0 +1,178 @@
+"""SessionHistory: the append-only fact log of a session, the ground truth.
+
+Every fact is a msgspec struct tagged by ``kind``. Facts are appended through
+the store, which assigns each a per-session ``seq`` (1, 2, 3, ... without
+gaps); nothing is ever updated or deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class _Fact(msgspec.Struct, tag_field="kind", kw_only=True, omit_defaults=True):
+    """Base of every fact kind."""
+
+
+class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Tokens (and cost, when the provider reports it) of one LLM call or dispatch."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: float | None = None
+
+
+class ToolCallRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A tool call as the model asked for it."""
+
+    id: str
+    command: str
+    timeout: float | None = None
+
+
+class UserMessage(_Fact, tag="message.user"):
+    text: str
+    sender: str = "user"
+    """Who typed it: ``user``, or the principal that dispatched the session."""
+
+
+class AssistantMessage(_Fact, tag="message.assistant"):
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCallRequest] = []
+    finish_reason: str | None = None
+    model: str | None = None
+    usage: Usage | None = None
+
+
+class ToolCall(_Fact, tag="tool.call"):
+    """A bash call about to run, after tool.before (the command that really runs)."""
+
+    call_id: str
+    command: str
+    cwd: str
+    timeout: float
+    pgid: int | None = None
+    """Process group of the running command, so a crashed run can be terminated."""
+
+
+ToolStatus = Literal["ok", "error", "timeout", "rejected", "interrupted", "lost"]
+
+
+class ToolResult(_Fact, tag="tool.result"):
+    """The visible result of a tool call (the raw output goes to RuntimeLog)."""
+
+    call_id: str
+    output: str
+    status: ToolStatus = "ok"
+    exit_code: int | None = None
+    truncated_bytes: int = 0
+    rejected_by: str | None = None
+
+
+class SkillLoaded(_Fact, tag="skill.loaded"):
+    skill: str
+    body: str = ""
+    """The SKILL.md body as loaded: the context is rebuilt from history, not from disk."""
+
+
+class SkillUnloaded(_Fact, tag="skill.unloaded"):
+    skill: str
+
+
+A2AMode = Literal["silent", "notify", "wake"]
+
+
+class A2AMessage(_Fact, tag="a2a.message"):
+    message_id: str
+    from_agent: str
+    to_agent: str
+    mode: A2AMode
+    text: str
+    from_session: str | None = None
+    reply_to: str | None = None
+    hops: int = 0
+
+
+class ContextCompacted(_Fact, tag="context.compacted"):
+    summary: str
+    through_seq: int
+    """Facts up to and including this seq are represented by the summary."""
+
+
+class DispatchStarted(_Fact, tag="dispatch.started"):
+    dispatch_id: str
+    node: str = ""
+
+
+DispatchStatus = Literal["completed", "failed", "interrupted", "max_steps", "rejected", "lost"]
+
+
+class DispatchFinished(_Fact, tag="dispatch.finished"):
+    dispatch_id: str
+    status: DispatchStatus
+    answer: str | None = None
+    error: str | None = None
+    usage: Usage | None = None
+
+
+Fact = (
+    UserMessage
+    | AssistantMessage
+    | ToolCall
+    | ToolResult
+    | SkillLoaded
+    | SkillUnloaded
+    | A2AMessage
+    | ContextCompacted
+    | DispatchStarted
+    | DispatchFinished
+)
+FACT_KINDS: tuple[str, ...] = tuple(
+    cls.__struct_config__.tag  # type: ignore[misc]
+    for cls in (
+        UserMessage,
+        AssistantMessage,
+        ToolCall,
+        ToolResult,
+        SkillLoaded,
+        SkillUnloaded,
+        A2AMessage,
+        ContextCompacted,
+        DispatchStarted,
+        DispatchFinished,
+    )
+)
+
+
+class HistoryEntry(msgspec.Struct, kw_only=True):
+    """A fact as stored: where it sits in its session and when it was appended."""
+
+    session_id: str
+    seq: int
+    ts: float
+    fact: Fact
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Fact)
+
+
+def fact_kind(fact: Fact) -> str:
+    return fact.__struct_config__.tag  # type: ignore[return-value]
+
+
+def encode_fact(fact: Fact) -> str:
+    """JSON text of a fact, ``kind`` included (the store's column format)."""
+    return _encoder.encode(fact).decode()
+
+
+def decode_fact(data: str | bytes) -> Fact:
+    return _decoder.decode(data)
+
+
+def fact_to_builtins(fact: Fact) -> dict[str, Any]:
+    return msgspec.to_builtins(fact)

@@ -1,0 +1,40 @@
+"""RuntimeLog: the kernel's audit trail.
+
+Syscalls, hook verdicts and errors, raw tool output, LLM usage: everything an
+operator needs to know what happened, kept apart from SessionHistory (which is
+what the agent saw).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class LogEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One RuntimeLog record. ``id`` and ``ts`` are assigned by the store."""
+
+    kind: str
+    """Dotted category: ``syscall``, ``hook.verdict``, ``hook.error``, ``tool.raw``, ``llm.usage``..."""
+    message: str = ""
+    level: LogLevel = "info"
+    session_id: str | None = None
+    agent_id: str | None = None
+    data: dict[str, Any] = {}
+    id: int = 0
+    ts: float = 0.0
+
+
+_encoder = msgspec.json.Encoder()
+_data_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def encode_data(data: dict[str, Any]) -> str:
+    return _encoder.encode(data).decode()
+
+
+def decode_data(raw: str | bytes) -> dict[str, Any]:
+    return _data_decoder.decode(raw)

@@ -1,0 +1,470 @@
+"""The store interface and the SQL both backends share.
+
+Queries are written once, in PostgreSQL's ``$n`` parameter style with a
+``{now}`` placeholder for the database clock; each backend supplies the
+primitives (:meth:`SQLStore._fetch`, :meth:`SQLStore._execute`) and the
+operations whose best form differs (group-committed appends, migrations).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+from aos.agent import ACB, AgentStatus
+from aos.history import Fact, HistoryEntry, decode_fact
+from aos.runtimelog import LogEntry, decode_data, encode_data
+from aos.session import SCB, SessionStatus
+
+Backend = Literal["sqlite", "postgres"]
+_json = msgspec.json.Encoder()
+
+
+class StoreError(Exception):
+    """A store operation failed; the message says what and why."""
+
+    code: ClassVar[str] = "unavailable"
+
+
+class NotFound(StoreError):
+    code = "not_found"
+
+
+class Conflict(StoreError):
+    code = "conflict"
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or used (names the URL and the cause)."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(backend: Backend) -> list[Migration]:
+    """The versioned schema migrations of a backend, oldest first."""
+    folder = resources.files("aos.store") / "migrations" / backend
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version, _, name = entry.name.removesuffix(".sql").partition("_")
+            found.append(Migration(int(version), name, entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    return found
+
+
+_ANY: Any = object()
+"""Filter sentinel: "do not filter on this column" (``None`` means IS NULL)."""
+
+
+def _where(conditions: Sequence[tuple[str, str, Any]]) -> tuple[str, list[Any]]:
+    """A WHERE clause from ``(column, operator, value)`` conditions.
+
+    A value of ``_ANY`` drops its condition; ``None`` with ``=`` means IS NULL.
+    """
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, op, value in conditions:
+        if value is _ANY:
+            continue
+        if value is None and op == "=":
+            clauses.append(f"{column} IS NULL")
+            continue
+        args.append(value)
+        clauses.append(f"{column} {op} ${len(args)}")
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+class Store(ABC):
+    """One async interface over SessionHistory, control blocks, RuntimeLog and leases."""
+
+    backend: ClassVar[Backend]
+    url: str
+    """The database URL, password masked."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush pending writes and release the connection(s)."""
+
+    @abstractmethod
+    async def schema_version(self) -> int:
+        """The newest applied migration."""
+
+    # -- control blocks -------------------------------------------------
+    @abstractmethod
+    async def create_agent(self, acb: ACB) -> ACB: ...
+    @abstractmethod
+    async def get_agent(self, agent_id: str) -> ACB: ...
+    @abstractmethod
+    async def list_agents(
+        self, *, parent: str | None = _ANY, status: AgentStatus | None = None
+    ) -> list[ACB]: ...
+    @abstractmethod
+    async def update_agent(self, acb: ACB) -> ACB:
+        """Write ``acb`` if the stored revision still equals ``acb.revision``;
+        return it with the next revision, else raise :class:`Conflict`."""
+
+    @abstractmethod
+    async def create_session(self, scb: SCB) -> SCB: ...
+    @abstractmethod
+    async def get_session(self, session_id: str) -> SCB: ...
+    @abstractmethod
+    async def list_sessions(
+        self, *, agent_id: str | None = None, status: SessionStatus | None = None
+    ) -> list[SCB]: ...
+    @abstractmethod
+    async def update_session(self, scb: SCB) -> SCB:
+        """Optimistic like :meth:`update_agent`; lease fields are not written here."""
+
+    # -- SessionHistory -------------------------------------------------
+    @abstractmethod
+    async def append(self, session_id: str, fact: Fact) -> int:
+        """Durably append a fact; return its seq (the session's previous seq + 1).
+
+        Concurrent appends are group-committed: one transaction serves every
+        append that arrived while the previous commit was in flight."""
+
+    @abstractmethod
+    async def read_history(
+        self, session_id: str, *, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        """Facts with ``after < seq <= until``, oldest first."""
+
+    # -- RuntimeLog -----------------------------------------------------
+    @abstractmethod
+    async def log(self, entry: LogEntry) -> int:
+        """Append a RuntimeLog record (group-committed); return its id."""
+
+    @abstractmethod
+    async def read_log(
+        self,
+        *,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+        newest_first: bool = False,
+    ) -> list[LogEntry]: ...
+
+    # -- leases ---------------------------------------------------------
+    @abstractmethod
+    async def acquire_lease(self, session_id: str, owner: str, ttl: float) -> bool:
+        """Take the session's lease for ``ttl`` seconds if it is free, expired or
+        already ours; False if another owner holds it."""
+
+    @abstractmethod
+    async def renew_lease(self, session_id: str, owner: str, ttl: float) -> bool:
+        """Extend our lease; False if it is no longer ours."""
+
+    @abstractmethod
+    async def release_lease(self, session_id: str, owner: str) -> bool:
+        """Give the lease up; False if it was not ours."""
+
+
+_AGENT_COLUMNS = (
+    "id",
+    "name",
+    "parent",
+    "status",
+    "config",
+    "scopes",
+    "created_at",
+    "updated_at",
+    "revision",
+)
+_AGENT_JSON = ("config", "scopes")
+_SESSION_COLUMNS = (
+    "id",
+    "agent_id",
+    "title",
+    "status",
+    "phase",
+    "created_at",
+    "updated_at",
+    "revision",
+    "lease_owner",
+    "lease_expires",
+)
+_LOG_COLUMNS = ("id", "ts", "kind", "level", "session_id", "agent_id", "message", "data")
+
+
+def _row_values(struct: msgspec.Struct, columns: Sequence[str], json_columns: Sequence[str]) -> list[Any]:
+    values = []
+    for column in columns:
+        value = getattr(struct, column)
+        values.append(_json.encode(value).decode() if column in json_columns else value)
+    return values
+
+
+def _from_row(row: Mapping[str, Any], cls: type[Any], json_columns: Sequence[str] = ()) -> Any:
+    data = dict(row)
+    for column in json_columns:
+        data[column] = msgspec.json.decode(data[column])
+    return msgspec.convert(data, cls)
+
+
+class SQLStore(Store):
+    """Everything both SQL backends do the same way."""
+
+    NOW: ClassVar[str]
+    """SQL expression for the database's current Unix time in seconds."""
+
+    @abstractmethod
+    async def _fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]: ...
+    @abstractmethod
+    async def _execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; return the number of rows it changed."""
+
+    async def _fetchrow(self, sql: str, *args: Any) -> Mapping[str, Any] | None:
+        rows = await self._fetch(sql, *args)
+        return rows[0] if rows else None
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("{now}", self.NOW)
+
+    async def schema_version(self) -> int:
+        row = await self._fetchrow("SELECT max(version) AS v FROM schema_migrations")
+        return int(row["v"]) if row and row["v"] is not None else 0
+
+    # -- generic control-block helpers -----------------------------------
+    async def _insert(self, table: str, columns: Sequence[str], values: Sequence[Any]) -> None:
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        await self._execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", *values
+        )
+
+    async def _get(self, table: str, what: str, key: str, cls: type[Any], json_columns: Sequence[str], columns: Sequence[str]) -> Any:
+        row = await self._fetchrow(f"SELECT {', '.join(columns)} FROM {table} WHERE id = $1", key)
+        if row is None:
+            raise NotFound(f"{what} {key} not found")
+        return _from_row(row, cls, json_columns)
+
+    async def _update(
+        self,
+        table: str,
+        what: str,
+        struct: Any,
+        columns: Sequence[str],
+        json_columns: Sequence[str],
+    ) -> Any:
+        now = time.time()
+        writable = [c for c in columns if c not in ("id", "created_at", "updated_at", "revision")]
+        sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(writable, start=3))
+        n = len(writable) + 3
+        values = _row_values(struct, writable, json_columns)
+        changed = await self._execute(
+            f"UPDATE {table} SET {sets}, revision = revision + 1, updated_at = ${n} "
+            f"WHERE id = $1 AND revision = $2",
+            struct.id,
+            struct.revision,
+            *values,
+            now,
+        )
+        if changed == 0:
+            current = await self._get(table, what, struct.id, type(struct), json_columns, columns)
+            raise Conflict(
+                f"{what} {struct.id} changed meanwhile (revision {current.revision}, "
+                f"update was based on {struct.revision}): read it again and retry"
+            )
+        return msgspec.structs.replace(struct, revision=struct.revision + 1, updated_at=now)
+
+    # -- agents ---------------------------------------------------------
+    async def create_agent(self, acb: ACB) -> ACB:
+        now = time.time()
+        acb = msgspec.structs.replace(acb, created_at=now, updated_at=now, revision=1)
+        await self._insert_checked("agents", "agent", acb, _AGENT_COLUMNS, _AGENT_JSON)
+        return acb
+
+    async def get_agent(self, agent_id: str) -> ACB:
+        return await self._get("agents", "agent", agent_id, ACB, _AGENT_JSON, _AGENT_COLUMNS)
+
+    async def list_agents(
+        self, *, parent: str | None = _ANY, status: AgentStatus | None = None
+    ) -> list[ACB]:
+        where, args = _where([("parent", "=", parent), ("status", "=", status or _ANY)])
+        rows = await self._fetch(
+            f"SELECT {', '.join(_AGENT_COLUMNS)} FROM agents{where} ORDER BY created_at, id", *args
+        )
+        return [_from_row(r, ACB, _AGENT_JSON) for r in rows]
+
+    async def update_agent(self, acb: ACB) -> ACB:
+        return await self._update("agents", "agent", acb, _AGENT_COLUMNS, _AGENT_JSON)
+
+    # -- sessions -------------------------------------------------------
+    async def create_session(self, scb: SCB) -> SCB:
+        now = time.time()
+        scb = msgspec.structs.replace(scb, created_at=now, updated_at=now, revision=1)
+        await self._insert_checked("sessions", "session", scb, _SESSION_COLUMNS, ())
+        return scb
+
+    async def get_session(self, session_id: str) -> SCB:
+        return await self._get("sessions", "session", session_id, SCB, (), _SESSION_COLUMNS)
+
+    async def list_sessions(
+        self, *, agent_id: str | None = None, status: SessionStatus | None = None
+    ) -> list[SCB]:
+        where, args = _where([("agent_id", "=", agent_id or _ANY), ("status", "=", status or _ANY)])
+        rows = await self._fetch(
+            f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions{where} ORDER BY created_at, id",
+            *args,
+        )
+        return [_from_row(r, SCB) for r in rows]
+
+    async def update_session(self, scb: SCB) -> SCB:
+        columns = _SESSION_COLUMNS[:-2]  # the lease has its own operations
+        return await self._update("sessions", "session", scb, columns, ())
+
+    @abstractmethod
+    def _is_integrity_error(self, exc: BaseException) -> bool: ...
+
+    async def _insert_checked(
+        self, table: str, what: str, struct: Any, columns: Sequence[str], json_columns: Sequence[str]
+    ) -> None:
+        try:
+            await self._insert(table, columns, _row_values(struct, columns, json_columns))
+        except Exception as exc:
+            if not self._is_integrity_error(exc):
+                raise
+            raise Conflict(self._explain_integrity(what, struct)) from None
+
+    def _explain_integrity(self, what: str, struct: Any) -> str:
+        if what == "agent":
+            return (
+                f"agent {struct.id} not created: an active agent named {struct.name!r} or "
+                f"that id already exists, or parent {struct.parent} does not exist"
+            )
+        return (
+            f"session {struct.id} not created: that id already exists or "
+            f"agent {struct.agent_id} does not exist"
+        )
+
+    # -- history reads ----------------------------------------------------
+    async def read_history(
+        self, session_id: str, *, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        where, args = _where(
+            [
+                ("session_id", "=", session_id),
+                ("seq", ">", after),
+                ("seq", "<=", _ANY if until is None else until),
+            ]
+        )
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        rows = await self._fetch(
+            f"SELECT seq, ts, body FROM history{where} ORDER BY seq{tail}", *args
+        )
+        if not rows:
+            await self.get_session(session_id)  # NotFound for an unknown session
+        return [
+            HistoryEntry(session_id=session_id, seq=r["seq"], ts=r["ts"], fact=decode_fact(r["body"]))
+            for r in rows
+        ]
+
+    # -- runtime log reads ------------------------------------------------
+    async def read_log(
+        self,
+        *,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+        newest_first: bool = False,
+    ) -> list[LogEntry]:
+        where, args = _where(
+            [
+                ("session_id", "=", session_id or _ANY),
+                ("agent_id", "=", agent_id or _ANY),
+                ("kind", "=", kind or _ANY),
+                ("ts", ">=", _ANY if since is None else since),
+                ("ts", "<", _ANY if until is None else until),
+                ("id", ">", after_id),
+            ]
+        )
+        order = "DESC" if newest_first else "ASC"
+        rows = await self._fetch(
+            f"SELECT {', '.join(_LOG_COLUMNS)} FROM runtime_log{where} "
+            f"ORDER BY id {order} LIMIT {int(limit)}",
+            *args,
+        )
+        return [
+            LogEntry(
+                id=r["id"],
+                ts=r["ts"],
+                kind=r["kind"],
+                level=r["level"],
+                session_id=r["session_id"],
+                agent_id=r["agent_id"],
+                message=r["message"],
+                data=decode_data(r["data"]),
+            )
+            for r in rows
+        ]
+
+    # -- leases -----------------------------------------------------------
+    async def acquire_lease(self, session_id: str, owner: str, ttl: float) -> bool:
+        changed = await self._execute(
+            self._sql(
+                "UPDATE sessions SET lease_owner = $2, lease_expires = {now} + $3 "
+                "WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 "
+                "OR lease_expires < {now})"
+            ),
+            session_id,
+            owner,
+            float(ttl),
+        )
+        return await self._lease_result(session_id, changed)
+
+    async def renew_lease(self, session_id: str, owner: str, ttl: float) -> bool:
+        changed = await self._execute(
+            self._sql(
+                "UPDATE sessions SET lease_expires = {now} + $3 WHERE id = $1 AND lease_owner = $2"
+            ),
+            session_id,
+            owner,
+            float(ttl),
+        )
+        return await self._lease_result(session_id, changed)
+
+    async def release_lease(self, session_id: str, owner: str) -> bool:
+        changed = await self._execute(
+            "UPDATE sessions SET lease_owner = NULL, lease_expires = NULL "
+            "WHERE id = $1 AND lease_owner = $2",
+            session_id,
+            owner,
+        )
+        return await self._lease_result(session_id, changed)
+
+    async def _lease_result(self, session_id: str, changed: int) -> bool:
+        if changed:
+            return True
+        await self.get_session(session_id)  # NotFound for an unknown session
+        return False
+
+
+def log_row(entry: LogEntry, ts: float) -> tuple[Any, ...]:
+    """Column values of a new RuntimeLog record (without id)."""
+    return (
+        ts,
+        entry.kind,
+        entry.level,
+        entry.session_id,
+        entry.agent_id,
+        entry.message,
+        encode_data(entry.data),
+    )

@@ -1,0 +1,205 @@
+"""The PostgreSQL backend (asyncpg), for production and for scale-out.
+
+A connection pool serves reads and control-block writes. History appends and
+RuntimeLog records are group-committed: each flush is one statement (one round
+trip, one commit) however many writers it serves. Per-session ``seq`` comes
+from the session row's ``last_seq`` counter, bumped under its row lock in the
+same statement, so it has no gaps even with many nodes appending to one session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from aos.config import mask_url
+from aos.history import Fact, encode_fact, fact_kind
+from aos.runtimelog import LogEntry
+from aos.store._groupcommit import GroupCommit
+from aos.store.base import NotFound, SQLStore, StoreError, StoreUnavailable, load_migrations, log_row
+
+MIGRATION_LOCK = "aos.schema_migrations"
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+_APPEND_SQL = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+        WITH ORDINALITY AS t(session_id, kind, body, ord)
+), counts AS (
+    SELECT session_id, count(*) AS n FROM input GROUP BY session_id
+), locked AS (
+    SELECT s.id FROM sessions s JOIN counts c ON c.session_id = s.id
+    ORDER BY s.id FOR UPDATE OF s
+), bumped AS (
+    UPDATE sessions s SET last_seq = s.last_seq + c.n
+    FROM counts c, locked l WHERE s.id = c.session_id AND l.id = s.id
+    RETURNING s.id AS session_id, s.last_seq AS last_seq, c.n AS n
+), numbered AS (
+    SELECT i.ord, i.session_id, i.kind, i.body,
+           b.last_seq - b.n + row_number() OVER (PARTITION BY i.session_id ORDER BY i.ord) AS seq
+    FROM input i JOIN bumped b USING (session_id)
+), inserted AS (
+    INSERT INTO history (session_id, seq, ts, kind, body)
+    SELECT session_id, seq, $4, kind, body::jsonb FROM numbered
+)
+SELECT ord, seq FROM numbered
+"""
+
+_LOG_SQL = """
+INSERT INTO runtime_log (ts, kind, level, session_id, agent_id, message, data)
+SELECT * FROM unnest($1::float8[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::text[], $7::jsonb[])
+RETURNING id
+"""
+
+
+class PostgresStore(SQLStore):
+    backend = "postgres"
+    NOW: ClassVar[str] = "extract(epoch from clock_timestamp())::float8"
+
+    def __init__(
+        self, pool: asyncpg.Pool, writer: asyncpg.Connection, dsn: str, settings: dict[str, str]
+    ) -> None:
+        self._pool = pool
+        self._writer = writer
+        self._dsn = dsn
+        self._settings = settings
+        self.url = mask_url(dsn)
+        self._appends: GroupCommit[tuple[str, Fact], int] = GroupCommit(self._flush_appends)
+        self._logs: GroupCommit[LogEntry, int] = GroupCommit(self._flush_logs)
+
+    @classmethod
+    async def open(cls, url: str, *, schema: str | None = None, pool_size: int = 10) -> PostgresStore:
+        dsn, schema = _split_schema(url, schema)
+        settings = {"search_path": schema} if schema else {}
+        try:
+            if schema:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                except asyncpg.UniqueViolationError:
+                    pass  # created concurrently by another opener
+                finally:
+                    await conn.close()
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=pool_size, server_settings=settings
+            )
+            writer = await asyncpg.connect(dsn, server_settings=settings)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreUnavailable(f"cannot connect to {mask_url(url)}: {_cause(exc)}") from None
+        store = cls(pool, writer, dsn, settings)
+        try:
+            await store._migrate()
+        except (OSError, asyncpg.PostgresError) as exc:
+            await store.close()
+            raise StoreUnavailable(f"cannot migrate {mask_url(url)}: {_cause(exc)}") from None
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Serialises concurrent openers (several daemons starting at once).
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1 || current_schema()))", MIGRATION_LOCK
+            )
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for migration in load_migrations("postgres"):
+                if migration.version in applied:
+                    continue
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    time.time(),
+                )
+
+    async def close(self) -> None:
+        await self._appends.drain()
+        await self._logs.drain()
+        await self._writer.close()
+        await self._pool.close()
+
+    # -- primitives -------------------------------------------------------
+    async def _fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+        try:
+            return await self._pool.fetch(sql, *args)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._wrap(exc) from exc
+
+    async def _execute(self, sql: str, *args: Any) -> int:
+        try:
+            status = await self._pool.execute(sql, *args)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._wrap(exc) from exc
+        return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+
+    def _is_integrity_error(self, exc: BaseException) -> bool:
+        return isinstance(exc.__cause__, asyncpg.IntegrityConstraintViolationError)
+
+    def _wrap(self, exc: BaseException) -> StoreError:
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            return StoreError(f"PostgreSQL refused the write: {exc}")
+        return StoreUnavailable(f"database {self.url} failed: {_cause(exc)}")
+
+    # -- group-committed writes ------------------------------------------
+    async def append(self, session_id: str, fact: Fact) -> int:
+        return await self._appends.submit((session_id, fact))
+
+    async def log(self, entry: LogEntry) -> int:
+        return await self._logs.submit(entry)
+
+    async def _writer_connection(self) -> asyncpg.Connection:
+        if self._writer.is_closed():  # the server dropped it: reconnect on the next flush
+            self._writer = await asyncpg.connect(self._dsn, server_settings=self._settings)
+        return self._writer
+
+    async def _flush_appends(self, batch: Sequence[tuple[str, Fact]]) -> list[int | BaseException]:
+        sessions = [session_id for session_id, _ in batch]
+        kinds = [fact_kind(fact) for _, fact in batch]
+        bodies = [encode_fact(fact) for _, fact in batch]
+        rows = await self._run_writer(_APPEND_SQL, sessions, kinds, bodies, time.time())
+        seqs = {row["ord"]: row["seq"] for row in rows}
+        return [
+            seqs[ord_] if ord_ in seqs else NotFound(f"session {session_id} not found")
+            for ord_, session_id in enumerate(sessions, start=1)
+        ]
+
+    async def _flush_logs(self, batch: Sequence[LogEntry]) -> list[int | BaseException]:
+        now = time.time()
+        columns = list(zip(*(log_row(entry, entry.ts or now) for entry in batch), strict=True))
+        rows = await self._run_writer(_LOG_SQL, *columns)
+        return [row["id"] for row in rows]
+
+    async def _run_writer(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        for attempt in range(5):
+            try:
+                conn = await self._writer_connection()
+                return await conn.fetch(sql, *args)
+            except _RETRYABLE:
+                if attempt == 4:
+                    raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise self._wrap(exc) from exc
+        raise AssertionError("unreachable")
+
+
+def _split_schema(url: str, schema: str | None) -> tuple[str, str | None]:
+    """Take an AOS-specific ``?schema=NAME`` off the URL (asyncpg does not know it)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    from_url = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema or from_url
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,185 @@
+"""The embedded SQLite backend (the default).
+
+One connection in WAL mode with ``synchronous=FULL``: a commit is durable when
+it returns. Statements run on the event loop's own thread: a commit costs about
+as much as one thread hop would (see PERFORMANCE.md), and group commit keeps the
+loop's share bounded under load. Several processes may open the same file;
+writers take turns through SQLite's lock (``busy_timeout``).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aos.history import Fact, encode_fact, fact_kind
+from aos.runtimelog import LogEntry
+from aos.store._groupcommit import GroupCommit
+from aos.store.base import NotFound, SQLStore, StoreError, StoreUnavailable, load_migrations, log_row
+
+_PARAM = re.compile(r"\$(\d+)")
+BUSY_TIMEOUT_MS = 10_000
+
+
+class SQLiteStore(SQLStore):
+    backend = "sqlite"
+    NOW: ClassVar[str] = "((julianday('now') - 2440587.5) * 86400.0)"
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self.url = f"sqlite://{path}"
+        self._sql_cache: dict[str, str] = {}
+        self._appends: GroupCommit[tuple[str, Fact], int] = GroupCommit(self._flush_appends)
+        self._logs: GroupCommit[LogEntry, int] = GroupCommit(self._flush_logs)
+
+    @classmethod
+    async def open(cls, path: Path) -> SQLiteStore:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from None
+        store = cls(conn, path)
+        try:
+            store._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreUnavailable(f"cannot migrate SQLite database {path}: {exc}") from None
+        return store
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")  # the write lock serialises concurrent openers
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for migration in load_migrations("sqlite"):
+                if migration.version in applied:
+                    continue
+                for statement in _statements(migration.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    (migration.version, migration.name, time.time()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        await self._appends.drain()
+        await self._logs.drain()
+        self._conn.close()
+
+    # -- primitives -------------------------------------------------------
+    def _translate(self, sql: str) -> str:
+        cached = self._sql_cache.get(sql)
+        if cached is None:
+            cached = self._sql_cache[sql] = _PARAM.sub(r"?\1", sql)
+        return cached
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
+        try:
+            return self._conn.execute(self._translate(sql), args).fetchall()
+        except sqlite3.Error as exc:
+            raise _wrap(exc) from exc
+
+    async def _execute(self, sql: str, *args: Any) -> int:
+        try:
+            return self._conn.execute(self._translate(sql), args).rowcount
+        except sqlite3.Error as exc:
+            raise _wrap(exc) from exc
+
+    def _is_integrity_error(self, exc: BaseException) -> bool:
+        return isinstance(exc.__cause__, sqlite3.IntegrityError)
+
+    # -- group-committed writes ------------------------------------------
+    async def append(self, session_id: str, fact: Fact) -> int:
+        return await self._appends.submit((session_id, fact))
+
+    async def log(self, entry: LogEntry) -> int:
+        return await self._logs.submit(entry)
+
+    async def _flush_appends(self, batch: Sequence[tuple[str, Fact]]) -> list[int | BaseException]:
+        conn = self._conn
+        now = time.time()
+        results: list[int | BaseException] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for session_id, fact in batch:
+                row = conn.execute(
+                    "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+                    (session_id,),
+                ).fetchone()
+                if row is None:
+                    results.append(NotFound(f"session {session_id} not found"))
+                    continue
+                seq = row[0]
+                conn.execute(
+                    "INSERT INTO history (session_id, seq, ts, kind, body) VALUES (?, ?, ?, ?, ?)",
+                    (session_id, seq, now, fact_kind(fact), encode_fact(fact)),
+                )
+                results.append(seq)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise _wrap(exc) from exc
+        return results
+
+    async def _flush_logs(self, batch: Sequence[LogEntry]) -> list[int | BaseException]:
+        conn = self._conn
+        now = time.time()
+        ids: list[int | BaseException] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for entry in batch:
+                cursor = conn.execute(
+                    "INSERT INTO runtime_log (ts, kind, level, session_id, agent_id, message, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    log_row(entry, entry.ts or now),
+                )
+                ids.append(cursor.lastrowid or 0)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise _wrap(exc) from exc
+        return ids
+
+
+def _wrap(exc: sqlite3.Error) -> StoreError:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StoreError(f"SQLite refused the write: {exc}")
+    return StoreUnavailable(f"SQLite error: {exc}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (triggers keep their BEGIN..END)."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.splitlines():
+        if line.strip().startswith("--") and not current:
+            continue
+        current.append(line)
+        candidate = "\n".join(current)
+        if sqlite3.complete_statement(candidate):
+            statements.append(candidate.strip())
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current).strip())
+    return statements
