@@ -37,8 +37,17 @@ pass_context = click.make_pass_decorator(Context)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="aos")
-@click.option("--home", type=click.Path(file_okay=False), help="Keep everything under this directory (AOS_HOME).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="aoscb.json to read (AOS_CONFIG).")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    help="Keep everything under this directory (AOS_HOME).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="aoscb.json to read (AOS_CONFIG).",
+)
 @click.option("--db-url", help="Database URL (AOS_DB_URL): sqlite:///PATH or postgresql://...")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, config_file: str | None, db_url: str | None) -> None:

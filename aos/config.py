@@ -225,12 +225,10 @@ def _read_aoscb(path: Path) -> dict[str, Any]:
     try:
         values = msgspec.json.decode(raw)
         msgspec.convert(values, AOSCB)  # strict: the file's own types must be right
+    except msgspec.ValidationError as exc:  # (a subclass of DecodeError: test it first)
+        raise ConfigError(f"{path}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON: {exc}") from None
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
     return values
 
 

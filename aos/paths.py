@@ -6,10 +6,9 @@ them under a single directory instead, which is what tests and containers use.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
-import warnings
 
 import platformdirs
 

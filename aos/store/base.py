@@ -201,7 +201,9 @@ _SESSION_COLUMNS = (
 _LOG_COLUMNS = ("id", "ts", "kind", "level", "session_id", "agent_id", "message", "data")
 
 
-def _row_values(struct: msgspec.Struct, columns: Sequence[str], json_columns: Sequence[str]) -> list[Any]:
+def _row_values(
+    struct: msgspec.Struct, columns: Sequence[str], json_columns: Sequence[str]
+) -> list[Any]:
     values = []
     for column in columns:
         value = getattr(struct, column)
@@ -242,11 +244,17 @@ class SQLStore(Store):
     # -- generic control-block helpers -----------------------------------
     async def _insert(self, table: str, columns: Sequence[str], values: Sequence[Any]) -> None:
         marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        await self._execute(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", *values
-        )
+        await self._execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", *values)
 
-    async def _get(self, table: str, what: str, key: str, cls: type[Any], json_columns: Sequence[str], columns: Sequence[str]) -> Any:
+    async def _get(
+        self,
+        table: str,
+        what: str,
+        key: str,
+        cls: type[Any],
+        json_columns: Sequence[str],
+        columns: Sequence[str],
+    ) -> Any:
         row = await self._fetchrow(f"SELECT {', '.join(columns)} FROM {table} WHERE id = $1", key)
         if row is None:
             raise NotFound(f"{what} {key} not found")
@@ -331,7 +339,12 @@ class SQLStore(Store):
     def _is_integrity_error(self, exc: BaseException) -> bool: ...
 
     async def _insert_checked(
-        self, table: str, what: str, struct: Any, columns: Sequence[str], json_columns: Sequence[str]
+        self,
+        table: str,
+        what: str,
+        struct: Any,
+        columns: Sequence[str],
+        json_columns: Sequence[str],
     ) -> None:
         try:
             await self._insert(table, columns, _row_values(struct, columns, json_columns))
@@ -369,7 +382,9 @@ class SQLStore(Store):
         if not rows:
             await self.get_session(session_id)  # NotFound for an unknown session
         return [
-            HistoryEntry(session_id=session_id, seq=r["seq"], ts=r["ts"], fact=decode_fact(r["body"]))
+            HistoryEntry(
+                session_id=session_id, seq=r["seq"], ts=r["ts"], fact=decode_fact(r["body"])
+            )
             for r in rows
         ]
 

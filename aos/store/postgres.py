@@ -20,7 +20,14 @@ from aos.config import mask_url
 from aos.history import Fact, encode_fact, fact_kind
 from aos.runtimelog import LogEntry
 from aos.store._groupcommit import GroupCommit
-from aos.store.base import NotFound, SQLStore, StoreError, StoreUnavailable, load_migrations, log_row
+from aos.store.base import (
+    NotFound,
+    SQLStore,
+    StoreError,
+    StoreUnavailable,
+    load_migrations,
+    log_row,
+)
 
 MIGRATION_LOCK = "aos.schema_migrations"
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
@@ -73,7 +80,9 @@ class PostgresStore(SQLStore):
         self._logs: GroupCommit[LogEntry, int] = GroupCommit(self._flush_logs)
 
     @classmethod
-    async def open(cls, url: str, *, schema: str | None = None, pool_size: int = 10) -> PostgresStore:
+    async def open(
+        cls, url: str, *, schema: str | None = None, pool_size: int = 10
+    ) -> PostgresStore:
         dsn, schema = _split_schema(url, schema)
         settings = {"search_path": schema} if schema else {}
         try:
@@ -109,7 +118,9 @@ class PostgresStore(SQLStore):
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                 "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
             )
-            applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied = {
+                r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")
+            }
             for migration in load_migrations("postgres"):
                 if migration.version in applied:
                     continue

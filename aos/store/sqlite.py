@@ -19,7 +19,14 @@ from typing import Any, ClassVar
 from aos.history import Fact, encode_fact, fact_kind
 from aos.runtimelog import LogEntry
 from aos.store._groupcommit import GroupCommit
-from aos.store.base import NotFound, SQLStore, StoreError, StoreUnavailable, load_migrations, log_row
+from aos.store.base import (
+    NotFound,
+    SQLStore,
+    StoreError,
+    StoreUnavailable,
+    load_migrations,
+    log_row,
+)
 
 _PARAM = re.compile(r"\$(\d+)")
 BUSY_TIMEOUT_MS = 10_000

@@ -1,0 +1,42 @@
+"""Developer sessions. ``.ci/run`` and ``pixi.toml`` run the same commands."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+TESTS = ["pytest"]
+LINT = [["ruff", "check", "."], ["ruff", "format", "--check", "."]]
+TYPECHECK = ["pyright"]
+BENCH = ["python", "bench/run.py"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (PostgreSQL tests need AOS_TEST_DB_URL)."""
+    session.install("-e", ".[dev]")
+    session.run(*TESTS, *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("-e", ".[dev]")
+    for command in LINT:
+        session.run(*command)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """pyright over the packages, tests and benchmarks."""
+    session.install("-e", ".[dev]")
+    session.run(*TYPECHECK)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: print a table and write bench/results/latest.json."""
+    session.install("-e", ".[dev]")
+    session.run(*BENCH, *session.posargs)

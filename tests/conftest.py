@@ -1,0 +1,77 @@
+"""Shared fixtures: the store conformance parametrization (``sqlite`` / ``postgres``).
+
+PostgreSQL tests use ``AOS_TEST_DB_URL``; every test gets a fresh schema that
+is dropped afterwards. In CI (``CI=true``) a missing or unreachable server is a
+failure; elsewhere the PostgreSQL tests skip and say how to enable them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from aos.store import Store, open_store
+
+ENABLE_PG = (
+    "PostgreSQL tests need AOS_TEST_DB_URL, e.g. "
+    "AOS_TEST_DB_URL=postgresql://postgres@127.0.0.1:5432/test (docker compose up -d starts one)"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def pg_base_url() -> str:
+    url = os.environ.get("AOS_TEST_DB_URL")
+    if not url:
+        if IN_CI:
+            pytest.fail(f"CI must run the PostgreSQL tests: {ENABLE_PG}")
+        pytest.skip(ENABLE_PG)
+    return url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose ``?schema=`` is fresh for this test (dropped afterwards)."""
+    base = pg_base_url()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    _drop_schema(base, schema)
+
+
+def _drop_schema(base: str, schema: str) -> None:
+    import asyncio
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(base)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'aos.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = await open_store(db_url)
+    try:
+        yield s
+    finally:
+        await s.close()

@@ -1,0 +1,156 @@
+"""Configuration: precedence, sources, paths and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from aos.aoscb import AOSCB
+from aos.config import ConfigError, load_config, mask_url
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_aoscb(directory: Path, data: object) -> Path:
+    path = directory / "aoscb.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_defaults_without_any_configuration(tmp_path: Path) -> None:
+    config = load_config(environ={"AOS_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    assert config.aoscb == AOSCB()
+    assert config.aoscb_file is None and config.env_file is None
+    assert config.db_url == f"sqlite://{tmp_path / 'home' / 'data' / 'aos.db'}"
+    assert config.sources["model"] == "default"
+    assert config.sources["home"] == "environment AOS_HOME"
+
+
+def test_repository_aoscb_json_is_the_builtin_defaults() -> None:
+    """The shipped aoscb.json documents the defaults; they must not drift apart."""
+    assert msgspec.json.decode((REPO / "aoscb.json").read_bytes(), type=AOSCB) == AOSCB()
+
+
+def test_precedence_flag_env_dotenv_file_default(tmp_path: Path) -> None:
+    write_aoscb(tmp_path, {"model": "from-file", "limits": {"max_steps": 7, "hook_timeout": 2}})
+    (tmp_path / ".env").write_text("AOS_MODEL=from-dotenv\nAOS_MAX_STEPS=8\nAOS_TOOL_TIMEOUT=9\n")
+    env = {"AOS_HOME": str(tmp_path / "h"), "AOS_MODEL": "from-env", "AOS_MAX_STEPS": "9"}
+
+    config = load_config(flags={"model": "from-flag"}, environ=env, cwd=tmp_path)
+    assert config.aoscb.model == "from-flag"
+    assert config.sources["model"] == "flag --model"
+    assert config.aoscb.limits.max_steps == 9
+    assert config.sources["limits.max_steps"] == "environment AOS_MAX_STEPS"
+    assert config.aoscb.limits.tool_timeout == 9.0
+    assert config.sources["limits.tool_timeout"].startswith(".env AOS_TOOL_TIMEOUT (")
+    assert config.aoscb.limits.hook_timeout == 2.0
+    assert config.sources["limits.hook_timeout"] == f"aoscb.json ({tmp_path / 'aoscb.json'})"
+    assert config.aoscb.limits.context_budget == AOSCB().limits.context_budget
+    assert config.sources["limits.context_budget"] == "default"
+
+    without_flag = load_config(environ=env, cwd=tmp_path)
+    assert without_flag.aoscb.model == "from-env"
+    without_env = load_config(environ={"AOS_HOME": str(tmp_path / "h")}, cwd=tmp_path)
+    assert without_env.aoscb.model == "from-dotenv"
+    (tmp_path / ".env").unlink()
+    only_file = load_config(environ={"AOS_HOME": str(tmp_path / "h")}, cwd=tmp_path)
+    assert only_file.aoscb.model == "from-file"
+
+
+def test_list_settings_from_environment(tmp_path: Path) -> None:
+    config = load_config(
+        environ={"AOS_DEFAULT_SKILLS": "aos-context, my-guard", "AOS_SKILL_ROOTS": "a,b"},
+        cwd=tmp_path,
+    )
+    assert config.aoscb.default_skills == ["aos-context", "my-guard"]
+    assert config.skill_root_paths == [tmp_path / "a", tmp_path / "b"]
+
+
+def test_skill_roots_are_relative_to_the_aoscb_file(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    path = write_aoscb(project, {"skill_roots": ["skills", "/opt/skills"]})
+    config = load_config(flags={"config": str(path)}, environ={}, cwd=tmp_path)
+    assert config.skill_root_paths == [project / "skills", Path("/opt/skills")]
+
+
+def test_aos_home_moves_every_path(tmp_path: Path) -> None:
+    config = load_config(environ={"AOS_HOME": str(tmp_path)}, cwd=tmp_path)
+    paths = config.paths
+    for directory in (paths.data_dir, paths.state_dir, paths.runtime_dir, paths.skills_dir):
+        assert directory.is_relative_to(tmp_path)
+    assert paths.config_dir == tmp_path
+
+
+def test_platformdirs_paths_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    config = load_config(environ={}, cwd=tmp_path)
+    assert config.paths.data_dir == tmp_path / "xdg-data" / "aos"
+    assert config.db_url == f"sqlite://{tmp_path / 'xdg-data' / 'aos' / 'aos.db'}"
+
+
+def test_user_config_dir_aoscb_is_found(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    write_aoscb(home, {"model": "user-level"})
+    config = load_config(environ={"AOS_HOME": str(home)}, cwd=tmp_path)
+    assert config.aoscb.model == "user-level"
+    write_aoscb(tmp_path, {"model": "project-level"})  # the working directory wins
+    assert load_config(environ={"AOS_HOME": str(home)}, cwd=tmp_path).aoscb.model == "project-level"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"limits": {"max_steps": "ten"}}, "Expected `int`, got `str` - at `$.limits.max_steps`"),
+        ({"limits": {"max_steps": 0}}, "Expected `int` >= 1 - at `$.limits.max_steps`"),
+        ({"modle": "typo"}, "Object contains unknown field `modle`"),
+        ({"default_skills": "aos-context"}, "Expected `array`, got `str` - at `$.default_skills`"),
+        ([1, 2], "Expected `object`, got `array`"),
+    ],
+)
+def test_bad_aoscb_names_file_and_field(tmp_path: Path, data: object, message: str) -> None:
+    path = write_aoscb(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={}, cwd=tmp_path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_aoscb_that_is_not_json(tmp_path: Path) -> None:
+    (tmp_path / "aoscb.json").write_text("{nope")
+    with pytest.raises(ConfigError, match=r"aoscb.json: not valid JSON"):
+        load_config(environ={}, cwd=tmp_path)
+
+
+def test_bad_environment_value_names_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(environ={"AOS_TOOL_TIMEOUT": "soon"}, cwd=tmp_path)
+    assert str(info.value) == (
+        "invalid setting limits.tool_timeout (from environment AOS_TOOL_TIMEOUT): "
+        "Expected `float`, got `str`"
+    )
+
+
+def test_missing_explicit_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(environ={"AOS_CONFIG": str(tmp_path / "missing.json")}, cwd=tmp_path)
+
+
+def test_getenv_falls_back_to_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("SOME_API_KEY=from-dotenv\n")
+    monkeypatch.delenv("SOME_API_KEY", raising=False)
+    config = load_config(environ={}, cwd=tmp_path)
+    assert config.getenv("SOME_API_KEY") == "from-dotenv"
+    monkeypatch.setenv("SOME_API_KEY", "from-env")
+    assert config.getenv("SOME_API_KEY") == "from-env"
+
+
+def test_mask_url() -> None:
+    assert mask_url("postgresql://aos:secret@db:5432/aos") == "postgresql://aos:***@db:5432/aos"
+    assert (
+        mask_url("postgresql://postgres@127.0.0.1/test") == "postgresql://postgres@127.0.0.1/test"
+    )
+    assert mask_url("sqlite:///tmp/aos.db") == "sqlite:///tmp/aos.db"
