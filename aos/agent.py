@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -17,7 +17,7 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit
     """Skills active for this agent on top of the system default skills."""
     workspace: str | None = None
     """Directory bash runs in; defaults to a directory under the data dir."""
-    max_steps: int | None = None
+    max_steps: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class ACB(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -27,10 +27,21 @@ class ACB(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     parent: str | None = None
     config: AgentConfig = msgspec.field(default_factory=AgentConfig)
-    scopes: list[str] = msgspec.field(default_factory=list)
-    """Syscall scopes granted to this agent's tokens (never wider than the parent's)."""
+    scopes: list[str] | None = None
+    """Syscall scopes of this agent's tokens; ``None`` inherits the parent's. The
+    effective scopes are always within the parent's."""
     status: AgentStatus = "active"
     created_at: float = 0.0
     updated_at: float = 0.0
     revision: int = 0
     """Bumped by every update; updates name the revision they read (optimistic locking)."""
+
+
+class EffectiveConfig(msgspec.Struct, kw_only=True):
+    """An agent's configuration after inheritance (own value, else parent's, else AOSCB)."""
+
+    model: str | None
+    skills: list[str]
+    scopes: list[str]
+    workspace: str | None
+    max_steps: int

@@ -16,7 +16,7 @@ PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class Limits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
-    """Resource limits applied to every agent unless its config overrides them."""
+    """Resource limits of the node (an agent's config may override ``max_steps``)."""
 
     max_steps: PositiveInt = 50
     """ReAct steps (LLM calls) one dispatch may take."""

@@ -147,10 +147,10 @@ def load_config(
         if setting.key in flags:
             sources[setting.key] = f"flag --{setting.key.rsplit('.', 1)[-1].replace('_', '-')}"
             overrides[setting.key] = flags[setting.key]
-        elif environ.get(setting.env) is not None:
+        elif environ.get(setting.env):  # an empty variable counts as unset
             sources[setting.key] = f"environment {setting.env}"
             overrides[setting.key] = _parse_env(setting, environ[setting.env])
-        elif dotenv.get(setting.env) is not None:
+        elif dotenv.get(setting.env):
             sources[setting.key] = f".env {setting.env} ({env_file})"
             overrides[setting.key] = _parse_env(setting, str(dotenv[setting.env]))
 

@@ -19,7 +19,8 @@ from aos.store import Store, open_store
 
 ENABLE_PG = (
     "PostgreSQL tests need AOS_TEST_DB_URL, e.g. "
-    "AOS_TEST_DB_URL=postgresql://postgres@127.0.0.1:5432/test (docker compose up -d starts one)"
+    "AOS_TEST_DB_URL=postgresql://postgres@127.0.0.1:5432/test, or after docker compose up -d "
+    "AOS_TEST_DB_URL=postgresql://aos:aos@127.0.0.1:5432/aos"
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -314,7 +314,9 @@ class SQLStore(Store):
     # -- sessions -------------------------------------------------------
     async def create_session(self, scb: SCB) -> SCB:
         now = time.time()
-        scb = msgspec.structs.replace(scb, created_at=now, updated_at=now, revision=1)
+        scb = msgspec.structs.replace(
+            scb, created_at=now, updated_at=now, revision=1, lease_owner=None, lease_expires=None
+        )
         await self._insert_checked("sessions", "session", scb, _SESSION_COLUMNS, ())
         return scb
 

@@ -21,6 +21,7 @@ from aos.history import Fact, encode_fact, fact_kind
 from aos.runtimelog import LogEntry
 from aos.store._groupcommit import GroupCommit
 from aos.store.base import (
+    Conflict,
     NotFound,
     SQLStore,
     StoreError,
@@ -157,7 +158,7 @@ class PostgresStore(SQLStore):
 
     def _wrap(self, exc: BaseException) -> StoreError:
         if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-            return StoreError(f"PostgreSQL refused the write: {exc}")
+            return Conflict(f"PostgreSQL refused the write: {exc}")
         return StoreUnavailable(f"database {self.url} failed: {_cause(exc)}")
 
     # -- group-committed writes ------------------------------------------

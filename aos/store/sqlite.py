@@ -20,6 +20,7 @@ from aos.history import Fact, encode_fact, fact_kind
 from aos.runtimelog import LogEntry
 from aos.store._groupcommit import GroupCommit
 from aos.store.base import (
+    Conflict,
     NotFound,
     SQLStore,
     StoreError,
@@ -171,7 +172,7 @@ class SQLiteStore(SQLStore):
 
 def _wrap(exc: sqlite3.Error) -> StoreError:
     if isinstance(exc, sqlite3.IntegrityError):
-        return StoreError(f"SQLite refused the write: {exc}")
+        return Conflict(f"SQLite refused the write: {exc}")
     return StoreUnavailable(f"SQLite error: {exc}")
 
 

@@ -1,0 +1,279 @@
+"""Shared benchmark machinery: results, targets, timing, percentiles, the table.
+
+Every benchmark module (``bench/bench_*.py``) imports what it needs from here
+and nothing is copied between modules. A benchmark module exposes::
+
+    NAME: str                  # how it is selected on the command line
+    DESCRIPTION: str           # one line for ``--list`` and the JSON file
+    async def run(ctx: Context) -> list[Result]
+
+Benchmarks *report*: a missed target is a figure with verdict ``miss``, never
+an exception. Only a benchmark that cannot do its work raises.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+Comparison = Literal["<=", ">="]
+Verdict = Literal["pass", "miss", "info", "skipped"]
+"""``pass``/``miss`` against the target; ``info`` has no target; ``skipped`` was not measured."""
+
+NS_PER_MS = 1_000_000
+
+
+# -- results ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """What a figure is held against: ``value <op> limit``."""
+
+    op: Comparison
+    limit: float
+
+    def met_by(self, value: float) -> bool:
+        return value <= self.limit if self.op == "<=" else value >= self.limit
+
+    def describe(self, unit: str) -> str:
+        return f"{self.op} {self.limit:,g} {unit}"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One figure of one benchmark case, e.g. ``sqlite`` / ``append latency p50``."""
+
+    case: str
+    figure: str
+    value: float | None
+    unit: str
+    target: Target | None = None
+    samples: int | None = None
+    """How many measurements the figure is computed from."""
+    skipped: str | None = None
+    """Why the figure was not measured (``value`` is then ``None``)."""
+    note: str = ""
+
+    @classmethod
+    def skip(
+        cls, case: str, figure: str, unit: str, reason: str, target: Target | None = None
+    ) -> Result:
+        return cls(case=case, figure=figure, value=None, unit=unit, target=target, skipped=reason)
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.value is None:
+            return "skipped"
+        if self.target is None:
+            return "info"
+        return "pass" if self.target.met_by(self.value) else "miss"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "case": self.case,
+            "figure": self.figure,
+            "value": self.value,
+            "unit": self.unit,
+            "target": None
+            if self.target is None
+            else {"op": self.target.op, "value": self.target.limit, "unit": self.unit},
+            "verdict": self.verdict,
+            "samples": self.samples,
+            "skipped": self.skipped,
+            "note": self.note,
+        }
+
+
+@dataclass
+class Context:
+    """What the runner hands every benchmark."""
+
+    quick: bool = False
+
+    def scale(self, full: int, quick: int) -> int:
+        """``full`` normally, ``quick`` under ``--quick``."""
+        return quick if self.quick else full
+
+    def progress(self, message: str) -> None:
+        """A progress line on stderr (stdout is kept for the table)."""
+        print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+# -- statistics ---------------------------------------------------------------
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100), linear between closest ranks (numpy's default)."""
+    if not samples:
+        raise ValueError("percentile of no samples")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} outside 0..100")
+    ordered = sorted(samples)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def latency_results(
+    case: str,
+    what: str,
+    samples_ns: Sequence[int],
+    *,
+    targets_ms: Mapping[str, float] | None = None,
+    note: str = "",
+) -> list[Result]:
+    """``<what> p50`` and ``<what> p99`` in ms; ``targets_ms`` maps ``p50``/``p99`` to a limit."""
+    targets_ms = targets_ms or {}
+    results: list[Result] = []
+    for name, q in (("p50", 50.0), ("p99", 99.0)):
+        limit = targets_ms.get(name)
+        results.append(
+            Result(
+                case=case,
+                figure=f"{what} {name}",
+                value=percentile(samples_ns, q) / NS_PER_MS,
+                unit="ms",
+                target=None if limit is None else Target("<=", limit),
+                samples=len(samples_ns),
+                note=note,
+            )
+        )
+    return results
+
+
+# -- timing -------------------------------------------------------------------
+def now_ns() -> int:
+    """The benchmark clock: :func:`time.perf_counter_ns`."""
+    return time.perf_counter_ns()
+
+
+class Stopwatch:
+    """``with Stopwatch() as sw: ...`` then ``sw.elapsed_ns`` / ``sw.seconds`` (wall clock)."""
+
+    def __init__(self) -> None:
+        self._start = 0
+        self.elapsed_ns = 0
+
+    def __enter__(self) -> Stopwatch:
+        self._start = now_ns()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.elapsed_ns = now_ns() - self._start
+
+    @property
+    def seconds(self) -> float:
+        return self.elapsed_ns / 1e9
+
+
+async def time_each(
+    op: Callable[[int], Awaitable[object]], n: int, *, warmup: int = 0
+) -> list[int]:
+    """Await ``op(i)`` ``warmup`` times untimed, then ``n`` times; each call's ns.
+
+    The collector is run before the timed calls and left enabled: its pauses
+    belong to the p99 a real caller sees.
+    """
+    for i in range(warmup):
+        await op(i)
+    gc.collect()
+    samples: list[int] = []
+    for i in range(warmup, warmup + n):
+        start = now_ns()
+        await op(i)
+        samples.append(now_ns() - start)
+    return samples
+
+
+# -- presentation -------------------------------------------------------------
+def format_number(value: float) -> str:
+    """Readable at a glance: ``23,456`` for big figures, three significant digits otherwise."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    digits = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{digits}f}"
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Plain aligned text; columns whose cells all look numeric are right-aligned."""
+    body = [list(row) for row in rows]
+    widths = [len(h) for h in headers]
+    for row in body:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    numeric = [
+        any(_is_number(row[i]) for row in body)
+        and all(_is_number(row[i]) or row[i] in ("", "-") for row in body)
+        for i in range(len(headers))
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i])
+            for i, cell in enumerate(cells)
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in body)])
+
+
+def _is_number(cell: str) -> bool:
+    return cell.replace(",", "").replace(".", "", 1).removeprefix("-").isdigit()
+
+
+RESULT_HEADERS = ("benchmark", "case", "figure", "value", "unit", "target", "verdict")
+
+
+def result_rows(benchmark: str, results: Iterable[Result]) -> list[list[str]]:
+    """Table rows of a benchmark's results (a skipped figure shows its reason)."""
+    rows: list[list[str]] = []
+    for r in results:
+        target = "" if r.target is None else r.target.describe(r.unit)
+        if r.value is None:
+            rows.append([benchmark, r.case, r.figure, "-", r.unit, target, f"skipped: {r.skipped}"])
+        else:
+            verdict = "" if r.verdict == "info" else r.verdict
+            rows.append(
+                [benchmark, r.case, r.figure, format_number(r.value), r.unit, target, verdict]
+            )
+    return rows
+
+
+# -- environment ----------------------------------------------------------------
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on (they only compare within one machine and run)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(affinity(0)) if affinity is not None else os.cpu_count(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor()
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.processor()
