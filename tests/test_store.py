@@ -350,3 +350,18 @@ async def test_unreachable_postgres_names_url_and_cause() -> None:
     message = str(info.value)
     assert message.startswith("cannot connect to postgresql://aos:***@127.0.0.1:1/none: ")
     assert "secret" not in message
+
+
+async def test_appends_and_log_records_interleave(store: Store) -> None:
+    """History appends and RuntimeLog records flush side by side without interfering."""
+    session = await make_session(store)
+    results = await asyncio.gather(
+        *(
+            store.append(session.id, UserMessage(text=str(i)))
+            if i % 2
+            else store.log(LogEntry(kind="test", message=str(i)))
+            for i in range(100)
+        )
+    )
+    assert sorted(results[1::2]) == list(range(1, 51))
+    assert len(await store.read_log(kind="test")) == 50

@@ -187,10 +187,11 @@ class PostgresStore(SQLStore):
     async def _flush_logs(self, batch: Sequence[LogEntry]) -> list[int | BaseException]:
         now = time.time()
         columns = list(zip(*(log_row(entry, entry.ts or now) for entry in batch), strict=True))
-        rows = await self._run_writer(_LOG_SQL, *columns)
+        rows = await self._fetch(_LOG_SQL, *columns)  # the pool: the writer serves appends only
         return [row["id"] for row in rows]
 
     async def _run_writer(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """One statement on the appenders' own connection (one flush in flight at a time)."""
         for attempt in range(5):
             try:
                 conn = await self._writer_connection()
