@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import platform
 import sys
@@ -12,6 +13,8 @@ import click
 
 from aos import __version__
 from aos.config import Config, ConfigError, load_config, mask_url
+from aos.hooks import HookRunner
+from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
 from aos.store import StoreError, backend_of, open_store
 
 
@@ -125,5 +128,45 @@ def _print_doctor(report: dict[str, Any]) -> None:
     click.echo(f"\nok: {'yes' if report['ok'] else 'no'}")
 
 
+@functools.cache
+def plugins() -> tuple[AOSPluginManager, list[PluginLoad]]:
+    """The in-process plugins (``aos.skills`` entry points), loaded once."""
+    pm = AOSPluginManager()
+    return pm, load_entrypoint_plugins(pm, allowed_plugins())
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def hooks(ctx: Context, as_json: bool) -> None:
+    """Every hook with its kind and implementations in call order."""
+    pm, loads = plugins()
+    timeout = ctx.config.aoscb.limits.hook_timeout
+    described = HookRunner(pm, default_timeout=timeout).describe()
+    errors = [
+        {"plugin": p.name, "entry_point": p.value, "error": p.error} for p in loads if p.error
+    ]
+    if as_json:
+        _emit_json({"hooks": described, "plugin_errors": errors})
+        return
+    for hook in described:
+        required = ", required" if hook["required"] else ""
+        click.echo(f"{hook['hook']}  ({hook['kind']}{required})")
+        for n, impl in enumerate(hook["implementations"], start=1):
+            click.echo(
+                f"  {n}. {impl['owner']}  {impl['where']}  {impl['failure']}  "
+                f"timeout {impl['timeout']:g}s  {impl['function']}"
+            )
+    for error in errors:
+        click.echo(
+            f"plugin {error['plugin']} ({error['entry_point']}) failed: {error['error']}", err=True
+        )
+
+
 def main() -> None:
+    pm, _ = plugins()
+    try:
+        HookRunner(pm).register_cli(cli)
+    except Exception as exc:  # a broken plugin must not take the CLI down
+        click.echo(f"aos: a plugin failed in cli.register: {type(exc).__name__}: {exc}", err=True)
     cli(prog_name="aos")

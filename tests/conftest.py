@@ -15,6 +15,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from aos.config import load_config
+from aos.kernel import Kernel
 from aos.store import Store, open_store
 
 ENABLE_PG = (
@@ -76,3 +78,16 @@ async def store(db_url: str) -> AsyncIterator[Store]:
         yield s
     finally:
         await s.close()
+
+
+@pytest.fixture
+async def kernel(db_url: str, tmp_path: Path) -> AsyncIterator[Kernel]:
+    """A kernel on each backend, with no entry-point plugins (tests register their own)."""
+    config = load_config(
+        environ={"AOS_HOME": str(tmp_path / "home"), "AOS_DB_URL": db_url}, cwd=tmp_path
+    )
+    k = await Kernel.open(config, load_plugins=False)
+    try:
+        yield k
+    finally:
+        await k.close()

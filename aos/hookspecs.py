@@ -1,0 +1,245 @@
+"""Every AgentOS hook, in one module: each docstring is that hook's contract.
+
+Public names are dotted (``tool.before``); Python names use underscores
+(``tool_before``). A hook has one of four kinds:
+
+gate
+    Implementations run one after another in pluggy's call order
+    (``tryfirst``/``trylast``, then last registered first). Each gets
+    ``(input, output)``: ``input`` is read-only, ``output`` is the value being
+    built. It returns the new output (the same object, changed or not, or a new
+    one) or a verdict ``{"verdict": "reject", "reason": "..."}`` that stops the
+    chain and the operation. A return value that is not a valid output is an
+    error of that implementation. Default failure policy: fail closed (an error
+    or timeout rejects the operation with the error as its reason).
+notify
+    Implementations run concurrently, fire-and-forget: the kernel does not wait
+    for them, and an exception or timeout is logged, never raised. Default
+    failure policy: fail open.
+provide
+    The first implementation returning something other than ``None`` wins. A
+    *required* provide hook without any provider is an error naming the hook.
+register
+    A plain pluggy call at start-up, for in-process plugins only.
+
+An implementation owned by a skill fires only for sessions of agents for which
+that skill is active; hooks without a session (``daemon.*``, ``cli.register``)
+reach every registered implementation. Every implementation may be a plain
+function or a coroutine function. Timeouts and failure policies are per
+implementation (see docs/specs/aos-hooks.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import click
+import pluggy
+
+PROJECT = "aos"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Decorator for implementations: ``@hookimpl`` (optionally ``tryfirst=True``...)."""
+
+HookKind = Literal["gate", "notify", "provide", "register"]
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """What the kernel knows of a hook besides pluggy's spec."""
+
+    name: str
+    """Public dotted name, e.g. ``tool.before``."""
+    python_name: str
+    kind: HookKind
+    required: bool = False
+    """For provide hooks: a missing provider is an error."""
+    output_keys: frozenset[str] = frozenset()
+    """For gate hooks: keys a valid output dict must have."""
+
+
+HOOKS: dict[str, HookSpec] = {}
+"""Public name -> HookSpec, in declaration order."""
+
+
+def _declare(
+    kind: HookKind, *, required: bool = False, output_keys: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        name = fn.__name__.replace("_", ".", 1)
+        HOOKS[name] = HookSpec(name, fn.__name__, kind, required, frozenset(output_keys))
+        return hookspec(firstresult=kind == "provide")(fn)
+
+    return mark
+
+
+def python_name(name: str) -> str:
+    """``tool.before`` -> ``tool_before``."""
+    return name.replace(".", "_")
+
+
+# -- node lifecycle ------------------------------------------------------------
+
+
+@_declare("notify")
+def daemon_start(event: dict[str, Any]) -> None:
+    """**notify** — the node finished starting and serves requests.
+
+    ``event``: ``{"node": str, "pid": int, "db": str}`` (URL, password masked).
+    Nothing may be changed.
+    """
+
+
+@_declare("notify")
+def daemon_stop(event: dict[str, Any]) -> None:
+    """**notify** — the node is shutting down (fired before services stop).
+
+    ``event``: ``{"node": str, "reason": str}``. Nothing may be changed.
+    """
+
+
+# -- agents and sessions ---------------------------------------------------------
+
+
+@_declare("gate", output_keys=("name", "config", "scopes"))
+def agent_create(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+    """**gate** — validate, adjust or reject a new agent before it is stored.
+
+    ``input``: ``{"principal": str, "parent": str | None, "parent_effective":
+    {"model", "skills", "scopes", ...} | None}``.
+    ``output``: ``{"name": str, "parent": str | None, "config": {"model",
+    "skills", "workspace", "max_steps"}, "scopes": [str]}``.
+    Implementations may change ``name``, ``config`` and ``scopes``; the kernel
+    checks the result again (a child never gets a scope its parent lacks).
+    """
+
+
+@_declare("notify")
+def session_create(event: dict[str, Any]) -> None:
+    """**notify** — a session was opened.
+
+    ``event``: ``{"session": SCB as dict, "agent": ACB as dict}``.
+    """
+
+
+@_declare("provide", required=True)
+def session_assemble(input: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """**provide, required** — build the SessionContext from SessionHistory.
+
+    ``input``: ``{"session_id", "agent_id", "history": [fact dicts with seq],
+    "skills": [{"name", "description"}], "budget": int}``.
+    Returns the OpenAI chat messages (``[{"role", "content", ...}]``) or
+    ``None`` to let the next provider answer. aos-context provides it.
+    """
+
+
+# -- the ReAct loop ------------------------------------------------------------------
+
+
+@_declare("gate", output_keys=("message",))
+def dispatch_before(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+    """**gate** — reject a dispatch or rewrite its input message.
+
+    ``input``: ``{"session_id", "agent_id", "principal"}``.
+    ``output``: ``{"message": str}`` — the user message about to be appended.
+    """
+
+
+@_declare("gate", output_keys=("messages", "model"))
+def compute_before(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+    """**gate** — rewrite the LLM request before it is sent.
+
+    ``input``: ``{"session_id", "agent_id", "step": int}``.
+    ``output``: ``{"messages": [...], "model": str, "params": {...}, "tools": [...]}``.
+    """
+
+
+@_declare("gate", output_keys=("content", "tool_calls"))
+def compute_after(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+    """**gate** — validate or rewrite the assistant's response.
+
+    ``input``: ``{"session_id", "agent_id", "step": int, "usage": {...}}``.
+    ``output``: ``{"content": str, "reasoning": str, "tool_calls": [{"id",
+    "command", "timeout"}], "finish_reason": str | None}``.
+    """
+
+
+@_declare("gate", output_keys=("tool", "args"))
+def tool_before(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+    """**gate** — reject or rewrite a bash call before it runs.
+
+    ``input``: ``{"session_id", "agent_id", "call_id"}``.
+    ``output``: ``{"tool": "bash", "args": {"command": str, "timeout": float},
+    "cwd": str, "env": {str: str}}``. A reject becomes the tool's visible result
+    ("rejected by <skill>: <reason>") and the command never runs.
+    """
+
+
+@_declare("gate", output_keys=("output", "exit_code"))
+def tool_after(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+    """**gate** — validate or rewrite the visible result of a bash call.
+
+    ``input``: ``{"session_id", "agent_id", "call_id", "command", "raw_bytes": int}``.
+    ``output``: ``{"output": str, "exit_code": int | None, "status": str}``.
+    The raw output has already gone to RuntimeLog.
+    """
+
+
+@_declare("notify")
+def dispatch_after(event: dict[str, Any]) -> None:
+    """**notify** — a dispatch finished.
+
+    ``event``: ``{"session_id", "agent_id", "dispatch_id", "status", "answer",
+    "usage"}``.
+    """
+
+
+@_declare("notify")
+def history_append(event: dict[str, Any]) -> None:
+    """**notify** — a fact was appended to a session's history.
+
+    ``event``: ``{"session_id", "agent_id", "seq", "ts", "fact": {"kind", ...}}``.
+    UIs and services stream from this.
+    """
+
+
+# -- skills ------------------------------------------------------------------------------
+
+
+@_declare("notify")
+def skill_load(event: dict[str, Any]) -> None:
+    """**notify** — a skill became active for an agent or a session.
+
+    ``event``: ``{"skill", "agent_id" | None, "session_id" | None}``.
+    """
+
+
+@_declare("notify")
+def skill_unload(event: dict[str, Any]) -> None:
+    """**notify** — a skill stopped being active for an agent or a session.
+
+    ``event``: ``{"skill", "agent_id" | None, "session_id" | None}``.
+    """
+
+
+# -- the kernel boundary -------------------------------------------------------------------
+
+
+@_declare("gate", output_keys=("params",))
+def syscall_before(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+    """**gate** — deny a syscall that the kernel's scopes allowed.
+
+    ``input``: ``{"syscall": str, "principal": str, "scope": str, "agent_id",
+    "session_id"}``. ``output``: ``{"params": {...}}``. Policy skills reject;
+    they may also narrow the params (the kernel validates them again).
+    """
+
+
+@_declare("register")
+def cli_register(cli: click.Group) -> None:
+    """**register** — add ``aos`` subcommands (in-process plugins only).
+
+    ``cli``: the root click group; call ``cli.command()`` or ``cli.add_command``.
+    """

@@ -1,0 +1,157 @@
+"""Principals (who is calling), scopes (what they may do) and agent tokens.
+
+Three kinds of principal cross the syscall boundary:
+
+admin
+    The operator: the control socket's owner. Holds every scope.
+service:<skill>
+    A skill's service, with the scopes the skill declares and the system grants.
+agent
+    A ReActUnit's bash, through ``AOS_TOKEN``: the scopes of its agent, limited
+    to its own session and its agent's subtree.
+
+What is not granted is denied. Agent tokens are HMAC-signed by the node's key
+(a 0600 file in the state dir), so a token cannot be forged or widened.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+PrincipalKind = Literal["admin", "service", "agent"]
+
+SCOPES: dict[str, str] = {
+    "kernel.read": "read the node's status",
+    "kernel.admin": "read the configuration, shut the node down (admin only)",
+    "agent.read": "read agents",
+    "agent.write": "create, update and archive agents",
+    "session.read": "read sessions, their history and context",
+    "session.write": "create, append to and archive sessions",
+    "session.dispatch": "dispatch and interrupt sessions",
+    "skill.read": "list and read skills",
+    "skill.write": "load, unload and reload skills",
+    "hook.read": "list hooks and their implementations",
+    "log.read": "read the RuntimeLog",
+    "events.subscribe": "stream kernel events",
+}
+ADMIN_ONLY = frozenset({"kernel.admin"})
+"""Scopes no agent or service can be granted."""
+DEFAULT_AGENT_SCOPES: tuple[str, ...] = (
+    "kernel.read",
+    "agent.read",
+    "agent.write",
+    "session.read",
+    "session.write",
+    "session.dispatch",
+    "skill.read",
+    "skill.write",
+)
+"""Scopes of a root agent that names none."""
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    kind: PrincipalKind
+    name: str
+    scopes: frozenset[str] = frozenset()
+    agent_id: str | None = None
+    """For agent principals: the agent whose subtree bounds what it may touch."""
+    session_id: str | None = None
+    """For agent principals: the session the token was issued for."""
+
+    def allows(self, scope: str) -> bool:
+        return self.kind == "admin" or scope in self.scopes
+
+
+ADMIN = Principal(kind="admin", name="admin")
+
+
+def service_principal(skill: str, scopes: frozenset[str]) -> Principal:
+    return Principal(kind="service", name=f"service:{skill}", scopes=scopes - ADMIN_ONLY)
+
+
+def agent_principal(agent_id: str, session_id: str | None, scopes: frozenset[str]) -> Principal:
+    return Principal(
+        kind="agent",
+        name=f"agent:{agent_id}",
+        scopes=scopes - ADMIN_ONLY,
+        agent_id=agent_id,
+        session_id=session_id,
+    )
+
+
+class InvalidToken(Exception):
+    """A token that is malformed, forged or expired (the message says which)."""
+
+
+class _TokenBody(msgspec.Struct, array_like=True):
+    agent_id: str
+    session_id: str | None
+    scopes: list[str]
+    expires: float
+
+
+class TokenAuthority:
+    """Issues and verifies agent tokens: ``aos1.<payload>.<hmac>`` (base64url)."""
+
+    PREFIX = "aos1"
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    @classmethod
+    def from_file(cls, path: Path) -> TokenAuthority:
+        """Load the node key, creating it (mode 0600) on first use."""
+        try:
+            return cls(path.read_bytes())
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_bytes(32)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process created it first
+                return cls(path.read_bytes())
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(key)
+            return cls(key)
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()
+
+    def issue(self, principal: Principal, ttl: float = 24 * 3600) -> str:
+        if principal.kind != "agent" or principal.agent_id is None:
+            raise ValueError("tokens are issued to agent principals only")
+        body = _TokenBody(
+            principal.agent_id, principal.session_id, sorted(principal.scopes), time.time() + ttl
+        )
+        payload = msgspec.msgpack.encode(body)
+        return ".".join((self.PREFIX, _b64(payload), _b64(self._sign(payload))))
+
+    def verify(self, token: str) -> Principal:
+        try:
+            prefix, payload_b64, signature_b64 = token.split(".")
+            payload, signature = _unb64(payload_b64), _unb64(signature_b64)
+        except ValueError:
+            raise InvalidToken("malformed token") from None
+        if prefix != self.PREFIX or not hmac.compare_digest(signature, self._sign(payload)):
+            raise InvalidToken("token signature does not match this node's key")
+        body = msgspec.msgpack.decode(payload, type=_TokenBody)
+        if body.expires < time.time():
+            raise InvalidToken("token expired")
+        return agent_principal(body.agent_id, body.session_id, frozenset(body.scopes))
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

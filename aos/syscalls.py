@@ -1,0 +1,612 @@
+"""The syscall table: the only legal kernel boundary.
+
+Each syscall is registered once with msgspec-typed params and result, the scope
+it requires and a doc line. The CLI, services and skill scripts all call the
+same table. A syscall is registered only when it works: the table is the truth
+of what the kernel can do (``docs/specs/aos-syscall.md`` documents it).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_type_hints
+
+import msgspec
+
+from aos import __version__
+from aos.agent import ACB, AgentConfig, AgentStatus, EffectiveConfig
+from aos.config import mask_url
+from aos.history import Fact, HistoryEntry
+from aos.hooks import HookRejected
+from aos.ids import new_id
+from aos.principals import ADMIN_ONLY, SCOPES, Principal
+from aos.runtimelog import LogEntry
+from aos.session import SCB, SessionStatus
+from aos.store import StoreError
+
+if TYPE_CHECKING:
+    from aos.kernel import Kernel
+
+ErrorCode = Literal["unknown", "invalid", "denied", "not_found", "conflict", "unavailable"]
+
+
+class SyscallError(Exception):
+    """A syscall failed; ``code`` is one of :data:`ErrorCode`."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+Handler = Callable[["Kernel", Principal, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Syscall:
+    name: str
+    scope: str
+    doc: str
+    params: type[msgspec.Struct]
+    result: Any
+    handler: Handler
+    writes: bool
+    """State-changing syscalls are audited in RuntimeLog."""
+
+
+SYSCALLS: dict[str, Syscall] = {}
+
+
+def syscall(name: str, *, scope: str, doc: str) -> Callable[[Handler], Handler]:
+    """Register a handler ``async def h(kernel, principal, params: P) -> R``."""
+
+    def register(handler: Handler) -> Handler:
+        hints = get_type_hints(handler, localns={"Kernel": object})  # Kernel: typing only
+        SYSCALLS[name] = Syscall(
+            name=name,
+            scope=scope,
+            doc=doc,
+            params=hints["params"],
+            result=hints["return"],
+            handler=handler,
+            writes=scope.endswith((".write", ".dispatch", ".admin")),
+        )
+        return handler
+
+    return register
+
+
+async def call(
+    kernel: Kernel, principal: Principal, name: str, params: Mapping[str, Any] | None
+) -> Any:
+    """Check, validate, gate and run one syscall; return its result as builtins."""
+    sc = SYSCALLS.get(name)
+    if sc is None:
+        raise SyscallError("unknown", f"unknown syscall {name!r} (see `aos syscall --list`)")
+    if not principal.allows(sc.scope):
+        _audit(kernel, principal, name, "denied")
+        raise SyscallError(
+            "denied", f"{principal.name} lacks scope {sc.scope!r} required by {name}"
+        )
+    typed = _convert(sc, params or {})
+    if kernel.hooks.impls("syscall.before"):
+        typed = await _gate(kernel, principal, sc, typed)
+    try:
+        result = await sc.handler(kernel, principal, typed)
+    except StoreError as exc:
+        raise SyscallError(exc.code, str(exc)) from None  # type: ignore[arg-type]
+    if sc.writes:
+        _audit(kernel, principal, name, "ok")
+    return msgspec.to_builtins(result)
+
+
+def _convert(sc: Syscall, params: Mapping[str, Any]) -> Any:
+    try:
+        return msgspec.convert(params, sc.params)
+    except msgspec.ValidationError as exc:
+        raise SyscallError("invalid", f"{sc.name}: invalid params: {exc}") from None
+
+
+async def _gate(kernel: Kernel, principal: Principal, sc: Syscall, typed: Any) -> Any:
+    active = await kernel.active_skills(principal.agent_id) if principal.agent_id else None
+    try:
+        output = await kernel.hooks.gate(
+            "syscall.before",
+            {
+                "syscall": sc.name,
+                "principal": principal.name,
+                "scope": sc.scope,
+                "agent_id": principal.agent_id,
+                "session_id": principal.session_id,
+            },
+            {"params": msgspec.to_builtins(typed)},
+            active=active,
+        )
+    except HookRejected as exc:
+        _audit(kernel, principal, sc.name, f"denied by {exc.owner}")
+        raise SyscallError("denied", f"{sc.name} {exc}") from None
+    return _convert(sc, output["params"])
+
+
+def _audit(kernel: Kernel, principal: Principal, name: str, outcome: str) -> None:
+    kernel.log(
+        LogEntry(
+            kind="syscall",
+            level="info" if outcome == "ok" else "warning",
+            message=f"{name} by {principal.name}: {outcome}",
+            agent_id=principal.agent_id,
+            session_id=principal.session_id,
+            data={"syscall": name, "principal": principal.name, "outcome": outcome},
+        )
+    )
+
+
+# -- authorization helpers ----------------------------------------------------------
+
+
+async def _check_agent(kernel: Kernel, principal: Principal, agent_id: str) -> None:
+    """Agent principals may touch only their own agent subtree."""
+    if principal.kind != "agent" or principal.agent_id is None:
+        return
+    await kernel.store.get_agent(agent_id)  # not_found before denied
+    if not await kernel.in_subtree(principal.agent_id, agent_id):
+        raise SyscallError(
+            "denied", f"{principal.name} may not touch agent {agent_id}: outside its subtree"
+        )
+
+
+async def _session_for(kernel: Kernel, principal: Principal, session_id: str) -> SCB:
+    scb = await kernel.store.get_session(session_id)
+    agent_id = principal.agent_id
+    if (
+        agent_id is not None
+        and session_id != principal.session_id
+        and not await kernel.in_subtree(agent_id, scb.agent_id)
+    ):
+        raise SyscallError(
+            "denied",
+            f"{principal.name} may not touch session {session_id}: "
+            "it belongs to an agent outside its subtree",
+        )
+    return scb
+
+
+def _check_scopes(requested: list[str] | None, ceiling: list[str], whose: str) -> None:
+    if requested is None:
+        return
+    unknown = sorted(set(requested) - SCOPES.keys())
+    if unknown:
+        raise SyscallError("invalid", f"unknown scope(s): {', '.join(unknown)}")
+    admin_only = sorted(set(requested) & ADMIN_ONLY)
+    if admin_only:
+        raise SyscallError(
+            "denied", f"scope(s) {', '.join(admin_only)} cannot be granted to agents"
+        )
+    wider = sorted(set(requested) - set(ceiling))
+    if wider:
+        raise SyscallError(
+            "denied",
+            f"{whose} lacks scope(s) {', '.join(wider)}: a child never gets a scope its parent lacks",
+        )
+
+
+# -- kernel.* ----------------------------------------------------------------------------
+
+
+class NoParams(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class DatabaseStatus(msgspec.Struct):
+    backend: str
+    url: str
+    schema_version: int
+
+
+class PluginStatus(msgspec.Struct, omit_defaults=True):
+    name: str
+    value: str
+    distribution: str | None = None
+    error: str | None = None
+
+
+class KernelStatus(msgspec.Struct):
+    node: str
+    version: str
+    pid: int
+    python: str
+    started_at: float
+    uptime: float
+    database: DatabaseStatus
+    plugins: list[PluginStatus]
+
+
+@syscall(
+    "kernel.status", scope="kernel.read", doc="The node: version, pid, uptime, database, plugins."
+)
+async def kernel_status(kernel: Kernel, principal: Principal, params: NoParams) -> KernelStatus:
+    return KernelStatus(
+        node=kernel.node_id,
+        version=__version__,
+        pid=os.getpid(),
+        python=platform.python_version(),
+        started_at=kernel.started_at,
+        uptime=time.time() - kernel.started_at,
+        database=DatabaseStatus(
+            backend=kernel.store.backend,
+            url=kernel.store.url,
+            schema_version=await kernel.store.schema_version(),
+        ),
+        plugins=[
+            PluginStatus(p.name, p.value, p.distribution, p.error) for p in kernel.plugin_loads
+        ],
+    )
+
+
+class KernelConfig(msgspec.Struct):
+    aoscb: dict[str, Any]
+    db_url: str
+    paths: dict[str, str]
+    sources: dict[str, str]
+
+
+@syscall(
+    "kernel.config", scope="kernel.admin", doc="The resolved configuration and each value's source."
+)
+async def kernel_config(kernel: Kernel, principal: Principal, params: NoParams) -> KernelConfig:
+    config = kernel.config
+    return KernelConfig(
+        aoscb=msgspec.to_builtins(config.aoscb),
+        db_url=mask_url(config.db_url),
+        paths={k: str(v) for k, v in vars(config.paths).items()},
+        sources=config.sources,
+    )
+
+
+# -- agent.* ------------------------------------------------------------------------------
+
+
+class AgentInfo(msgspec.Struct):
+    agent: ACB
+    effective: EffectiveConfig
+
+
+class AgentCreateParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    parent: str | None = None
+    config: AgentConfig = msgspec.field(default_factory=AgentConfig)
+    scopes: list[str] | None = None
+
+
+@syscall(
+    "agent.create",
+    scope="agent.write",
+    doc="Create an agent (a child of `parent`), through the agent.create gate.",
+)
+async def agent_create(
+    kernel: Kernel, principal: Principal, params: AgentCreateParams
+) -> AgentInfo:
+    parent_chain: list[ACB] = []
+    if params.parent is not None:
+        await _check_agent(kernel, principal, params.parent)
+        parent_chain = await kernel.lineage(params.parent)
+        if parent_chain[-1].status != "active":
+            raise SyscallError("conflict", f"parent agent {params.parent} is archived")
+    elif principal.kind == "agent":
+        raise SyscallError(
+            "denied", f"{principal.name} may create agents only inside its subtree: name a parent"
+        )
+    parent_effective = kernel.effective_of(parent_chain) if parent_chain else None
+    ceiling = parent_effective.scopes if parent_effective else kernel.effective_of([]).scopes
+    _check_scopes(
+        params.scopes, ceiling, f"parent {params.parent}" if params.parent else "a root agent"
+    )
+
+    proposed = {
+        "name": params.name,
+        "parent": params.parent,
+        "config": msgspec.to_builtins(params.config),
+        "scopes": params.scopes,
+    }
+    try:
+        decided = await kernel.hooks.gate(
+            "agent.create",
+            {
+                "principal": principal.name,
+                "parent": params.parent,
+                "parent_effective": msgspec.to_builtins(parent_effective)
+                if parent_effective
+                else None,
+            },
+            proposed,
+            active=await kernel.active_skills(principal.agent_id) if principal.agent_id else None,
+        )
+    except HookRejected as exc:
+        raise SyscallError("denied", f"agent.create {exc}") from None
+    decided["parent"] = params.parent  # the gate may not move the agent in the tree
+    final = msgspec.convert(decided, AgentCreateParams)
+    _check_scopes(
+        final.scopes, ceiling, f"parent {params.parent}" if params.parent else "a root agent"
+    )
+    acb = await kernel.store.create_agent(
+        ACB(
+            id=new_id("agt"),
+            name=final.name,
+            parent=final.parent,
+            config=final.config,
+            scopes=final.scopes,
+        )
+    )
+    return AgentInfo(agent=acb, effective=kernel.effective_of([*parent_chain, acb]))
+
+
+class AgentIdParams(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+
+
+@syscall(
+    "agent.get", scope="agent.read", doc="One agent with its effective (inherited) configuration."
+)
+async def agent_get(kernel: Kernel, principal: Principal, params: AgentIdParams) -> AgentInfo:
+    await _check_agent(kernel, principal, params.id)
+    chain = await kernel.lineage(params.id)
+    return AgentInfo(agent=chain[-1], effective=kernel.effective_of(chain))
+
+
+class AgentListParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    parent: str | None = None
+    status: AgentStatus | None = None
+
+
+@syscall(
+    "agent.list",
+    scope="agent.read",
+    doc="Agents (optionally children of `parent`, or by status); agents see their subtree.",
+)
+async def agent_list(kernel: Kernel, principal: Principal, params: AgentListParams) -> list[ACB]:
+    if params.parent is not None:
+        await _check_agent(kernel, principal, params.parent)
+        found = await kernel.store.list_agents(parent=params.parent, status=params.status)
+    else:
+        found = await kernel.store.list_agents(status=params.status)
+    if principal.kind == "agent" and principal.agent_id is not None:
+        found = [a for a in found if await kernel.in_subtree(principal.agent_id, a.id)]
+    return found
+
+
+class AgentUpdateParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    name: str | None = None
+    config: AgentConfig | None = None
+    """Replaces the agent's overrides as a whole."""
+    scopes: list[str] | None = None
+
+
+@syscall(
+    "agent.update",
+    scope="agent.write",
+    doc="Rename an agent, replace its config overrides or its scopes (never wider than its parent's).",
+)
+async def agent_update(
+    kernel: Kernel, principal: Principal, params: AgentUpdateParams
+) -> AgentInfo:
+    await _check_agent(kernel, principal, params.id)
+    chain = await kernel.lineage(params.id)
+    acb = chain[-1]
+    if params.scopes is not None:
+        ceiling = kernel.effective_of(chain[:-1]).scopes
+        if principal.kind == "agent":  # an agent never grants itself more than it holds
+            ceiling = sorted(set(ceiling) & principal.scopes)
+        _check_scopes(
+            params.scopes, ceiling, f"parent {acb.parent}" if acb.parent else "a root agent"
+        )
+    updated = msgspec.structs.replace(
+        acb,
+        name=params.name if params.name is not None else acb.name,
+        config=params.config if params.config is not None else acb.config,
+        scopes=params.scopes if params.scopes is not None else acb.scopes,
+    )
+    updated = await kernel.store.update_agent(updated)
+    return AgentInfo(agent=updated, effective=kernel.effective_of([*chain[:-1], updated]))
+
+
+@syscall(
+    "agent.archive",
+    scope="agent.write",
+    doc="Archive an agent (refused while it has active children).",
+)
+async def agent_archive(kernel: Kernel, principal: Principal, params: AgentIdParams) -> ACB:
+    await _check_agent(kernel, principal, params.id)
+    acb = await kernel.store.get_agent(params.id)
+    children = await kernel.store.list_agents(parent=acb.id, status="active")
+    if children:
+        names = ", ".join(c.name for c in children)
+        raise SyscallError(
+            "conflict", f"agent {acb.id} has active children ({names}): archive them first"
+        )
+    if acb.status == "archived":
+        return acb
+    return await kernel.store.update_agent(msgspec.structs.replace(acb, status="archived"))
+
+
+# -- session.* -----------------------------------------------------------------------------
+
+
+class SessionCreateParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    agent_id: str | None = None
+    """Defaults to the calling agent."""
+    title: str = ""
+
+
+@syscall(
+    "session.create", scope="session.write", doc="Open a session of an agent; fires session.create."
+)
+async def session_create(kernel: Kernel, principal: Principal, params: SessionCreateParams) -> SCB:
+    agent_id = params.agent_id or principal.agent_id
+    if agent_id is None:
+        raise SyscallError("invalid", "session.create: invalid params: agent_id is required")
+    await _check_agent(kernel, principal, agent_id)
+    agent = await kernel.store.get_agent(agent_id)
+    if agent.status != "active":
+        raise SyscallError("conflict", f"agent {agent_id} is archived")
+    scb = await kernel.store.create_session(
+        SCB(id=new_id("ses"), agent_id=agent_id, title=params.title)
+    )
+    kernel.hooks.notify(
+        "session.create",
+        {"session": msgspec.to_builtins(scb), "agent": msgspec.to_builtins(agent)},
+        active=await kernel.active_skills(agent_id),
+    )
+    return scb
+
+
+class SessionIdParams(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+
+
+@syscall("session.get", scope="session.read", doc="One session control block.")
+async def session_get(kernel: Kernel, principal: Principal, params: SessionIdParams) -> SCB:
+    return await _session_for(kernel, principal, params.id)
+
+
+class SessionListParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    agent_id: str | None = None
+    status: SessionStatus | None = None
+
+
+@syscall(
+    "session.list",
+    scope="session.read",
+    doc="Sessions (of one agent, or by status); agents see their subtree's.",
+)
+async def session_list(
+    kernel: Kernel, principal: Principal, params: SessionListParams
+) -> list[SCB]:
+    if params.agent_id is not None:
+        await _check_agent(kernel, principal, params.agent_id)
+    found = await kernel.store.list_sessions(agent_id=params.agent_id, status=params.status)
+    if principal.kind == "agent" and principal.agent_id is not None:
+        found = [s for s in found if await kernel.in_subtree(principal.agent_id, s.agent_id)]
+    return found
+
+
+class SessionAppendParams(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    fact: Fact
+
+
+class Appended(msgspec.Struct):
+    session_id: str
+    seq: int
+
+
+@syscall(
+    "session.append",
+    scope="session.write",
+    doc="Append a fact to a session's history; fires history.append.",
+)
+async def session_append(
+    kernel: Kernel, principal: Principal, params: SessionAppendParams
+) -> Appended:
+    scb = await _session_for(kernel, principal, params.id)
+    if scb.status == "archived":
+        raise SyscallError("conflict", f"session {scb.id} is archived")
+    return Appended(session_id=scb.id, seq=await kernel.append(scb, params.fact))
+
+
+class SessionHistoryParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    after: int = 0
+    until: int | None = None
+    limit: int | None = None
+
+
+@syscall(
+    "session.history",
+    scope="session.read",
+    doc="Facts of a session with after < seq <= until, oldest first.",
+)
+async def session_history(
+    kernel: Kernel, principal: Principal, params: SessionHistoryParams
+) -> list[HistoryEntry]:
+    await _session_for(kernel, principal, params.id)
+    return await kernel.store.read_history(
+        params.id, after=params.after, until=params.until, limit=params.limit
+    )
+
+
+@syscall(
+    "session.archive",
+    scope="session.write",
+    doc="Archive a session (refused while a dispatch holds its lease).",
+)
+async def session_archive(kernel: Kernel, principal: Principal, params: SessionIdParams) -> SCB:
+    scb = await _session_for(kernel, principal, params.id)
+    if scb.lease_owner is not None and (scb.lease_expires or 0) > time.time():
+        raise SyscallError(
+            "conflict", f"session {scb.id} is running on {scb.lease_owner}: interrupt it first"
+        )
+    if scb.status == "archived":
+        return scb
+    return await kernel.store.update_session(
+        msgspec.structs.replace(scb, status="archived", phase="")
+    )
+
+
+# -- hook.list, log.read ----------------------------------------------------------------------
+
+
+class HookImplInfo(msgspec.Struct):
+    owner: str
+    where: str
+    function: str
+    failure: str
+    timeout: float
+    tryfirst: bool
+    trylast: bool
+
+
+class HookInfo(msgspec.Struct):
+    hook: str
+    kind: str
+    required: bool
+    implementations: list[HookImplInfo]
+
+
+@syscall(
+    "hook.list",
+    scope="hook.read",
+    doc="Every hook with its kind and implementations in call order.",
+)
+async def hook_list(kernel: Kernel, principal: Principal, params: NoParams) -> list[HookInfo]:
+    return msgspec.convert(kernel.hooks.describe(), list[HookInfo])
+
+
+class LogReadParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    session_id: str | None = None
+    agent_id: str | None = None
+    kind: str | None = None
+    since: float | None = None
+    until: float | None = None
+    after_id: int = 0
+    limit: int = 100
+    newest_first: bool = False
+
+
+@syscall("log.read", scope="log.read", doc="RuntimeLog records by session, agent, kind and time.")
+async def log_read(kernel: Kernel, principal: Principal, params: LogReadParams) -> list[LogEntry]:
+    if principal.kind == "agent":
+        if params.session_id is None:
+            raise SyscallError(
+                "denied",
+                f"{principal.name} may read the log of its own sessions only: name session_id",
+            )
+        await _session_for(kernel, principal, params.session_id)
+    return await kernel.store.read_log(**msgspec.structs.asdict(params))

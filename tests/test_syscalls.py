@@ -1,0 +1,269 @@
+"""The syscall table through a real kernel on both backends: errors, principals, scopes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from aos.hookspecs import hookimpl
+from aos.kernel import Kernel
+from aos.principals import (
+    ADMIN,
+    DEFAULT_AGENT_SCOPES,
+    InvalidToken,
+    Principal,
+    TokenAuthority,
+    agent_principal,
+    service_principal,
+)
+from aos.syscalls import SYSCALLS, SyscallError
+
+pytestmark = pytest.mark.anyio
+
+
+async def make_agent(kernel: Kernel, name: str, **params: Any) -> dict[str, Any]:
+    return await kernel.syscall(ADMIN, "agent.create", {"name": name, **params})
+
+
+async def token_principal(kernel: Kernel, agent_id: str, session_id: str | None) -> Principal:
+    """The principal a bash command holding AOS_TOKEN would be (through a real token)."""
+    effective = (await kernel.syscall(ADMIN, "agent.get", {"id": agent_id}))["effective"]
+    issued = agent_principal(agent_id, session_id, frozenset(effective["scopes"]))
+    return kernel.tokens.verify(kernel.tokens.issue(issued))
+
+
+async def expect(
+    code: str, kernel: Kernel, principal: Principal, name: str, params: Any = None
+) -> str:
+    with pytest.raises(SyscallError) as info:
+        await kernel.syscall(principal, name, params)
+    assert info.value.code == code, info.value.message
+    return info.value.message
+
+
+async def test_typed_errors(kernel: Kernel) -> None:
+    assert "unknown syscall 'no.such'" in await expect("unknown", kernel, ADMIN, "no.such")
+    message = await expect("invalid", kernel, ADMIN, "agent.create", {"name": 3})
+    assert message == "agent.create: invalid params: Expected `str`, got `int` - at `$.name`"
+    await expect("invalid", kernel, ADMIN, "agent.get", {"id": "x", "extra": 1})
+    assert await expect("not_found", kernel, ADMIN, "agent.get", {"id": "agt_none"}) == (
+        "agent agt_none not found"
+    )
+    await make_agent(kernel, "dup")
+    assert "named 'dup'" in await expect("conflict", kernel, ADMIN, "agent.create", {"name": "dup"})
+
+
+async def test_kernel_status_and_config(kernel: Kernel) -> None:
+    status = await kernel.syscall(ADMIN, "kernel.status")
+    assert status["database"]["backend"] == kernel.store.backend
+    assert status["database"]["schema_version"] >= 1
+    config = await kernel.syscall(ADMIN, "kernel.config")
+    assert config["aoscb"]["limits"]["max_steps"] == kernel.config.aoscb.limits.max_steps
+    assert config["sources"]["db_url"] == "environment AOS_DB_URL"
+
+
+async def test_agent_tree_and_inheritance(kernel: Kernel) -> None:
+    lead = await make_agent(kernel, "lead", config={"model": "big-model", "skills": ["pdf"]})
+    worker = await make_agent(kernel, "worker", parent=lead["agent"]["id"])
+    assert worker["effective"]["model"] == "big-model"
+    assert worker["effective"]["skills"] == ["pdf"]
+    assert worker["effective"]["scopes"] == lead["effective"]["scopes"]
+    special = await make_agent(
+        kernel, "special", parent=lead["agent"]["id"], config={"model": "small-model"}
+    )
+    assert special["effective"]["model"] == "small-model"
+    assert special["effective"]["skills"] == ["pdf"]
+    children = await kernel.syscall(ADMIN, "agent.list", {"parent": lead["agent"]["id"]})
+    assert [c["name"] for c in children] == ["worker", "special"]
+    # changing the parent changes what children inherit
+    await kernel.syscall(
+        ADMIN, "agent.update", {"id": lead["agent"]["id"], "config": {"model": "m2"}}
+    )
+    worker_now = await kernel.syscall(ADMIN, "agent.get", {"id": worker["agent"]["id"]})
+    assert worker_now["effective"]["model"] == "m2"
+    assert worker_now["effective"]["skills"] == []
+
+
+async def test_child_never_widens_scopes(kernel: Kernel) -> None:
+    narrow = ["agent.read", "agent.write", "session.read"]
+    parent = await make_agent(kernel, "narrow", scopes=narrow)
+    parent_id = parent["agent"]["id"]
+    message = await expect(
+        "denied", kernel, ADMIN, "agent.create",
+        {"name": "wide", "parent": parent_id, "scopes": [*narrow, "session.write"]},
+    )  # fmt: skip
+    assert "lacks scope(s) session.write" in message
+    child = await make_agent(kernel, "child", parent=parent_id)
+    assert child["effective"]["scopes"] == sorted(narrow)
+    child_id = child["agent"]["id"]
+    await expect(
+        "denied", kernel, ADMIN, "agent.update", {"id": child_id, "scopes": ["session.dispatch"]}
+    )
+    # the agent itself, through its token, cannot widen its own scopes either
+    me = await token_principal(kernel, parent_id, None)
+    await expect(
+        "denied",
+        kernel,
+        me,
+        "agent.update",
+        {"id": parent_id, "scopes": list(DEFAULT_AGENT_SCOPES)},
+    )
+    await expect(
+        "denied", kernel, ADMIN, "agent.create", {"name": "root", "scopes": ["kernel.admin"]}
+    )
+    await expect(
+        "invalid", kernel, ADMIN, "agent.create", {"name": "typo", "scopes": ["sesion.read"]}
+    )
+
+
+async def test_agent_token_boundaries(kernel: Kernel) -> None:
+    alice = await make_agent(kernel, "alice")
+    bob = await make_agent(kernel, "bob")
+    a_session = await kernel.syscall(ADMIN, "session.create", {"agent_id": alice["agent"]["id"]})
+    b_session = await kernel.syscall(ADMIN, "session.create", {"agent_id": bob["agent"]["id"]})
+    me = await token_principal(kernel, alice["agent"]["id"], a_session["id"])
+
+    assert "lacks scope 'kernel.admin'" in await expect("denied", kernel, me, "kernel.config")
+    await kernel.syscall(me, "kernel.status")  # kernel.read is an agent scope
+    assert "outside its subtree" in await expect(
+        "denied", kernel, me, "session.history", {"id": b_session["id"]}
+    )
+    await expect("denied", kernel, me, "session.get", {"id": b_session["id"]})
+    await expect("denied", kernel, me, "agent.get", {"id": bob["agent"]["id"]})
+    await expect("denied", kernel, me, "agent.create", {"name": "rootless"})
+    await expect(
+        "denied", kernel, me, "agent.create", {"name": "bobs-child", "parent": bob["agent"]["id"]}
+    )
+    # inside its subtree it works
+    mine = await kernel.syscall(
+        me, "agent.create", {"name": "helper", "parent": alice["agent"]["id"]}
+    )
+    helper_session = await kernel.syscall(me, "session.create", {"agent_id": mine["agent"]["id"]})
+    await kernel.syscall(
+        me,
+        "session.append",
+        {"id": helper_session["id"], "fact": {"kind": "message.user", "text": "hi"}},
+    )
+    assert [a["name"] for a in await kernel.syscall(me, "agent.list")] == ["alice", "helper"]
+    own = await kernel.syscall(me, "session.list")
+    assert {s["id"] for s in own} == {a_session["id"], helper_session["id"]}
+
+
+async def test_tokens_cannot_be_forged_or_reused_after_expiry(
+    kernel: Kernel, tmp_path: Any
+) -> None:
+    principal = agent_principal("agt_x", "ses_x", frozenset({"session.read"}))
+    token = kernel.tokens.issue(principal)
+    assert kernel.tokens.verify(token) == principal
+    other_node = TokenAuthority.from_file(tmp_path / "other.key")
+    with pytest.raises(InvalidToken, match="signature"):
+        other_node.verify(token)
+    prefix, payload, signature = token.split(".")
+    with pytest.raises(InvalidToken):
+        kernel.tokens.verify(f"{prefix}.{payload}x.{signature}")
+    with pytest.raises(InvalidToken, match="expired"):
+        kernel.tokens.verify(kernel.tokens.issue(principal, ttl=-1))
+    with pytest.raises(InvalidToken, match="malformed"):
+        kernel.tokens.verify("nonsense")
+    assert (kernel.config.paths.state_dir / "token.key").stat().st_mode & 0o777 == 0o600
+
+
+async def test_service_principal_has_only_granted_scopes(kernel: Kernel) -> None:
+    ui = service_principal("aos-frontend", frozenset({"agent.read", "kernel.admin"}))
+    await kernel.syscall(ui, "agent.list")
+    await expect("denied", kernel, ui, "agent.create", {"name": "x"})
+    await expect("denied", kernel, ui, "kernel.config")  # admin-only scopes are never granted
+
+
+async def test_sessions_and_history(kernel: Kernel) -> None:
+    agent = await make_agent(kernel, "a")
+    session = await kernel.syscall(
+        ADMIN, "session.create", {"agent_id": agent["agent"]["id"], "title": "t"}
+    )
+    assert session["status"] == "idle"
+    for text in ("one", "two", "three"):
+        await kernel.syscall(
+            ADMIN,
+            "session.append",
+            {"id": session["id"], "fact": {"kind": "message.user", "text": text}},
+        )
+    history = await kernel.syscall(ADMIN, "session.history", {"id": session["id"], "after": 1})
+    assert [(h["seq"], h["fact"]["text"]) for h in history] == [(2, "two"), (3, "three")]
+    await expect(
+        "invalid", kernel, ADMIN, "session.append",
+        {"id": session["id"], "fact": {"kind": "message.bogus", "text": "x"}},
+    )  # fmt: skip
+    archived = await kernel.syscall(ADMIN, "session.archive", {"id": session["id"]})
+    assert archived["status"] == "archived"
+    await expect(
+        "conflict", kernel, ADMIN, "session.append",
+        {"id": session["id"], "fact": {"kind": "message.user", "text": "late"}},
+    )  # fmt: skip
+    assert await kernel.store.acquire_lease(
+        (await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]}))["id"],
+        "n",
+        30,
+    )
+
+
+async def test_archive_rules(kernel: Kernel) -> None:
+    parent = await make_agent(kernel, "p")
+    await make_agent(kernel, "c", parent=parent["agent"]["id"])
+    assert "has active children (c)" in await expect(
+        "conflict", kernel, ADMIN, "agent.archive", {"id": parent["agent"]["id"]}
+    )
+    running = await kernel.syscall(ADMIN, "session.create", {"agent_id": parent["agent"]["id"]})
+    await kernel.store.acquire_lease(running["id"], "node-1", 30)
+    await expect("conflict", kernel, ADMIN, "session.archive", {"id": running["id"]})
+
+
+async def test_syscall_before_lets_a_policy_skill_deny(kernel: Kernel) -> None:
+    class ReadOnlyPolicy:
+        @hookimpl
+        def syscall_before(self, input: Any, output: dict[str, Any]) -> dict[str, Any]:
+            if input["syscall"] == "agent.create" and input["principal"] == "admin":
+                return {"verdict": "reject", "reason": "this node is read-only"}
+            return output
+
+    kernel.pm.register(ReadOnlyPolicy(), name="read-only")
+    message = await expect("denied", kernel, ADMIN, "agent.create", {"name": "x"})
+    assert message == "agent.create rejected by read-only: this node is read-only"
+    await kernel.syscall(ADMIN, "agent.list")
+    await kernel.flush_logs()
+    denials = await kernel.syscall(ADMIN, "log.read", {"kind": "syscall"})
+    assert any(d["data"]["outcome"] == "denied by read-only" for d in denials)
+
+
+async def test_agent_create_gate_adjusts_and_rejects(kernel: Kernel) -> None:
+    class Naming:
+        @hookimpl
+        def agent_create(self, input: Any, output: dict[str, Any]) -> dict[str, Any]:
+            if output["name"].startswith("bad"):
+                return {"verdict": "reject", "reason": "bad names are not allowed"}
+            return {**output, "config": {**output["config"], "model": "house-model"}}
+
+    kernel.pm.register(Naming(), name="naming")
+    created = await make_agent(kernel, "good")
+    assert created["agent"]["config"]["model"] == "house-model"
+    assert created["effective"]["model"] == "house-model"
+    message = await expect("denied", kernel, ADMIN, "agent.create", {"name": "bad-one"})
+    assert message == "agent.create rejected by naming: bad names are not allowed"
+
+
+async def test_writes_are_audited_in_the_runtime_log(kernel: Kernel) -> None:
+    started = time.time()
+    await make_agent(kernel, "audited")
+    await kernel.flush_logs()
+    entries = await kernel.syscall(ADMIN, "log.read", {"kind": "syscall", "since": started - 1})
+    assert [e["data"]["syscall"] for e in entries] == ["agent.create"]
+    assert entries[0]["data"]["principal"] == "admin"
+
+
+async def test_hook_list_and_table_metadata(kernel: Kernel) -> None:
+    hooks = await kernel.syscall(ADMIN, "hook.list")
+    assert {h["hook"] for h in hooks} >= {"tool.before", "session.assemble"}
+    for sc in SYSCALLS.values():
+        assert sc.doc
+        assert sc.scope
