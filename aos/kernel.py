@@ -91,22 +91,32 @@ class Kernel:
         return chain
 
     def effective_of(self, chain: list[ACB]) -> EffectiveConfig:
-        """Inherit along a root-first lineage: the nearest override wins, scopes narrow."""
+        """Inherit along a root-first lineage.
+
+        The nearest override wins for model, workspace and max_steps. Skills add
+        up: a child adds skills but cannot drop its ancestors' (policy skills
+        stay active below them). Scopes narrow: a root agent has the scopes it
+        names (else the default agent scopes), each descendant the intersection
+        with what it names.
+        """
         limits = self.config.aoscb.limits
-        model, skills, workspace, max_steps = self.config.aoscb.model, [], None, limits.max_steps
-        scopes = set(DEFAULT_AGENT_SCOPES)
+        model, workspace, max_steps = self.config.aoscb.model, None, limits.max_steps
+        skills: dict[str, None] = {}  # ordered set
+        scopes: set[str] | None = None
         for acb in chain:
             c = acb.config
             model = c.model if c.model is not None else model
-            skills = c.skills if c.skills is not None else skills
+            skills.update(dict.fromkeys(c.skills or ()))
             workspace = c.workspace if c.workspace is not None else workspace
             max_steps = c.max_steps if c.max_steps is not None else max_steps
-            if acb.scopes is not None:
+            if scopes is None:
+                scopes = set(DEFAULT_AGENT_SCOPES if acb.scopes is None else acb.scopes)
+            elif acb.scopes is not None:
                 scopes &= set(acb.scopes)
         return EffectiveConfig(
             model=model,
             skills=list(skills),
-            scopes=sorted(scopes),
+            scopes=sorted(scopes if scopes is not None else DEFAULT_AGENT_SCOPES),
             workspace=workspace,
             max_steps=max_steps,
         )

@@ -82,4 +82,9 @@ def _load(pm: AOSPluginManager, ep: EntryPoint) -> PluginLoad:
         pm.register(plugin, name=ep.name)
     except Exception as exc:
         return PluginLoad(ep.name, ep.value, dist, f"{type(exc).__name__}: {exc}")
+    try:
+        pm.check_pending()  # a hook implementation with no such hook (a typo) is an error
+    except pluggy.PluginValidationError as exc:
+        pm.unregister(name=ep.name)
+        return PluginLoad(ep.name, ep.value, dist, str(exc))
     return PluginLoad(ep.name, ep.value, dist)

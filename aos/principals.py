@@ -107,21 +107,35 @@ class TokenAuthority:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
+    KEY_BYTES = 32
+
     @classmethod
     def from_file(cls, path: Path) -> TokenAuthority:
-        """Load the node key, creating it (mode 0600) on first use."""
-        try:
-            return cls(path.read_bytes())
-        except FileNotFoundError:
+        """Load the node key, creating it (mode 0600) on first use.
+
+        The key is written to a temporary file and linked into place, so a
+        concurrent opener sees either no key or the whole key."""
+        if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            key = secrets.token_bytes(32)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another process created it first
-                return cls(path.read_bytes())
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
-                handle.write(key)
-            return cls(key)
+                handle.write(secrets.token_bytes(cls.KEY_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:  # another process won the race: use its key
+                pass
+            finally:
+                tmp.unlink()
+        key = path.read_bytes()
+        if len(key) != cls.KEY_BYTES or path.stat().st_mode & 0o077:
+            raise ValueError(
+                f"{path} is not a valid node key ({cls.KEY_BYTES} bytes, mode 0600): "
+                "delete it to create a new one (issued tokens become invalid)"
+            )
+        return cls(key)
 
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()

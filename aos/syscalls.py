@@ -31,6 +31,8 @@ from aos.store import StoreError
 if TYPE_CHECKING:
     from aos.kernel import Kernel
 
+GRANTABLE = sorted(SCOPES.keys() - ADMIN_ONLY)
+"""Every scope an agent or service may hold."""
 ErrorCode = Literal["unknown", "invalid", "denied", "not_found", "conflict", "unavailable"]
 
 
@@ -76,7 +78,7 @@ def syscall(name: str, *, scope: str, doc: str) -> Callable[[Handler], Handler]:
             params=hints["params"],
             result=hints["return"],
             handler=handler,
-            writes=scope.endswith((".write", ".dispatch", ".admin")),
+            writes=scope.endswith((".write", ".dispatch")),
         )
         return handler
 
@@ -89,19 +91,23 @@ async def call(
     """Check, validate, gate and run one syscall; return its result as builtins."""
     sc = SYSCALLS.get(name)
     if sc is None:
-        raise SyscallError("unknown", f"unknown syscall {name!r} (see `aos syscall --list`)")
+        raise SyscallError("unknown", f"unknown syscall {name!r} (see docs/specs/aos-syscall.md)")
     if not principal.allows(sc.scope):
         _audit(kernel, principal, name, "denied")
         raise SyscallError(
             "denied", f"{principal.name} lacks scope {sc.scope!r} required by {name}"
         )
     typed = _convert(sc, params or {})
-    if kernel.hooks.impls("syscall.before"):
-        typed = await _gate(kernel, principal, sc, typed)
     try:
+        if kernel.hooks.impls("syscall.before"):
+            typed = await _gate(kernel, principal, sc, typed)
         result = await sc.handler(kernel, principal, typed)
     except StoreError as exc:
         raise SyscallError(exc.code, str(exc)) from None  # type: ignore[arg-type]
+    except SyscallError as exc:
+        if exc.code == "denied":  # denials inside handlers are audited like scope denials
+            _audit(kernel, principal, name, f"denied: {exc.message}")
+        raise
     if sc.writes:
         _audit(kernel, principal, name, "ok")
     return msgspec.to_builtins(result)
@@ -130,7 +136,6 @@ async def _gate(kernel: Kernel, principal: Principal, sc: Syscall, typed: Any) -
             active=active,
         )
     except HookRejected as exc:
-        _audit(kernel, principal, sc.name, f"denied by {exc.owner}")
         raise SyscallError("denied", f"{sc.name} {exc}") from None
     return _convert(sc, output["params"])
 
@@ -192,8 +197,7 @@ def _check_scopes(requested: list[str] | None, ceiling: list[str], whose: str) -
     wider = sorted(set(requested) - set(ceiling))
     if wider:
         raise SyscallError(
-            "denied",
-            f"{whose} lacks scope(s) {', '.join(wider)}: a child never gets a scope its parent lacks",
+            "denied", f"{whose} lacks scope(s) {', '.join(wider)}: scopes are never widened"
         )
 
 
@@ -304,10 +308,14 @@ async def agent_create(
             "denied", f"{principal.name} may create agents only inside its subtree: name a parent"
         )
     parent_effective = kernel.effective_of(parent_chain) if parent_chain else None
-    ceiling = parent_effective.scopes if parent_effective else kernel.effective_of([]).scopes
-    _check_scopes(
-        params.scopes, ceiling, f"parent {params.parent}" if params.parent else "a root agent"
-    )
+    ceiling = parent_effective.scopes if parent_effective else GRANTABLE
+    whose = f"parent agent {params.parent}" if params.parent else "the grantable set"
+    if principal.kind == "agent":  # never more than the calling token holds
+        whose = f"{principal.name} or {whose}"
+        if set(ceiling) - principal.scopes:
+            ceiling = sorted(set(ceiling) & principal.scopes)
+            params = msgspec.structs.replace(params, scopes=params.scopes or ceiling)
+    _check_scopes(params.scopes, ceiling, whose)
 
     proposed = {
         "name": params.name,
@@ -331,10 +339,13 @@ async def agent_create(
     except HookRejected as exc:
         raise SyscallError("denied", f"agent.create {exc}") from None
     decided["parent"] = params.parent  # the gate may not move the agent in the tree
-    final = msgspec.convert(decided, AgentCreateParams)
-    _check_scopes(
-        final.scopes, ceiling, f"parent {params.parent}" if params.parent else "a root agent"
-    )
+    try:
+        final = msgspec.convert(decided, AgentCreateParams)
+    except msgspec.ValidationError as exc:
+        raise SyscallError(
+            "invalid", f"agent.create: the agent.create gate returned an invalid agent: {exc}"
+        ) from None
+    _check_scopes(final.scopes, ceiling, whose)
     acb = await kernel.store.create_agent(
         ACB(
             id=new_id("agt"),
@@ -401,12 +412,12 @@ async def agent_update(
     chain = await kernel.lineage(params.id)
     acb = chain[-1]
     if params.scopes is not None:
-        ceiling = kernel.effective_of(chain[:-1]).scopes
-        if principal.kind == "agent":  # an agent never grants itself more than it holds
+        ceiling = kernel.effective_of(chain[:-1]).scopes if acb.parent else GRANTABLE
+        whose = f"parent agent {acb.parent}" if acb.parent else "the grantable set"
+        if principal.kind == "agent":  # an agent never grants more than it holds
             ceiling = sorted(set(ceiling) & principal.scopes)
-        _check_scopes(
-            params.scopes, ceiling, f"parent {acb.parent}" if acb.parent else "a root agent"
-        )
+            whose = f"{principal.name} or {whose}"
+        _check_scopes(params.scopes, ceiling, whose)
     updated = msgspec.structs.replace(
         acb,
         name=params.name if params.name is not None else acb.name,
