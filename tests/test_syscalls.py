@@ -233,7 +233,7 @@ async def test_syscall_before_lets_a_policy_skill_deny(kernel: Kernel) -> None:
     await kernel.syscall(ADMIN, "agent.list")
     await kernel.flush_logs()
     denials = await kernel.syscall(ADMIN, "log.read", {"kind": "syscall"})
-    assert any(d["data"]["outcome"] == "denied by read-only" for d in denials)
+    assert any(d["data"]["outcome"] == f"denied: {message}" for d in denials)
 
 
 async def test_agent_create_gate_adjusts_and_rejects(kernel: Kernel) -> None:
@@ -277,3 +277,42 @@ def test_every_syscall_is_documented() -> None:
     headings = set(re.findall(r"^### (\S+)\s*$", doc.read_text(encoding="utf-8"), re.M))
     missing = sorted(set(SYSCALLS) - headings)
     assert not missing, f"docs/specs/aos-syscall.md lacks sections for {missing}"
+
+
+async def test_a_narrow_token_cannot_create_a_wider_child(kernel: Kernel) -> None:
+    lead = await make_agent(kernel, "lead")
+    narrow = agent_principal(lead["agent"]["id"], None, frozenset({"agent.read", "agent.write"}))
+    me = kernel.tokens.verify(kernel.tokens.issue(narrow))
+    await expect(
+        "denied", kernel, me, "agent.create",
+        {"name": "wide", "parent": lead["agent"]["id"], "scopes": ["session.dispatch"]},
+    )  # fmt: skip
+    child = await kernel.syscall(me, "agent.create", {"name": "kid", "parent": lead["agent"]["id"]})
+    assert child["effective"]["scopes"] == ["agent.read", "agent.write"]
+
+
+async def test_children_cannot_drop_inherited_skills(kernel: Kernel) -> None:
+    lead = await make_agent(kernel, "lead", config={"skills": ["policy-skill"]})
+    child = await make_agent(kernel, "kid", parent=lead["agent"]["id"], config={"skills": ["pdf"]})
+    assert child["effective"]["skills"] == ["policy-skill", "pdf"]
+    updated = await kernel.syscall(
+        ADMIN, "agent.update", {"id": child["agent"]["id"], "config": {"skills": []}}
+    )
+    assert updated["effective"]["skills"] == ["policy-skill"]
+    assert "policy-skill" in await kernel.active_skills(child["agent"]["id"])
+
+
+async def test_admin_may_grant_a_root_agent_non_default_scopes(kernel: Kernel) -> None:
+    ops = await make_agent(kernel, "ops", scopes=["log.read", "hook.read", "session.read"])
+    assert ops["effective"]["scopes"] == ["hook.read", "log.read", "session.read"]
+
+
+async def test_invalid_agent_create_gate_output_is_a_clear_error(kernel: Kernel) -> None:
+    class Broken:
+        @hookimpl
+        def agent_create(self, output: dict[str, Any]) -> dict[str, Any]:
+            return {**output, "config": {"model": 42}}
+
+    kernel.pm.register(Broken(), name="broken")
+    message = await expect("invalid", kernel, ADMIN, "agent.create", {"name": "x"})
+    assert message.startswith("agent.create: the agent.create gate returned an invalid agent:")
