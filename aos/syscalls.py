@@ -314,7 +314,8 @@ async def agent_create(
         whose = f"{principal.name} or {whose}"
         if set(ceiling) - principal.scopes:
             ceiling = sorted(set(ceiling) & principal.scopes)
-            params = msgspec.structs.replace(params, scopes=params.scopes or ceiling)
+            if params.scopes is None:
+                params = msgspec.structs.replace(params, scopes=ceiling)
     _check_scopes(params.scopes, ceiling, whose)
 
     proposed = {
