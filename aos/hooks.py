@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import click
 import msgspec
@@ -49,10 +49,20 @@ class HookError(Exception):
 
 
 class HookPolicy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Per-implementation overrides (from SKILL.md, a service's hello, or :func:`policy`)."""
+    """Per-implementation overrides (from SKILL.md, a service's hello, or :func:`policy`).
 
-    timeout: float | None = None
+    Unset fields fall through: a skill's declared policy over the function's
+    own :func:`policy`, over the defaults of the hook's kind."""
+
+    timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
     failure: FailurePolicy | None = None
+
+    def over(self, other: HookPolicy) -> HookPolicy:
+        """This policy, with ``other`` filling the fields it leaves unset."""
+        return HookPolicy(
+            timeout=self.timeout if self.timeout is not None else other.timeout,
+            failure=self.failure if self.failure is not None else other.failure,
+        )
 
 
 def policy(
@@ -60,8 +70,10 @@ def policy(
 ) -> Callable[[Any], Any]:
     """Decorate an in-process hook implementation with its own timeout/failure policy."""
 
+    declared = msgspec.convert({"timeout": timeout, "failure": failure}, HookPolicy)
+
     def mark(fn: Any) -> Any:
-        setattr(fn, POLICY_ATTR, HookPolicy(timeout=timeout, failure=failure))
+        setattr(fn, POLICY_ATTR, declared)
         return fn
 
     return mark
@@ -97,6 +109,20 @@ class Impl:
 
 def _is_valid_output(spec: HookSpec, value: Any) -> bool:
     return isinstance(value, dict) and spec.output_keys <= value.keys()
+
+
+def _invalid_output(impl: Impl, spec: HookSpec, value: Any) -> str:
+    keys = ", ".join(sorted(spec.output_keys))
+    if isinstance(value, dict) and "verdict" in value:
+        got = f"unknown verdict {value['verdict']!r} (the only verdict is 'reject')"
+    elif isinstance(value, dict):
+        got = f"a dict without {', '.join(sorted(spec.output_keys - value.keys()))}"
+    else:
+        got = type(value).__name__
+    return (
+        f"{impl.owner} returned an invalid output on {spec.name}: expected the output dict "
+        f"(keys {keys}) or a reject verdict, got {got}"
+    )
 
 
 class HookRunner:
@@ -138,8 +164,8 @@ class HookRunner:
 
     def _impl(self, spec: HookSpec, hookimpl: Any) -> Impl:
         fn = hookimpl.function
-        declared = self._policies.get((hookimpl.plugin_name, spec.name)) or getattr(
-            fn, POLICY_ATTR, HookPolicy()
+        declared = self._policies.get((hookimpl.plugin_name, spec.name), HookPolicy()).over(
+            getattr(fn, POLICY_ATTR, HookPolicy())
         )
         default_failure: FailurePolicy = "fail-closed" if spec.kind == "gate" else "fail-open"
         return Impl(
@@ -148,7 +174,7 @@ class HookRunner:
             function=fn,
             argnames=tuple(hookimpl.argnames),
             is_async=inspect.iscoroutinefunction(fn),
-            timeout=declared.timeout or self.default_timeout,
+            timeout=declared.timeout if declared.timeout is not None else self.default_timeout,
             failure=declared.failure or default_failure,
             where=getattr(hookimpl.plugin, "aos_where", "in-process"),
             tryfirst=bool(hookimpl.tryfirst),
@@ -268,11 +294,7 @@ class HookRunner:
                 )
                 raise HookRejected(hook, impl.owner, reason)
             if not _is_valid_output(spec, result) or "verdict" in result:
-                keys = ", ".join(sorted(spec.output_keys))
-                reason = (
-                    f"{impl.owner} returned an invalid output on {hook}: expected the output dict "
-                    f"(keys {keys}) or a reject verdict, got {type(result).__name__}"
-                )
+                reason = _invalid_output(impl, spec, result)
                 self._record("hook.error", impl, started, reason, level="error", scope=input)
                 if impl.failure == "fail-closed":
                     raise HookRejected(hook, impl.owner, reason)

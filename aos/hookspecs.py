@@ -8,8 +8,9 @@ gate
     (``tryfirst``/``trylast``, then last registered first). Each gets
     ``(input, output)``: ``input`` is read-only, ``output`` is the value being
     built. It returns the new output (the same object, changed or not, or a new
-    one) or a verdict ``{"verdict": "reject", "reason": "..."}`` that stops the
-    chain and the operation. A return value that is not a valid output is an
+    one; ``None`` means unchanged) or a verdict ``{"verdict": "reject",
+    "reason": "..."}`` that stops the chain and the operation. ``input`` and
+    notify ``event`` values are read-only mappings. A return value that is not a valid output is an
     error of that implementation. Default failure policy: fail closed (an error
     or timeout rejects the operation with the error as its reason).
 notify
@@ -31,7 +32,7 @@ implementation (see docs/specs/aos-hooks.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -84,7 +85,7 @@ def python_name(name: str) -> str:
 
 
 @_declare("notify")
-def daemon_start(event: dict[str, Any]) -> None:
+def daemon_start(event: Mapping[str, Any]) -> None:
     """**notify** — the node finished starting and serves requests.
 
     ``event``: ``{"node": str, "pid": int, "db": str}`` (URL, password masked).
@@ -93,7 +94,7 @@ def daemon_start(event: dict[str, Any]) -> None:
 
 
 @_declare("notify")
-def daemon_stop(event: dict[str, Any]) -> None:
+def daemon_stop(event: Mapping[str, Any]) -> None:
     """**notify** — the node is shutting down (fired before services stop).
 
     ``event``: ``{"node": str, "reason": str}``. Nothing may be changed.
@@ -104,7 +105,7 @@ def daemon_stop(event: dict[str, Any]) -> None:
 
 
 @_declare("gate", output_keys=("name", "config", "scopes"))
-def agent_create(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+def agent_create(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — validate, adjust or reject a new agent before it is stored.
 
     ``input``: ``{"principal": str, "parent": str | None, "parent_effective":
@@ -117,7 +118,7 @@ def agent_create(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any
 
 
 @_declare("notify")
-def session_create(event: dict[str, Any]) -> None:
+def session_create(event: Mapping[str, Any]) -> None:
     """**notify** — a session was opened.
 
     ``event``: ``{"session": SCB as dict, "agent": ACB as dict}``.
@@ -125,7 +126,7 @@ def session_create(event: dict[str, Any]) -> None:
 
 
 @_declare("provide", required=True)
-def session_assemble(input: dict[str, Any]) -> list[dict[str, Any]] | None:
+def session_assemble(input: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """**provide, required** — build the SessionContext from SessionHistory.
 
     ``input``: ``{"session_id", "agent_id", "history": [fact dicts with seq],
@@ -139,7 +140,7 @@ def session_assemble(input: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 @_declare("gate", output_keys=("message",))
-def dispatch_before(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+def dispatch_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — reject a dispatch or rewrite its input message.
 
     ``input``: ``{"session_id", "agent_id", "principal"}``.
@@ -148,7 +149,7 @@ def dispatch_before(input: dict[str, Any], output: dict[str, Any]) -> dict[str, 
 
 
 @_declare("gate", output_keys=("messages", "model"))
-def compute_before(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+def compute_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — rewrite the LLM request before it is sent.
 
     ``input``: ``{"session_id", "agent_id", "step": int}``.
@@ -157,7 +158,7 @@ def compute_before(input: dict[str, Any], output: dict[str, Any]) -> dict[str, A
 
 
 @_declare("gate", output_keys=("content", "tool_calls"))
-def compute_after(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+def compute_after(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — validate or rewrite the assistant's response.
 
     ``input``: ``{"session_id", "agent_id", "step": int, "usage": {...}}``.
@@ -167,7 +168,7 @@ def compute_after(input: dict[str, Any], output: dict[str, Any]) -> dict[str, An
 
 
 @_declare("gate", output_keys=("tool", "args"))
-def tool_before(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+def tool_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — reject or rewrite a bash call before it runs.
 
     ``input``: ``{"session_id", "agent_id", "call_id"}``.
@@ -178,7 +179,7 @@ def tool_before(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]
 
 
 @_declare("gate", output_keys=("output", "exit_code"))
-def tool_after(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+def tool_after(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — validate or rewrite the visible result of a bash call.
 
     ``input``: ``{"session_id", "agent_id", "call_id", "command", "raw_bytes": int}``.
@@ -188,7 +189,7 @@ def tool_after(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] 
 
 
 @_declare("notify")
-def dispatch_after(event: dict[str, Any]) -> None:
+def dispatch_after(event: Mapping[str, Any]) -> None:
     """**notify** — a dispatch finished.
 
     ``event``: ``{"session_id", "agent_id", "dispatch_id", "status", "answer",
@@ -197,7 +198,7 @@ def dispatch_after(event: dict[str, Any]) -> None:
 
 
 @_declare("notify")
-def history_append(event: dict[str, Any]) -> None:
+def history_append(event: Mapping[str, Any]) -> None:
     """**notify** — a fact was appended to a session's history.
 
     ``event``: ``{"session_id", "agent_id", "seq", "ts", "fact": {"kind", ...}}``.
@@ -209,7 +210,7 @@ def history_append(event: dict[str, Any]) -> None:
 
 
 @_declare("notify")
-def skill_load(event: dict[str, Any]) -> None:
+def skill_load(event: Mapping[str, Any]) -> None:
     """**notify** — a skill became active for an agent or a session.
 
     ``event``: ``{"skill", "agent_id" | None, "session_id" | None}``.
@@ -217,7 +218,7 @@ def skill_load(event: dict[str, Any]) -> None:
 
 
 @_declare("notify")
-def skill_unload(event: dict[str, Any]) -> None:
+def skill_unload(event: Mapping[str, Any]) -> None:
     """**notify** — a skill stopped being active for an agent or a session.
 
     ``event``: ``{"skill", "agent_id" | None, "session_id" | None}``.
@@ -228,7 +229,7 @@ def skill_unload(event: dict[str, Any]) -> None:
 
 
 @_declare("gate", output_keys=("params",))
-def syscall_before(input: dict[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
+def syscall_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — deny a syscall that the kernel's scopes allowed.
 
     ``input``: ``{"syscall": str, "principal": str, "scope": str, "agent_id",

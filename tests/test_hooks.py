@@ -344,3 +344,31 @@ def test_describe_lists_every_hook_with_its_implementations(
     assert impl["failure"] == "fail-open"
     assert impl["timeout"] == 1.5
     assert described["session.assemble"]["required"] is True
+
+
+async def test_unknown_verdict_is_named(pm: AOSPluginManager, runner: HookRunner) -> None:
+    @hookimpl
+    def allow(output: dict[str, Any]) -> dict[str, Any]:
+        return {"verdict": "allow"}
+
+    pm.register(plugin(tool_before=allow), name="allower")
+    with pytest.raises(
+        HookRejected, match=r"unknown verdict 'allow' \(the only verdict is 'reject'\)"
+    ):
+        await runner.gate("tool.before", {}, bash("ls"))
+
+
+def test_declared_policy_merges_with_the_functions_own(
+    pm: AOSPluginManager, runner: HookRunner
+) -> None:
+    @hookimpl
+    @policy(failure="fail-open")
+    def guard(output: dict[str, Any]) -> dict[str, Any]:
+        return output
+
+    pm.register(plugin(tool_before=guard), name="guard")
+    runner.set_policy("guard", "tool.before", HookPolicy(timeout=0.5))  # as SKILL.md would
+    [impl] = runner.impls("tool.before")
+    assert (impl.timeout, impl.failure) == (0.5, "fail-open")
+    with pytest.raises(Exception, match="Expected `float` > 0"):
+        policy(timeout=0)
