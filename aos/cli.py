@@ -7,6 +7,7 @@ import functools
 import json
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -15,6 +16,8 @@ from aos import __version__
 from aos.config import Config, ConfigError, load_config, mask_url
 from aos.hooks import HookRunner
 from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
+from aos.skills import manifest
+from aos.skills.registry import SKILL_FILE, Skill, SkillRegistry, default_roots
 from aos.store import StoreError, backend_of, open_store
 
 
@@ -161,6 +164,142 @@ def hooks(ctx: Context, as_json: bool) -> None:
         click.echo(
             f"plugin {error['plugin']} ({error['entry_point']}) failed: {error['error']}", err=True
         )
+
+
+@cli.group()
+def skill() -> None:
+    """List, show, validate and scaffold skills."""
+
+
+def _registry(ctx: Context) -> SkillRegistry:
+    _, loads = plugins()
+    registry = SkillRegistry(default_roots(ctx.config), loads)
+    registry.scan()
+    return registry
+
+
+def _skill_row(s: Skill) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "description": s.description,
+        "root": s.root,
+        "path": s.path,
+        "kind": s.kind,
+        "status": s.status,
+        "reason": s.reason,
+        "warnings": s.warnings,
+    }
+
+
+@skill.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def skill_list(ctx: Context, as_json: bool) -> None:
+    """Every skill found in the discovery roots, shadowed and broken ones included."""
+    rows = [_skill_row(s) for s in _registry(ctx).all()]
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo(
+            "no skills found (roots: see `aos doctor`; scaffold one with `aos skill new NAME`)"
+        )
+    for row in rows:
+        description = (
+            row["description"] if len(row["description"]) <= 70 else row["description"][:67] + "..."
+        )
+        click.echo(f"{row['name']}  [{row['status']}, {row['kind']}, {row['root']}]  {description}")
+        if row["reason"]:
+            click.echo(f"    {row['status']}: {row['reason']}")
+        for warning in row["warnings"]:
+            click.echo(f"    warning: {warning}")
+
+
+@skill.command(name="show")
+@click.argument("name")
+@pass_context
+def skill_show(ctx: Context, name: str) -> None:
+    """One skill: where it is, its status and its SKILL.md body."""
+    found = [s for s in _registry(ctx).all() if s.name == name]
+    if not found:
+        raise click.ClickException(f"no skill named {name!r} (see `aos skill list`)")
+    for s in found:
+        click.echo(f"{s.name}  [{s.status}, {s.kind}, {s.root}]")
+        click.echo(f"path: {s.path}")
+        if s.description:
+            click.echo(f"description: {s.description}")
+        if s.reason:
+            click.echo(f"{s.status}: {s.reason}")
+        for warning in s.warnings:
+            click.echo(f"warning: {warning}")
+        if s.service_path:
+            click.echo(f"service: {s.service_path}")
+        if s.scripts_dir:
+            click.echo(f"scripts: {s.scripts_dir}")
+        if s.body:
+            click.echo("\n" + s.body)
+
+
+@skill.command(name="validate")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def skill_validate(path: Path) -> None:
+    """Check a skill directory strictly against the Agent Skills spec (exit 1 on errors)."""
+    skill_dir = path.parent if path.is_file() else path
+    result = manifest.parse(skill_dir / SKILL_FILE, strict=True)
+    for diagnostic in result.diagnostics:
+        click.echo(f"{diagnostic.level}: {diagnostic}", err=True)
+    if result.manifest is None:
+        raise SystemExit(1)
+    click.echo(f"ok: {skill_dir} is a valid skill ({result.manifest.name})")
+
+
+_SERVICE_TEMPLATE = '''"""The service face of {name}: the hooks it implements (see docs/specs/aos-service.md)."""
+
+from aos_sdk import define_service
+
+
+@define_service
+def service():
+    def before_tool(input_data, output_data):
+        # Return output_data (changed or not), or {{"verdict": "reject", "reason": "..."}}.
+        return output_data
+
+    return {{"hooks": {{"tool.before": before_tool}}}}
+'''
+
+
+@skill.command(name="new")
+@click.argument("name")
+@click.option("--service", "with_service", is_flag=True, help="Add a service face (service.py).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Create it here (default: the first configured skill root).",
+)
+@pass_context
+def skill_new(ctx: Context, name: str, with_service: bool, directory: Path | None) -> None:
+    """Scaffold a valid skill directory."""
+    root = directory or ctx.config.skill_root_paths[0]
+    skill_dir = root / name
+    problems = manifest.check_name(name, expected=name)
+    if problems:
+        raise click.ClickException(f"invalid skill name {name!r}: {'; '.join(problems)}")
+    if skill_dir.exists():
+        raise click.ClickException(f"{skill_dir} already exists")
+    skill_dir.mkdir(parents=True)
+    service_line = "service: ./service.py\n" if with_service else ""
+    (skill_dir / SKILL_FILE).write_text(
+        f"---\nname: {name}\n"
+        f"description: Describe what {name} does and when an agent should use it.\n"
+        f"{service_line}---\n\n# {name}\n\nInstructions for the agent: what this skill is for, "
+        "the scripts in scripts/ and how to call them.\n",
+        encoding="utf-8",
+    )
+    if with_service:
+        (skill_dir / "service.py").write_text(_SERVICE_TEMPLATE.format(name=name), encoding="utf-8")
+    click.echo(f"created {skill_dir}")
+    click.echo(f"check it with: aos skill validate {skill_dir}")
 
 
 def main() -> None:

@@ -150,6 +150,12 @@ class HookRunner:
         self._policies[(owner, hook)] = value
         self._cache.pop(hook, None)
 
+    def clear_policies(self, owner: str) -> None:
+        """Forget every policy declared for ``owner`` (its skill changed or left)."""
+        for key in [k for k in self._policies if k[0] == owner]:
+            del self._policies[key]
+            self._cache.pop(key[1], None)
+
     def impls(self, hook: str) -> tuple[Impl, ...]:
         """The hook's implementations in call order (a snapshot: registration
         during a chain does not change the chain already running)."""

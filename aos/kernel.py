@@ -15,13 +15,14 @@ from typing import Any
 
 from aos.agent import ACB, EffectiveConfig
 from aos.config import Config
-from aos.history import Fact, fact_to_builtins
-from aos.hooks import HookRunner
+from aos.history import Fact, SkillLoaded, SkillUnloaded, fact_to_builtins
+from aos.hooks import HookPolicy, HookRunner
 from aos.ids import new_id
 from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
 from aos.principals import DEFAULT_AGENT_SCOPES, Principal, TokenAuthority
 from aos.runtimelog import LogEntry
 from aos.session import SCB
+from aos.skills.registry import SkillEvent, SkillRegistry, default_roots
 from aos.store import Store, open_store
 from aos.syscalls import call
 
@@ -34,16 +35,26 @@ class Kernel:
         pm: AOSPluginManager,
         tokens: TokenAuthority,
         plugin_loads: list[PluginLoad],
+        skills: SkillRegistry,
     ) -> None:
         self.config = config
         self.store = store
         self.pm = pm
         self.tokens = tokens
         self.plugin_loads = plugin_loads
+        self.skills = skills
         self.node_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('node')[5:]}"
         self.started_at = time.time()
         self.hooks = HookRunner(pm, default_timeout=config.aoscb.limits.hook_timeout, log=self.log)
         self._pending_logs: set[asyncio.Task[Any]] = set()
+        self._plugins = {
+            load.name: pm.get_plugin(load.name) for load in plugin_loads if not load.error
+        }
+        self._loaded: dict[str, tuple[int, frozenset[str]]] = {}
+        """session id -> (seq read up to, skills loaded in it)."""
+        skills.subscribe(self._on_skill_event)
+        for skill in skills.all():
+            self._on_skill_event(SkillEvent("added", skill))
 
     @classmethod
     async def open(cls, config: Config, *, load_plugins: bool = True) -> Kernel:
@@ -52,7 +63,9 @@ class Kernel:
         pm = AOSPluginManager()
         loads = load_entrypoint_plugins(pm, allowed_plugins()) if load_plugins else []
         tokens = TokenAuthority.from_file(config.paths.state_dir / "token.key")
-        kernel = cls(config, store, pm, tokens, loads)
+        skills = SkillRegistry(default_roots(config), loads)
+        skills.scan()
+        kernel = cls(config, store, pm, tokens, loads, skills)
         for load in loads:
             if load.error:
                 kernel.log(
@@ -73,6 +86,42 @@ class Kernel:
         """Wait until every RuntimeLog record written so far is committed."""
         while self._pending_logs:
             await asyncio.gather(*list(self._pending_logs), return_exceptions=True)
+
+    # -- skills ----------------------------------------------------------------------
+    def _on_skill_event(self, event: SkillEvent) -> None:
+        """Keep hook registrations and declared policies in step with the registry:
+        a plugin skill's hooks fire only while it is the active skill of its name."""
+        skill = event.skill
+        self.hooks.clear_policies(skill.name)
+        if event.kind != "removed" and skill.status == "active" and skill.manifest:
+            for hook, settings in skill.manifest.hooks.items():
+                self.hooks.set_policy(
+                    skill.name, hook, HookPolicy(timeout=settings.timeout, failure=settings.failure)
+                )
+        plugin = self._plugins.get(skill.name)
+        if plugin is None or skill.kind != "plugin":
+            return
+        winner = self.skills.get(skill.name)
+        wanted = winner is not None and winner.kind == "plugin" and winner.status == "active"
+        if wanted and not self.pm.is_registered(plugin):
+            self.pm.register(plugin, name=skill.name)
+        elif not wanted and self.pm.is_registered(plugin):
+            self.pm.unregister(plugin)
+
+    async def session_skills(self, session_id: str) -> frozenset[str]:
+        """Skills loaded in a session (skill.loaded facts not undone by skill.unloaded)."""
+        seq, loaded = self._loaded.get(session_id, (0, frozenset()))
+        entries = await self.store.read_history(session_id, after=seq)
+        if entries:
+            names = set(loaded)
+            for entry in entries:
+                if isinstance(entry.fact, SkillLoaded):
+                    names.add(entry.fact.skill)
+                elif isinstance(entry.fact, SkillUnloaded):
+                    names.discard(entry.fact.skill)
+            seq, loaded = entries[-1].seq, frozenset(names)
+            self._loaded[session_id] = (seq, loaded)
+        return loaded
 
     # -- RuntimeLog ------------------------------------------------------------------
     def log(self, entry: LogEntry) -> None:
@@ -124,10 +173,12 @@ class Kernel:
     async def effective(self, agent_id: str) -> EffectiveConfig:
         return self.effective_of(await self.lineage(agent_id))
 
-    async def active_skills(self, agent_id: str) -> frozenset[str]:
-        """System default skills plus the agent's (inherited) skills."""
+    async def active_skills(self, agent_id: str, session_id: str | None = None) -> frozenset[str]:
+        """System default skills, the agent's (inherited) skills, and those loaded
+        in the session."""
         effective = await self.effective(agent_id)
-        return frozenset(self.config.aoscb.default_skills) | frozenset(effective.skills)
+        active = frozenset(self.config.aoscb.default_skills) | frozenset(effective.skills)
+        return active | await self.session_skills(session_id) if session_id else active
 
     async def in_subtree(self, root_id: str, agent_id: str) -> bool:
         """Whether ``agent_id`` is ``root_id`` or one of its descendants."""
@@ -147,7 +198,9 @@ class Kernel:
                     "ts": time.time(),
                     "fact": fact_to_builtins(fact),
                 },
-                active=active if active is not None else await self.active_skills(scb.agent_id),
+                active=active
+                if active is not None
+                else await self.active_skills(scb.agent_id, scb.id),
             )
         return seq
 

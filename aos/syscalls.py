@@ -20,12 +20,13 @@ import msgspec
 from aos import __version__
 from aos.agent import ACB, AgentConfig, AgentStatus, EffectiveConfig
 from aos.config import mask_url
-from aos.history import Fact, HistoryEntry
+from aos.history import Fact, HistoryEntry, SkillLoaded, SkillUnloaded
 from aos.hooks import HookRejected
 from aos.ids import new_id
 from aos.principals import ADMIN_ONLY, SCOPES, Principal
 from aos.runtimelog import LogEntry
 from aos.session import SCB, SessionStatus
+from aos.skills.registry import Skill
 from aos.store import StoreError
 
 if TYPE_CHECKING:
@@ -121,7 +122,11 @@ def _convert(sc: Syscall, params: Mapping[str, Any]) -> Any:
 
 
 async def _gate(kernel: Kernel, principal: Principal, sc: Syscall, typed: Any) -> Any:
-    active = await kernel.active_skills(principal.agent_id) if principal.agent_id else None
+    active = (
+        await kernel.active_skills(principal.agent_id, principal.session_id)
+        if principal.agent_id
+        else None
+    )
     try:
         output = await kernel.hooks.gate(
             "syscall.before",
@@ -622,3 +627,151 @@ async def log_read(kernel: Kernel, principal: Principal, params: LogReadParams) 
             )
         await _session_for(kernel, principal, params.session_id)
     return await kernel.store.read_log(**msgspec.structs.asdict(params))
+
+
+# -- skill.* -------------------------------------------------------------------------------------
+
+
+class SkillInfo(msgspec.Struct, kw_only=True):
+    name: str
+    description: str
+    root: str
+    path: str
+    kind: str
+    status: str
+    reason: str
+    warnings: list[str]
+    service: str | None
+    scripts: str | None
+    entry_point: str | None
+
+
+class SkillDetail(SkillInfo, kw_only=True):
+    body: str
+    license: str | None
+    compatibility: str | None
+    allowed_tools: list[str]
+    scopes: list[str]
+    metadata: dict[str, str]
+
+
+def _skill_info(skill: Skill) -> SkillInfo:
+    return SkillInfo(
+        name=skill.name,
+        description=skill.description,
+        root=skill.root,
+        path=skill.path,
+        kind=skill.kind,
+        status=skill.status,
+        reason=skill.reason,
+        warnings=skill.warnings,
+        service=str(skill.service_path) if skill.service_path else None,
+        scripts=str(skill.scripts_dir) if skill.scripts_dir else None,
+        entry_point=skill.entry_point,
+    )
+
+
+def _skill(kernel: Kernel, name: str) -> Skill:
+    skill = kernel.skills.get(name)
+    if skill is None:
+        raise SyscallError("not_found", f"no skill named {name!r} (see `aos skill list`)")
+    return skill
+
+
+@syscall(
+    "skill.list",
+    scope="skill.read",
+    doc="Every skill found: root, kind, status (active/broken/shadowed) and reason.",
+)
+async def skill_list(kernel: Kernel, principal: Principal, params: NoParams) -> list[SkillInfo]:
+    return [_skill_info(s) for s in kernel.skills.all()]
+
+
+class SkillNameParams(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+
+
+@syscall(
+    "skill.get",
+    scope="skill.read",
+    doc="One skill (the winner of its name) with its SKILL.md body.",
+)
+async def skill_get(kernel: Kernel, principal: Principal, params: SkillNameParams) -> SkillDetail:
+    skill = _skill(kernel, params.name)
+    m = skill.manifest
+    return SkillDetail(
+        **msgspec.structs.asdict(_skill_info(skill)),
+        body=skill.body,
+        license=m.license if m else None,
+        compatibility=m.compatibility if m else None,
+        allowed_tools=m.allowed_tools if m else [],
+        scopes=m.scopes if m else [],
+        metadata=m.metadata if m else {},
+    )
+
+
+class SkillSessionParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    session_id: str | None = None
+    """Defaults to the calling agent's session."""
+
+
+async def _skill_session(kernel: Kernel, principal: Principal, params: SkillSessionParams) -> SCB:
+    session_id = params.session_id or principal.session_id
+    if session_id is None:
+        raise SyscallError("invalid", "invalid params: session_id is required")
+    scb = await _session_for(kernel, principal, session_id)
+    if scb.status == "archived":
+        raise SyscallError("conflict", f"session {scb.id} is archived")
+    return scb
+
+
+@syscall(
+    "skill.load",
+    scope="skill.write",
+    doc="Make a skill active in a session: its body enters the context; fires skill.load.",
+)
+async def skill_load(kernel: Kernel, principal: Principal, params: SkillSessionParams) -> Appended:
+    scb = await _skill_session(kernel, principal, params)
+    skill = _skill(kernel, params.name)
+    if skill.status != "active":
+        raise SyscallError("conflict", f"skill {skill.name} is {skill.status}: {skill.reason}")
+    seq = await kernel.append(scb, SkillLoaded(skill=skill.name, body=skill.body))
+    kernel.hooks.notify(
+        "skill.load",
+        {"skill": skill.name, "agent_id": scb.agent_id, "session_id": scb.id},
+        active=await kernel.active_skills(scb.agent_id, scb.id),
+    )
+    return Appended(session_id=scb.id, seq=seq)
+
+
+@syscall(
+    "skill.unload", scope="skill.write", doc="Stop a skill loaded in a session; fires skill.unload."
+)
+async def skill_unload(
+    kernel: Kernel, principal: Principal, params: SkillSessionParams
+) -> Appended:
+    scb = await _skill_session(kernel, principal, params)
+    if params.name not in await kernel.session_skills(scb.id):
+        raise SyscallError("conflict", f"skill {params.name} is not loaded in session {scb.id}")
+    active = await kernel.active_skills(scb.agent_id, scb.id)
+    seq = await kernel.append(scb, SkillUnloaded(skill=params.name))
+    kernel.hooks.notify(
+        "skill.unload",
+        {"skill": params.name, "agent_id": scb.agent_id, "session_id": scb.id},
+        active=active,  # the skill itself hears that it was unloaded
+    )
+    return Appended(session_id=scb.id, seq=seq)
+
+
+@syscall(
+    "skill.reload", scope="skill.write", doc="Read a skill from disk again (as hot reload would)."
+)
+async def skill_reload(kernel: Kernel, principal: Principal, params: SkillNameParams) -> SkillInfo:
+    if not any(s.name == params.name for s in kernel.skills.all()):
+        raise SyscallError("not_found", f"no skill named {params.name!r} (see `aos skill list`)")
+    kernel.skills.reload(params.name)
+    skill = kernel.skills.get(params.name)
+    if skill is None:
+        raise SyscallError("not_found", f"skill {params.name!r} is gone from disk")
+    return _skill_info(skill)

@@ -21,7 +21,6 @@ from aos.principals import ADMIN
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "specs" / "aos-hooks.md"
 
-SKILLS_ISSUE = "Skills: Agent Skills–compatible SKILL.md, discovery roots, plugin skills, context face, hot reload"
 DAEMON_ISSUE = (
     "The daemon and the wire: control socket, service faces over Unix sockets, aos_sdk, supervision"
 )
@@ -36,8 +35,6 @@ NOT_FIRED_YET = {
     "tool.before": MAIN_JOB_ISSUE,
     "tool.after": MAIN_JOB_ISSUE,
     "dispatch.after": MAIN_JOB_ISSUE,
-    "skill.load": SKILLS_ISSUE,
-    "skill.unload": SKILLS_ISSUE,
 }
 
 
@@ -146,6 +143,12 @@ async def exercise(kernel: Kernel) -> set[str]:
         "session.append",
         {"id": session["id"], "fact": {"kind": "message.user", "text": "hi"}},
     )
+    skill_dir = kernel.config.skill_root_paths[0] / "notes"
+    skill_dir.mkdir(parents=True)
+    (skill_dir / "SKILL.md").write_text("---\nname: notes\ndescription: Keeps notes.\n---\nBody.\n")
+    kernel.skills.refresh([skill_dir])
+    await kernel.syscall(ADMIN, "skill.load", {"name": "notes", "session_id": session["id"]})
+    await kernel.syscall(ADMIN, "skill.unload", {"name": "notes", "session_id": session["id"]})
     kernel.hooks.register_cli(click.Group("aos"))
     await kernel.hooks.drain()
     return recorder.fired

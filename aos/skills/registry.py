@@ -1,0 +1,338 @@
+"""Skill discovery and the registry, with hot reload.
+
+Roots, highest precedence first: the configured skill roots (the project's
+``skills/`` by default), ``<project>/.agents/skills`` and ``~/.agents/skills``
+(the Agent Skills cross-client locations, when present), the user skills dir,
+installed plugin skills (entry point group ``aos.skills``) and the standard
+skills (``aos_stdskills``). The same name in two roots: the higher root wins
+and the other is listed as ``shadowed``. A broken SKILL.md makes that one skill
+``broken`` with its reason; nothing else is affected.
+
+Directory roots are watched (watchfiles): adding, editing or deleting a skill
+directory, its SKILL.md, scripts or service file updates the registry and
+notifies subscribers with ``added`` / ``changed`` / ``removed`` events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import importlib.util
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import anyio
+import msgspec
+import watchfiles
+
+from aos.config import Config
+from aos.plugins import PluginLoad
+from aos.skills.manifest import Manifest, parse
+
+SkillKind = Literal["context", "service", "plugin"]
+SkillStatus = Literal["active", "broken", "shadowed"]
+EventKind = Literal["added", "changed", "removed"]
+SKILL_FILE = "SKILL.md"
+STANDARD_PACKAGE = "aos_stdskills"
+
+
+class Skill(msgspec.Struct, kw_only=True):
+    """One discovered skill (the winner of its name, or a shadowed/broken one)."""
+
+    name: str
+    description: str = ""
+    root: str
+    """The root's label: configured, project-agents, home-agents, user, plugin, standard."""
+    path: str
+    """The skill directory."""
+    kind: SkillKind
+    status: SkillStatus = "active"
+    reason: str = ""
+    """Why it is broken or shadowed."""
+    warnings: list[str] = []
+    manifest: Manifest | None = None
+    entry_point: str | None = None
+    """For plugin and standard skills: the entry point's value."""
+    fingerprint: str = ""
+    """Changes whenever a file of the skill changes."""
+
+    @property
+    def body(self) -> str:
+        return self.manifest.body if self.manifest else ""
+
+    @property
+    def scripts_dir(self) -> Path | None:
+        scripts = Path(self.path) / "scripts"
+        return scripts if scripts.is_dir() else None
+
+    @property
+    def service_path(self) -> Path | None:
+        if self.manifest is None or self.manifest.service is None:
+            return None
+        return Path(self.path) / self.manifest.service
+
+
+class SkillEvent(msgspec.Struct, frozen=True):
+    kind: EventKind
+    skill: Skill
+
+
+@dataclass(frozen=True)
+class Root:
+    label: str
+    path: Path | None = None
+    """A directory root; None for the entry-point roots (plugin, standard)."""
+
+
+Subscriber = Callable[[SkillEvent], None]
+
+
+def _fingerprint(skill_dir: Path) -> str:
+    digest = hashlib.blake2b(digest_size=12)
+    for dirpath, dirnames, filenames in os.walk(skill_dir):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+        for filename in sorted(filenames):
+            try:
+                stat = os.stat(os.path.join(dirpath, filename))
+            except OSError:
+                continue
+            digest.update(f"{dirpath}/{filename}:{stat.st_mtime_ns}:{stat.st_size};".encode())
+    return digest.hexdigest()
+
+
+def load_skill_dir(skill_dir: Path, root: str, *, expected_name: str | None = None) -> Skill:
+    """Read one skill directory leniently."""
+    result = parse(skill_dir / SKILL_FILE, expected_name=expected_name)
+    manifest = result.manifest
+    kind: SkillKind = "service" if manifest and manifest.service else "context"
+    if manifest is None:
+        return Skill(
+            name=expected_name or skill_dir.name,
+            root=root,
+            path=str(skill_dir),
+            kind=kind,
+            status="broken",
+            reason="; ".join(str(d) for d in result.errors),
+            warnings=[str(d) for d in result.warnings],
+            fingerprint=_fingerprint(skill_dir),
+        )
+    return Skill(
+        name=manifest.name,
+        description=manifest.description,
+        root=root,
+        path=str(skill_dir),
+        kind=kind,
+        warnings=[str(d) for d in result.warnings],
+        manifest=manifest,
+        fingerprint=_fingerprint(skill_dir),
+    )
+
+
+def _plugin_skill(load: PluginLoad) -> Skill:
+    module = load.value.split(":", 1)[0]
+    root = "standard" if module.split(".", 1)[0] == STANDARD_PACKAGE else "plugin"
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    origin = Path(spec.origin).parent if spec and spec.origin else None
+    if load.error or origin is None:
+        return Skill(
+            name=load.name,
+            root=root,
+            path=str(origin or ""),
+            kind="plugin",
+            status="broken",
+            reason=f"plugin {load.value} failed to load: {load.error or 'module not found'}",
+            entry_point=load.value,
+        )
+    if not (origin / SKILL_FILE).is_file():
+        return Skill(
+            name=load.name,
+            root=root,
+            path=str(origin),
+            kind="plugin",
+            warnings=[f"{origin}: no {SKILL_FILE} beside the plugin module"],
+            entry_point=load.value,
+        )
+    skill = load_skill_dir(origin, root, expected_name=load.name)
+    return msgspec.structs.replace(skill, kind="plugin", name=load.name, entry_point=load.value)
+
+
+class SkillRegistry:
+    """Every skill the node knows, by name, in precedence order."""
+
+    def __init__(self, roots: list[Root], plugins: list[PluginLoad] | None = None) -> None:
+        self.roots = roots
+        self._plugins = list(plugins or [])
+        self._candidates: dict[tuple[int, str], Skill] = {}
+        """(root index, skill dir or entry point name) -> what that place holds."""
+        self._winners: dict[str, Skill] = {}
+        self._subscribers: list[Subscriber] = []
+
+    # -- reading ---------------------------------------------------------------------
+    def get(self, name: str) -> Skill | None:
+        """The skill that wins ``name`` (active or broken), if any."""
+        return self._winners.get(name)
+
+    def all(self) -> list[Skill]:
+        """Every skill found, shadowed ones included, by name then precedence."""
+        return [s for _, s in sorted(self._candidates.items(), key=lambda kv: (kv[1].name, kv[0]))]
+
+    def active(self, names: Iterable[str] | None = None) -> list[Skill]:
+        """Active skills (of ``names``, in that order, when given)."""
+        if names is None:
+            return [s for s in self._winners.values() if s.status == "active"]
+        return [
+            s for n in dict.fromkeys(names) if (s := self._winners.get(n)) and s.status == "active"
+        ]
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    # -- discovery -------------------------------------------------------------------
+    def scan(self) -> list[SkillEvent]:
+        """Discover every root again."""
+        self._candidates = {}
+        for index, root in enumerate(self.roots):
+            if root.path is None:
+                wanted = "standard" if root.label == "standard" else "plugin"
+                for load in self._plugins:
+                    skill = _plugin_skill(load)
+                    if skill.root == wanted:
+                        self._candidates[(index, load.name)] = skill
+            elif root.path.is_dir():
+                for child in sorted(root.path.iterdir()):
+                    if (
+                        child.is_dir()
+                        and not child.name.startswith(".")
+                        and (child / SKILL_FILE).is_file()
+                    ):
+                        self._candidates[(index, str(child))] = load_skill_dir(child, root.label)
+        return self._settle()
+
+    def refresh(self, paths: Iterable[Path]) -> list[SkillEvent]:
+        """Re-read the skill directories that hold ``paths`` (files or dirs)."""
+        dirs: set[tuple[int, Path]] = set()
+        for path in paths:
+            for index, root in enumerate(self.roots):
+                if root.path is None:
+                    continue
+                try:
+                    relative = Path(path).absolute().relative_to(root.path)
+                except ValueError:
+                    continue
+                if relative.parts:
+                    dirs.add((index, root.path / relative.parts[0]))
+                break
+        for index, skill_dir in dirs:
+            key = (index, str(skill_dir))
+            if (
+                skill_dir.is_dir()
+                and not skill_dir.name.startswith(".")
+                and (skill_dir / SKILL_FILE).is_file()
+            ):
+                self._candidates[key] = load_skill_dir(skill_dir, self.roots[index].label)
+            else:
+                self._candidates.pop(key, None)
+        return self._settle()
+
+    def reload(self, name: str) -> list[SkillEvent]:
+        """Re-read the skill ``name`` from disk (its directory, wherever it is)."""
+        dirs = [Path(s.path) for s in self.all() if s.name == name and s.kind != "plugin"]
+        return self.refresh(dirs)
+
+    def _settle(self) -> list[SkillEvent]:
+        """Decide winners and shadows; tell subscribers what changed."""
+        by_name: dict[str, list[tuple[tuple[int, str], Skill]]] = {}
+        for key, skill in sorted(self._candidates.items()):
+            by_name.setdefault(skill.name, []).append((key, skill))
+        winners: dict[str, Skill] = {}
+        for name, found in by_name.items():
+            (_, first), *rest = found
+            if first.status == "shadowed":
+                first = msgspec.structs.replace(first, status="active", reason="")
+            if first.manifest is None and first.kind != "plugin":
+                first = msgspec.structs.replace(first, status="broken")
+            winners[name] = first
+            self._candidates[found[0][0]] = first
+            for key, other in rest:
+                self._candidates[key] = msgspec.structs.replace(
+                    other,
+                    status="shadowed",
+                    reason=f"shadowed by {first.path or first.entry_point} ({first.root})",
+                )
+        events: list[SkillEvent] = []
+        for name in sorted(self._winners.keys() | winners.keys()):
+            old, new = self._winners.get(name), winners.get(name)
+            if old is None and new is not None:
+                events.append(SkillEvent("added", new))
+            elif new is None and old is not None:
+                events.append(SkillEvent("removed", old))
+            elif old != new and new is not None:
+                events.append(SkillEvent("changed", new))
+        self._winners = winners
+        for event in events:
+            for subscriber in list(self._subscribers):
+                subscriber(event)
+        return events
+
+    # -- hot reload --------------------------------------------------------------------
+    def watched_dirs(self) -> list[Path]:
+        return [r.path for r in self.roots if r.path is not None and r.path.is_dir()]
+
+    async def watch(
+        self, *, started: anyio.Event | None = None, stop: anyio.Event | None = None
+    ) -> None:
+        """Apply file changes under the directory roots until ``stop`` is set."""
+        dirs = self.watched_dirs()
+        if not dirs:
+            if started is not None:
+                started.set()
+            if stop is not None:
+                await stop.wait()
+            return
+        if started is not None:
+            started.set()
+        async for changes in watchfiles.awatch(
+            *dirs, stop_event=stop, debounce=400, step=30, recursive=True
+        ):
+            self.refresh(Path(path) for _, path in changes)
+
+
+def default_roots(config: Config) -> list[Root]:
+    """The discovery roots of a node, highest precedence first."""
+    roots = [Root("configured", path) for path in config.skill_root_paths]
+    for label, path in (
+        ("project-agents", config.project_dir / ".agents" / "skills"),
+        ("home-agents", Path.home() / ".agents" / "skills"),
+    ):
+        if path.is_dir():
+            roots.append(Root(label, path.resolve()))
+    roots += [Root("user", config.paths.skills_dir), Root("plugin"), Root("standard")]
+    return roots
+
+
+def available_skills_prompt(skills: Iterable[Skill]) -> str:
+    """The Agent Skills ``<available_skills>`` block (as ``skills-ref to-prompt`` renders it)."""
+    lines = ["<available_skills>"]
+    for skill in skills:
+        lines += [
+            "<skill>",
+            "<name>",
+            html.escape(skill.name),
+            "</name>",
+            "<description>",
+            html.escape(skill.description),
+            "</description>",
+            "<location>",
+            str(Path(skill.path) / SKILL_FILE),
+            "</location>",
+            "</skill>",
+        ]
+    lines.append("</available_skills>")
+    return "\n".join(lines)
