@@ -11,6 +11,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aos.agent import ACB, EffectiveConfig
@@ -22,9 +23,22 @@ from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entr
 from aos.principals import DEFAULT_AGENT_SCOPES, Principal, TokenAuthority
 from aos.runtimelog import LogEntry
 from aos.session import SCB
-from aos.skills.registry import SkillEvent, SkillRegistry, default_roots
+from aos.skills.registry import (
+    SkillEvent,
+    SkillRegistry,
+    available_skills_prompt,
+    default_roots,
+)
 from aos.store import Store, open_store
 from aos.syscalls import call
+
+
+@dataclass(frozen=True)
+class SkillContext:
+    names: list[str]
+    """The active skills found in the registry, by name."""
+    prompt: str
+    path: list[str]
 
 
 class Kernel:
@@ -122,6 +136,17 @@ class Kernel:
             seq, loaded = entries[-1].seq, frozenset(names)
             self._loaded[session_id] = (seq, loaded)
         return loaded
+
+    async def skill_context(self, agent_id: str, session_id: str | None = None) -> SkillContext:
+        """The context face of an agent's active skills: the ``<available_skills>``
+        block listed to the model and the ``scripts/`` folders put on bash's PATH."""
+        names = sorted(await self.active_skills(agent_id, session_id))
+        skills = self.skills.active(names)
+        return SkillContext(
+            names=[s.name for s in skills],
+            prompt=available_skills_prompt(skills),
+            path=[str(s.scripts_dir) for s in skills if s.scripts_dir is not None],
+        )
 
     # -- RuntimeLog ------------------------------------------------------------------
     def log(self, entry: LogEntry) -> None:
