@@ -14,6 +14,7 @@ the file, the field and what is wrong.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from pathlib import Path
@@ -105,19 +106,41 @@ class _Report:
         )
 
 
-def split_frontmatter(text: str) -> tuple[str, str] | None:
-    """``(frontmatter, body)``, or None when the text has no closed frontmatter."""
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class _Loader(yaml.BaseLoader):
+    """Every scalar stays a string; a key given twice in one mapping is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key_node, deep=deep) for key_node, _ in node.value]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise _DuplicateKey(str(key))
+        return super().construct_mapping(node, deep=deep)
+
+
+NO_FRONTMATTER = "no YAML frontmatter: the file must start with a '---' line"
+UNCLOSED = "frontmatter is not closed: no line after the opening '---' is exactly '---'"
+
+
+def split_frontmatter(text: str) -> tuple[str, str] | str:
+    """``(frontmatter, body)``, or what is wrong with the text's frontmatter."""
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     start = 0
     while start < len(lines) and not lines[start].strip():
         start += 1
-    if start == len(lines) or lines[start].rstrip() != "---":
-        return None
+    if start == len(lines) or lines[start] != "---":
+        return NO_FRONTMATTER
     for end in range(start + 1, len(lines)):
-        if lines[end].rstrip() == "---":
-            return "\n".join(lines[start + 1 : end]), "\n".join(lines[end + 1 :]).strip()
-    return None
+        if lines[end] == "---":
+            frontmatter = "\n".join(lines[start + 1 : end]) + "\n"
+            return frontmatter, "\n".join(lines[end + 1 :]).strip()
+    return UNCLOSED
 
 
 def parse(path: Path, *, strict: bool = False, expected_name: str | None = None) -> ParseResult:
@@ -136,15 +159,15 @@ def parse(path: Path, *, strict: bool = False, expected_name: str | None = None)
         report.error(None, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
         return ParseResult(None, report.diagnostics)
     parts = split_frontmatter(text)
-    if parts is None:
-        report.error(
-            None,
-            "no YAML frontmatter: the file must start with a '---' line and close it with another",
-        )
+    if isinstance(parts, str):
+        report.error(None, parts)
         return ParseResult(None, report.diagnostics)
     frontmatter, body = parts
     try:
-        data = yaml.load(frontmatter, Loader=yaml.BaseLoader)  # every scalar stays a string
+        data = yaml.load(frontmatter, Loader=_Loader)  # every scalar stays a string
+    except _DuplicateKey as exc:
+        report.error(exc.key, "given more than once (YAML keys must be unique)")
+        return ParseResult(None, report.diagnostics)
     except yaml.YAMLError as exc:
         report.error(None, f"invalid YAML in frontmatter: {' '.join(str(exc).split())}")
         return ParseResult(None, report.diagnostics)
@@ -168,7 +191,7 @@ def _text(
 
 
 def _yaml_kind(value: Any) -> str:
-    return "list" if isinstance(value, list) else "mapping" if isinstance(value, dict) else "value"
+    return "list" if isinstance(value, list) else "mapping" if isinstance(value, dict) else "string"
 
 
 def _check(
@@ -268,7 +291,8 @@ def _allowed_tools(value: Any, report: _Report) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        return [t for t in re.split(r"[,\s]+", value) if t]
+        separator = "," if "," in value else None  # None: any run of whitespace
+        return [t.strip() for t in value.split(separator) if t.strip()]
     if isinstance(value, list) and all(isinstance(t, str) for t in value):
         return [t.strip() for t in value if t.strip()]
     report.deviation("allowed-tools", "must be a string of tool names or a list of strings")
@@ -292,6 +316,12 @@ def _service(
     target = (root / value).resolve()
     if not target.is_relative_to(root):
         report.error(field, f"'{value}' resolves outside the skill directory")
+        return None
+    if target == root:
+        report.error(
+            field,
+            f"'{value}' is the skill directory itself; give the path of the service program inside it",
+        )
         return None
     return str(target.relative_to(root))
 
@@ -322,10 +352,18 @@ def _hooks(value: Any, report: _Report) -> dict[str, HookSettings]:
         if not isinstance(settings, dict):
             report.error(field, "must be a mapping with timeout and/or failure")
             continue
+        raw = settings.get("timeout")
+        if raw is not None and not isinstance(raw, str):
+            report.error(
+                f"{field}.timeout", f"must be a number of seconds, not a YAML {_yaml_kind(raw)}"
+            )
+            continue
         try:
-            timeout = float(settings["timeout"]) if "timeout" in settings else None
+            timeout = float(raw) if raw is not None else None
         except ValueError:
-            report.error(f"{field}.timeout", f"'{settings['timeout']}' is not a number of seconds")
+            timeout = math.nan
+        if timeout is not None and not math.isfinite(timeout):
+            report.error(f"{field}.timeout", f"'{raw}' is not a number of seconds")
             continue
         if timeout is not None and timeout <= 0:
             report.error(f"{field}.timeout", "must be more than 0 seconds")
