@@ -198,8 +198,8 @@ CASES: tuple[Case, ...] = (
         BROKEN,
         INVALID,
         (
-            "invalid-yaml/SKILL.md: invalid YAML in frontmatter: mapping values are not allowed "
-            'here in "<unicode string>", line 2, column 17: description: one: two ^',
+            "invalid-yaml/SKILL.md: invalid YAML in frontmatter at line 3, column 17: "
+            "mapping values are not allowed in this context",
         ),
     ),
     Case(

@@ -112,7 +112,7 @@ class _DuplicateKey(yaml.YAMLError):
         self.key = key
 
 
-class _Loader(yaml.BaseLoader):
+class _Loader(getattr(yaml, "CBaseLoader", yaml.BaseLoader)):  # libyaml when present
     """Every scalar stays a string; a key given twice in one mapping is an error."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -127,8 +127,9 @@ NO_FRONTMATTER = "no YAML frontmatter: the file must start with a '---' line"
 UNCLOSED = "frontmatter is not closed: no line after the opening '---' is exactly '---'"
 
 
-def split_frontmatter(text: str) -> tuple[str, str] | str:
-    """``(frontmatter, body)``, or what is wrong with the text's frontmatter."""
+def split_frontmatter(text: str) -> tuple[str, str, int] | str:
+    """``(frontmatter, body, line of the frontmatter's first line in the file)``,
+    or what is wrong with the text's frontmatter."""
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     start = 0
@@ -139,7 +140,7 @@ def split_frontmatter(text: str) -> tuple[str, str] | str:
     for end in range(start + 1, len(lines)):
         if lines[end] == "---":
             frontmatter = "\n".join(lines[start + 1 : end]) + "\n"
-            return frontmatter, "\n".join(lines[end + 1 :]).strip()
+            return frontmatter, "\n".join(lines[end + 1 :]).strip(), start + 2
     return UNCLOSED
 
 
@@ -162,11 +163,16 @@ def parse(path: Path, *, strict: bool = False, expected_name: str | None = None)
     if isinstance(parts, str):
         report.error(None, parts)
         return ParseResult(None, report.diagnostics)
-    frontmatter, body = parts
+    frontmatter, body, first_line = parts
     try:
         data = yaml.load(frontmatter, Loader=_Loader)  # every scalar stays a string
     except _DuplicateKey as exc:
         report.error(exc.key, "given more than once (YAML keys must be unique)")
+        return ParseResult(None, report.diagnostics)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
+        report.error(None, f"invalid YAML in frontmatter{where}: {exc.problem or exc.context}")
         return ParseResult(None, report.diagnostics)
     except yaml.YAMLError as exc:
         report.error(None, f"invalid YAML in frontmatter: {' '.join(str(exc).split())}")

@@ -296,12 +296,21 @@ class SkillRegistry:
             if stop is not None:
                 await stop.wait()
             return
-        if started is not None:
-            started.set()
+        # awatch yields an empty set every rust_timeout ms without changes: the
+        # first one proves the watches are in place, so ``started`` means watching.
         async for changes in watchfiles.awatch(
-            *dirs, stop_event=stop, debounce=400, step=30, recursive=True
+            *dirs,
+            stop_event=stop,
+            debounce=400,
+            step=30,
+            recursive=True,
+            rust_timeout=200,
+            yield_on_timeout=True,
         ):
-            self.refresh(Path(path) for _, path in changes)
+            if started is not None and not started.is_set():
+                started.set()
+            if changes:
+                self.refresh(Path(path) for _, path in changes)
 
 
 def default_roots(config: Config) -> list[Root]:
