@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import platform
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
+from aos_sdk import Client, NotConnected, SyscallFailed
 
 from aos import __version__
 from aos.config import Config, ConfigError, load_config, mask_url
+from aos.daemon import Daemon, DaemonError, DaemonPaths, read_pid, setup_logging
 from aos.hooks import HookRunner
 from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
 from aos.skills import manifest
@@ -131,6 +137,201 @@ def _print_doctor(report: dict[str, Any]) -> None:
     click.echo(f"\nok: {'yes' if report['ok'] else 'no'}")
 
 
+# -- the daemon ---------------------------------------------------------------------------
+
+
+def _no_daemon(paths: DaemonPaths) -> click.ClickException:
+    return click.ClickException(
+        f"no AgentOS daemon is running (no answer at {paths.control_socket}): "
+        "start one with `aos start` (background) or `aos up` (foreground)"
+    )
+
+
+async def _call(ctx: Context, name: str, params: dict[str, Any] | None = None) -> Any:
+    """One syscall to the running daemon as admin."""
+    paths = DaemonPaths.of(ctx.config)
+    try:
+        async with Client(paths.control_socket, token="", connect_timeout=0) as client:
+            return await client.call(name, params)
+    except NotConnected:
+        raise _no_daemon(paths) from None
+    except SyscallFailed as exc:
+        raise click.ClickException(f"{name} failed: {exc.code}: {exc.message}") from None
+
+
+@cli.command()
+@click.option("--quiet", is_flag=True, help="Log to the log file only (used by `aos start`).")
+@pass_context
+def up(ctx: Context, quiet: bool) -> None:
+    """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
+    config = ctx.config
+    paths = DaemonPaths.of(config)
+    setup_logging(paths.log_file, foreground=not quiet)
+    if not quiet:
+        click.echo(f"aos: starting; control socket {paths.control_socket}, log {paths.log_file}")
+    try:
+        asyncio.run(Daemon(config).run())
+    except (DaemonError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command()
+@click.option(
+    "--timeout", default=30.0, show_default=True, help="Seconds to wait for it to be ready."
+)
+@pass_context
+def start(ctx: Context, timeout: float) -> None:
+    """Start the daemon in the background; print its pid, socket and log."""
+    config = ctx.config
+    paths = DaemonPaths.of(config)
+    pid = read_pid(paths.pidfile)
+    if pid is not None:
+        raise click.ClickException(
+            f"a daemon is already running (pid {pid}, socket {paths.control_socket}): "
+            "`aos status` shows it, `aos stop` stops it"
+        )
+    paths.log_file.parent.mkdir(parents=True, exist_ok=True)
+    flags = [
+        arg
+        for key, flag in (("home", "--home"), ("config", "--config"), ("db_url", "--db-url"))
+        if ctx.flags.get(key)
+        for arg in (flag, str(ctx.flags[key]))
+    ]
+    with paths.log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aos", *flags, "up", "--quiet"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = paths.log_file.read_text(errors="replace").splitlines()[-5:]
+            raise click.ClickException(
+                f"the daemon exited with code {process.returncode} while starting; "
+                f"last lines of {paths.log_file}:\n  " + "\n  ".join(tail)
+            )
+        try:
+            status = asyncio.run(_call(ctx, "kernel.status"))
+        except click.ClickException:
+            time.sleep(0.1)
+            continue
+        click.echo(f"started: pid {status['pid']}")
+        click.echo(f"socket:  {paths.control_socket}")
+        click.echo(f"log:     {paths.log_file}")
+        return
+    raise click.ClickException(
+        f"the daemon (pid {process.pid}) was not ready after {timeout:g}s: see {paths.log_file}"
+    )
+
+
+@cli.command()
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for it to exit.")
+@pass_context
+def stop(ctx: Context, timeout: float) -> None:
+    """Stop the running daemon cleanly."""
+    paths = DaemonPaths.of(ctx.config)
+    pid = read_pid(paths.pidfile)
+    try:
+        asyncio.run(_call(ctx, "kernel.shutdown", {"reason": "aos stop"}))
+    except click.ClickException:
+        if pid is None:
+            raise _no_daemon(paths) from None
+        os.kill(pid, signal.SIGTERM)  # the socket is gone but the process is not
+    deadline = time.monotonic() + timeout
+    while pid is not None and read_pid(paths.pidfile) == pid and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid is not None and read_pid(paths.pidfile) == pid:
+        raise click.ClickException(f"the daemon (pid {pid}) did not stop within {timeout:g}s")
+    click.echo(f"stopped{f' (pid {pid})' if pid else ''}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """Is the daemon running: pid, uptime, database, skills, services."""
+    paths = DaemonPaths.of(ctx.config)
+    try:
+        kernel = asyncio.run(_call(ctx, "kernel.status"))
+        skills = asyncio.run(_call(ctx, "skill.list"))
+    except click.ClickException:
+        if as_json:
+            _emit_json({"running": False, "socket": str(paths.control_socket)})
+            sys.exit(1)
+        raise
+    report = {
+        "running": True,
+        "pid": kernel["pid"],
+        "node": kernel["node"],
+        "version": kernel["version"],
+        "uptime": kernel["uptime"],
+        "socket": str(paths.control_socket),
+        "log": str(paths.log_file),
+        "database": kernel["database"],
+        "skills": [{k: s[k] for k in ("name", "status", "kind", "root", "reason")} for s in skills],
+        "services": kernel["services"],
+    }
+    if as_json:
+        _emit_json(report)
+        return
+    click.echo(
+        f"running: pid {report['pid']}, up {report['uptime']:.0f}s, version {report['version']}"
+    )
+    click.echo(f"socket:  {report['socket']}")
+    click.echo(
+        f"database: {report['database']['backend']} {report['database']['url']} (schema {report['database']['schema_version']})"
+    )
+    click.echo(
+        f"skills:  {len(skills)} ({', '.join(f'{n} {s}' for s, n in kernel['skills'].items() if n)})"
+    )
+    for service in report["services"]:
+        error = f", last error: {service['last_error']}" if service["last_error"] else ""
+        click.echo(
+            f"service {service['skill']}: {service['state']}, pid {service['pid']}, "
+            f"restarts {service['restarts']}{error}"
+        )
+
+
+@cli.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-n", "--lines", default=50, show_default=True, help="Lines to show first.")
+@pass_context
+def logs(ctx: Context, follow: bool, lines: int) -> None:
+    """The daemon log (aos.log under the state dir)."""
+    log_file = DaemonPaths.of(ctx.config).log_file
+    if not log_file.exists():
+        raise click.ClickException(
+            f"no daemon log yet at {log_file}: start the daemon with `aos start`"
+        )
+    with log_file.open(errors="replace") as handle:
+        for line in handle.readlines()[-lines:]:
+            click.echo(line, nl=False)
+        while follow:
+            line = handle.readline()
+            if line:
+                click.echo(line, nl=False)
+            else:
+                time.sleep(0.2)
+
+
+@cli.command(name="syscall")
+@click.argument("name")
+@click.argument("params", required=False, default="{}")
+@pass_context
+def syscall_cmd(ctx: Context, name: str, params: str) -> None:
+    """Call any syscall on the running daemon: aos syscall NAME '{"json": "params"}'."""
+    try:
+        decoded = json.loads(params)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"PARAMS is not JSON: {exc}") from None
+    if not isinstance(decoded, dict):
+        raise click.ClickException("PARAMS must be a JSON object")
+    _emit_json(asyncio.run(_call(ctx, name, decoded)))
+
+
 @functools.cache
 def plugins() -> tuple[AOSPluginManager, list[PluginLoad]]:
     """The in-process plugins (``aos.skills`` entry points), loaded once."""
@@ -144,11 +345,14 @@ def plugins() -> tuple[AOSPluginManager, list[PluginLoad]]:
 def hooks(ctx: Context, as_json: bool) -> None:
     """Every hook with its kind and implementations in call order."""
     pm, loads = plugins()
-    timeout = ctx.config.aoscb.limits.hook_timeout
-    described = HookRunner(pm, default_timeout=timeout).describe()
     errors = [
         {"plugin": p.name, "entry_point": p.value, "error": p.error} for p in loads if p.error
     ]
+    try:  # the running daemon knows its services' hooks too
+        described = asyncio.run(_call(ctx, "hook.list"))
+    except click.ClickException:
+        timeout = ctx.config.aoscb.limits.hook_timeout
+        described = HookRunner(pm, default_timeout=timeout).describe()
     if as_json:
         _emit_json({"hooks": described, "plugin_errors": errors})
         return
@@ -300,6 +504,16 @@ def skill_new(ctx: Context, name: str, with_service: bool, directory: Path | Non
         (skill_dir / "service.py").write_text(_SERVICE_TEMPLATE.format(name=name), encoding="utf-8")
     click.echo(f"created {skill_dir}")
     click.echo(f"check it with: aos skill validate {skill_dir}")
+
+
+@skill.command(name="reload")
+@click.argument("name")
+@pass_context
+def skill_reload(ctx: Context, name: str) -> None:
+    """Re-read a skill on the running daemon and restart its service."""
+    info = asyncio.run(_call(ctx, "skill.reload", {"name": name}))
+    reason = f": {info['reason']}" if info["reason"] else ""
+    click.echo(f"reloaded {info['name']} [{info['status']}, {info['kind']}]{reason}")
 
 
 def main() -> None:

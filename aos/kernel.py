@@ -7,15 +7,17 @@ state change crosses :meth:`Kernel.syscall`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aos.agent import ACB, EffectiveConfig
 from aos.config import Config
+from aos.events import EventBus
 from aos.history import Fact, SkillLoaded, SkillUnloaded, fact_to_builtins
 from aos.hooks import HookPolicy, HookRunner
 from aos.ids import new_id
@@ -31,6 +33,14 @@ from aos.skills.registry import (
 )
 from aos.store import Store, open_store
 from aos.syscalls import call
+
+logger = logging.getLogger("aos")
+
+
+class ServiceStatusSource(Protocol):
+    def status(self) -> list[dict[str, Any]]: ...
+
+    async def restart(self, name: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,12 @@ class Kernel:
         self.started_at = time.time()
         self.hooks = HookRunner(pm, default_timeout=config.aoscb.limits.hook_timeout, log=self.log)
         self._pending_logs: set[asyncio.Task[Any]] = set()
+        self.events = EventBus()
+        self.shutdown_requested = asyncio.Event()
+        self.shutdown_reason = ""
+        """Set by kernel.shutdown; the daemon watches it."""
+        self.services: ServiceStatusSource | None = None
+        """The daemon's service supervisor, when there is one."""
         self._plugins = {
             load.name: pm.get_plugin(load.name) for load in plugin_loads if not load.error
         }
@@ -106,6 +122,16 @@ class Kernel:
         """Keep hook registrations and declared policies in step with the registry:
         a plugin skill's hooks fire only while it is the active skill of its name."""
         skill = event.skill
+        if self.events.has_subscribers():
+            self.events.publish(
+                "skill",
+                {
+                    "event": event.kind,
+                    "skill": skill.name,
+                    "status": skill.status,
+                    "reason": skill.reason,
+                },
+            )
         self.hooks.clear_policies(skill.name)
         if event.kind != "removed" and skill.status == "active" and skill.manifest:
             for hook, settings in skill.manifest.hooks.items():
@@ -150,7 +176,12 @@ class Kernel:
 
     # -- RuntimeLog ------------------------------------------------------------------
     def log(self, entry: LogEntry) -> None:
-        """Record in RuntimeLog without waiting for the commit."""
+        """Record in RuntimeLog without waiting for the commit (warnings and errors
+        also go to the daemon log)."""
+        if entry.level in ("warning", "error"):
+            logger.log(
+                logging.WARNING if entry.level == "warning" else logging.ERROR, entry.message
+            )
         task = asyncio.get_running_loop().create_task(self.store.log(entry))
         self._pending_logs.add(task)
         task.add_done_callback(self._pending_logs.discard)
@@ -213,16 +244,21 @@ class Kernel:
     async def append(self, scb: SCB, fact: Fact, *, active: frozenset[str] | None = None) -> int:
         """Append a fact and announce it on ``history.append``."""
         seq = await self.store.append(scb.id, fact)
-        if self.hooks.impls("history.append"):
+        hooked = bool(self.hooks.impls("history.append"))
+        if not hooked and not self.events.has_subscribers():
+            return seq
+        event = {
+            "session_id": scb.id,
+            "agent_id": scb.agent_id,
+            "seq": seq,
+            "ts": time.time(),
+            "fact": fact_to_builtins(fact),
+        }
+        self.events.publish("history.append", event)
+        if hooked:
             self.hooks.notify(
                 "history.append",
-                {
-                    "session_id": scb.id,
-                    "agent_id": scb.agent_id,
-                    "seq": seq,
-                    "ts": time.time(),
-                    "fact": fact_to_builtins(fact),
-                },
+                event,
                 active=active
                 if active is not None
                 else await self.active_skills(scb.agent_id, scb.id),

@@ -45,6 +45,8 @@ SCOPES: dict[str, str] = {
 }
 ADMIN_ONLY = frozenset({"kernel.admin"})
 """Scopes no agent or service can be granted."""
+GRANTABLE_SCOPES = frozenset(SCOPES) - ADMIN_ONLY
+"""Every scope an agent or service may hold."""
 DEFAULT_AGENT_SCOPES: tuple[str, ...] = (
     "kernel.read",
     "agent.read",
@@ -93,7 +95,9 @@ class InvalidToken(Exception):
 
 
 class _TokenBody(msgspec.Struct, array_like=True):
-    agent_id: str
+    kind: Literal["agent", "service"]
+    name: str
+    """The agent id, or the service's skill."""
     session_id: str | None
     scopes: list[str]
     expires: float
@@ -141,10 +145,15 @@ class TokenAuthority:
         return hmac.new(self._key, payload, hashlib.sha256).digest()
 
     def issue(self, principal: Principal, ttl: float = 24 * 3600) -> str:
-        if principal.kind != "agent" or principal.agent_id is None:
-            raise ValueError("tokens are issued to agent principals only")
+        """A token for an agent or service principal (admin has no token)."""
+        if principal.kind == "agent" and principal.agent_id is not None:
+            name = principal.agent_id
+        elif principal.kind == "service":
+            name = principal.name.removeprefix("service:")
+        else:
+            raise ValueError("tokens are issued to agent and service principals only")
         body = _TokenBody(
-            principal.agent_id, principal.session_id, sorted(principal.scopes), time.time() + ttl
+            principal.kind, name, principal.session_id, sorted(principal.scopes), time.time() + ttl
         )
         payload = msgspec.msgpack.encode(body)
         return ".".join((self.PREFIX, _b64(payload), _b64(self._sign(payload))))
@@ -160,7 +169,9 @@ class TokenAuthority:
         body = msgspec.msgpack.decode(payload, type=_TokenBody)
         if body.expires < time.time():
             raise InvalidToken("token expired")
-        return agent_principal(body.agent_id, body.session_id, frozenset(body.scopes))
+        if body.kind == "service":
+            return service_principal(body.name, frozenset(body.scopes))
+        return agent_principal(body.name, body.session_id, frozenset(body.scopes))
 
 
 def _b64(data: bytes) -> str:

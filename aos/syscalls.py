@@ -20,10 +20,11 @@ import msgspec
 from aos import __version__
 from aos.agent import ACB, AgentConfig, AgentStatus, EffectiveConfig
 from aos.config import mask_url
+from aos.events import current_stream
 from aos.history import Fact, HistoryEntry, SkillLoaded, SkillUnloaded
 from aos.hooks import HookRejected
 from aos.ids import new_id
-from aos.principals import ADMIN_ONLY, SCOPES, Principal
+from aos.principals import ADMIN_ONLY, GRANTABLE_SCOPES, SCOPES, Principal
 from aos.runtimelog import LogEntry
 from aos.session import SCB, SessionStatus
 from aos.skills.registry import Skill
@@ -32,8 +33,7 @@ from aos.store import StoreError
 if TYPE_CHECKING:
     from aos.kernel import Kernel
 
-GRANTABLE = sorted(SCOPES.keys() - ADMIN_ONLY)
-"""Every scope an agent or service may hold."""
+GRANTABLE = sorted(GRANTABLE_SCOPES)
 ErrorCode = Literal["unknown", "invalid", "denied", "not_found", "conflict", "unavailable"]
 
 
@@ -235,6 +235,10 @@ class KernelStatus(msgspec.Struct):
     uptime: float
     database: DatabaseStatus
     plugins: list[PluginStatus]
+    skills: dict[str, int]
+    """How many skills are active, broken and shadowed."""
+    services: list[dict[str, Any]]
+    """Each service: skill, state, pid, restarts, last_error (when a daemon runs them)."""
 
 
 @syscall(
@@ -256,6 +260,11 @@ async def kernel_status(kernel: Kernel, principal: Principal, params: NoParams) 
         plugins=[
             PluginStatus(p.name, p.value, p.distribution, p.error) for p in kernel.plugin_loads
         ],
+        skills={
+            status: sum(1 for s in kernel.skills.all() if s.status == status)
+            for status in ("active", "broken", "shadowed")
+        },
+        services=kernel.services.status() if kernel.services else [],
     )
 
 
@@ -765,13 +774,94 @@ async def skill_unload(
 
 
 @syscall(
-    "skill.reload", scope="skill.write", doc="Read a skill from disk again (as hot reload would)."
+    "skill.reload",
+    scope="skill.write",
+    doc="Read a skill from disk again (as hot reload would) and restart its service.",
 )
 async def skill_reload(kernel: Kernel, principal: Principal, params: SkillNameParams) -> SkillInfo:
     if not any(s.name == params.name for s in kernel.skills.all()):
         raise SyscallError("not_found", f"no skill named {params.name!r} (see `aos skill list`)")
-    kernel.skills.reload(params.name)
+    events = kernel.skills.reload(params.name)
     skill = kernel.skills.get(params.name)
     if skill is None:
         raise SyscallError("not_found", f"skill {params.name!r} is gone from disk")
+    if kernel.services is not None and not events:  # unchanged on disk: restart on demand
+        await kernel.services.restart(params.name)
     return _skill_info(skill)
+
+
+# -- events.subscribe, kernel.shutdown ---------------------------------------------------------
+
+
+class SubscribeParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    topics: list[Literal["history.append", "skill", "service"]] = msgspec.field(
+        default_factory=lambda: ["history.append", "skill", "service"]
+    )
+    session_id: str | None = None
+    """Only this session's facts (history.append)."""
+
+
+class Subscribed(msgspec.Struct):
+    subscription: int
+    topics: list[str]
+
+
+@syscall(
+    "events.subscribe",
+    scope="events.subscribe",
+    doc="Stream kernel events (facts as they are appended, skill and service changes) on this connection.",
+)
+async def events_subscribe(
+    kernel: Kernel, principal: Principal, params: SubscribeParams
+) -> Subscribed:
+    stream = current_stream.get()
+    if stream is None:
+        raise SyscallError(
+            "invalid", "events.subscribe streams over a connection: use aos_sdk.Client.subscribe"
+        )
+    agent_ids: frozenset[str] | None = None
+    if principal.agent_id is not None:
+        if params.session_id is None:
+            raise SyscallError(
+                "denied",
+                f"{principal.name} may subscribe to its own sessions only: name session_id",
+            )
+        await _session_for(kernel, principal, params.session_id)
+        agent_ids = frozenset(
+            [
+                a.id
+                for a in await kernel.store.list_agents()
+                if await kernel.in_subtree(principal.agent_id, a.id)
+            ]
+        )
+
+    holder: list[int] = []
+    sub = kernel.events.subscribe(
+        lambda topic, data: stream.deliver(holder[0], topic, data),
+        topics=frozenset(params.topics),
+        session_id=params.session_id,
+        agent_ids=agent_ids,
+    )
+    holder.append(sub.id)
+    stream.on_close(lambda: kernel.events.unsubscribe(sub.id))
+    return Subscribed(subscription=sub.id, topics=list(params.topics))
+
+
+class ShutdownParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    reason: str = "requested"
+
+
+class ShuttingDown(msgspec.Struct):
+    node: str
+    reason: str
+
+
+@syscall(
+    "kernel.shutdown", scope="kernel.admin", doc="Stop the node cleanly (services, sockets, store)."
+)
+async def kernel_shutdown(
+    kernel: Kernel, principal: Principal, params: ShutdownParams
+) -> ShuttingDown:
+    kernel.shutdown_reason = f"{params.reason} (by {principal.name})"
+    kernel.shutdown_requested.set()
+    return ShuttingDown(node=kernel.node_id, reason=kernel.shutdown_reason)

@@ -112,7 +112,10 @@ class _DuplicateKey(yaml.YAMLError):
         self.key = key
 
 
-class _Loader(getattr(yaml, "CBaseLoader", yaml.BaseLoader)):  # libyaml when present
+_BASE_LOADER: type[yaml.BaseLoader] = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+
+
+class _Loader(_BASE_LOADER):  # libyaml when present
     """Every scalar stays a string; a key given twice in one mapping is an error."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:

@@ -1,9 +1,22 @@
 """aos-sdk: write AgentOS skill services and call syscalls.
 
-The wire protocol's msgspec structs live here and the kernel imports them, so
-there is exactly one definition of every frame. The protocol, ``define_service``
-and the syscall client arrive with the daemon and the wire
-(see docs/specs/aos-service.md).
+The wire protocol's msgspec structs live here (:mod:`aos_sdk.protocol`) and the
+kernel imports them, so there is exactly one definition of every frame.
 """
 
 __version__ = "0.1.0"
+
+from aos_sdk.client import Client, NotConnected, SyscallFailed, call
+from aos_sdk.peer import ConnectionClosed
+from aos_sdk.service import define_service, syscall
+
+__all__ = [
+    "Client",
+    "ConnectionClosed",
+    "NotConnected",
+    "SyscallFailed",
+    "__version__",
+    "call",
+    "define_service",
+    "syscall",
+]

@@ -1,0 +1,200 @@
+"""The control sockets: the syscall table over the wire.
+
+Two Unix sockets under the runtime dir, both mode 0600:
+
+``aos.sock`` (the control socket)
+    A connection that presents a token runs as that token's principal; one
+    without a token is **admin** only when its peer uid (SO_PEERCRED) is the
+    daemon's own.
+``agent.sock``
+    Tokens only: this is the path handed to agents' bash and to services
+    (``AOS_SOCKET``). Nothing reaching it is ever admin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aos_sdk.peer import Peer
+from aos_sdk.protocol import (
+    MAX_FRAME,
+    Error,
+    Event,
+    Hello,
+    HookCall,
+    Message,
+    ProtocolError,
+    Syscall,
+    SyscallResult,
+    Welcome,
+)
+
+from aos import __version__
+from aos.events import Stream, current_stream
+from aos.principals import ADMIN, InvalidToken, Principal
+from aos.runtimelog import LogEntry
+from aos.syscalls import SyscallError
+
+if TYPE_CHECKING:
+    from aos.kernel import Kernel
+
+HELLO_TIMEOUT = 10.0
+_PEERCRED = struct.Struct("3i")
+
+
+def peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    sock: socket.socket | None = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        _, uid, _ = _PEERCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        )
+    except OSError:
+        return None
+    return uid
+
+
+async def read_hello(peer: Peer) -> Hello:
+    """The first message of a connection must be a hello, within HELLO_TIMEOUT."""
+    try:
+        async with asyncio.timeout(HELLO_TIMEOUT):
+            message = await peer.read_message()
+    except TimeoutError:
+        raise ProtocolError(f"no hello within {HELLO_TIMEOUT:g}s") from None
+    except (asyncio.IncompleteReadError, ConnectionError):
+        raise ProtocolError("the peer hung up before its hello") from None
+    if not isinstance(message, Hello):
+        raise ProtocolError(f"the first message must be hello, not {type(message).__name__}")
+    return message
+
+
+def syscall_handler(kernel: Kernel, principal: Principal, peer: Peer) -> Callable[..., Any]:
+    """Answer ``syscall`` messages as ``principal``; events flow back on ``peer``."""
+    closers: list[Callable[[], None]] = []
+
+    def deliver(subscription: int, topic: str, data: Any) -> None:
+        peer.send(Event(subscription=subscription, topic=topic, data=data))
+
+    stream = Stream(deliver=deliver, on_close=closers.append)
+
+    async def cleanup() -> None:
+        await peer.closed.wait()
+        for close in closers:
+            close()
+
+    asyncio.get_running_loop().create_task(cleanup())
+
+    async def handle(_: Peer, message: Message) -> Message | None:
+        if isinstance(message, HookCall):
+            return Error(
+                id=message.id, code="protocol", message="hook calls go kernel -> service only"
+            )
+        assert isinstance(message, Syscall)
+        token = current_stream.set(stream)
+        try:
+            result = await kernel.syscall(principal, message.name, message.params)
+        except SyscallError as exc:
+            return Error(id=message.id, code=exc.code, message=exc.message)
+        finally:
+            current_stream.reset(token)
+        return SyscallResult(id=message.id, result=result)
+
+    return handle
+
+
+class ControlServer:
+    """One listening socket serving the syscall table."""
+
+    def __init__(self, kernel: Kernel, path: Path, *, admin_by_uid: bool) -> None:
+        self.kernel = kernel
+        self.path = path
+        self.admin_by_uid = admin_by_uid
+        self._server: asyncio.Server | None = None
+        self._peers: set[Peer] = set()
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old_umask = os.umask(0o177)  # the socket is created 0600
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._connection, path=str(self.path), limit=MAX_FRAME + 64
+            )
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for peer in list(self._peers):
+            await peer.close("the daemon is shutting down")
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _principal(self, hello: Hello, writer: asyncio.StreamWriter) -> Principal:
+        if hello.token:
+            return self.kernel.tokens.verify(hello.token)
+        if self.admin_by_uid and peer_uid(writer) == os.getuid():
+            return ADMIN
+        where = (
+            "this socket needs a token"
+            if not self.admin_by_uid
+            else "only the daemon's own user is admin without a token"
+        )
+        raise InvalidToken(where)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = Peer(reader, writer)
+        self._peers.add(peer)
+        try:
+            try:
+                hello = await read_hello(peer)
+            except ProtocolError as exc:
+                peer.send(Error(code="protocol", message=str(exc)))
+                self._log_drop(str(exc))
+                return
+            if hello.role != "client":
+                peer.send(
+                    Error(
+                        code="protocol",
+                        message="services connect to their own socket, not the control socket",
+                    )
+                )
+                return
+            try:
+                principal = self._principal(hello, writer)
+            except InvalidToken as exc:
+                peer.send(Error(code="denied", message=str(exc)))
+                return
+            peer.send(
+                Welcome(node=self.kernel.node_id, version=__version__, principal=principal.name)
+            )
+            peer.handler = syscall_handler(self.kernel, principal, peer)
+            await peer.serve()
+            if peer.close_reason.startswith("protocol error"):
+                self._log_drop(peer.close_reason)
+        finally:
+            self._peers.discard(peer)
+            await peer.close()
+
+    def _log_drop(self, reason: str) -> None:
+        self.kernel.log(
+            LogEntry(
+                kind="connection.dropped",
+                level="warning",
+                message=f"{self.path.name}: connection dropped: {reason}",
+            )
+        )

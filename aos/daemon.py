@@ -1,0 +1,177 @@
+"""The daemon: one node serving the kernel over its sockets.
+
+Start-up order: refuse if a daemon already runs (else clear a stale pidfile
+and socket) -> open the kernel (store + migrations, plugins, skills) -> open
+the control and agent sockets -> start the service supervisor and the skill
+watcher -> write the pidfile -> fire ``daemon.start`` -> ready.
+
+Shutdown order (SIGTERM, SIGINT or ``kernel.shutdown``): fire ``daemon.stop``
+(and give notifications a moment) -> close the sockets -> stop the watcher ->
+stop the services -> close the kernel (flush RuntimeLog, close the store) ->
+remove the pidfile. docs/specs/aos-lifecycle.md describes both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from aos.config import Config
+from aos.control import ControlServer
+from aos.kernel import Kernel
+from aos.services import ServiceSupervisor
+
+logger = logging.getLogger("aos")
+MAX_SOCKET_PATH = 107
+STOP_NOTIFY_GRACE = 2.0
+
+
+class DaemonError(Exception):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class DaemonPaths:
+    control_socket: Path
+    agent_socket: Path
+    service_dir: Path
+    pidfile: Path
+    log_file: Path
+
+    @classmethod
+    def of(cls, config: Config) -> DaemonPaths:
+        run = config.paths.runtime_dir
+        return cls(
+            control_socket=run / "aos.sock",
+            agent_socket=run / "agent.sock",
+            service_dir=run / "services",
+            pidfile=config.paths.state_dir / "aos.pid",
+            log_file=config.paths.log_file,
+        )
+
+
+def read_pid(pidfile: Path) -> int | None:
+    """The pid in the pidfile if that process is alive."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def setup_logging(log_file: Path, *, foreground: bool) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file, encoding="utf-8")]
+    if foreground:
+        handlers.append(logging.StreamHandler())
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    logger.handlers[:] = handlers
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+class Daemon:
+    def __init__(self, config: Config, kernel: Kernel | None = None) -> None:
+        """``kernel``: an already open kernel to serve (tests, embedding); the
+        daemon closes it when it stops."""
+        self.config = config
+        self.paths = DaemonPaths.of(config)
+        self.kernel = kernel
+
+    def _claim(self) -> None:
+        """Refuse to start twice; clear what a crashed daemon left behind."""
+        pid = read_pid(self.paths.pidfile)
+        if pid is not None and pid != os.getpid():
+            raise DaemonError(
+                f"a daemon is already running (pid {pid}, socket {self.paths.control_socket}): "
+                "stop it with `aos stop`"
+            )
+        for stale in (self.paths.pidfile, self.paths.control_socket, self.paths.agent_socket):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+                logger.info("removed %s left by a daemon that did not stop cleanly", stale)
+        longest = max(
+            (self.paths.control_socket, self.paths.service_dir / ("x" * 64 + ".sock")),
+            key=lambda p: len(str(p)),
+        )
+        if len(str(longest)) > MAX_SOCKET_PATH:
+            raise DaemonError(
+                f"socket paths under {self.config.paths.runtime_dir} are too long for Unix sockets "
+                f"(over {MAX_SOCKET_PATH} bytes): set AOS_HOME to a shorter directory"
+            )
+
+    async def run(self, *, ready: asyncio.Event | None = None) -> None:
+        """Serve until SIGTERM/SIGINT or ``kernel.shutdown``."""
+        self._claim()
+        kernel = self.kernel = self.kernel or await Kernel.open(self.config)
+        control = ControlServer(kernel, self.paths.control_socket, admin_by_uid=True)
+        agents = ControlServer(kernel, self.paths.agent_socket, admin_by_uid=False)
+        supervisor = ServiceSupervisor(kernel, self.paths.service_dir, self.paths.agent_socket)
+        kernel.services = supervisor
+        stop_watch = anyio.Event()
+        watcher: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, kernel, signum)
+        try:
+            await control.start()
+            await agents.start()
+            supervisor.start_all()
+            watch_started = anyio.Event()
+            watcher = loop.create_task(kernel.skills.watch(started=watch_started, stop=stop_watch))
+            await watch_started.wait()
+            self.paths.pidfile.parent.mkdir(parents=True, exist_ok=True)
+            self.paths.pidfile.write_text(f"{os.getpid()}\n")
+            kernel.hooks.notify(
+                "daemon.start", {"node": kernel.node_id, "pid": os.getpid(), "db": kernel.store.url}
+            )
+            logger.info(
+                "ready: node %s, socket %s, database %s, %d skills active, %d services",
+                kernel.node_id,
+                self.paths.control_socket,
+                kernel.store.url,
+                len(kernel.skills.active()),
+                len(supervisor.services),
+            )
+            if ready is not None:
+                ready.set()
+            await kernel.shutdown_requested.wait()
+            logger.info("shutting down: %s", kernel.shutdown_reason or "requested")
+            kernel.hooks.notify(
+                "daemon.stop", {"node": kernel.node_id, "reason": kernel.shutdown_reason}
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_NOTIFY_GRACE):
+                    await kernel.hooks.drain()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            await control.close()
+            await agents.close()
+            stop_watch.set()
+            if watcher is not None:
+                await asyncio.wait([watcher], timeout=5)
+            await supervisor.close()
+            await kernel.close()
+            if read_pid(self.paths.pidfile) == os.getpid():
+                self.paths.pidfile.unlink()
+            logger.info("stopped")
+
+    def _on_signal(self, kernel: Kernel, signum: int) -> None:
+        kernel.shutdown_reason = f"signal {signal.Signals(signum).name}"
+        kernel.shutdown_requested.set()

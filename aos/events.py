@@ -1,0 +1,84 @@
+"""Kernel events for subscribers (``events.subscribe``): a small in-process bus.
+
+Topics: ``history.append`` (a fact was appended), ``skill`` (a skill was added,
+changed or removed), ``service`` (a service changed state). Publishing never
+blocks and never raises: a subscriber that fails is dropped.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+TOPICS = ("history.append", "skill", "service")
+
+Deliver = Callable[[str, Any], None]
+
+
+@dataclass
+class Subscription:
+    id: int
+    deliver: Deliver
+    topics: frozenset[str]
+    session_id: str | None = None
+    agent_ids: frozenset[str] | None = None
+    """When set, only events of these agents (an agent principal's subtree)."""
+
+    def wants(self, topic: str, data: Any) -> bool:
+        if topic not in self.topics:
+            return False
+        if topic != "history.append":
+            return self.agent_ids is None
+        if self.session_id is not None and data.get("session_id") != self.session_id:
+            return False
+        return self.agent_ids is None or data.get("agent_id") in self.agent_ids
+
+
+@dataclass
+class EventBus:
+    _subscriptions: dict[int, Subscription] = field(default_factory=dict)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def subscribe(
+        self,
+        deliver: Deliver,
+        *,
+        topics: frozenset[str] = frozenset(TOPICS),
+        session_id: str | None = None,
+        agent_ids: frozenset[str] | None = None,
+    ) -> Subscription:
+        sub = Subscription(next(self._ids), deliver, topics, session_id, agent_ids)
+        self._subscriptions[sub.id] = sub
+        return sub
+
+    def unsubscribe(self, subscription_id: int) -> None:
+        self._subscriptions.pop(subscription_id, None)
+
+    def has_subscribers(self) -> bool:
+        return bool(self._subscriptions)
+
+    def publish(self, topic: str, data: Any) -> None:
+        for sub in list(self._subscriptions.values()):
+            if sub.wants(topic, data):
+                try:
+                    sub.deliver(topic, data)
+                except Exception:
+                    self.unsubscribe(sub.id)
+
+
+@dataclass
+class Stream:
+    """Where a connection wants a subscription's events (set by the transport)."""
+
+    deliver: Callable[[int, str, Any], None]
+    """``deliver(subscription_id, topic, data)``."""
+    on_close: Callable[[Callable[[], None]], None]
+    """Register a cleanup to run when the connection ends."""
+
+
+current_stream: contextvars.ContextVar[Stream | None] = contextvars.ContextVar(
+    "aos_current_stream", default=None
+)

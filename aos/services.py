@@ -1,0 +1,431 @@
+"""Service faces: supervised skill subprocesses that plug into the hook manager.
+
+For every active skill with ``service:`` the daemon creates a Unix socket under
+the runtime dir, spawns the program (a ``.py`` file through the SDK's runner
+with the daemon's interpreter, a ``.js``/``.mjs`` file with node, anything else
+directly) with ``AOS_SERVICE_SOCKET``, ``AOS_SKILL``, ``AOS_TOKEN`` and
+``AOS_SOCKET`` in its environment, and waits for its ``hello``. The hooks it
+declares are registered through a proxy plugin into the same PluginManager as
+in-process plugins; its syscalls run as ``service:<skill>``.
+
+Supervision: a crashed service restarts with exponential backoff (capped), each
+crash logged with its exit code and its last stderr lines; a service that does
+not say hello in time is killed and marked failed (and retried with backoff);
+hot reload restarts a changed service and stops a removed one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Literal
+
+from aos_sdk.peer import Peer
+from aos_sdk.protocol import (
+    MAX_FRAME,
+    Error,
+    Hello,
+    HookCall,
+    HookDecl,
+    HookResult,
+    ProtocolError,
+    Welcome,
+)
+
+from aos import __version__
+from aos.control import read_hello, syscall_handler
+from aos.hooks import HookPolicy
+from aos.hookspecs import HOOKS, hookimpl
+from aos.principals import GRANTABLE_SCOPES, service_principal
+from aos.runtimelog import LogEntry
+from aos.skills.registry import Skill, SkillEvent
+
+if TYPE_CHECKING:
+    from aos.kernel import Kernel
+
+State = Literal["starting", "running", "backoff", "failed", "stopped"]
+HELLO_TIMEOUT = 10.0
+BACKOFF_START = 0.5
+BACKOFF_CAP = 30.0
+STABLE_AFTER = 60.0
+"""A service that ran this long before crashing restarts from the shortest backoff."""
+STDERR_LINES = 20
+
+
+class ServiceError(Exception):
+    """A service could not be started or broke the handshake."""
+
+
+def command_for(path: Path) -> list[str]:
+    """How to run a service program."""
+    if path.suffix == ".py":
+        return [sys.executable, "-m", "aos_sdk.run", str(path)]
+    if path.suffix in (".js", ".mjs", ".cjs"):
+        return ["node", str(path)]
+    return [str(path)]
+
+
+def make_proxy(skill: str, hooks: list[HookDecl], call: Any) -> SimpleNamespace:
+    """A plugin object whose hookimpls forward to the service over its connection."""
+    attrs: dict[str, Any] = {"aos_where": "service"}
+    for decl in hooks:
+        spec = HOOKS[decl.name]
+        mark = hookimpl(tryfirst=decl.priority == "first", trylast=decl.priority == "last")
+        if spec.kind == "gate":
+
+            async def gate(input: Any, output: Any, _hook: str = decl.name) -> Any:
+                return await call(_hook, {"input": dict(input), "output": output})
+
+            gate.__qualname__ = f"service {skill}: {decl.name}"
+            attrs[spec.python_name] = mark(gate)
+        elif spec.kind == "notify":
+
+            async def notify(event: Any, _hook: str = decl.name) -> Any:
+                return await call(_hook, {"event": dict(event)})
+
+            notify.__qualname__ = f"service {skill}: {decl.name}"
+            attrs[spec.python_name] = mark(notify)
+        else:
+
+            async def provide(input: Any, _hook: str = decl.name) -> Any:
+                return await call(_hook, {"input": dict(input)})
+
+            provide.__qualname__ = f"service {skill}: {decl.name}"
+            attrs[spec.python_name] = mark(provide)
+    return SimpleNamespace(**attrs)
+
+
+def check_hooks(hooks: list[HookDecl]) -> None:
+    for decl in hooks:
+        spec = HOOKS.get(decl.name)
+        if spec is None:
+            raise ServiceError(f"hello names hook {decl.name!r}, which does not exist")
+        if spec.kind == "register":
+            raise ServiceError(f"{decl.name} is for in-process plugins only")
+        if decl.kind is not None and decl.kind != spec.kind:
+            raise ServiceError(
+                f"hello declares {decl.name} as {decl.kind}; it is a {spec.kind} hook"
+            )
+
+
+class Service:
+    """One skill's service process, supervised."""
+
+    def __init__(self, supervisor: ServiceSupervisor, skill: Skill) -> None:
+        self.supervisor = supervisor
+        self.skill = skill
+        self.state: State = "starting"
+        self.pid: int | None = None
+        self.restarts = 0
+        self.last_error: str | None = None
+        self.started_at: float | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self.socket_path = supervisor.socket_dir / f"{skill.name}.sock"
+        self._stop = asyncio.Event()
+        self._process: asyncio.subprocess.Process | None = None
+        self._peer: Peer | None = None
+        self._plugin_name = skill.name
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def kernel(self) -> Kernel:
+        return self.supervisor.kernel
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "skill": self.skill.name,
+            "state": self.state,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "socket": str(self.socket_path),
+            "uptime": time.time() - self.started_at
+            if self.started_at and self.state == "running"
+            else None,
+        }
+
+    def log(
+        self, message: str, level: Literal["info", "warning", "error"] = "info", **data: Any
+    ) -> None:
+        self.kernel.log(
+            LogEntry(
+                kind="service",
+                level=level,
+                message=f"service {self.skill.name}: {message}",
+                data={"skill": self.skill.name, **data},
+            )
+        )
+        if self.kernel.events.has_subscribers():
+            self.kernel.events.publish("service", self.status())
+
+    async def run(self) -> None:
+        """Start, watch, restart with backoff, until stopped."""
+        backoff = BACKOFF_START
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                await self._run_once()
+            except ServiceError as exc:
+                self.last_error = str(exc)
+                self.log(str(exc), "error")
+            if self._stop.is_set():
+                break
+            if time.monotonic() - started > STABLE_AFTER:
+                backoff = BACKOFF_START
+            self.state = "backoff" if self.state != "failed" else "failed"
+            self.restarts += 1
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await self._stop.wait()
+            backoff = min(backoff * 2, BACKOFF_CAP)
+        self.state = "stopped"
+
+    async def _run_once(self) -> None:
+        path = self.skill.service_path
+        if path is None or not path.exists():
+            self.state = "failed"
+            raise ServiceError(f"service program {path} does not exist")
+        ready: asyncio.Future[tuple[Peer, Hello]] = asyncio.get_running_loop().create_future()
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        server = await asyncio.start_unix_server(
+            lambda r, w: self._accept(r, w, ready), path=str(self.socket_path), limit=MAX_FRAME + 64
+        )
+        os.chmod(self.socket_path, 0o600)
+        try:
+            await self._spawn(path)
+            assert self._process is not None
+            stderr_task = asyncio.get_running_loop().create_task(self._read_stderr())
+            try:
+                peer, hello = await self._await_hello(ready)
+                self._peer = peer
+                self._register(hello, peer)
+                self.state = "running"
+                self.started_at = time.time()
+                self.log(f"running (pid {self.pid})")
+                waits = [
+                    asyncio.ensure_future(self._process.wait()),
+                    asyncio.ensure_future(self._stop.wait()),
+                    asyncio.ensure_future(peer.closed.wait()),
+                ]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+            finally:
+                self._unregister()
+                code = await self._terminate()
+                await asyncio.wait([stderr_task], timeout=1)
+            if not self._stop.is_set():
+                tail = " | ".join(self.stderr_tail)
+                self.last_error = f"exited with code {code}" + (f"; stderr: {tail}" if tail else "")
+                self.log(
+                    f"crashed: {self.last_error}",
+                    "error",
+                    exit_code=code,
+                    stderr=list(self.stderr_tail),
+                )
+        finally:
+            server.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+
+    async def _accept(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ready: asyncio.Future[tuple[Peer, Hello]],
+    ) -> None:
+        """The service's connection: check its hello, then serve it until it ends."""
+        peer = Peer(reader, writer)
+        if ready.done():  # one connection per service run
+            peer.send(
+                Error(code="protocol", message=f"service {self.skill.name} is already connected")
+            )
+            await peer.close()
+            return
+        try:
+            hello = await read_hello(peer)
+            if hello.role != "service" or hello.skill != self.skill.name:
+                raise ProtocolError(
+                    f"hello is for {hello.role} {hello.skill!r}, expected service {self.skill.name!r}"
+                )
+            check_hooks(hello.hooks)
+        except (ProtocolError, ServiceError) as exc:
+            peer.send(Error(code="protocol", message=str(exc)))
+            await peer.close()
+            if not ready.done():
+                ready.set_exception(ServiceError(f"bad hello: {exc}"))
+            return
+        principal = service_principal(self.skill.name, frozenset(self._granted()))
+        peer.send(Welcome(node=self.kernel.node_id, version=__version__, principal=principal.name))
+        peer.handler = syscall_handler(self.kernel, principal, peer)
+        ready.set_result((peer, hello))
+        await peer.serve()
+
+    async def _spawn(self, path: Path) -> None:
+        scopes = frozenset(self._granted())
+        token = self.kernel.tokens.issue(service_principal(self.skill.name, scopes))
+        env = {
+            **os.environ,
+            "AOS_SERVICE_SOCKET": str(self.socket_path),
+            "AOS_SKILL": self.skill.name,
+            "AOS_TOKEN": token,
+            "AOS_SOCKET": str(self.supervisor.agent_socket),
+        }
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *command_for(path),
+                cwd=self.skill.path,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self.state = "failed"
+            raise ServiceError(f"cannot start {path}: {exc.strerror}") from None
+        self.pid = self._process.pid
+        self.stderr_tail.clear()
+
+    async def _read_stderr(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        async for raw in self._process.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                self.stderr_tail.append(line)
+
+    async def _await_hello(self, ready: asyncio.Future[tuple[Peer, Hello]]) -> tuple[Peer, Hello]:
+        """The service's checked hello, or ServiceError (exited, timed out, bad hello)."""
+        assert self._process is not None
+        exited = asyncio.ensure_future(self._process.wait())
+        try:
+            done, _ = await asyncio.wait(
+                [ready, exited], timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            exited.cancel()
+        if ready in done:
+            try:
+                return ready.result()
+            except ServiceError:
+                self.state = "failed"
+                raise
+        self.state = "failed"
+        if exited in done:
+            await asyncio.sleep(0.05)  # let the last stderr lines arrive
+            raise ServiceError(
+                f"exited with code {self._process.returncode} before saying hello; "
+                f"stderr: {' | '.join(self.stderr_tail)}"
+            )
+        raise ServiceError(f"did not say hello within {HELLO_TIMEOUT:g}s: killed")
+
+    def _granted(self) -> list[str]:
+        """The scopes the skill asks for that a service may hold."""
+        asked = self.skill.manifest.scopes if self.skill.manifest else []
+        return [s for s in asked if s in GRANTABLE_SCOPES]
+
+    def _register(self, hello: Hello, peer: Peer) -> None:
+        async def call(hook: str, args: dict[str, Any]) -> Any:
+            reply: HookResult = await peer.request(
+                HookCall(id=peer.next_id(), hook=hook, args=args)
+            )
+            if reply.error is not None:
+                raise RuntimeError(reply.error)
+            return reply.result
+
+        declared = self.skill.manifest.hooks if self.skill.manifest else {}
+        for decl in hello.hooks:
+            from_md = declared.get(decl.name)
+            policy = HookPolicy(
+                timeout=from_md.timeout if from_md and from_md.timeout else decl.timeout,
+                failure=from_md.failure if from_md and from_md.failure else decl.failure,
+            )
+            self.kernel.hooks.set_policy(self.skill.name, decl.name, policy)
+        if self.kernel.pm.has_plugin(self._plugin_name):
+            self.kernel.pm.unregister(name=self._plugin_name)
+        self.kernel.pm.register(
+            make_proxy(self.skill.name, hello.hooks, call), name=self._plugin_name
+        )
+
+    def _unregister(self) -> None:
+        if self.kernel.pm.has_plugin(self._plugin_name):
+            self.kernel.pm.unregister(name=self._plugin_name)
+
+    async def _terminate(self) -> int | None:
+        if self._peer is not None:
+            await self._peer.close("service stopping")
+            self._peer = None
+        process = self._process
+        if process is None:
+            return None
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                async with asyncio.timeout(3):
+                    await process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        return process.returncode
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self.task is not None:
+            await self.task
+
+
+class ServiceSupervisor:
+    """Runs one :class:`Service` per active service skill, following the registry."""
+
+    def __init__(self, kernel: Kernel, socket_dir: Path, agent_socket: Path) -> None:
+        self.kernel = kernel
+        self.socket_dir = socket_dir
+        self.agent_socket = agent_socket
+        self.services: dict[str, Service] = {}
+        self._unsubscribe = kernel.skills.subscribe(self._on_event)
+
+    def status(self) -> list[dict[str, Any]]:
+        return [s.status() for s in self.services.values()]
+
+    def start_all(self) -> None:
+        for skill in self.kernel.skills.active():
+            if skill.kind == "service":
+                self._start(skill)
+
+    def _start(self, skill: Skill) -> None:
+        service = Service(self, skill)
+        self.services[skill.name] = service
+        service.task = asyncio.get_running_loop().create_task(service.run())
+
+    def _on_event(self, event: SkillEvent) -> None:
+        asyncio.get_running_loop().create_task(self._apply(event))
+
+    async def _apply(self, event: SkillEvent) -> None:
+        skill = event.skill
+        current = self.services.pop(skill.name, None)
+        if current is not None:
+            await current.stop()
+        if event.kind != "removed" and skill.status == "active" and skill.kind == "service":
+            self._start(skill)
+
+    async def restart(self, name: str) -> None:
+        skill = self.kernel.skills.get(name)
+        if skill is None:
+            raise ServiceError(f"no skill named {name!r}")
+        await self._apply(SkillEvent("changed", skill))
+
+    async def close(self) -> None:
+        self._unsubscribe()
+        await asyncio.gather(*(s.stop() for s in self.services.values()), return_exceptions=True)
+        self.services.clear()

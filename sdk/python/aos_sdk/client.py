@@ -1,0 +1,169 @@
+"""A syscall client: for the CLI, for skill scripts and for services.
+
+``Client()`` reads ``AOS_SOCKET`` and ``AOS_TOKEN`` from the environment (what
+the kernel hands to agents' bash and to services). It reconnects when the
+daemon restarts: a call made while disconnected waits for the daemon (up to
+``connect_timeout``); a call cut by a disconnect raises :class:`ConnectionClosed`
+(its outcome is unknown, so it is not sent twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aos_sdk import __version__
+from aos_sdk.peer import ConnectionClosed, Peer, RemoteError
+from aos_sdk.protocol import MAX_FRAME, Error, Event, Hello, Syscall, SyscallResult, Welcome
+
+SDK = f"aos-sdk-python/{__version__}"
+
+
+class SyscallFailed(Exception):
+    """The kernel refused or failed a syscall; ``code`` says how (denied, not_found...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class NotConnected(Exception):
+    """No daemon answered at the socket."""
+
+
+class Client:
+    def __init__(
+        self,
+        socket: str | Path | None = None,
+        token: str | None = None,
+        *,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        path = socket or os.environ.get("AOS_SOCKET")
+        if not path:
+            raise NotConnected("no socket given and AOS_SOCKET is not set")
+        self.socket = Path(path)
+        self.token = token if token is not None else os.environ.get("AOS_TOKEN")
+        self.connect_timeout = connect_timeout
+        self.welcome: Welcome | None = None
+        self._peer: Peer | None = None
+        self._serve: asyncio.Task[None] | None = None
+        self._queues: dict[int, asyncio.Queue[Event | None]] = {}
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._peer is not None and not self._peer.closed.is_set()
+
+    async def connect(self) -> Welcome:
+        """Connect and say hello (retrying until ``connect_timeout`` while no daemon answers)."""
+        async with self._lock:
+            if self.connected and self.welcome is not None:
+                return self.welcome
+            deadline = asyncio.get_running_loop().time() + self.connect_timeout
+            delay = 0.05
+            while True:
+                try:
+                    reader, writer = await asyncio.open_unix_connection(
+                        str(self.socket), limit=MAX_FRAME + 64
+                    )
+                    break
+                except (FileNotFoundError, ConnectionRefusedError) as exc:
+                    if asyncio.get_running_loop().time() + delay > deadline:
+                        raise NotConnected(
+                            f"no AgentOS daemon at {self.socket}: {exc.strerror}"
+                        ) from None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+            peer = Peer(reader, writer, on_event=self._on_event)
+            peer.send(Hello(role="client", sdk=SDK, token=self.token))
+            reply = await peer.read_message()
+            if isinstance(reply, Error):
+                await peer.close()
+                raise SyscallFailed(reply.code, reply.message)
+            if not isinstance(reply, Welcome):
+                await peer.close()
+                raise SyscallFailed("protocol", f"expected welcome, got {type(reply).__name__}")
+            self._peer, self.welcome = peer, reply
+            self._serve = asyncio.get_running_loop().create_task(peer.serve())
+            return reply
+
+    async def call(self, name: str, params: dict[str, Any] | None = None) -> Any:
+        """Run one syscall; return its result or raise :class:`SyscallFailed`."""
+        if not self.connected:
+            await self.connect()
+        peer = self._peer
+        assert peer is not None
+        try:
+            reply: SyscallResult = await peer.request(
+                Syscall(id=peer.next_id(), name=name, params=params or {})
+            )
+        except RemoteError as exc:
+            raise SyscallFailed(exc.code, exc.message) from None
+        return reply.result
+
+    async def subscribe(
+        self, topics: list[str] | None = None, session_id: str | None = None
+    ) -> AsyncIterator[Event]:
+        """Events of ``events.subscribe``, as they happen (resubscribes after a reconnect)."""
+        params: dict[str, Any] = {}
+        if topics is not None:
+            params["topics"] = topics
+        if session_id is not None:
+            params["session_id"] = session_id
+        while True:
+            subscribed = await self.call("events.subscribe", params)
+            queue: asyncio.Queue[Event | None] = asyncio.Queue()
+            self._queues[subscribed["subscription"]] = queue
+            peer = self._peer
+            assert peer is not None
+            closed = asyncio.get_running_loop().create_task(peer.closed.wait())
+            closed.add_done_callback(lambda _, q=queue: q.put_nowait(None))
+            try:
+                while (event := await queue.get()) is not None:
+                    yield event
+            finally:
+                closed.cancel()
+                self._queues.pop(subscribed["subscription"], None)
+
+    def _on_event(self, event: Event) -> None:
+        queue = self._queues.get(event.subscription)
+        if queue is not None:
+            queue.put_nowait(event)
+
+    async def close(self) -> None:
+        if self._peer is not None:
+            await self._peer.close("client closed")
+        if self._serve is not None:
+            await asyncio.gather(self._serve, return_exceptions=True)
+        self._peer = None
+
+
+def call(name: str, params: dict[str, Any] | None = None, **client_args: Any) -> Any:
+    """One syscall from synchronous code (a skill script): connect, call, close."""
+
+    async def once() -> Any:
+        async with Client(**client_args) as client:
+            return await client.call(name, params)
+
+    return asyncio.run(once())
+
+
+__all__ = ["Client", "ConnectionClosed", "NotConnected", "SyscallFailed", "call"]
