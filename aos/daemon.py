@@ -26,10 +26,9 @@ import anyio
 from aos.config import Config
 from aos.control import ControlServer
 from aos.kernel import Kernel
-from aos.services import ServiceSupervisor
+from aos.services import MAX_SOCKET_PATH, ServiceSupervisor
 
 logger = logging.getLogger("aos")
-MAX_SOCKET_PATH = 107
 STOP_NOTIFY_GRACE = 2.0
 
 
@@ -105,11 +104,7 @@ class Daemon:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
                 logger.info("removed %s left by a daemon that did not stop cleanly", stale)
-        longest = max(
-            (self.paths.control_socket, self.paths.service_dir / ("x" * 64 + ".sock")),
-            key=lambda p: len(str(p)),
-        )
-        if len(str(longest)) > MAX_SOCKET_PATH:
+        if len(str(self.paths.control_socket)) > MAX_SOCKET_PATH:
             raise DaemonError(
                 f"socket paths under {self.config.paths.runtime_dir} are too long for Unix sockets "
                 f"(over {MAX_SOCKET_PATH} bytes): set AOS_HOME to a shorter directory"

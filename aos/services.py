@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 State = Literal["starting", "running", "backoff", "failed", "stopped"]
 HELLO_TIMEOUT = 10.0
+MAX_SOCKET_PATH = 107
+"""Linux's limit for a Unix socket path (sun_path, less the terminating NUL)."""
 BACKOFF_START = 0.5
 BACKOFF_CAP = 30.0
 STABLE_AFTER = 60.0
@@ -192,6 +194,12 @@ class Service:
         if path is None or not path.exists():
             self.state = "failed"
             raise ServiceError(f"service program {path} does not exist")
+        if len(str(self.socket_path)) > MAX_SOCKET_PATH:
+            self.state = "failed"
+            raise ServiceError(
+                f"socket path {self.socket_path} is over {MAX_SOCKET_PATH} bytes, too long for a "
+                "Unix socket: set AOS_HOME to a shorter directory"
+            )
         ready: asyncio.Future[tuple[Peer, Hello]] = asyncio.get_running_loop().create_future()
         self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileNotFoundError):

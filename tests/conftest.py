@@ -7,15 +7,21 @@ failure; elsewhere the PostgreSQL tests skip and say how to enable them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import anyio
 import asyncpg
 import pytest
 
 from aos.config import load_config
+from aos.daemon import Daemon
 from aos.kernel import Kernel
 from aos.store import Store, open_store
 
@@ -51,8 +57,6 @@ def pg_url() -> Iterator[str]:
 
 
 def _drop_schema(base: str, schema: str) -> None:
-    import asyncio
-
     async def drop() -> None:
         conn = await asyncpg.connect(base)
         try:
@@ -91,3 +95,45 @@ async def kernel(db_url: str, tmp_path: Path) -> AsyncIterator[Kernel]:
         yield k
     finally:
         await k.close()
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(project: Path, **environ: str) -> AsyncIterator[Daemon]:
+    """A real daemon, in this event loop, for ``project`` (its ``skills/`` is the
+    skill root). AOS_HOME is a short /tmp directory: Unix socket paths are limited."""
+    home = Path(tempfile.mkdtemp(prefix="aos-", dir="/tmp"))
+    config = load_config(environ={"AOS_HOME": str(home), **environ}, cwd=project)
+    daemon = Daemon(config)
+    ready = asyncio.Event()
+    task = asyncio.get_running_loop().create_task(daemon.run(ready=ready))
+    try:
+        with anyio.fail_after(30):
+            done, _ = await asyncio.wait(
+                [task, asyncio.ensure_future(ready.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
+            if task in done:
+                task.result()  # raises why it could not start
+        yield daemon
+    finally:
+        if daemon.kernel is not None:
+            daemon.kernel.shutdown_requested.set()
+        with anyio.fail_after(30):
+            await asyncio.gather(task, return_exceptions=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def copy_skill(name: str, project: Path) -> Path:
+    """Copy one of the repository's skills/ into ``project``'s skill root."""
+    target = project / "skills" / name
+    shutil.copytree(REPO / "skills" / name, target)
+    return target
+
+
+async def poll_until(predicate: Callable[[], bool], seconds: float = 15.0) -> None:
+    """Wait for something another process does (a service starting, dying...)."""
+    with anyio.fail_after(seconds):
+        while not predicate():  # noqa: ASYNC110 - the change happens in another process
+            await asyncio.sleep(0.02)

@@ -1,0 +1,237 @@
+"""Service faces with real processes: the seed example, supervision, hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import copy_skill, poll_until, running_daemon
+
+from aos.daemon import Daemon
+from aos.hooks import HookRejected
+from aos.principals import ADMIN
+
+pytestmark = pytest.mark.anyio
+
+
+def bash(command: str) -> dict[str, Any]:
+    return {"tool": "bash", "args": {"command": command, "timeout": 5.0}, "cwd": "/tmp", "env": {}}
+
+
+def service(daemon: Daemon, name: str) -> dict[str, Any]:
+    assert daemon.kernel is not None
+    assert daemon.kernel.services is not None
+    found = [s for s in daemon.kernel.services.status() if s["skill"] == name]
+    return (
+        found[0] if found else {"state": "absent", "pid": None, "restarts": 0, "last_error": None}
+    )
+
+
+def running(daemon: Daemon, name: str) -> bool:
+    return service(daemon, name)["state"] == "running"
+
+
+def write_service(project: Path, name: str, code: str, extra: str = "") -> Path:
+    skill_dir = project / "skills" / name
+    skill_dir.mkdir(parents=True, exist_ok=True)
+    (skill_dir / "service.py").write_text(code)
+    (skill_dir / "SKILL.md").write_text(
+        f"---\nname: {name}\ndescription: Test service {name}.\nservice: ./service.py\n{extra}---\nBody.\n"
+    )
+    return skill_dir
+
+
+async def test_seed_example_guards_tool_before(tmp_path: Path) -> None:
+    copy_skill("my-guard", tmp_path)
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "my-guard"))
+        with pytest.raises(HookRejected) as info:
+            await kernel.hooks.gate(
+                "tool.before", {"session_id": "s"}, bash("rm -rf / --no-preserve-root")
+            )
+        assert (info.value.owner, info.value.reason) == ("my-guard", "blocked: rm -rf /")
+        assert await kernel.hooks.gate("tool.before", {}, bash("ls")) == bash("ls")
+        hooks = {h["hook"]: h for h in await kernel.syscall(ADMIN, "hook.list")}
+        [impl] = hooks["tool.before"]["implementations"]
+        assert (impl["owner"], impl["where"]) == ("my-guard", "service")
+
+
+async def test_killed_service_restarts_and_its_hooks_come_back(tmp_path: Path) -> None:
+    copy_skill("my-guard", tmp_path)
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "my-guard"))
+        first = service(daemon, "my-guard")["pid"]
+        os.kill(first, signal.SIGKILL)
+        await poll_until(lambda: service(daemon, "my-guard")["state"] != "running")
+        # the kernel keeps serving meanwhile
+        assert (await kernel.syscall(ADMIN, "kernel.status"))["pid"] == os.getpid()
+        assert kernel.hooks.impls("tool.before") == ()
+        await poll_until(
+            lambda: running(daemon, "my-guard") and service(daemon, "my-guard")["pid"] != first
+        )
+        state = service(daemon, "my-guard")
+        assert state["restarts"] == 1
+        assert state["last_error"].startswith("exited with code -9")
+        with pytest.raises(HookRejected):
+            await kernel.hooks.gate("tool.before", {}, bash("rm -rf /"))
+        crashes = await kernel.syscall(ADMIN, "log.read", {"kind": "service"})
+        assert any("crashed: exited with code -9" in c["message"] for c in crashes)
+
+
+SLOW = """
+import time
+from aos_sdk import define_service
+
+@define_service
+def service():
+    def slow(input_data, output_data):
+        time.sleep(30)
+        return output_data
+    return {"hooks": {"tool.before": slow}}
+"""
+
+
+@pytest.mark.parametrize(("failure", "rejects"), [("fail-closed", True), ("fail-open", False)])
+async def test_hook_past_its_timeout_gets_the_policy(
+    tmp_path: Path, failure: str, rejects: bool
+) -> None:
+    write_service(
+        tmp_path,
+        "slow",
+        SLOW,
+        f"hooks:\n  tool.before:\n    timeout: 0.3\n    failure: {failure}\n",
+    )
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "slow"))
+        if rejects:
+            with pytest.raises(HookRejected, match=r"slow timed out after 0\.3s"):
+                await kernel.hooks.gate("tool.before", {}, bash("ls"))
+        else:
+            assert await kernel.hooks.gate("tool.before", {}, bash("ls")) == bash("ls")
+        # the daemon stays responsive while the service is still busy
+        assert (await kernel.syscall(ADMIN, "kernel.status"))["pid"] == os.getpid()
+
+
+SILENT = """
+import time
+time.sleep(60)
+"""
+
+
+async def test_service_that_never_says_hello_is_killed_and_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aos.services.HELLO_TIMEOUT", 0.5)
+    skill_dir = write_service(tmp_path, "mute", SILENT)
+    (skill_dir / "service.py").rename(skill_dir / "service.sh")
+    (skill_dir / "service.sh").write_text("#!/bin/sh\nsleep 60\n")
+    (skill_dir / "service.sh").chmod(0o755)
+    (skill_dir / "SKILL.md").write_text(
+        "---\nname: mute\ndescription: Never says hello.\nservice: ./service.sh\n---\n"
+    )
+    async with running_daemon(tmp_path) as daemon:
+        await poll_until(lambda: service(daemon, "mute")["last_error"] is not None)
+        state = service(daemon, "mute")
+        assert state["state"] in ("failed", "backoff")
+        assert state["last_error"] == "did not say hello within 0.5s: killed"
+
+
+CRASHING = """
+import sys
+print("boom: missing configuration", file=sys.stderr)
+sys.exit(3)
+"""
+
+
+async def test_crash_is_logged_with_exit_code_and_stderr(tmp_path: Path) -> None:
+    write_service(tmp_path, "crashy", CRASHING)
+    async with running_daemon(tmp_path) as daemon:
+        await poll_until(
+            lambda: (service(daemon, "crashy")["last_error"] or "").startswith("exited")
+        )
+        assert service(daemon, "crashy")["last_error"] == (
+            "exited with code 3 before saying hello; stderr: boom: missing configuration"
+        )
+
+
+async def test_hot_reload_restarts_changed_and_stops_removed_services(tmp_path: Path) -> None:
+    guard = copy_skill("my-guard", tmp_path)
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "my-guard"))
+        first = service(daemon, "my-guard")["pid"]
+        code = (
+            (guard / "service.py")
+            .read_text()
+            .replace("'DROP TABLE'", "'DROP TABLE', 'shutdown -h'")
+        )
+        (guard / "service.py").write_text(code)
+        await poll_until(
+            lambda: running(daemon, "my-guard") and service(daemon, "my-guard")["pid"] != first
+        )
+        with pytest.raises(HookRejected, match="blocked: shutdown -h"):
+            await kernel.hooks.gate("tool.before", {}, bash("shutdown -h now"))
+        second = service(daemon, "my-guard")["pid"]
+        for path in sorted(guard.rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        guard.rmdir()
+        await poll_until(lambda: service(daemon, "my-guard")["state"] == "absent")
+        assert kernel.hooks.impls("tool.before") == ()
+        with pytest.raises(ProcessLookupError):
+            os.kill(second, 0)
+
+
+async def test_skill_reload_restarts_on_demand(tmp_path: Path) -> None:
+    copy_skill("my-guard", tmp_path)
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "my-guard"))
+        first = service(daemon, "my-guard")["pid"]
+        await kernel.syscall(ADMIN, "skill.reload", {"name": "my-guard"})
+        await poll_until(
+            lambda: running(daemon, "my-guard") and service(daemon, "my-guard")["pid"] != first
+        )
+
+
+SYSCALLER = """
+from aos_sdk import define_service, syscall
+
+@define_service
+def service():
+    async def on_create(event):
+        await syscall("session.append", {"id": event["session"]["id"],
+                      "fact": {"kind": "message.user", "text": "hello from a service"}})
+    return {"hooks": {"session.create": on_create}}
+"""
+
+
+async def test_service_calls_syscalls_with_its_scopes(tmp_path: Path) -> None:
+    write_service(tmp_path, "greeter", SYSCALLER, "scopes: [session.write]\n")
+    async with running_daemon(tmp_path, AOS_DEFAULT_SKILLS="greeter") as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "greeter"))
+        agent = await kernel.syscall(ADMIN, "agent.create", {"name": "a"})
+        session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
+
+        async def greeted() -> bool:
+            history = await kernel.syscall(ADMIN, "session.history", {"id": session["id"]})
+            return any(h["fact"].get("text") == "hello from a service" for h in history)
+
+        for _ in range(200):
+            if await greeted():
+                break
+            await asyncio.sleep(0.05)
+        assert await greeted()

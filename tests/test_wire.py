@@ -1,0 +1,236 @@
+"""The wire: frames, the control and agent sockets, principals, events, bad peers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import struct
+from pathlib import Path
+
+import msgspec
+import pytest
+from aos_sdk import Client, SyscallFailed
+from aos_sdk.protocol import (
+    MAX_FRAME,
+    Bye,
+    Error,
+    Event,
+    Hello,
+    HookCall,
+    HookDecl,
+    HookResult,
+    Ping,
+    Pong,
+    ProtocolError,
+    Syscall,
+    SyscallResult,
+    Welcome,
+    decode,
+    encode,
+    frame_length,
+)
+from conftest import running_daemon
+
+from aos.daemon import Daemon, DaemonPaths
+from aos.principals import ADMIN, agent_principal
+
+pytestmark = pytest.mark.anyio
+
+EVERY_MESSAGE = [
+    Hello(
+        role="service", sdk="t/1", skill="g", hooks=[HookDecl(name="tool.before", priority="first")]
+    ),
+    Welcome(node="n", version="1", principal="admin"),
+    HookCall(id=1, hook="tool.before", args={"input": {}, "output": {"a": 1}}, timeout=2.0),
+    HookResult(id=1, result={"verdict": "reject", "reason": "no"}),
+    HookResult(id=2, error="boom"),
+    Syscall(id=3, name="kernel.status"),
+    SyscallResult(id=3, result={"pid": 1}),
+    Event(subscription=1, topic="history.append", data={"seq": 1}),
+    Ping(id=4),
+    Pong(id=4),
+    Bye(reason="done"),
+    Error(code="denied", message="no", id=5),
+]
+
+
+@pytest.mark.parametrize("message", EVERY_MESSAGE, ids=lambda m: type(m).__name__)
+def test_every_message_round_trips(message: object) -> None:
+    frame = encode(message)  # type: ignore[arg-type]
+    (length,) = struct.unpack(">I", frame[:4])
+    assert length == len(frame) - 4
+    assert decode(frame[4:]) == message
+
+
+def test_bad_bodies_and_lengths_are_protocol_errors() -> None:
+    with pytest.raises(ProtocolError, match="malformed frame"):
+        decode(b"\xc1garbage")
+    with pytest.raises(ProtocolError, match="invalid message"):
+        decode(msgspec.msgpack.encode({"type": "nope"}))
+    with pytest.raises(ProtocolError, match="exceeds the limit"):
+        frame_length(struct.pack(">I", 2**31))
+    with pytest.raises(ProtocolError, match="empty frame"):
+        frame_length(struct.pack(">I", 0))
+
+
+def paths(daemon: Daemon) -> DaemonPaths:
+    return daemon.paths
+
+
+async def raw(path: Path, payload: bytes, *, hang_up: bool = True) -> bytes:
+    """Send raw bytes; return whatever comes back until the daemon closes."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(payload)
+    await writer.drain()
+    if hang_up:
+        writer.write_eof()
+    try:
+        async with asyncio.timeout(15):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def status_answers(daemon: Daemon) -> None:
+    async with Client(paths(daemon).control_socket, token="", connect_timeout=0) as client:
+        assert (await client.call("kernel.status"))["pid"] == os.getpid()
+
+
+async def test_bad_peers_are_dropped_and_the_daemon_carries_on(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        control = paths(daemon).control_socket
+        garbage = b"\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1"
+        reply = await raw(control, garbage)
+        assert decode(reply[4:]) == Error(code="protocol", message=decode_error(garbage[4:]))
+        await status_answers(daemon)
+
+        huge = struct.pack(">I", 2 * 1024**3)
+        reply = await raw(control, huge, hang_up=False)
+        assert decode(reply[4:]) == Error(
+            code="protocol",
+            message=f"frame of {2 * 1024**3} bytes exceeds the limit of {MAX_FRAME}",
+        )
+        await status_answers(daemon)
+
+        half = encode(Hello(role="client", sdk="t/1"))[:7]
+        reply = await raw(control, half)  # hung up mid-frame: told why (where possible), closed
+        assert decode(reply[4:]) == Error(
+            code="protocol", message="the peer hung up before its hello"
+        )
+        await status_answers(daemon)
+
+        unknown = msgspec.msgpack.encode({"type": "launch_missiles"})
+        reply = await raw(control, struct.pack(">I", len(unknown)) + unknown)
+        assert decode(reply[4:]).code == "protocol"  # type: ignore[union-attr]
+        await status_answers(daemon)
+
+        not_hello = encode(Syscall(id=1, name="kernel.status"))
+        reply = await raw(control, not_hello)
+        assert decode(reply[4:]) == Error(
+            code="protocol", message="the first message must be hello, not Syscall"
+        )
+        await status_answers(daemon)
+        assert daemon.kernel is not None
+        await daemon.kernel.flush_logs()
+        drops = await daemon.kernel.syscall(ADMIN, "log.read", {"kind": "connection.dropped"})
+        assert len(drops) >= 3
+
+
+def decode_error(body: bytes) -> str:
+    try:
+        decode(body)
+    except ProtocolError as exc:
+        return str(exc)
+    raise AssertionError("expected a protocol error")
+
+
+async def test_sockets_are_private_and_principals_are_right(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        for path in (paths(daemon).control_socket, paths(daemon).agent_socket):
+            mode = path.stat().st_mode
+            assert stat.S_ISSOCK(mode)
+            assert stat.S_IMODE(mode) == 0o600
+        async with Client(paths(daemon).control_socket, token="") as admin:
+            assert admin.welcome is not None
+            assert admin.welcome.principal == "admin"
+            await admin.call("kernel.config")
+        with pytest.raises(SyscallFailed, match="this socket needs a token"):
+            async with Client(paths(daemon).agent_socket, token=""):
+                pass
+        agent = await kernel.syscall(ADMIN, "agent.create", {"name": "a"})
+        agent_id = agent["agent"]["id"]
+        token = kernel.tokens.issue(
+            agent_principal(agent_id, None, frozenset(agent["effective"]["scopes"]))
+        )
+        async with Client(paths(daemon).agent_socket, token=token) as client:
+            assert client.welcome is not None
+            assert client.welcome.principal == f"agent:{agent_id}"
+            with pytest.raises(SyscallFailed) as info:
+                await client.call("kernel.config")
+            assert info.value.code == "denied"
+        with pytest.raises(SyscallFailed, match="signature"):
+            async with Client(paths(daemon).agent_socket, token=token[:-4] + "AAAA"):
+                pass
+
+
+async def test_concurrent_requests_on_one_connection(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        client = Client(paths(daemon).control_socket, token="")
+        try:
+            calls = (client.call("agent.create", {"name": f"a{i}"}) for i in range(32))
+            results = await asyncio.gather(*calls)
+            assert sorted(r["agent"]["name"] for r in results) == sorted(f"a{i}" for i in range(32))
+            with pytest.raises(SyscallFailed) as info:
+                await client.call("agent.get", {"id": "missing"})
+            assert (info.value.code, info.value.message) == ("not_found", "agent missing not found")
+        finally:
+            await client.close()
+
+
+async def test_events_stream_facts_as_they_are_appended(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        socket_path = paths(daemon).control_socket
+        client, writer = Client(socket_path, token=""), Client(socket_path, token="")
+        try:
+            agent = await client.call("agent.create", {"name": "a"})
+            session = await client.call("session.create", {"agent_id": agent["agent"]["id"]})
+            events = client.subscribe(topics=["history.append"], session_id=session["id"])
+            first = asyncio.ensure_future(anext(events))
+            await asyncio.sleep(0.1)  # the subscription is in place before the append
+            await writer.call(
+                "session.append",
+                {"id": session["id"], "fact": {"kind": "message.user", "text": "streamed"}},
+            )
+            async with asyncio.timeout(10):
+                event = await first
+            assert event.topic == "history.append"
+            assert event.data["fact"] == {"kind": "message.user", "text": "streamed"}
+            assert event.data["session_id"] == session["id"]
+            await events.aclose()
+        finally:
+            await client.close()
+            await writer.close()
+
+
+async def test_in_process_subscribe_is_a_clear_error(kernel: object) -> None:
+    from aos.kernel import Kernel
+    from aos.syscalls import SyscallError
+
+    assert isinstance(kernel, Kernel)
+    with pytest.raises(SyscallError, match=r"events\.subscribe streams over a connection"):
+        await kernel.syscall(ADMIN, "events.subscribe", {})
+
+
+def test_socket_path_limit_is_a_clear_error(tmp_path: Path) -> None:
+    from aos.config import load_config
+    from aos.daemon import DaemonError
+
+    deep = tmp_path / ("x" * 120)
+    config = load_config(environ={"AOS_HOME": str(deep)}, cwd=tmp_path)
+    with pytest.raises(DaemonError, match="too long for Unix sockets"):
+        Daemon(config)._claim()
+    assert socket.AF_UNIX  # Unix sockets only
