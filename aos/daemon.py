@@ -56,19 +56,30 @@ class DaemonPaths:
         )
 
 
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, exited but not reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no procfs: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def read_pid(pidfile: Path) -> int | None:
     """The pid in the pidfile if that process is alive."""
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return pid if alive(pid) else None
 
 
 def setup_logging(log_file: Path, *, foreground: bool) -> None:

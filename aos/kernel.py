@@ -122,6 +122,8 @@ class Kernel:
         """Keep hook registrations and declared policies in step with the registry:
         a plugin skill's hooks fire only while it is the active skill of its name."""
         skill = event.skill
+        if event.kind != "removed" and self.skills.get(skill.name) != skill:
+            return  # a shadowed copy: the winner of its name decides
         if self.events.has_subscribers():
             self.events.publish(
                 "skill",

@@ -775,7 +775,7 @@ async def skill_unload(
 
 @syscall(
     "skill.reload",
-    scope="skill.write",
+    scope="kernel.admin",
     doc="Read a skill from disk again (as hot reload would) and restart its service.",
 )
 async def skill_reload(kernel: Kernel, principal: Principal, params: SkillNameParams) -> SkillInfo:

@@ -1,0 +1,133 @@
+"""The daemon from the command line, as a user runs it: aos start / status / stop / logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from aos.daemon import alive
+
+AOS = str(Path(sys.executable).with_name("aos"))
+
+
+class Node:
+    """A project directory with the seed skill and a short AOS_HOME."""
+
+    def __init__(self, project: Path) -> None:
+        self.project = project
+        self.home = Path(tempfile.mkdtemp(prefix="aos-", dir="/tmp"))
+
+    def aos(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
+        return subprocess.run(
+            [AOS, *args], cwd=self.project, env={**env, "AOS_HOME": str(self.home)},
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    shutil.copytree(REPO / "skills" / "my-guard", tmp_path / "skills" / "my-guard")
+    n = Node(tmp_path)
+    yield n
+    n.aos("stop")
+    shutil.rmtree(n.home, ignore_errors=True)
+
+
+def test_start_status_hooks_stop(node: Node) -> None:
+    started = node.aos("start")
+    assert started.returncode == 0, started.stderr
+    lines = started.stdout.splitlines()
+    assert lines[0].startswith("started: pid ")
+    assert lines[1] == f"socket:  {node.home / 'run' / 'aos.sock'}"
+    assert lines[2] == f"log:     {node.home / 'state' / 'aos.log'}"
+    pid = int(lines[0].split()[-1])
+
+    again = node.aos("start")
+    assert again.returncode == 1
+    assert f"a daemon is already running (pid {pid}" in again.stderr
+
+    status = node.aos("status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["running"] is True
+    assert report["pid"] == pid
+    assert report["database"]["backend"] == "sqlite"
+    assert [s["name"] for s in report["skills"]] == ["my-guard"]
+    [guard] = report["services"]
+    assert guard["skill"] == "my-guard"
+    assert guard["state"] in ("starting", "running")
+
+    hooks = json.loads(node.aos("hooks", "--json").stdout)["hooks"]
+    [tool_before] = [h for h in hooks if h["hook"] == "tool.before"]
+    assert [(i["owner"], i["where"]) for i in tool_before["implementations"]] == [
+        ("my-guard", "service")
+    ]
+
+    result = node.aos("syscall", "agent.create", '{"name": "cli"}')
+    assert json.loads(result.stdout)["agent"]["name"] == "cli"
+    denied = node.aos("syscall", "agent.get", '{"id": "nope"}')
+    assert denied.returncode == 1
+    assert denied.stderr.strip() == "Error: agent.get failed: not_found: agent nope not found"
+
+    stopped = node.aos("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == f"stopped (pid {pid})"
+    assert not alive(pid)
+    assert not (node.home / "run" / "aos.sock").exists()
+
+    logs = node.aos("logs")
+    assert "ready: node" in logs.stdout
+    assert "shutting down: aos stop (by admin)" in logs.stdout
+
+
+def test_commands_need_a_daemon_and_say_how_to_start_one(node: Node) -> None:
+    for args in (
+        ("status",),
+        ("stop",),
+        ("syscall", "kernel.status"),
+        ("skill", "reload", "my-guard"),
+    ):
+        result = node.aos(*args)
+        assert result.returncode == 1, args
+        assert "no AgentOS daemon is running" in result.stderr
+        assert "`aos start`" in result.stderr
+    status = node.aos("status", "--json")
+    assert json.loads(status.stdout) == {
+        "running": False,
+        "socket": str(node.home / "run" / "aos.sock"),
+    }
+
+
+def test_stale_pidfile_and_socket_are_removed(node: Node) -> None:
+    (node.home / "state").mkdir(parents=True)
+    (node.home / "run").mkdir(parents=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (node.home / "state" / "aos.pid").write_text(dead.stdout)
+    (node.home / "run" / "aos.sock").write_text("stale")
+    started = node.aos("start")
+    assert started.returncode == 0, started.stderr
+    assert "removed" in node.aos("logs").stdout
+
+
+def test_a_sigterm_stops_it_cleanly(node: Node) -> None:
+    started = node.aos("start")
+    pid = int(started.stdout.split()[2])
+    os.kill(pid, 15)
+    for _ in range(300):
+        if not alive(pid):
+            break
+        subprocess.run(["sleep", "0.05"], check=True)
+    assert "shutting down: signal SIGTERM" in node.aos("logs").stdout
+    assert not (node.home / "state" / "aos.pid").exists()
