@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -121,7 +121,7 @@ class Client:
 
     async def subscribe(
         self, topics: list[str] | None = None, session_id: str | None = None
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Events of ``events.subscribe``, as they happen (resubscribes after a reconnect)."""
         params: dict[str, Any] = {}
         if topics is not None:
