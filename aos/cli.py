@@ -17,10 +17,11 @@ from typing import Any
 import click
 from aos_sdk import Client, NotConnected, SyscallFailed
 
-from aos import __version__
+from aos import __version__, cli_sessions
 from aos.config import Config, ConfigError, load_config, mask_url
 from aos.daemon import Daemon, DaemonError, DaemonPaths, read_pid, setup_logging
 from aos.hooks import HookRunner
+from aos.llm import LLMSettings, missing_configuration
 from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
 from aos.skills import manifest
 from aos.skills.registry import SKILL_FILE, Skill, SkillRegistry, default_roots
@@ -140,6 +141,16 @@ def _print_doctor(report: dict[str, Any]) -> None:
 # -- the daemon ---------------------------------------------------------------------------
 
 
+def model_line(config: Config) -> str:
+    """Which model dispatches will use, or what to set."""
+    model = config.aoscb.model
+    settings = LLMSettings.from_env(config.getenv)
+    problem = missing_configuration(model, settings)
+    if problem is not None:
+        return f"dispatch is not ready: {problem.message}"
+    return f"model {model} ({config.sources['model']}) at {settings.base_url}"
+
+
 def _no_daemon(paths: DaemonPaths) -> click.ClickException:
     return click.ClickException(
         f"no AgentOS daemon is running (no answer at {paths.control_socket}): "
@@ -169,6 +180,7 @@ def up(ctx: Context, quiet: bool) -> None:
     setup_logging(paths.log_file, foreground=not quiet)
     if not quiet:
         click.echo(f"aos: starting; control socket {paths.control_socket}, log {paths.log_file}")
+        click.echo(f"aos: {model_line(config)}")
     try:
         asyncio.run(Daemon(config).run())
     except (DaemonError, StoreError) as exc:
@@ -514,6 +526,9 @@ def skill_reload(ctx: Context, name: str) -> None:
     info = asyncio.run(_call(ctx, "skill.reload", {"name": name}))
     reason = f": {info['reason']}" if info["reason"] else ""
     click.echo(f"reloaded {info['name']} [{info['status']}, {info['kind']}]{reason}")
+
+
+cli_sessions.register(cli, pass_context)
 
 
 def main() -> None:

@@ -70,10 +70,11 @@ class Config:
     sources: dict[str, str] = field(default_factory=dict)
     """Setting key -> where its value came from."""
     _dotenv: Mapping[str, str | None] = field(default_factory=dict, repr=False)
+    _environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
 
     def getenv(self, name: str) -> str | None:
         """An environment variable, falling back to ``.env`` (e.g. API keys)."""
-        value = os.environ.get(name)
+        value = self._environ.get(name)
         return value if value is not None else self._dotenv.get(name)
 
     @property
@@ -188,6 +189,7 @@ def load_config(
         env_file=env_file if dotenv else None,
         sources=sources,
         _dotenv=dotenv,
+        _environ=environ,
     )
 
 

@@ -30,6 +30,7 @@ from aos.services import MAX_SOCKET_PATH, ServiceSupervisor
 
 logger = logging.getLogger("aos")
 STOP_NOTIFY_GRACE = 2.0
+RECOVERY_INTERVAL = 10.0
 
 
 class DaemonError(Exception):
@@ -129,8 +130,10 @@ class Daemon:
         agents = ControlServer(kernel, self.paths.agent_socket, admin_by_uid=False)
         supervisor = ServiceSupervisor(kernel, self.paths.service_dir, self.paths.agent_socket)
         kernel.services = supervisor
+        kernel.agent_socket = self.paths.agent_socket
         stop_watch = anyio.Event()
         watcher: asyncio.Task[None] | None = None
+        recovery: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, kernel, signum)
@@ -141,6 +144,9 @@ class Daemon:
             watch_started = anyio.Event()
             watcher = loop.create_task(kernel.skills.watch(started=watch_started, stop=stop_watch))
             await watch_started.wait()
+            for session_id in await kernel.recover():
+                logger.warning("recovered session %s: its dispatch was cut by a crash", session_id)
+            recovery = loop.create_task(self._recover_periodically(kernel))
             self.paths.pidfile.parent.mkdir(parents=True, exist_ok=True)
             self.paths.pidfile.write_text(f"{os.getpid()}\n")
             kernel.hooks.notify(
@@ -167,6 +173,8 @@ class Daemon:
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+            if recovery is not None:
+                recovery.cancel()
             await control.close()
             await agents.close()
             stop_watch.set()
@@ -177,6 +185,16 @@ class Daemon:
             if read_pid(self.paths.pidfile) == os.getpid():
                 self.paths.pidfile.unlink()
             logger.info("stopped")
+
+    async def _recover_periodically(self, kernel: Kernel) -> None:
+        """Pick up dispatches whose node died (their lease expired)."""
+        while True:
+            await asyncio.sleep(RECOVERY_INTERVAL)
+            try:
+                for session_id in await kernel.recover():
+                    logger.warning("recovered session %s from an expired lease", session_id)
+            except Exception:
+                logger.exception("recovery scan failed; retrying")
 
     def _on_signal(self, kernel: Kernel, signum: int) -> None:
         kernel.shutdown_reason = f"signal {signal.Signals(signum).name}"

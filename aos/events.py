@@ -1,7 +1,9 @@
 """Kernel events for subscribers (``events.subscribe``): a small in-process bus.
 
-Topics: ``history.append`` (a fact was appended), ``skill`` (a skill was added,
-changed or removed), ``service`` (a service changed state). Publishing never
+Topics: ``history.append`` (a fact was appended), ``stream`` (the model's text
+and reasoning as they arrive, token by token, before the assistant fact),
+``skill`` (a skill was added, changed or removed), ``service`` (a service
+changed state). Publishing never
 blocks and never raises: a subscriber that fails is dropped.
 """
 
@@ -13,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-TOPICS = ("history.append", "skill", "service")
+TOPICS = ("history.append", "stream", "skill", "service")
+SESSION_TOPICS = frozenset({"history.append", "stream"})
 
 Deliver = Callable[[str, Any], None]
 
@@ -30,7 +33,7 @@ class Subscription:
     def wants(self, topic: str, data: Any) -> bool:
         if topic not in self.topics:
             return False
-        if topic != "history.append":
+        if topic not in SESSION_TOPICS:
             return self.agent_ids is None
         if self.session_id is not None and data.get("session_id") != self.session_id:
             return False

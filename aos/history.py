@@ -31,6 +31,8 @@ class ToolCallRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
     command: str
     timeout: float | None = None
+    error: str | None = None
+    """Why the call cannot run (bad arguments, unknown tool); the model is told."""
 
 
 class UserMessage(_Fact, tag="message.user"):

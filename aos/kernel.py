@@ -7,22 +7,40 @@ state change crosses :meth:`Kernel.syscall`.
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
 import logging
-import os
 import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
 from aos.agent import ACB, EffectiveConfig
+from aos.bash import kill_group
 from aos.config import Config
 from aos.events import EventBus
-from aos.history import Fact, SkillLoaded, SkillUnloaded, fact_to_builtins
-from aos.hooks import HookPolicy, HookRunner
+from aos.history import (
+    AssistantMessage,
+    ContextCompacted,
+    DispatchFinished,
+    DispatchStarted,
+    Fact,
+    SkillLoaded,
+    SkillUnloaded,
+    ToolCall,
+    ToolResult,
+    fact_to_builtins,
+)
+from aos.hooks import HookError, HookPolicy, HookRunner
 from aos.ids import new_id
+from aos.llm import LLMClient, LLMError, LLMSettings
 from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
 from aos.principals import DEFAULT_AGENT_SCOPES, Principal, TokenAuthority
+from aos.reactunit import LEASE_TTL, DispatchRefused, ReActUnit
 from aos.runtimelog import LogEntry
 from aos.session import SCB
 from aos.skills.registry import (
@@ -35,6 +53,46 @@ from aos.store import Store, open_store
 from aos.syscalls import call
 
 logger = logging.getLogger("aos")
+HISTORY_CACHE_SESSIONS = 256
+SUMMARY_INSTRUCTION = (
+    "Summarize this earlier part of an agent's session for the agent itself: the goals, "
+    "what was done (commands and their outcomes), facts learned, and what is still open. "
+    "Be concise and concrete; keep names, paths and numbers."
+)
+
+
+def _group_of_session(pgid: int, session_id: str) -> bool:
+    """Whether process group ``pgid`` still runs a command of ``session_id`` (its
+    leader's environment says so): never kill a recycled process group."""
+    try:
+        environ = Path(f"/proc/{pgid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"AOS_SESSION_ID={session_id}".encode() in environ.split(b"\0")
+
+
+def node_id(state_dir: Path) -> str:
+    """This node's stable id (host + a random id kept in the state dir), so a
+    restarted daemon recognises the leases its previous life held."""
+    path = state_dir / "node.id"
+    try:
+        ident = path.read_text().strip()
+    except FileNotFoundError:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        ident = new_id("node")
+        path.write_text(ident + "\n")
+    return f"{socket.gethostname()}:{ident}"
+
+
+def _assembled(result: Any) -> tuple[list[dict[str, Any]], Mapping[str, Any] | None]:
+    """A provider's answer: a list of messages, or {"messages", "compaction"}."""
+    if isinstance(result, list):
+        return result, None
+    if isinstance(result, Mapping) and isinstance(result.get("messages"), list):
+        return result["messages"], result.get("compaction")
+    raise HookError(
+        "session.assemble", f"session.assemble returned {type(result).__name__}, not messages"
+    )
 
 
 class ServiceStatusSource(Protocol):
@@ -67,7 +125,7 @@ class Kernel:
         self.tokens = tokens
         self.plugin_loads = plugin_loads
         self.skills = skills
-        self.node_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('node')[5:]}"
+        self.node_id = node_id(config.paths.state_dir)
         self.started_at = time.time()
         self.hooks = HookRunner(pm, default_timeout=config.aoscb.limits.hook_timeout, log=self.log)
         self._pending_logs: set[asyncio.Task[Any]] = set()
@@ -77,6 +135,15 @@ class Kernel:
         """Set by kernel.shutdown; the daemon watches it."""
         self.services: ServiceStatusSource | None = None
         """The daemon's service supervisor, when there is one."""
+        self.agent_socket: Path | None = None
+        """The socket agents' bash reaches the kernel through (set by the daemon)."""
+        self.llm_settings = LLMSettings.from_env(config.getenv)
+        self._llm: LLMClient | None = None
+        self.dispatches: dict[str, ReActUnit] = {}
+        """Running dispatches on this node, by session id."""
+        self._histories: collections.OrderedDict[str, list[dict[str, Any]]] = (
+            collections.OrderedDict()
+        )
         self._plugins = {
             load.name: pm.get_plugin(load.name) for load in plugin_loads if not load.error
         }
@@ -108,6 +175,13 @@ class Kernel:
         return kernel
 
     async def close(self) -> None:
+        units = list(self.dispatches.values())
+        for unit in units:
+            unit.task.cancel()
+        if units:
+            await asyncio.gather(*(u.task for u in units), return_exceptions=True)
+        if self._llm is not None:
+            await self._llm.close()
         await self.hooks.drain()
         await self.flush_logs()
         await self.store.close()
@@ -266,6 +340,176 @@ class Kernel:
                 else await self.active_skills(scb.agent_id, scb.id),
             )
         return seq
+
+    # -- the ReAct loop's needs ---------------------------------------------------------
+    @property
+    def llm(self) -> LLMClient:
+        if self._llm is None:
+            self._llm = LLMClient(self.llm_settings)
+        return self._llm
+
+    def skill_paths(self, active: frozenset[str] | None) -> list[str]:
+        """The ``scripts/`` folders of the active skills, for bash's PATH."""
+        skills = self.skills.active(sorted(active) if active is not None else None)
+        return [str(s.scripts_dir) for s in skills if s.scripts_dir is not None]
+
+    async def history_view(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's facts as plain data, kept per session and read incrementally."""
+        cached = self._histories.get(session_id)
+        if cached is None:
+            cached = self._histories[session_id] = []
+        self._histories.move_to_end(session_id)
+        while len(self._histories) > HISTORY_CACHE_SESSIONS:
+            self._histories.popitem(last=False)
+        after = cached[-1]["seq"] if cached else 0
+        for entry in await self.store.read_history(session_id, after=after):
+            cached.append({"seq": entry.seq, "ts": entry.ts, "fact": fact_to_builtins(entry.fact)})
+        return cached
+
+    async def assemble(
+        self, scb: SCB, *, active: frozenset[str], rebuild: bool = False, record: bool = True
+    ) -> list[dict[str, Any]]:
+        """SessionHistory -> SessionContext through the ``session.assemble`` provider.
+
+        A provider may ask for older turns to be compacted (``compaction``); the
+        kernel then asks the model for the summary (the provider's fallback if
+        that fails), records a ``context.compacted`` fact and assembles again."""
+        skills = self.skills.active(sorted(active))
+        effective = await self.effective(scb.agent_id)
+        request = {
+            "session_id": scb.id,
+            "agent_id": scb.agent_id,
+            "history": await self.history_view(scb.id),
+            "skills": [{"name": s.name, "description": s.description} for s in skills],
+            "skills_prompt": available_skills_prompt(skills),
+            "budget": self.config.aoscb.limits.context_budget,
+            "model": effective.model,
+            "rebuild": rebuild,
+        }
+        result = await self.hooks.provide("session.assemble", request, active=active)
+        messages, compaction = _assembled(result)
+        if compaction is None or not record:
+            return messages
+        summary = await self._summarize(compaction, effective.model)
+        await self.append(
+            scb,
+            ContextCompacted(summary=summary, through_seq=int(compaction["through_seq"])),
+            active=active,
+        )
+        request["history"] = await self.history_view(scb.id)
+        messages, _ = _assembled(
+            await self.hooks.provide("session.assemble", request, active=active)
+        )
+        return messages
+
+    async def _summarize(self, compaction: Mapping[str, Any], model: str | None) -> str:
+        fallback = str(compaction.get("fallback") or "")
+        turns = compaction.get("summarize")
+        if not turns or model is None:
+            return fallback
+        try:
+            done = await self.llm.complete(
+                model=model,
+                messages=[
+                    {"role": "system", "content": SUMMARY_INSTRUCTION},
+                    {"role": "user", "content": json.dumps(turns, ensure_ascii=False)},
+                ],
+            )
+        except LLMError as exc:
+            self.log(
+                LogEntry(
+                    kind="context.summary",
+                    level="warning",
+                    message=f"summary failed, using the fallback: {exc.message}",
+                )
+            )
+            return fallback
+        return done.content.strip() or fallback
+
+    # -- dispatch, interrupt, recovery -------------------------------------------------
+    async def start_dispatch(
+        self, principal: Principal, scb: SCB, message: str, *, cwd: str | None = None
+    ) -> ReActUnit:
+        """Start a ReActUnit on a session (raises DispatchRefused if it cannot);
+        its ``task`` ends with the DispatchOutcome."""
+        if scb.id in self.dispatches:
+            raise DispatchRefused(
+                "conflict",
+                f"session {scb.id} is running a dispatch: wait for it, or stop it with "
+                f"`aos session interrupt {scb.id}`",
+            )
+        unit = ReActUnit(self, scb, principal, message, cwd=cwd)
+        await unit.prepare()
+        unit.task = asyncio.get_running_loop().create_task(unit.run())
+        self.dispatches[scb.id] = unit
+        unit.task.add_done_callback(lambda _: self.dispatches.pop(scb.id, None))
+        return unit
+
+    async def recover(self) -> list[str]:
+        """Finish dispatches cut by a crash: sessions marked running whose lease
+        expired or was held by this node's previous life. A tool call without a
+        result is recorded as lost (its process group killed), never re-run."""
+        recovered = []
+        for scb in await self.store.list_sessions(status="running"):
+            if scb.id in self.dispatches:
+                continue
+            mine = scb.lease_owner == self.node_id
+            expired = scb.lease_owner is None or (scb.lease_expires or 0) < time.time()
+            if not (mine or expired):
+                continue
+            if not await self.store.acquire_lease(scb.id, self.node_id, LEASE_TTL):
+                continue  # another node got there first
+            try:
+                await self._recover_session(scb)
+                recovered.append(scb.id)
+            finally:
+                await self.store.release_lease(scb.id, self.node_id)
+        return recovered
+
+    async def _recover_session(self, scb: SCB) -> None:
+        history = await self.store.read_history(scb.id)
+        started = next((e for e in reversed(history) if isinstance(e.fact, DispatchStarted)), None)
+        open_dispatch = started is not None and not any(
+            isinstance(e.fact, DispatchFinished) and e.fact.dispatch_id == started.fact.dispatch_id  # type: ignore[union-attr]
+            for e in history
+            if e.seq > started.seq
+        )
+        if started is not None and open_dispatch:
+            tail = [e.fact for e in history if e.seq > started.seq]
+            results = {f.call_id for f in tail if isinstance(f, ToolResult)}
+            running = {f.call_id: f for f in tail if isinstance(f, ToolCall)}
+            requested = [c for f in tail if isinstance(f, AssistantMessage) for c in f.tool_calls]
+            for call in requested:
+                if call.id in results:
+                    continue
+                ran = running.get(call.id)
+                if ran is not None and ran.pgid is not None and _group_of_session(ran.pgid, scb.id):
+                    kill_group(ran.pgid)
+                output = (
+                    "lost: the daemon stopped while this command ran; it was not re-run"
+                    if ran is not None
+                    else "not run: the daemon stopped before this command started"
+                )
+                await self.append(scb, ToolResult(call_id=call.id, output=output, status="lost"))
+            await self.append(
+                scb,
+                DispatchFinished(
+                    dispatch_id=started.fact.dispatch_id,  # type: ignore[union-attr]
+                    status="lost",
+                    error="the daemon stopped during this dispatch; completed steps are kept",
+                ),
+            )
+        current = await self.store.get_session(scb.id)
+        await self.store.update_session(msgspec.structs.replace(current, status="idle", phase=""))
+        self.log(
+            LogEntry(
+                kind="dispatch.recovered",
+                level="warning",
+                session_id=scb.id,
+                agent_id=scb.agent_id,
+                message=f"session {scb.id}: recovered a dispatch cut by a crash",
+            )
+        )
 
     # -- the boundary ----------------------------------------------------------------
     async def syscall(

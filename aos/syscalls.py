@@ -8,6 +8,7 @@ of what the kernel can do (``docs/specs/aos-syscall.md`` documents it).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import time
@@ -22,9 +23,10 @@ from aos.agent import ACB, AgentConfig, AgentStatus, EffectiveConfig
 from aos.config import mask_url
 from aos.events import current_stream
 from aos.history import Fact, HistoryEntry, SkillLoaded, SkillUnloaded
-from aos.hooks import HookRejected
+from aos.hooks import HookError, HookRejected
 from aos.ids import new_id
 from aos.principals import ADMIN_ONLY, GRANTABLE_SCOPES, SCOPES, Principal
+from aos.reactunit import DispatchRefused
 from aos.runtimelog import LogEntry
 from aos.session import SCB, SessionStatus
 from aos.skills.registry import Skill
@@ -794,11 +796,11 @@ async def skill_reload(kernel: Kernel, principal: Principal, params: SkillNamePa
 
 
 class SubscribeParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    topics: list[Literal["history.append", "skill", "service"]] = msgspec.field(
-        default_factory=lambda: ["history.append", "skill", "service"]
+    topics: list[Literal["history.append", "stream", "skill", "service"]] = msgspec.field(
+        default_factory=lambda: ["history.append", "stream", "skill", "service"]
     )
     session_id: str | None = None
-    """Only this session's facts (history.append)."""
+    """Only this session's facts and stream."""
 
 
 class Subscribed(msgspec.Struct):
@@ -865,3 +867,101 @@ async def kernel_shutdown(
     kernel.shutdown_reason = f"{params.reason} (by {principal.name})"
     kernel.shutdown_requested.set()
     return ShuttingDown(node=kernel.node_id, reason=kernel.shutdown_reason)
+
+
+# -- session.dispatch, session.interrupt, session.context ---------------------------------------
+
+
+class DispatchParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    """The session."""
+    message: str
+    wait: bool = True
+    """Return when the dispatch finishes (else at once, with its id)."""
+    cwd: str | None = None
+    """Where bash runs instead of the agent's workspace (admin only)."""
+
+
+class Dispatched(msgspec.Struct, kw_only=True):
+    session_id: str
+    agent_id: str
+    dispatch_id: str
+    status: str
+    answer: str | None = None
+    error: str | None = None
+    steps: int = 0
+    usage: Any = None
+
+
+@syscall(
+    "session.dispatch",
+    scope="session.dispatch",
+    doc="Run the ReAct loop on a session with a user message; one dispatch per session at a time.",
+)
+async def session_dispatch(
+    kernel: Kernel, principal: Principal, params: DispatchParams
+) -> Dispatched:
+    scb = await _session_for(kernel, principal, params.id)
+    if scb.status == "archived":
+        raise SyscallError("conflict", f"session {scb.id} is archived")
+    if params.cwd is not None and principal.kind != "admin":
+        raise SyscallError(
+            "denied", f"{principal.name} may not choose where bash runs (cwd): admin only"
+        )
+    try:
+        unit = await kernel.start_dispatch(principal, scb, params.message, cwd=params.cwd)
+    except DispatchRefused as exc:
+        raise SyscallError(exc.code, exc.message) from None  # type: ignore[arg-type]
+    if not params.wait:
+        return Dispatched(
+            session_id=scb.id, agent_id=scb.agent_id, dispatch_id=unit.dispatch_id, status="running"
+        )
+    outcome = await asyncio.shield(unit.task)  # the caller going away does not stop it
+    return msgspec.convert(msgspec.to_builtins(outcome), Dispatched)
+
+
+@syscall(
+    "session.interrupt",
+    scope="session.dispatch",
+    doc="Stop a session's running dispatch (a running command's process group is killed).",
+)
+async def session_interrupt(
+    kernel: Kernel, principal: Principal, params: SessionIdParams
+) -> Dispatched:
+    scb = await _session_for(kernel, principal, params.id)
+    unit = kernel.dispatches.get(scb.id)
+    if unit is None:
+        if (
+            scb.lease_owner is not None
+            and scb.lease_owner != kernel.node_id
+            and (scb.lease_expires or 0) > time.time()
+        ):
+            raise SyscallError(
+                "conflict", f"session {scb.id} is running on {scb.lease_owner}: interrupt it there"
+            )
+        raise SyscallError("conflict", f"session {scb.id} has no running dispatch")
+    unit.task.cancel()
+    outcome = await asyncio.shield(unit.task)
+    return msgspec.convert(msgspec.to_builtins(outcome), Dispatched)
+
+
+class ContextParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    rebuild: bool = False
+    """Assemble from the whole history instead of the provider's incremental state."""
+
+
+@syscall(
+    "session.context",
+    scope="session.read",
+    doc="The SessionContext the next step would send to the model (OpenAI messages).",
+)
+async def session_context(
+    kernel: Kernel, principal: Principal, params: ContextParams
+) -> list[dict[str, Any]]:
+    scb = await _session_for(kernel, principal, params.id)
+    active = await kernel.active_skills(scb.agent_id, scb.id)
+    try:
+        return await kernel.assemble(scb, active=active, rebuild=params.rebuild, record=False)
+    except HookError as exc:
+        raise SyscallError("unavailable", str(exc)) from None

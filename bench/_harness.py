@@ -30,6 +30,7 @@ Verdict = Literal["pass", "miss", "info", "skipped"]
 """``pass``/``miss`` against the target; ``info`` has no target; ``skipped`` was not measured."""
 
 NS_PER_MS = 1_000_000
+NS_PER_US = 1_000
 
 
 # -- results ------------------------------------------------------------------
@@ -140,6 +141,34 @@ def latency_results(
                 figure=f"{what} {name}",
                 value=percentile(samples_ns, q) / NS_PER_MS,
                 unit="ms",
+                target=None if limit is None else Target("<=", limit),
+                samples=len(samples_ns),
+                note=note,
+            )
+        )
+    return results
+
+
+def micro_results(
+    case: str,
+    what: str,
+    samples_ns: Sequence[int],
+    *,
+    target_p50_us: float | None = None,
+    target_p99_us: float | None = None,
+    note: str = "",
+) -> list[Result]:
+    """``<what> p50`` and ``<what> p99`` in µs (``latency_results`` reports ms)."""
+    targets = {"p50": target_p50_us, "p99": target_p99_us}
+    results: list[Result] = []
+    for name, q in (("p50", 50.0), ("p99", 99.0)):
+        limit = targets[name]
+        results.append(
+            Result(
+                case=case,
+                figure=f"{what} {name}",
+                value=percentile(samples_ns, q) / NS_PER_US,
+                unit="µs",
                 target=None if limit is None else Target("<=", limit),
                 samples=len(samples_ns),
                 note=note,

@@ -17,10 +17,10 @@ coroutine), reported as ``empty await``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from _harness import Context, Result, Target, now_ns, percentile, time_each
+from _harness import Context, Result, micro_results, now_ns, time_each
 
 from aos.hooks import HookRunner
 from aos.hookspecs import hookimpl
@@ -32,7 +32,6 @@ DESCRIPTION = (
     "and a 5-impl history.append notify fan-out"
 )
 
-NS_PER_US = 1_000
 CHAIN = 5
 ROUNDS = 4
 GATE_P50_US = 10.0
@@ -49,29 +48,6 @@ EVENT: dict[str, Any] = {
 
 def bash_output() -> dict[str, Any]:
     return {"tool": "bash", "args": {"command": "ls", "timeout": 5.0}, "cwd": "/tmp", "env": {}}
-
-
-def micro_results(
-    case: str,
-    what: str,
-    samples_ns: Sequence[int],
-    *,
-    target_p50_us: float | None = None,
-    note: str = "",
-) -> list[Result]:
-    """``<what> p50`` and ``<what> p99`` in µs (``latency_results`` reports ms)."""
-    return [
-        Result(
-            case=case,
-            figure=f"{what} {name}",
-            value=percentile(samples_ns, q) / NS_PER_US,
-            unit="µs",
-            target=Target("<=", target_p50_us) if name == "p50" and target_p50_us else None,
-            samples=len(samples_ns),
-            note=note,
-        )
-        for name, q in (("p50", 50.0), ("p99", 99.0))
-    ]
 
 
 def _plugin(**impls: Callable[..., Any]) -> object:

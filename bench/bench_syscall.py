@@ -37,8 +37,16 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from _harness import Context, Result, Target, now_ns, percentile, time_each
-from bench_hooks import NS_PER_US, micro_results
+from _harness import (
+    NS_PER_US,
+    Context,
+    Result,
+    Target,
+    micro_results,
+    now_ns,
+    percentile,
+    time_each,
+)
 
 from aos.config import load_config
 from aos.history import UserMessage

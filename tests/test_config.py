@@ -141,10 +141,8 @@ def test_missing_explicit_config_file(tmp_path: Path) -> None:
 
 def test_getenv_falls_back_to_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / ".env").write_text("SOME_API_KEY=from-dotenv\n")
-    monkeypatch.delenv("SOME_API_KEY", raising=False)
-    config = load_config(environ={}, cwd=tmp_path)
-    assert config.getenv("SOME_API_KEY") == "from-dotenv"
-    monkeypatch.setenv("SOME_API_KEY", "from-env")
+    assert load_config(environ={}, cwd=tmp_path).getenv("SOME_API_KEY") == "from-dotenv"
+    config = load_config(environ={"SOME_API_KEY": "from-env"}, cwd=tmp_path)
     assert config.getenv("SOME_API_KEY") == "from-env"
 
 

@@ -62,7 +62,7 @@ def test_start_status_hooks_stop(node: Node) -> None:
     assert report["running"] is True
     assert report["pid"] == pid
     assert report["database"]["backend"] == "sqlite"
-    assert [s["name"] for s in report["skills"]] == ["my-guard"]
+    assert [s["name"] for s in report["skills"]] == ["aos-context", "aos-skill", "my-guard"]
     [guard] = report["services"]
     assert guard["skill"] == "my-guard"
     assert guard["state"] in ("starting", "running")

@@ -1,0 +1,631 @@
+"""LLM client: the OpenAI-compatible Chat Completions API, streamed, over httpx.
+
+OpenRouter by default (``OPENROUTER_API_KEY``); any OpenAI-compatible server
+(Ollama, LM Studio, vLLM...) through ``OPENROUTER_BASE_URL``, where a key is
+optional. Every call streams (Server-Sent Events) and asks for usage
+(``stream_options.include_usage``). Content and reasoning deltas are handed to
+``on_delta`` as they arrive; tool calls are assembled from their deltas by
+``index``.
+
+Failures become an :class:`LLMError` whose ``message`` is one sentence a user
+can act on. Rate limits, server errors, transport errors and streams cut short
+are retried with exponential backoff and full jitter, honouring
+``Retry-After``, but only while nothing has been handed to ``on_delta`` yet:
+text already shown is never shown twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import json
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+import msgspec
+
+from aos.history import Usage
+
+DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+KEY_VARIABLE = "OPENROUTER_API_KEY"
+BASE_URL_VARIABLE = "OPENROUTER_BASE_URL"
+
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
+
+BASH_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "bash",
+        "description": (
+            "Run a bash command in the agent's workspace directory and return its output "
+            "(stdout and stderr) and exit status."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "command": {"type": "string", "description": "The bash command to run."},
+                "timeout": {
+                    "type": "number",
+                    "description": "Seconds before the command is killed (optional).",
+                },
+            },
+            "required": ["command"],
+        },
+    },
+}
+"""The OpenAI tool schema of the single tool, ``bash``."""
+
+OnDelta = Callable[[str, str], None]
+"""``on_delta(kind, text)`` with kind ``"content"`` or ``"reasoning"``."""
+
+
+def is_openrouter(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    return host == "openrouter.ai" or host.endswith(".openrouter.ai")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LLMSettings:
+    """Where and how to reach the model server."""
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = None
+    provider: str = ""
+    """Name used in error sentences; by default ``OpenRouter`` for OpenRouter's URL,
+    else ``the model server at <host:port>``."""
+    key_variable: str = KEY_VARIABLE
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+    """Longest silence allowed between two bytes of a response."""
+    max_retries: int = 4
+    """Retries after the first attempt (so up to ``max_retries + 1`` requests)."""
+    backoff_base: float = 0.5
+    backoff_cap: float = 20.0
+    max_retry_after: float = 120.0
+    """A ``Retry-After`` longer than this is not waited for: the call fails instead."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        if not self.provider:
+            if is_openrouter(self.base_url):
+                label = "OpenRouter"
+            else:
+                parts = urlsplit(self.base_url)
+                label = f"the model server at {parts.netloc or self.base_url}"
+            object.__setattr__(self, "provider", label)
+
+    @property
+    def is_openrouter(self) -> bool:
+        return is_openrouter(self.base_url)
+
+    @classmethod
+    def from_env(cls, getenv: Callable[[str], str | None], **overrides: Any) -> LLMSettings:
+        """Settings from ``OPENROUTER_API_KEY`` and ``OPENROUTER_BASE_URL`` (pass
+        ``Config.getenv`` so that ``.env`` counts); empty values count as unset."""
+        base_url = (getenv(BASE_URL_VARIABLE) or "").strip() or DEFAULT_BASE_URL
+        api_key = (getenv(KEY_VARIABLE) or "").strip() or None
+        return cls(base_url=base_url, api_key=api_key, **overrides)
+
+
+class LLMError(Exception):
+    """A model call that failed; ``message`` is one sentence for the user."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        """The HTTP status (or the code of a mid-stream error), when there was one."""
+        self.retryable = retryable
+        """Whether the cause is transient (``complete`` already retried what it could)."""
+        self.retry_after = retry_after
+        """Seconds the server asked to wait (``Retry-After``), if it did."""
+        self.partial: Completion | None = None
+        """What had been streamed (and handed to ``on_delta``) before the failure."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def missing_configuration(model: str | None, settings: LLMSettings) -> LLMError | None:
+    """Why a call cannot even be attempted (no model, no key for OpenRouter), or None."""
+    if not model:
+        return LLMError(
+            'No model is configured: set AOS_MODEL (or "model" in aoscb.json, '
+            "or the agent's model)"
+        )
+    if settings.is_openrouter and not settings.api_key:
+        return LLMError(
+            f"No API key for OpenRouter: set {settings.key_variable} in .env "
+            f"(or point {BASE_URL_VARIABLE} at a local OpenAI-compatible server)"
+        )
+    return None
+
+
+class ToolCallOut(msgspec.Struct, kw_only=True):
+    """A tool call as the model produced it (``arguments`` is the raw JSON text)."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+
+class Completion(msgspec.Struct, kw_only=True):
+    """One assembled model reply."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCallOut] = msgspec.field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str | None = None
+
+
+# --- Server-Sent Events -------------------------------------------------------
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class SSEDecoder:
+    """Incremental Server-Sent Events decoder that yields each event's data.
+
+    Lines end with CRLF, LF or CR (a CR at the end of the text received so far
+    waits: its LF may come next); lines starting with ``:`` are comments
+    (keep-alives); several ``data:`` lines of one event are joined with ``\\n``;
+    a blank line ends the event. Other fields (``event``, ``id``, ``retry``) are
+    ignored, and an event without data is not dispatched.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._data: list[str] = []
+
+    def feed(self, text: str) -> list[str]:
+        """Add received text; return the data of the events it completed."""
+        buffer = self._buffer + text
+        events: list[str] = []
+        pos = 0
+        while (match := _LINE_BREAK.search(buffer, pos)) is not None:
+            if match.group() == "\r" and match.end() == len(buffer):
+                break  # maybe the first half of a CRLF
+            self._line(buffer[pos : match.start()], events)
+            pos = match.end()
+        self._buffer = buffer[pos:]
+        return events
+
+    def close(self) -> list[str]:
+        """End of stream: a last line without its terminator, and a last event
+        without its blank line, are still delivered."""
+        rest, self._buffer = self._buffer, ""
+        events: list[str] = []
+        if rest:
+            self._line(rest.removesuffix("\r"), events)
+        self._line("", events)
+        return events
+
+    def _line(self, line: str, events: list[str]) -> None:
+        if line == "":
+            if self._data:
+                events.append("\n".join(self._data))
+                self._data = []
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            if name == "data":
+                self._data.append(value.removeprefix(" "))
+
+
+def parse_sse(text: str) -> list[str]:
+    """The data of every event in a complete SSE text (see :class:`SSEDecoder`)."""
+    decoder = SSEDecoder()
+    return decoder.feed(text) + decoder.close()
+
+
+# --- the client -----------------------------------------------------------------
+
+
+def _capitalized(sentence: str) -> str:
+    return sentence[:1].upper() + sentence[1:]
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _error_text(body: Any) -> str:
+    """The provider's message out of an error body (OpenAI, OpenRouter, vLLM, FastAPI shapes)."""
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        if isinstance(error, str):
+            return error
+        if isinstance(error, Mapping):
+            for key in ("message", "detail", "error"):
+                value = error.get(key)
+                if isinstance(value, str) and value:
+                    return value
+            raw = error.get("metadata")
+            if isinstance(raw, Mapping) and isinstance(raw.get("raw"), str):
+                return raw["raw"]
+        detail = body.get("detail")
+        if isinstance(detail, str):
+            return detail
+        if detail is not None:
+            return json.dumps(detail)
+    if isinstance(body, str):
+        return body
+    return json.dumps(body)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds)
+
+
+class _Assembly:
+    """The reply being assembled from stream chunks."""
+
+    def __init__(self, on_delta: OnDelta | None) -> None:
+        self.on_delta = on_delta
+        self.delivered = False
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.done = False
+
+    def emit(self, kind: str, text: str) -> None:
+        (self.content if kind == "content" else self.reasoning).append(text)
+        if self.on_delta is not None:
+            self.delivered = True
+            self.on_delta(kind, text)
+
+    def completion(self) -> Completion:
+        calls = [
+            ToolCallOut(
+                id=call["id"] or f"call_{uuid.uuid4().hex[:24]}",
+                name=call["name"],
+                arguments="".join(call["arguments"]),
+            )
+            for _, call in sorted(self.calls.items())
+        ]
+        return Completion(
+            content="".join(self.content),
+            reasoning="".join(self.reasoning),
+            tool_calls=calls,
+            finish_reason=self.finish_reason,
+            usage=self.usage,
+            model=self.model,
+        )
+
+
+class LLMClient:
+    """A streaming Chat Completions client over one shared ``httpx.AsyncClient``."""
+
+    def __init__(
+        self, settings: LLMSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.settings = settings
+        headers = {"Accept": "text/event-stream", "User-Agent": "aos"}
+        if settings.api_key:
+            headers["Authorization"] = f"Bearer {settings.api_key}"
+        if settings.is_openrouter:
+            headers["X-Title"] = "AgentOS"
+        self._client = httpx.AsyncClient(
+            base_url=settings.base_url,
+            headers=headers,
+            transport=transport,
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout,
+                read=settings.read_timeout,
+                write=settings.connect_timeout,
+                pool=settings.connect_timeout,
+            ),
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def complete(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        on_delta: OnDelta | None = None,
+    ) -> Completion:
+        """Stream one completion; retry transient failures while nothing was delivered.
+
+        ``params`` are extra request fields (``temperature``, ``max_tokens``...).
+        Raises :class:`LLMError`.
+        """
+        settings = self.settings
+        problem = missing_configuration(model, settings)
+        if problem is not None:
+            raise problem
+        payload: dict[str, Any] = dict(params or {})
+        payload.update(
+            model=model,
+            messages=list(messages),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        if tools:
+            payload["tools"] = list(tools)
+        attempt = 0
+        while True:
+            assembly = _Assembly(on_delta)
+            try:
+                await self._attempt(payload, assembly, model)
+                return assembly.completion()
+            except LLMError as exc:
+                if assembly.delivered:
+                    exc.partial = assembly.completion()
+                    raise
+                if not exc.retryable:
+                    raise
+                if attempt >= settings.max_retries:
+                    raise LLMError(
+                        f"{exc.message} (gave up after {attempt + 1} attempts)",
+                        status=exc.status,
+                        retryable=True,
+                        retry_after=exc.retry_after,
+                    ) from exc
+                delay = exc.retry_after
+                if delay is None:
+                    ceiling = min(settings.backoff_cap, settings.backoff_base * 2**attempt)
+                    delay = random.uniform(0, ceiling)
+                elif delay > settings.max_retry_after:
+                    raise LLMError(
+                        f"{exc.message} (it asked to wait {delay:.0f} s before retrying)",
+                        status=exc.status,
+                        retryable=True,
+                        retry_after=delay,
+                    ) from exc
+                attempt += 1
+                await anyio.sleep(delay)
+
+    async def _attempt(self, payload: dict[str, Any], assembly: _Assembly, model: str) -> None:
+        provider = self.settings.provider
+        try:
+            async with self._client.stream("POST", "/chat/completions", json=payload) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise self._status_error(response, model)
+                if "application/json" in response.headers.get("content-type", ""):
+                    await response.aread()  # a server that ignored "stream": true
+                    self._whole(response, assembly)
+                    return
+                decoder = SSEDecoder()
+                async for text in response.aiter_text():
+                    for data in decoder.feed(text):
+                        self._event(data, assembly)
+                        if assembly.done:
+                            return
+                for data in decoder.close():
+                    self._event(data, assembly)
+                    if assembly.done:
+                        return
+        except httpx.TimeoutException as exc:
+            what = "connect" if isinstance(exc, httpx.ConnectTimeout) else "answer"
+            limit = (
+                self.settings.connect_timeout if what == "connect" else self.settings.read_timeout
+            )
+            raise LLMError(
+                f"{_capitalized(provider)} did not {what} within {limit:g} s",
+                retryable=True,
+            ) from exc
+        except httpx.ConnectError as exc:
+            raise LLMError(
+                f"Cannot connect to {provider} at {self.settings.base_url}: {_clip(str(exc)) or type(exc).__name__}",
+                retryable=True,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise LLMError(
+                f"The connection to {provider} failed: {_clip(str(exc)) or type(exc).__name__}",
+                retryable=True,
+            ) from exc
+        if not assembly.done and assembly.finish_reason is None:
+            raise LLMError(
+                f"The stream from {provider} ended before the reply was complete",
+                retryable=True,
+            )
+
+    def _status_error(self, response: httpx.Response, model: str) -> LLMError:
+        settings = self.settings
+        status = response.status_code
+        provider = settings.provider
+        who = _capitalized(provider)
+        try:
+            detail = _clip(_error_text(response.json()))
+        except ValueError:
+            detail = _clip(response.text) or response.reason_phrase
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        should_retry = response.headers.get("x-should-retry", "").lower()
+        if status == 401:
+            message = f"{who} rejected the API key (401): check {settings.key_variable} in .env"
+        elif status == 402:
+            message = f"{who} says the account is out of credits (402): {detail}"
+        elif status == 403:
+            message = (
+                f"{who} refused the request for model {model!r} (403): {detail}; "
+                "choose another model with AOS_MODEL (or the agent's model)"
+            )
+        elif status == 404:
+            message = (
+                f"{who} does not serve model {model!r} (404): {detail}; set AOS_MODEL "
+                f"(or the agent's model) to a model it serves, or check {BASE_URL_VARIABLE}"
+            )
+        elif status == 429:
+            message = f"{who} is rate limiting requests (429): {detail}"
+        elif status == 408:
+            message = f"{who} timed out (408): {detail}"
+        elif status >= 500:
+            message = f"{who} failed ({status}): {detail}"
+        else:
+            message = f"{who} rejected the request ({status}): {detail}"
+        retryable = status in RETRYABLE_STATUSES
+        if should_retry in ("true", "false"):  # the OpenAI SDKs' override header
+            retryable = should_retry == "true"
+        return LLMError(message, status=status, retryable=retryable, retry_after=retry_after)
+
+    def _event(self, data: str, assembly: _Assembly) -> None:
+        provider = self.settings.provider
+        if data.strip() == "[DONE]":
+            assembly.done = True
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise LLMError(
+                f"{_capitalized(provider)} sent a stream event that is not JSON: {_clip(data, 120)}",
+                retryable=True,
+            ) from exc
+        if not isinstance(chunk, dict):
+            return
+        error = chunk.get("error")
+        if error is not None or chunk.get("object") == "error":
+            raise self._stream_error(chunk, error)
+        if isinstance(chunk.get("model"), str) and chunk["model"]:
+            assembly.model = chunk["model"]
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            assembly.usage = _usage(usage)
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning")
+            if not (isinstance(reasoning, str) and reasoning):
+                reasoning = delta.get("reasoning_content")
+            if isinstance(reasoning, str) and reasoning:
+                assembly.emit("reasoning", reasoning)
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                assembly.emit("content", content)
+            for call in delta.get("tool_calls") or ():
+                _merge_tool_call(assembly.calls, call)
+            finish = choice.get("finish_reason")
+            if isinstance(finish, str) and finish:
+                if finish == "error":
+                    raise LLMError(
+                        f"{_capitalized(provider)} stopped the reply with an error",
+                        retryable=True,
+                    )
+                assembly.finish_reason = finish
+
+    def _whole(self, response: httpx.Response, assembly: _Assembly) -> None:
+        """A complete (non-streamed) chat.completion body, fed through the same path."""
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise LLMError(
+                f"{_capitalized(self.settings.provider)} answered with invalid JSON",
+                retryable=True,
+            ) from exc
+        if isinstance(body, dict):
+            for choice in body.get("choices") or ():
+                if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+                    message = dict(choice["message"])
+                    calls = message.get("tool_calls") or []
+                    message["tool_calls"] = [
+                        {**call, "index": i}
+                        for i, call in enumerate(calls)
+                        if isinstance(call, dict)
+                    ]
+                    choice["delta"] = message
+        self._event(json.dumps(body), assembly)
+        assembly.done = True
+
+    def _stream_error(self, chunk: Mapping[str, Any], error: Any) -> LLMError:
+        code: Any = None
+        if isinstance(error, Mapping):
+            code = error.get("code")
+        elif chunk.get("object") == "error":
+            code = chunk.get("code")
+        status = code if isinstance(code, int) else None
+        if isinstance(code, str) and code.isdigit():
+            status = int(code)
+        detail = (
+            _clip(_error_text(chunk)) if error is None else _clip(_error_text({"error": error}))
+        )
+        label = f" ({code})" if code not in (None, "") else ""
+        return LLMError(
+            f"{_capitalized(self.settings.provider)} reported an error mid-stream{label}: {detail}",
+            status=status,
+            retryable=status in RETRYABLE_STATUSES,
+        )
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: Any) -> None:
+    """Merge one tool-call delta: ``id``/``name`` come once, ``arguments`` in pieces."""
+    if not isinstance(delta, dict):
+        return
+    index = delta.get("index")
+    if not isinstance(index, int):
+        # Some servers omit the index: a new id starts a new call, else continue the last.
+        last = max(calls, default=None)
+        new_id = delta.get("id")
+        if last is None or (new_id and new_id != calls[last]["id"]):
+            index = 0 if last is None else last + 1
+        else:
+            index = last
+    call = calls.setdefault(index, {"id": "", "name": "", "arguments": []})
+    if delta.get("id") and not call["id"]:
+        call["id"] = delta["id"]
+    function = delta.get("function") or {}
+    if function.get("name") and not call["name"]:
+        call["name"] = function["name"]
+    arguments = function.get("arguments")
+    if isinstance(arguments, str) and arguments:
+        call["arguments"].append(arguments)
+    elif isinstance(arguments, dict):  # a few servers send the arguments as an object
+        call["arguments"].append(json.dumps(arguments))
+
+
+def _usage(raw: Mapping[str, Any]) -> Usage:
+    def number(key: str) -> int:
+        value = raw.get(key)
+        return int(value) if isinstance(value, int | float) else 0
+
+    prompt, completion = number("prompt_tokens"), number("completion_tokens")
+    total = number("total_tokens") or prompt + completion
+    cost = raw.get("cost")
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
+        cost=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+    )

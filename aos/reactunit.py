@@ -1,0 +1,501 @@
+"""ReActUnit: one LLM + bash loop, created per ``session.dispatch``.
+
+dispatch.before -> the user fact -> up to max steps: session.assemble ->
+compute.before -> the LLM (streamed) -> compute.after -> the assistant fact ->
+for each tool call: tool.before -> bash -> RuntimeLog (raw) -> tool.after ->
+the tool.result fact -> until a final answer -> dispatch.after.
+
+One dispatch per session at a time: the session's lease, renewed while the
+dispatch runs. ``session.interrupt`` cancels the unit: a running command's
+process group is killed, the interruption is recorded, the lease released.
+Every fact goes through the kernel's append (history.append, events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from aos.bash import BashResult, run_bash
+from aos.history import (
+    AssistantMessage,
+    DispatchFinished,
+    DispatchStarted,
+    DispatchStatus,
+    Fact,
+    ToolCall,
+    ToolCallRequest,
+    ToolResult,
+    Usage,
+    UserMessage,
+)
+from aos.hooks import HookError, HookRejected
+from aos.ids import new_id
+from aos.llm import BASH_TOOL, LLMError, missing_configuration
+from aos.principals import Principal, agent_principal
+from aos.runtimelog import LogEntry
+from aos.session import SCB
+
+if TYPE_CHECKING:
+    from aos.kernel import Kernel
+
+logger = logging.getLogger("aos")
+LEASE_TTL = 30.0
+RAW_LOG_CAP = 256 * 1024
+"""Bytes of raw tool output stored per RuntimeLog record."""
+SECRET_VARIABLES = ("OPENROUTER_API_KEY",)
+"""Never handed to the agent's bash."""
+
+
+class DispatchRefused(Exception):
+    """The dispatch did not start (conflict, rejected, not configured)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class DispatchOutcome(msgspec.Struct, kw_only=True):
+    session_id: str
+    agent_id: str
+    dispatch_id: str
+    status: DispatchStatus
+    answer: str | None = None
+    error: str | None = None
+    steps: int = 0
+    usage: Usage | None = None
+
+
+@dataclass
+class _Totals:
+    prompt: int = 0
+    completion: int = 0
+    cost: float | None = None
+
+    def add(self, usage: Usage | None) -> None:
+        if usage is None:
+            return
+        self.prompt += usage.prompt_tokens
+        self.completion += usage.completion_tokens
+        if usage.cost is not None:
+            self.cost = (self.cost or 0.0) + usage.cost
+
+    def usage(self) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt,
+            completion_tokens=self.completion,
+            total_tokens=self.prompt + self.completion,
+            cost=self.cost,
+        )
+
+
+@dataclass
+class ReActUnit:
+    kernel: Kernel
+    scb: SCB
+    principal: Principal
+    message: str
+    cwd: str | None = None
+    """Where bash runs, instead of the agent's workspace (set by admin callers)."""
+    dispatch_id: str = field(default_factory=lambda: new_id("dsp"))
+    active: frozenset[str] = frozenset()
+    """Skills active for this dispatch (hooks are scoped to them); set by prepare()."""
+    steps: int = 0
+    task: asyncio.Task[DispatchOutcome] = field(init=False)
+    _unresolved: list[ToolCallRequest] = field(default_factory=list)
+    """Tool calls of the last assistant message still without a result."""
+    """The running loop (set by Kernel.start_dispatch)."""
+    _totals: _Totals = field(default_factory=_Totals)
+    _running_call: ToolCallRequest | None = None
+
+    # -- setup --------------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Everything that can refuse the dispatch before anything is recorded."""
+        kernel = self.kernel
+        self.chain = await kernel.lineage(self.scb.agent_id)
+        self.effective = kernel.effective_of(self.chain)
+        problem = missing_configuration(self.effective.model, kernel.llm_settings)
+        if problem is not None:
+            raise DispatchRefused("unavailable", problem.message)
+        if not await kernel.store.acquire_lease(self.scb.id, kernel.node_id, LEASE_TTL):
+            owner = (await kernel.store.get_session(self.scb.id)).lease_owner
+            raise DispatchRefused(
+                "conflict",
+                f"session {self.scb.id} is running a dispatch (on {owner}): wait for it, "
+                f"or stop it with `aos session interrupt {self.scb.id}`",
+            )
+        try:
+            self.active = await kernel.active_skills(self.scb.agent_id, self.scb.id)
+            decided = await kernel.hooks.gate(
+                "dispatch.before",
+                {
+                    "session_id": self.scb.id,
+                    "agent_id": self.scb.agent_id,
+                    "principal": self.principal.name,
+                },
+                {"message": self.message},
+                active=self.active,
+            )
+        except HookRejected as exc:
+            await kernel.store.release_lease(self.scb.id, kernel.node_id)
+            raise DispatchRefused("denied", f"dispatch {exc}") from None
+        except BaseException:
+            await kernel.store.release_lease(self.scb.id, kernel.node_id)
+            raise
+        self.message = str(decided["message"])
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self) -> DispatchOutcome:
+        """Run to completion (or interruption); always records how it ended."""
+        kernel = self.kernel
+        renew = asyncio.get_running_loop().create_task(self._renew_lease())
+        status: DispatchStatus = "failed"
+        answer: str | None = None
+        error: str | None = None
+        try:
+            self.scb = await kernel.store.update_session(
+                msgspec.structs.replace(self.scb, status="running", phase="starting")
+            )
+            await self._append(DispatchStarted(dispatch_id=self.dispatch_id, node=kernel.node_id))
+            await self._append(UserMessage(text=self.message, sender=self.principal.name))
+            status, answer = await self._loop()
+        except asyncio.CancelledError:
+            status, error = "interrupted", "interrupted by session.interrupt"
+        except LLMError as exc:
+            status, error = "failed", exc.message
+        except HookError as exc:
+            status, error = "failed", str(exc)
+        except Exception as exc:
+            logger.exception("dispatch %s failed", self.dispatch_id)
+            status, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            renew.cancel()
+            outcome = await asyncio.shield(self._finish(status, answer, error))
+        return outcome
+
+    async def _loop(self) -> tuple[DispatchStatus, str | None]:
+        max_steps = self.effective.max_steps
+        for step in range(1, max_steps + 1):
+            self.steps = step
+            content, tool_calls = await self._compute(step)
+            if not tool_calls:
+                return "completed", content
+            self._unresolved = list(tool_calls)
+            for request in tool_calls:
+                await self._tool(request)
+                self._unresolved.remove(request)
+        return "max_steps", None
+
+    async def _compute(self, step: int) -> tuple[str, list[ToolCallRequest]]:
+        """One model turn: the assistant fact recorded; its text and tool calls."""
+        kernel = self.kernel
+        await self._phase("assemble")
+        messages = await kernel.assemble(self.scb, active=self.active)
+        request = await kernel.hooks.gate(
+            "compute.before",
+            {"session_id": self.scb.id, "agent_id": self.scb.agent_id, "step": step},
+            {
+                "messages": messages,
+                "model": self.effective.model,
+                "params": {},
+                "tools": [BASH_TOOL],
+            },
+            active=self.active,
+        )
+        await self._phase("compute")
+
+        def on_delta(kind: str, text: str) -> None:
+            if kernel.events.has_subscribers():
+                kernel.events.publish(
+                    "stream",
+                    {
+                        "session_id": self.scb.id,
+                        "agent_id": self.scb.agent_id,
+                        "dispatch_id": self.dispatch_id,
+                        "kind": kind,
+                        "text": text,
+                    },
+                )
+
+        completion = await kernel.llm.complete(
+            model=str(request["model"]),
+            messages=request["messages"],
+            tools=request.get("tools"),
+            params=request.get("params") or {},
+            on_delta=on_delta,
+        )
+        self._totals.add(completion.usage)
+        if completion.usage is not None:
+            kernel.log(
+                LogEntry(
+                    kind="llm.usage",
+                    session_id=self.scb.id,
+                    agent_id=self.scb.agent_id,
+                    message=f"{completion.model or request['model']}: {completion.usage.total_tokens} tokens",
+                    data={
+                        "dispatch_id": self.dispatch_id,
+                        "step": step,
+                        **msgspec.to_builtins(completion.usage),
+                    },
+                )
+            )
+        calls = [self._request_of(c.id, c.name, c.arguments) for c in completion.tool_calls]
+        decided = await kernel.hooks.gate(
+            "compute.after",
+            {
+                "session_id": self.scb.id,
+                "agent_id": self.scb.agent_id,
+                "step": step,
+                "usage": msgspec.to_builtins(completion.usage) if completion.usage else None,
+            },
+            {
+                "content": completion.content,
+                "reasoning": completion.reasoning,
+                "tool_calls": [msgspec.to_builtins(c) for c in calls],
+                "finish_reason": completion.finish_reason,
+            },
+            active=self.active,
+        )
+        tool_calls = msgspec.convert(decided["tool_calls"], list[ToolCallRequest])
+        content = str(decided["content"] or "")
+        await self._append(
+            AssistantMessage(
+                text=content,
+                reasoning=str(decided.get("reasoning") or ""),
+                tool_calls=tool_calls,
+                finish_reason=decided.get("finish_reason"),
+                model=completion.model or str(request["model"]),
+                usage=completion.usage,
+            )
+        )
+        return content, tool_calls
+
+    def _request_of(self, call_id: str, name: str, arguments: str) -> ToolCallRequest:
+        """The model's call as recorded; bad arguments become a command that explains."""
+        try:
+            args = json.loads(arguments or "{}")
+        except json.JSONDecodeError as exc:
+            return ToolCallRequest(
+                id=call_id, command="", timeout=None, error=f"invalid JSON arguments: {exc}"
+            )
+        if name != "bash":
+            return ToolCallRequest(
+                id=call_id, command="", error=f"unknown tool {name!r}: the only tool is bash"
+            )
+        if not isinstance(args, dict) or not isinstance(args.get("command"), str):
+            return ToolCallRequest(
+                id=call_id,
+                command="",
+                error='arguments must be {"command": "...", "timeout": seconds}',
+            )
+        timeout = args.get("timeout")
+        return ToolCallRequest(
+            id=call_id,
+            command=args["command"],
+            timeout=float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None,
+        )
+
+    async def _tool(self, request: ToolCallRequest) -> None:
+        kernel = self.kernel
+        if request.error:
+            await self._append(ToolResult(call_id=request.id, output=request.error, status="error"))
+            return
+        limits = kernel.config.aoscb.limits
+        timeout = min(request.timeout or limits.tool_timeout, limits.tool_timeout)
+        workspace = self._workspace()
+        await self._phase("tool")
+        try:
+            decided = await kernel.hooks.gate(
+                "tool.before",
+                {"session_id": self.scb.id, "agent_id": self.scb.agent_id, "call_id": request.id},
+                {
+                    "tool": "bash",
+                    "args": {"command": request.command, "timeout": timeout},
+                    "cwd": str(workspace),
+                    "env": self._bash_env(),
+                },
+                active=self.active,
+            )
+        except HookRejected as exc:
+            await self._append(
+                ToolResult(
+                    call_id=request.id,
+                    output=f"rejected by {exc.owner}: {exc.reason}",
+                    status="rejected",
+                    rejected_by=exc.owner,
+                )
+            )
+            return
+        command = str(decided["args"].get("command", ""))
+        run_timeout = float(decided["args"].get("timeout") or timeout)
+        env = {str(k): str(v) for k, v in dict(decided.get("env") or {}).items()}
+        env.update(self._kernel_env())
+        cwd = str(decided.get("cwd") or workspace)
+
+        async def started(pgid: int) -> None:
+            await self._append(
+                ToolCall(
+                    call_id=request.id, command=command, cwd=cwd, timeout=run_timeout, pgid=pgid
+                )
+            )
+
+        self._running_call = request
+        result = await run_bash(
+            command,
+            cwd=cwd,
+            env=env,
+            time_limit=run_timeout,
+            output_cap=limits.tool_output_cap,
+            on_start=started,
+        )
+        self._running_call = None
+        self._log_raw(request, command, result)
+        after = await kernel.hooks.gate(
+            "tool.after",
+            {
+                "session_id": self.scb.id,
+                "agent_id": self.scb.agent_id,
+                "call_id": request.id,
+                "command": command,
+                "raw_bytes": result.total_bytes,
+            },
+            {"output": result.output, "exit_code": result.exit_code, "status": result.status},
+            active=self.active,
+        )
+        await self._append(
+            ToolResult(
+                call_id=request.id,
+                output=str(after["output"]),
+                status=after.get("status", result.status),
+                exit_code=after["exit_code"],
+                truncated_bytes=result.truncated_bytes,
+            )
+        )
+
+    def _log_raw(self, request: ToolCallRequest, command: str, result: BashResult) -> None:
+        self.kernel.log(
+            LogEntry(
+                kind="tool.raw",
+                session_id=self.scb.id,
+                agent_id=self.scb.agent_id,
+                message=f"bash exit {result.exit_code} ({result.status}) in {result.duration:.3f}s",
+                data={
+                    "call_id": request.id,
+                    "command": command,
+                    "exit_code": result.exit_code,
+                    "status": result.status,
+                    "bytes": result.total_bytes,
+                    "output": result.raw[:RAW_LOG_CAP].decode(errors="replace"),
+                },
+            )
+        )
+
+    # -- environment -------------------------------------------------------------------
+    def _workspace(self) -> Path:
+        configured = self.cwd or self.effective.workspace
+        path = (
+            Path(configured)
+            if configured
+            else self.kernel.config.paths.data_dir / "workspaces" / self.scb.agent_id
+        )
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _bash_env(self) -> dict[str, str]:
+        """The base environment handed to tool.before (no AOS_* and no secrets)."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("AOS_") and k not in SECRET_VARIABLES
+        }
+        path = [*self.kernel.skill_paths(self.active), env.get("PATH", os.defpath)]
+        env["PATH"] = os.pathsep.join(path)
+        env["AOS_PYTHON"] = sys.executable
+        return env
+
+    def _kernel_env(self) -> dict[str, str]:
+        """What the kernel sets last: the agent's token and where to use it."""
+        principal = agent_principal(
+            self.scb.agent_id, self.scb.id, frozenset(self.effective.scopes)
+        )
+        env = {
+            "AOS_TOKEN": self.kernel.tokens.issue(principal),
+            "AOS_SESSION_ID": self.scb.id,
+            "AOS_AGENT_ID": self.scb.agent_id,
+        }
+        if self.kernel.agent_socket is not None:
+            env["AOS_SOCKET"] = str(self.kernel.agent_socket)
+        return env
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    async def _append(self, fact: Fact) -> int:
+        return await self.kernel.append(self.scb, fact, active=self.active)
+
+    async def _phase(self, phase: str) -> None:
+        if self.scb.phase != phase:
+            self.scb = await self.kernel.store.update_session(
+                msgspec.structs.replace(self.scb, phase=phase)
+            )
+
+    async def _renew_lease(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_TTL / 3)
+            await self.kernel.store.renew_lease(self.scb.id, self.kernel.node_id, LEASE_TTL)
+
+    async def _record_unresolved(self, status: DispatchStatus) -> None:
+        """Every tool call gets a result, even when the dispatch ends early."""
+        for request in self._unresolved:
+            if request is self._running_call:
+                output = "interrupted: the command and everything it started were killed"
+            else:
+                output = f"not run: the dispatch ended ({status}) before this call"
+            await self._append(ToolResult(call_id=request.id, output=output, status="interrupted"))
+        self._unresolved = []
+
+    async def _finish(
+        self, status: DispatchStatus, answer: str | None, error: str | None
+    ) -> DispatchOutcome:
+        kernel = self.kernel
+        usage = self._totals.usage()
+        try:
+            await self._record_unresolved(status)
+            await self._append(
+                DispatchFinished(
+                    dispatch_id=self.dispatch_id,
+                    status=status,
+                    answer=answer,
+                    error=error,
+                    usage=usage,
+                )
+            )
+            current = await kernel.store.get_session(self.scb.id)
+            self.scb = await kernel.store.update_session(
+                msgspec.structs.replace(
+                    current,
+                    status="idle" if current.status == "running" else current.status,
+                    phase="",
+                )
+            )
+        finally:
+            await kernel.store.release_lease(self.scb.id, kernel.node_id)
+        outcome = DispatchOutcome(
+            session_id=self.scb.id,
+            agent_id=self.scb.agent_id,
+            dispatch_id=self.dispatch_id,
+            status=status,
+            answer=answer,
+            error=error,
+            steps=self.steps,
+            usage=usage,
+        )
+        kernel.hooks.notify("dispatch.after", msgspec.to_builtins(outcome), active=self.active)
+        return outcome

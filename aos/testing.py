@@ -1,0 +1,429 @@
+"""Testing tools for skill authors: a scripted OpenAI-compatible LLM server.
+
+:class:`ScriptedLLM` is a real HTTP server (uvicorn, on 127.0.0.1 with an
+ephemeral port, in a daemon thread) that speaks the Chat Completions API with
+real Server-Sent Events. It answers each request with the next scripted
+:class:`Reply` and records every request it got, so a test can drive a real
+daemon end to end without a real model::
+
+    from aos.testing import Reply, ScriptedLLM
+
+    with ScriptedLLM(Reply.tool_call("ls -la"), Reply.text("Done.")) as llm:
+        # point the daemon at it: OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL=test-model
+        ...
+        assert llm.requests[1].body["messages"][-1]["role"] == "tool"
+
+With pytest, the ``scripted_llm`` fixture (``aos.pytest_plugin``) gives a
+started server. See docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import anyio.to_thread
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from aos.history import Usage
+
+__all__ = ["RecordedRequest", "Reply", "ScriptedLLM", "ScriptedToolCall"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptedToolCall:
+    """One tool call of a scripted reply. ``arguments`` is sent as JSON text; pass a
+    ``str`` to send it verbatim (e.g. invalid JSON, to test how that is handled)."""
+
+    name: str
+    arguments: Mapping[str, Any] | str
+    id: str | None = None
+
+    @classmethod
+    def bash(
+        cls, command: str, *, id: str | None = None, timeout: float | None = None
+    ) -> ScriptedToolCall:
+        """A ``bash`` call with the arguments ``{"command": ..., "timeout": ...}``."""
+        arguments: dict[str, Any] = {"command": command}
+        if timeout is not None:
+            arguments["timeout"] = timeout
+        return cls("bash", arguments, id)
+
+    def arguments_text(self) -> str:
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(dict(self.arguments))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Reply:
+    """One scripted answer. Build it with the class methods:
+    :meth:`text`, :meth:`tool_call`, :meth:`tool_calls`, :meth:`error`,
+    :meth:`stream_error` and :meth:`disconnect`."""
+
+    content: str = ""
+    reasoning: str = ""
+    reasoning_field: str = "reasoning"
+    """The delta field reasoning is sent in: ``reasoning`` (OpenRouter) or
+    ``reasoning_content`` (DeepSeek, vLLM)."""
+    calls: tuple[ScriptedToolCall, ...] = ()
+    """Tool calls (build with :meth:`tool_call` / :meth:`tool_calls`)."""
+    finish_reason: str | None = None
+    """Defaults to ``tool_calls`` when there are tool calls, else ``stop``."""
+    chunk: int = 8
+    """Characters per content/reasoning delta (and the size of tool-argument pieces)."""
+    delay: float = 0.0
+    """Seconds to wait before answering at all (before the first byte)."""
+    usage: Usage | None = None
+    """Reported when the request asks for it (``stream_options.include_usage``);
+    None reports an estimate (characters / 4) without cost."""
+    model: str | None = None
+    """The model named in the chunks; defaults to the requested one."""
+    status: int = 200
+    error_message: str = ""
+    """For ``status != 200``: the message of the error body; with status 200, a
+    mid-stream error chunk sent after ``content``."""
+    error_code: int = 502
+    retry_after: float | str | None = None
+    cut: bool = False
+    """End the stream after ``content`` with neither a finish_reason nor ``[DONE]``."""
+
+    @classmethod
+    def text(
+        cls,
+        text: str,
+        *,
+        chunk: int = 8,
+        reasoning: str = "",
+        reasoning_field: str = "reasoning",
+        delay: float = 0.0,
+        usage: Usage | None = None,
+        model: str | None = None,
+        finish_reason: str = "stop",
+    ) -> Reply:
+        """A final answer, streamed in deltas of ``chunk`` characters."""
+        return cls(
+            content=text,
+            chunk=chunk,
+            reasoning=reasoning,
+            reasoning_field=reasoning_field,
+            delay=delay,
+            usage=usage,
+            model=model,
+            finish_reason=finish_reason,
+        )
+
+    @classmethod
+    def tool_call(
+        cls,
+        command: str,
+        *,
+        id: str | None = None,
+        timeout: float | None = None,
+        text: str = "",
+        **options: Any,
+    ) -> Reply:
+        """One ``bash`` call (``options`` as for :meth:`text`: reasoning, delay, usage...)."""
+        return cls.tool_calls(
+            [ScriptedToolCall.bash(command, id=id, timeout=timeout)], text=text, **options
+        )
+
+    @classmethod
+    def tool_calls(
+        cls, calls: Sequence[str | ScriptedToolCall], *, text: str = "", **options: Any
+    ) -> Reply:
+        """Parallel tool calls: a ``str`` is a ``bash`` command. Their arguments are
+        split into pieces sent interleaved across chunks, as a test of assembly by index."""
+        scripted = tuple(
+            ScriptedToolCall.bash(call) if isinstance(call, str) else call for call in calls
+        )
+        return cls(content=text, calls=scripted, **options)
+
+    @classmethod
+    def error(cls, status: int, message: str, *, retry_after: float | str | None = None) -> Reply:
+        """An HTTP error with an OpenAI/OpenRouter-style body
+        ``{"error": {"code": status, "message": message}}`` (and ``Retry-After``)."""
+        return cls(status=status, error_message=message, retry_after=retry_after)
+
+    @classmethod
+    def stream_error(
+        cls, message: str, *, after_text: str = "", code: int = 502, chunk: int = 8
+    ) -> Reply:
+        """HTTP 200, ``after_text`` streamed, then an ``{"error": {...}}`` chunk
+        (OpenRouter's mid-stream error, with ``finish_reason: "error"``)."""
+        return cls(content=after_text, error_message=message, error_code=code, chunk=chunk)
+
+    @classmethod
+    def disconnect(cls, *, after_text: str = "", chunk: int = 8) -> Reply:
+        """HTTP 200, ``after_text`` streamed, then the stream just ends (a cut connection)."""
+        return cls(content=after_text, cut=True, chunk=chunk)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRequest:
+    """A chat-completions request the server received."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+    """Lower-cased header names."""
+    path: str
+    time: float
+    """``time.monotonic()`` when it arrived."""
+
+
+ReplySource = Reply | Callable[[dict[str, Any]], Reply]
+
+
+class ScriptedLLM:
+    """A scripted OpenAI-compatible server; see the module docstring.
+
+    ``replies`` are answered in order; when they run out, ``default`` answers
+    (a :class:`Reply`, or a callable receiving the request JSON and returning
+    one); without a default, an exhausted script answers a 500 error saying so
+    (with ``x-should-retry: false``, so clients fail at once).
+    """
+
+    def __init__(
+        self, *replies: Reply, default: ReplySource | None = None, model: str = "test-model"
+    ) -> None:
+        self.model = model
+        self.default = default
+        self.requests: list[RecordedRequest] = []
+        self._script: deque[Reply] = deque(replies)
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._port: int | None = None
+
+    # --- script ----------------------------------------------------------------
+
+    def add(self, *replies: Reply) -> None:
+        """Append replies to the script."""
+        with self._lock:
+            self._script.extend(replies)
+
+    @property
+    def pending(self) -> int:
+        """Scripted replies not used yet."""
+        with self._lock:
+            return len(self._script)
+
+    # --- lifecycle -------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1`` (for ``OPENROUTER_BASE_URL``)."""
+        if self._port is None:
+            raise RuntimeError("ScriptedLLM is not started")
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    def start(self) -> ScriptedLLM:
+        """Start serving (returns once the server accepts connections)."""
+        if self._thread is not None:
+            return self
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app(),
+            log_level="warning",
+            lifespan="off",
+            loop="asyncio",
+            timeout_graceful_shutdown=1,
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="ScriptedLLM", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("ScriptedLLM could not start its server")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (open streams get a second to finish)."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> ScriptedLLM:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> ScriptedLLM:
+        return await anyio.to_thread.run_sync(self.start)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await anyio.to_thread.run_sync(self.stop)
+
+    # --- the HTTP side -----------------------------------------------------------
+
+    def _app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+                Route("/models", self._models, methods=["GET"]),
+            ]
+        )
+
+    async def _models(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"id": self.model, "object": "model", "owned_by": "aos.testing"}],
+            }
+        )
+
+    def _next_reply(self, body: dict[str, Any]) -> tuple[int, Reply | None]:
+        with self._lock:
+            number = len(self.requests)
+            reply = self._script.popleft() if self._script else None
+        if reply is None and self.default is not None:
+            reply = self.default if isinstance(self.default, Reply) else self.default(body)
+        return number, reply
+
+    async def _chat(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _error_response(400, "ScriptedLLM: the request body is not a JSON object")
+        recorded = RecordedRequest(
+            body=body,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            path=request.url.path,
+            time=time.monotonic(),
+        )
+        number, reply = self._next_reply(body)
+        with self._lock:
+            self.requests.append(recorded)
+        if reply is None:
+            return _error_response(
+                500,
+                f"ScriptedLLM: the script is exhausted (request #{number + 1} has no scripted "
+                "reply); add Reply items or set a default",
+                headers={"x-should-retry": "false"},
+            )
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.status != 200:
+            headers = {} if reply.retry_after is None else {"Retry-After": str(reply.retry_after)}
+            return _error_response(reply.status, reply.error_message, headers=headers)
+        return StreamingResponse(
+            _stream(reply, body, reply.model or str(body.get("model") or self.model), number + 1),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+
+def _error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": status, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    size = max(1, size)
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+async def _stream(
+    reply: Reply, request: dict[str, Any], model: str, number: int
+) -> AsyncIterator[str]:
+    """The SSE body of a 200 reply (tool call ids default to ``call_<request#>_<index>``)."""
+    ident = f"chatcmpl-{uuid.uuid4().hex[:16]}"
+    created = int(time.time())
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+        chunk = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            **extra,
+        }
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    def delta(fields: dict[str, Any], finish_reason: str | None = None) -> str:
+        return event([{"index": 0, "delta": fields, "finish_reason": finish_reason}])
+
+    yield ": OPENROUTER PROCESSING\n\n"  # a keep-alive comment, as OpenRouter sends
+    yield delta({"role": "assistant", "content": ""})
+    for piece in _pieces(reply.reasoning, reply.chunk):
+        yield delta({reply.reasoning_field: piece})
+    for piece in _pieces(reply.content, reply.chunk):
+        yield delta({"content": piece})
+    if reply.cut:
+        return
+    if reply.error_message:
+        error = {"code": reply.error_code, "message": reply.error_message}
+        yield event([{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}], error=error)
+        return
+    arguments = [call.arguments_text() for call in reply.calls]
+    for index, call in enumerate(reply.calls):
+        head = {
+            "index": index,
+            "id": call.id or f"call_{number}_{index}",
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        yield delta({"tool_calls": [head]})
+    # the argument pieces of all calls, interleaved: call 0 piece 0, call 1 piece 0, ...
+    split = [_pieces(text, max(1, len(text) // 3 + 1)) for text in arguments]
+    for round_ in range(max((len(p) for p in split), default=0)):
+        for index, pieces in enumerate(split):
+            if round_ < len(pieces):
+                piece = {"index": index, "function": {"arguments": pieces[round_]}}
+                yield delta({"tool_calls": [piece]})
+    finish = reply.finish_reason or ("tool_calls" if reply.calls else "stop")
+    yield delta({}, finish)
+    if (request.get("stream_options") or {}).get("include_usage"):
+        usage = reply.usage or _estimate(request, reply, arguments)
+        yield event([], usage=_usage_json(usage))
+    yield "data: [DONE]\n\n"
+
+
+def _estimate(request: dict[str, Any], reply: Reply, arguments: list[str]) -> Usage:
+    prompt = max(1, len(json.dumps(request.get("messages", []))) // 4)
+    completion = max(1, (len(reply.content) + len(reply.reasoning) + sum(map(len, arguments))) // 4)
+    return Usage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+    )
+
+
+def _usage_json(usage: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
+    }
+    if usage.cost is not None:
+        out["cost"] = usage.cost
+    return out
