@@ -115,9 +115,7 @@ async def run_bash(
     raw = b"".join(chunks)
     output, cut = visible(raw, total, output_cap)
     if status == "timeout":
-        output += (
-            f"\n[timed out after {time_limit:g}s: the command and everything it started were killed]"
-        )
+        output += f"\n[timed out after {time_limit:g}s: the command and everything it started were killed]"
     return BashResult(
         output=output,
         raw=raw,
