@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 BashStatus = Literal["ok", "error", "timeout", "interrupted"]
@@ -58,6 +59,18 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
     except PermissionError:
         return False
     return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live (not zombie) process is in group ``pgid`` (Linux /proc)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 async def run_bash(

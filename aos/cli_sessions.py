@@ -104,7 +104,7 @@ class Printer:
     def write(self, text: str, **style: Any) -> None:
         if self.quiet:
             return
-        sys.stdout.write(click.style(text, **style) if style else text)
+        click.echo(click.style(text, **style) if style else text, nl=False)  # no colour in pipes
         sys.stdout.flush()
         self.mid_line = not text.endswith("\n")
 
@@ -170,6 +170,7 @@ async def dispatch(
                 await printing
     finally:
         printing.cancel()
+        await asyncio.gather(printing, return_exceptions=True)
         await events.aclose()
     return result
 

@@ -20,15 +20,19 @@ started server. See docs/testing.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import uvicorn
@@ -39,7 +43,10 @@ from starlette.routing import Route
 
 from aos.history import Usage
 
-__all__ = ["RecordedRequest", "Reply", "ScriptedLLM", "ScriptedToolCall"]
+if TYPE_CHECKING:
+    from aos.daemon import Daemon
+
+__all__ = ["RecordedRequest", "Reply", "ScriptedLLM", "ScriptedToolCall", "temporary_daemon"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -427,3 +434,39 @@ def _usage_json(usage: Usage) -> dict[str, Any]:
     if usage.cost is not None:
         out["cost"] = usage.cost
     return out
+
+
+@contextlib.asynccontextmanager
+async def temporary_daemon(project: Path, **environ: str) -> AsyncIterator[Daemon]:
+    """A real daemon in the running event loop, with its own data dir, for
+    ``project`` (whose ``skills/`` is the configured skill root).
+
+    ``environ`` adds settings (``AOS_MODEL``, ``OPENROUTER_BASE_URL``...). AOS_HOME
+    is a fresh short directory under /tmp (Unix socket paths are limited),
+    removed afterwards. Use ``daemon.paths.control_socket`` with
+    :class:`aos_sdk.Client` (``token=""``: admin), or ``daemon.kernel`` directly.
+    """
+    from aos.config import load_config
+    from aos.daemon import Daemon
+
+    home = Path(tempfile.mkdtemp(prefix="aos-", dir="/tmp"))
+    config = load_config(environ={"AOS_HOME": str(home), **environ}, cwd=project)
+    daemon = Daemon(config)
+    ready = asyncio.Event()
+    task = asyncio.get_running_loop().create_task(daemon.run(ready=ready))
+    try:
+        waiting = asyncio.ensure_future(ready.wait())
+        done, _ = await asyncio.wait(
+            [task, waiting], timeout=60, return_when=asyncio.FIRST_COMPLETED
+        )
+        if task in done:
+            waiting.cancel()
+            task.result()  # raises why it could not start
+        if not done:
+            raise TimeoutError("the temporary daemon was not ready within 60 s")
+        yield daemon
+    finally:
+        if daemon.kernel is not None:
+            daemon.kernel.shutdown_requested.set()
+        await asyncio.wait([task], timeout=60)
+        shutil.rmtree(home, ignore_errors=True)

@@ -8,10 +8,8 @@ failure; elsewhere the PostgreSQL tests skip and say how to enable them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,9 +19,9 @@ import asyncpg
 import pytest
 
 from aos.config import load_config
-from aos.daemon import Daemon
 from aos.kernel import Kernel
 from aos.store import Store, open_store
+from aos.testing import temporary_daemon as running_daemon
 
 ENABLE_PG = (
     "PostgreSQL tests need AOS_TEST_DB_URL, e.g. "
@@ -100,31 +98,6 @@ async def kernel(db_url: str, tmp_path: Path) -> AsyncIterator[Kernel]:
 REPO = Path(__file__).resolve().parent.parent
 
 
-@contextlib.asynccontextmanager
-async def running_daemon(project: Path, **environ: str) -> AsyncIterator[Daemon]:
-    """A real daemon, in this event loop, for ``project`` (its ``skills/`` is the
-    skill root). AOS_HOME is a short /tmp directory: Unix socket paths are limited."""
-    home = Path(tempfile.mkdtemp(prefix="aos-", dir="/tmp"))
-    config = load_config(environ={"AOS_HOME": str(home), **environ}, cwd=project)
-    daemon = Daemon(config)
-    ready = asyncio.Event()
-    task = asyncio.get_running_loop().create_task(daemon.run(ready=ready))
-    try:
-        with anyio.fail_after(30):
-            done, _ = await asyncio.wait(
-                [task, asyncio.ensure_future(ready.wait())], return_when=asyncio.FIRST_COMPLETED
-            )
-            if task in done:
-                task.result()  # raises why it could not start
-        yield daemon
-    finally:
-        if daemon.kernel is not None:
-            daemon.kernel.shutdown_requested.set()
-        with anyio.fail_after(30):
-            await asyncio.gather(task, return_exceptions=True)
-        shutil.rmtree(home, ignore_errors=True)
-
-
 def copy_skill(name: str, project: Path) -> Path:
     """Copy one of the repository's skills/ into ``project``'s skill root."""
     target = project / "skills" / name
@@ -137,3 +110,6 @@ async def poll_until(predicate: Callable[[], bool], seconds: float = 15.0) -> No
     with anyio.fail_after(seconds):
         while not predicate():  # noqa: ASYNC110 - the change happens in another process
             await asyncio.sleep(0.02)
+
+
+__all__ = ["REPO", "copy_skill", "poll_until", "running_daemon"]

@@ -1,0 +1,167 @@
+"""The main job from the command line, as the issue's acceptance runs it:
+``aos run`` against the scripted model, and a daemon killed with -9 mid-command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aos.bash import group_alive
+from aos.daemon import alive
+from aos.testing import Reply, ScriptedLLM
+
+AOS = str(Path(sys.executable).with_name("aos"))
+
+
+class Project:
+    def __init__(self, root: Path, llm: ScriptedLLM) -> None:
+        self.root = root
+        self.home = Path(tempfile.mkdtemp(prefix="aos-", dir="/tmp"))
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("AOS_", "OPENROUTER_"))}
+        self.env = {
+            **clean,
+            "AOS_HOME": str(self.home),
+            "AOS_MODEL": "test-model",
+            "OPENROUTER_BASE_URL": llm.base_url,
+        }
+
+    def aos(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AOS, *args], cwd=self.root, env=self.env, capture_output=True, text=True,
+            timeout=timeout, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def llm() -> Iterator[ScriptedLLM]:
+    with ScriptedLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def project(tmp_path: Path, llm: ScriptedLLM) -> Iterator[Project]:
+    (tmp_path / "notes.txt").write_text("remember the milk\n")
+    p = Project(tmp_path, llm)
+    yield p
+    p.aos("stop")
+    shutil.rmtree(p.home, ignore_errors=True)
+
+
+def test_aos_run_streams_a_tool_call_and_answers(project: Project, llm: ScriptedLLM) -> None:
+    llm.add(Reply.tool_call("ls"), Reply.text("This directory holds notes.txt."))
+    result = project.aos("run", "what is in this directory?")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "$ ls",
+        "  notes.txt",
+        "This directory holds notes.txt.",
+    ]
+    session = result.stderr.strip().split()[-1]
+    history = json.loads(project.aos("session", "history", session, "--json").stdout)
+    assert [
+        f["kind"]
+        for f in history
+        if f["kind"] in ("message.user", "message.assistant", "tool.result")
+    ] == [
+        "message.user",
+        "message.assistant",
+        "tool.result",
+        "message.assistant",
+    ]
+    assert history[2]["tool_calls"][0]["command"] == "ls"
+    assert history[4]["output"] == "notes.txt\n"
+    listed = json.loads(project.aos("session", "list", "--json").stdout)
+    assert [(s["id"], s["status"]) for s in listed] == [(session, "idle")]
+
+
+def test_aos_run_json(project: Project, llm: ScriptedLLM) -> None:
+    llm.add(Reply.text("42"))
+    result = project.aos("run", "--json", "the answer?")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["status"] == "completed"
+    assert report["answer"] == "42"
+    assert [f["kind"] for f in report["facts"]] == [
+        "dispatch.started", "message.user", "message.assistant", "dispatch.finished",
+    ]  # fmt: skip
+
+
+def test_no_model_is_one_clear_sentence(project: Project) -> None:
+    del project.env["AOS_MODEL"]
+    result = project.aos("run", "hi")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(
+        "Error: unavailable: No model is configured: set AOS_MODEL"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_kill_9_during_a_command_then_continue(project: Project, llm: ScriptedLLM) -> None:
+    llm.add(Reply.tool_call("sleep 30"))
+    started = project.aos("start")
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split()[2])
+    run = subprocess.Popen(
+        [AOS, "run", "wait for it"], cwd=project.root, env=project.env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    session, pgid = None, None
+    while time.monotonic() < deadline and pgid is None:
+        time.sleep(0.1)
+        for s in json.loads(project.aos("session", "list", "--json").stdout):
+            calls = [
+                f
+                for f in json.loads(project.aos("session", "history", s["id"], "--json").stdout)
+                if f["kind"] == "tool.call"
+            ]
+            if calls:
+                session, pgid = s["id"], calls[0]["pgid"]
+    assert session is not None
+    assert pgid is not None
+    os.kill(pid, signal.SIGKILL)
+    run.wait(timeout=30)
+    assert group_alive(pgid)  # the command outlived its daemon...
+    while alive(pid):
+        time.sleep(0.05)
+
+    restarted = project.aos("start")
+    assert restarted.returncode == 0, restarted.stderr
+    assert not group_alive(pgid)  # ...until recovery terminated its process group
+    scb = json.loads(project.aos("session", "show", session, "--json").stdout)
+    assert (scb["status"], scb["lease_owner"]) == ("idle", None)
+    history = json.loads(project.aos("session", "history", session, "--json").stdout)
+    [result] = [f for f in history if f["kind"] == "tool.result"]
+    assert result["status"] == "lost"
+    assert result["output"] == "lost: the daemon stopped while this command ran; it was not re-run"
+    assert history[-1]["kind"] == "dispatch.finished"
+    assert history[-1]["status"] == "lost"
+
+    llm.add(Reply.text("Continuing: the sleep was lost, nothing else to do."))
+    again = project.aos("run", "-s", session, "continue")
+    assert again.returncode == 0, again.stderr
+    assert "Continuing" in again.stdout
+    seen = llm.requests[-1].body["messages"]
+    assert {
+        "role": "tool",
+        "tool_call_id": result["call_id"],
+        "content": result["output"] + "\n[lost]",
+    } in seen
+    assert (
+        sum(
+            1
+            for f in json.loads(project.aos("session", "history", session, "--json").stdout)
+            if f["kind"] == "tool.call"
+        )
+        == 1
+    )  # never re-run
