@@ -38,7 +38,7 @@ SCOPES: dict[str, str] = {
     "session.write": "create, append to and archive sessions",
     "session.dispatch": "dispatch and interrupt sessions",
     "skill.read": "list and read skills",
-    "skill.write": "load, unload and reload skills",
+    "skill.write": "load and unload skills in a session",
     "hook.read": "list hooks and their implementations",
     "log.read": "read the RuntimeLog",
     "events.subscribe": "stream kernel events",

@@ -172,6 +172,7 @@ class Service:
         backoff = BACKOFF_START
         while not self._stop.is_set():
             started = time.monotonic()
+            self.state = "starting"
             try:
                 await self._run_once()
             except ServiceError as exc:
@@ -401,6 +402,8 @@ class ServiceSupervisor:
         self.socket_dir = socket_dir
         self.agent_socket = agent_socket
         self.services: dict[str, Service] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        """One change at a time per skill: a restart never overlaps a stop."""
         self._unsubscribe = kernel.skills.subscribe(self._on_event)
 
     def status(self) -> list[dict[str, Any]]:
@@ -421,11 +424,12 @@ class ServiceSupervisor:
 
     async def _apply(self, event: SkillEvent) -> None:
         skill = event.skill
-        current = self.services.pop(skill.name, None)
-        if current is not None:
-            await current.stop()
-        if event.kind != "removed" and skill.status == "active" and skill.kind == "service":
-            self._start(skill)
+        async with self._locks.setdefault(skill.name, asyncio.Lock()):
+            current = self.services.pop(skill.name, None)
+            if current is not None:
+                await current.stop()
+            if event.kind != "removed" and skill.status == "active" and skill.kind == "service":
+                self._start(skill)
 
     async def restart(self, name: str) -> None:
         skill = self.kernel.skills.get(name)

@@ -21,6 +21,7 @@ from aos_sdk.peer import ConnectionClosed, Peer, RemoteError
 from aos_sdk.protocol import MAX_FRAME, Error, Event, Hello, Syscall, SyscallResult, Welcome
 
 SDK = f"aos-sdk-python/{__version__}"
+EARLY_EVENTS = 1000
 
 
 class SyscallFailed(Exception):
@@ -54,6 +55,11 @@ class Client:
         self._peer: Peer | None = None
         self._serve: asyncio.Task[None] | None = None
         self._queues: dict[int, asyncio.Queue[Event | None]] = {}
+        self._early: dict[int, list[Event]] = {}
+        """Events that arrived before their subscription's queue (the reply and the
+        first events can come in one read)."""
+        self._finished: set[int] = set()
+        """Subscriptions given up (the kernel streams them until the connection ends)."""
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> Client:
@@ -132,6 +138,8 @@ class Client:
             subscribed = await self.call("events.subscribe", params)
             queue: asyncio.Queue[Event | None] = asyncio.Queue()
             self._queues[subscribed["subscription"]] = queue
+            for early in self._early.pop(subscribed["subscription"], []):
+                queue.put_nowait(early)
             peer = self._peer
             assert peer is not None
             closed = asyncio.get_running_loop().create_task(peer.closed.wait())
@@ -142,11 +150,16 @@ class Client:
             finally:
                 closed.cancel()
                 self._queues.pop(subscribed["subscription"], None)
+                self._finished.add(subscribed["subscription"])
 
     def _on_event(self, event: Event) -> None:
         queue = self._queues.get(event.subscription)
         if queue is not None:
             queue.put_nowait(event)
+        elif event.subscription not in self._finished:
+            early = self._early.setdefault(event.subscription, [])
+            if len(early) < EARLY_EVENTS:
+                early.append(event)
 
     async def close(self) -> None:
         if self._peer is not None:
