@@ -165,3 +165,81 @@ def test_kill_9_during_a_command_then_continue(project: Project, llm: ScriptedLL
         )
         == 1
     )  # never re-run
+
+
+def test_aos_chat_is_a_loop_on_one_session(project: Project, llm: ScriptedLLM) -> None:
+    llm.add(Reply.text("Hello!"), Reply.text("Still here."))
+    result = subprocess.run(
+        [AOS, "chat"], cwd=project.root, env=project.env, input="hi\n\nare you there?\n",
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Hello!" in result.stdout
+    assert "Still here." in result.stdout
+    session = result.stdout.strip().splitlines()[-1].split()[-1]
+    history = json.loads(project.aos("session", "history", session, "--json").stdout)
+    assert [f["text"] for f in history if f["kind"] == "message.user"] == ["hi", "are you there?"]
+    context = json.loads(project.aos("session", "context", session, "--json").stdout)
+    assert [m["role"] for m in context] == ["system", "user", "assistant", "user", "assistant"]
+
+
+def test_aos_up_says_which_model(project: Project) -> None:
+    up = subprocess.Popen(
+        [AOS, "up"], cwd=project.root, env=project.env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert up.stdout is not None
+        lines = [up.stdout.readline() for _ in range(2)]
+        assert lines[1].startswith(
+            "aos: model test-model (environment AOS_MODEL) at http://127.0.0.1:"
+        )
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=30)
+    del project.env["AOS_MODEL"]
+    unconfigured = subprocess.Popen(
+        [AOS, "up"], cwd=project.root, env=project.env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert unconfigured.stdout is not None
+        lines = [unconfigured.stdout.readline() for _ in range(2)]
+        assert lines[1].startswith(
+            "aos: dispatch is not ready: No model is configured: set AOS_MODEL"
+        )
+    finally:
+        unconfigured.send_signal(signal.SIGTERM)
+        unconfigured.wait(timeout=30)
+
+
+def test_session_interrupt_from_the_cli(project: Project, llm: ScriptedLLM) -> None:
+    llm.add(Reply.tool_call("sleep 30"), Reply.text("stopped"))
+    assert project.aos("start").returncode == 0
+    run = subprocess.Popen(
+        [AOS, "run", "wait"], cwd=project.root, env=project.env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    session = None
+    for _ in range(300):
+        time.sleep(0.05)
+        running = [
+            s
+            for s in json.loads(project.aos("session", "list", "--json").stdout)
+            if s["status"] == "running"
+        ]
+        if running and any(
+            f["kind"] == "tool.call"
+            for f in json.loads(
+                project.aos("session", "history", running[0]["id"], "--json").stdout
+            )
+        ):
+            session = running[0]["id"]
+            break
+    assert session is not None
+    interrupted = project.aos("session", "interrupt", session)
+    assert interrupted.returncode == 0, interrupted.stderr
+    assert interrupted.stdout.startswith("interrupted dispatch dsp_")
+    out, _ = run.communicate(timeout=30)
+    assert run.returncode == 1
+    assert "[interrupted] interrupted by session.interrupt" in out
