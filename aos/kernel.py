@@ -100,6 +100,10 @@ class ServiceStatusSource(Protocol):
 
     async def restart(self, name: str) -> None: ...
 
+    async def call_method(
+        self, skill: str, method: str, caller: dict[str, Any], params: dict[str, Any]
+    ) -> Any: ...
+
 
 @dataclass(frozen=True)
 class SkillContext:

@@ -39,6 +39,7 @@ SCOPES: dict[str, str] = {
     "session.dispatch": "dispatch and interrupt sessions",
     "skill.read": "list and read skills",
     "skill.write": "load and unload skills in a session",
+    "skill.call": "call the methods a skill's service offers",
     "hook.read": "list hooks and their implementations",
     "log.read": "read the RuntimeLog",
     "events.subscribe": "stream kernel events",
@@ -56,6 +57,7 @@ DEFAULT_AGENT_SCOPES: tuple[str, ...] = (
     "session.dispatch",
     "skill.read",
     "skill.write",
+    "skill.call",
 )
 """Scopes of a root agent that names none."""
 

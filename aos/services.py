@@ -27,7 +27,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
-from aos_sdk.peer import Peer
+from aos_sdk.peer import ConnectionClosed, Peer
 from aos_sdk.protocol import (
     MAX_FRAME,
     Error,
@@ -46,12 +46,14 @@ from aos.hookspecs import HOOKS, hookimpl
 from aos.principals import GRANTABLE_SCOPES, service_principal
 from aos.runtimelog import LogEntry
 from aos.skills.registry import Skill, SkillEvent
+from aos.syscalls import ERROR_CODES, SyscallError
 
 if TYPE_CHECKING:
     from aos.kernel import Kernel
 
 State = Literal["starting", "running", "backoff", "failed", "stopped"]
 HELLO_TIMEOUT = 10.0
+METHOD_TIMEOUT = 30.0
 MAX_SOCKET_PATH = 107
 """Linux's limit for a Unix socket path (sun_path, less the terminating NUL)."""
 BACKOFF_START = 0.5
@@ -134,6 +136,7 @@ class Service:
         self._process: asyncio.subprocess.Process | None = None
         self._peer: Peer | None = None
         self._plugin_name = skill.name
+        self.methods: frozenset[str] = frozenset()
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -216,6 +219,7 @@ class Service:
             try:
                 peer, hello = await self._await_hello(ready)
                 self._peer = peer
+                self.methods = frozenset(hello.methods)
                 self._register(hello, peer)
                 self.state = "running"
                 self.started_at = time.time()
@@ -388,6 +392,34 @@ class Service:
                 await process.wait()
         return process.returncode
 
+    async def call_method(self, method: str, caller: dict[str, Any], params: dict[str, Any]) -> Any:
+        """Run one of the service's methods for ``caller`` (a ``skill.call``);
+        its refusals are SyscallErrors with the code the service chose."""
+        peer = self._peer
+        name = f"{self.skill.name}.{method}"
+        if self.state != "running" or peer is None:
+            raise SyscallError(
+                "unavailable", f"service {self.skill.name} is not running ({self.state})"
+            )
+        if method not in self.methods:
+            raise SyscallError("unknown", f"service {self.skill.name} has no method {method!r}")
+        call = HookCall(
+            id=peer.next_id(), hook=f"method:{method}", args={"caller": caller, "params": params}
+        )
+        try:
+            async with asyncio.timeout(METHOD_TIMEOUT):
+                reply: HookResult = await peer.request(call)
+        except TimeoutError:
+            raise SyscallError(
+                "unavailable", f"{name} did not answer within {METHOD_TIMEOUT:g}s"
+            ) from None
+        except ConnectionClosed:
+            raise SyscallError("unavailable", f"{name}: the service went away") from None
+        if reply.error is not None:
+            code = reply.code if reply.code in ERROR_CODES else "unavailable"
+            raise SyscallError(code, f"{name}: {reply.error}")  # type: ignore[arg-type]
+        return reply.result
+
     async def stop(self) -> None:
         self._stop.set()
         if self.task is not None:
@@ -430,6 +462,14 @@ class ServiceSupervisor:
                 await current.stop()
             if event.kind != "removed" and skill.status == "active" and skill.kind == "service":
                 self._start(skill)
+
+    async def call_method(
+        self, skill: str, method: str, caller: dict[str, Any], params: dict[str, Any]
+    ) -> Any:
+        service = self.services.get(skill)
+        if service is None:
+            raise SyscallError("unavailable", f"skill {skill!r} has no running service")
+        return await service.call_method(method, caller, params)
 
     async def restart(self, name: str) -> None:
         skill = self.kernel.skills.get(name)

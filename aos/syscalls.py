@@ -14,7 +14,7 @@ import platform
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_type_hints
 
 import msgspec
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 GRANTABLE = sorted(GRANTABLE_SCOPES)
 ErrorCode = Literal["unknown", "invalid", "denied", "not_found", "conflict", "unavailable"]
+ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
 
 
 class SyscallError(Exception):
@@ -965,3 +966,36 @@ async def session_context(
         return await kernel.assemble(scb, active=active, rebuild=params.rebuild, record=False)
     except HookError as exc:
         raise SyscallError("unavailable", str(exc)) from None
+
+
+# -- skill.call -------------------------------------------------------------------------------
+
+
+class SkillCallParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    skill: str
+    method: str
+    params: dict[str, Any] = {}
+
+
+@syscall(
+    "skill.call",
+    scope="skill.call",
+    doc="Call a method a skill's service offers; the service learns who calls.",
+)
+async def skill_call(kernel: Kernel, principal: Principal, params: SkillCallParams) -> Any:
+    if principal.agent_id is not None:
+        active = await kernel.active_skills(principal.agent_id, principal.session_id)
+        if params.skill not in active:
+            raise SyscallError("denied", f"skill {params.skill} is not active for {principal.name}")
+    if kernel.services is None:
+        raise SyscallError(
+            "unavailable", "skill services run in the daemon: start one with `aos start`"
+        )
+    caller = {
+        "principal": principal.name,
+        "kind": principal.kind,
+        "agent_id": principal.agent_id,
+        "session_id": principal.session_id,
+        "scopes": sorted(principal.scopes),
+    }
+    return await kernel.services.call_method(params.skill, params.method, caller, params.params)

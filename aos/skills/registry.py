@@ -159,7 +159,8 @@ def _plugin_skill(load: PluginLoad) -> Skill:
             entry_point=load.value,
         )
     skill = load_skill_dir(origin, root, expected_name=load.name)
-    return msgspec.structs.replace(skill, kind="plugin", name=load.name, entry_point=load.value)
+    kind: SkillKind = "service" if skill.manifest and skill.manifest.service else "plugin"
+    return msgspec.structs.replace(skill, kind=kind, name=load.name, entry_point=load.value)
 
 
 class SkillRegistry:

@@ -8,11 +8,12 @@ __version__ = "0.1.0"
 
 from aos_sdk.client import Client, NotConnected, SyscallFailed, call
 from aos_sdk.peer import ConnectionClosed
-from aos_sdk.service import define_service, syscall
+from aos_sdk.service import MethodError, define_service, syscall
 
 __all__ = [
     "Client",
     "ConnectionClosed",
+    "MethodError",
     "NotConnected",
     "SyscallFailed",
     "__version__",

@@ -23,6 +23,11 @@ HookKindName = Literal["gate", "notify", "provide", "register"]
 Failure = Literal["fail-open", "fail-closed"]
 
 
+ErrorCode = Literal[
+    "unknown", "invalid", "denied", "not_found", "conflict", "unavailable", "protocol"
+]
+
+
 class _Message(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
     pass
 
@@ -53,6 +58,8 @@ class Hello(_Message, tag="hello"):
     """For clients: a token (agent/service); none on the control socket means the
     peer's own OS user, which is admin when it is the daemon's user."""
     hooks: list[HookDecl] = []
+    methods: list[str] = []
+    """For services: methods callers may invoke through the ``skill.call`` syscall."""
 
 
 class Welcome(_Message, tag="welcome"):
@@ -64,7 +71,9 @@ class Welcome(_Message, tag="welcome"):
 
 
 class HookCall(_Message, tag="hook_call"):
-    """Kernel -> service: run your implementation of ``hook``."""
+    """Kernel -> service: run your implementation of ``hook``, or (``hook`` =
+    ``method:NAME``) your method NAME for a ``skill.call`` with ``args``
+    ``{"caller": {...}, "params": {...}}``."""
 
     id: int
     hook: str
@@ -79,6 +88,8 @@ class HookResult(_Message, tag="hook_result"):
     """The gate's output or verdict, the provide result; null for notify."""
     error: str | None = None
     """Set when the implementation raised: the kernel applies its failure policy."""
+    code: ErrorCode | None = None
+    """For methods: the error's code as the caller sees it (default ``unavailable``)."""
 
 
 class Syscall(_Message, tag="syscall"):
@@ -110,11 +121,6 @@ class Pong(_Message, tag="pong"):
 
 class Bye(_Message, tag="bye"):
     reason: str = ""
-
-
-ErrorCode = Literal[
-    "unknown", "invalid", "denied", "not_found", "conflict", "unavailable", "protocol"
-]
 
 
 class Error(_Message, tag="error"):

@@ -12,7 +12,10 @@ def service():
     return {"hooks": {"tool.before": guard}}
 ```
 
-The decorated factory returns ``{"hooks": {hook name: function}}``. A gate
+The decorated factory returns ``{"hooks": {hook name: function}}``, and
+optionally ``"methods": {name: function(caller, params)}`` (called by agents
+and clients through the ``skill.call`` syscall; raise :class:`MethodError` to
+refuse) and ``"start": function()`` (run once connected). A gate
 function gets ``(input, output)``, a notify function ``(event)``, a provide
 function ``(input)``; each may be sync or async. Instead of a bare function a
 hook may map to ``{"fn": f, "priority": "first"|"normal"|"last",
@@ -37,6 +40,7 @@ from aos_sdk.peer import Peer, RemoteError
 from aos_sdk.protocol import (
     MAX_FRAME,
     Error,
+    ErrorCode,
     Hello,
     HookCall,
     HookDecl,
@@ -54,11 +58,23 @@ class ServiceDefinitionError(Exception):
     """The factory's return value is not a valid service definition."""
 
 
+class MethodError(Exception):
+    """Raise from a method to refuse a call: ``code`` is what the caller sees
+    (``invalid``, ``denied``, ``not_found``, ``conflict``...)."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+
 class ServiceSpec:
     def __init__(self, factory: Callable[[], dict[str, Any]]) -> None:
         self.factory = factory
         self.hooks: dict[str, Callable[..., Any]] = {}
         self.decls: list[HookDecl] = []
+        self.methods: dict[str, Callable[..., Any]] = {}
+        self.start: Callable[[], Any] | None = None
 
     def build(self) -> None:
         definition = self.factory()
@@ -77,6 +93,14 @@ class ServiceSpec:
                 )
             self.hooks[name] = fn
             self.decls.append(HookDecl(name=name, **options))
+        methods = definition.get("methods", {})
+        if not isinstance(methods, dict) or not all(callable(m) for m in methods.values()):
+            raise ServiceDefinitionError('"methods" must map names to functions(caller, params)')
+        self.methods = dict(methods)
+        start = definition.get("start")
+        if start is not None and not callable(start):
+            raise ServiceDefinitionError('"start" must be a function run once connected')
+        self.start = start
 
 
 _registered: list[ServiceSpec] = []
@@ -112,6 +136,8 @@ async def _answer(spec: ServiceSpec, _: Peer, message: Message) -> Message | Non
             code="protocol",
             message="services answer hook calls only",
         )
+    if message.hook.startswith("method:"):
+        return await _method(spec, message)
     fn = spec.hooks.get(message.hook)
     if fn is None:
         return HookResult(id=message.id, error=f"this service does not implement {message.hook}")
@@ -130,6 +156,22 @@ async def _answer(spec: ServiceSpec, _: Peer, message: Message) -> Message | Non
     return HookResult(id=message.id, result=result)
 
 
+async def _method(spec: ServiceSpec, message: HookCall) -> HookResult:
+    name = message.hook.removeprefix("method:")
+    fn = spec.methods.get(name)
+    if fn is None:
+        return HookResult(id=message.id, error=f"no method {name!r}", code="unknown")
+    try:
+        result = fn(message.args.get("caller", {}), message.args.get("params", {}))
+        if inspect.isawaitable(result):
+            result = await result
+    except MethodError as exc:
+        return HookResult(id=message.id, error=exc.message, code=exc.code)
+    except Exception as exc:
+        return HookResult(id=message.id, error=f"{type(exc).__name__}: {exc}", code="unavailable")
+    return HookResult(id=message.id, result=result)
+
+
 async def serve(spec: ServiceSpec) -> int:
     """Connect to the kernel, say hello, answer hook calls until the kernel hangs up."""
     global _peer
@@ -144,7 +186,9 @@ async def serve(spec: ServiceSpec) -> int:
     spec.build()
     reader, writer = await asyncio.open_unix_connection(socket_path, limit=MAX_FRAME + 64)
     peer = Peer(reader, writer)
-    peer.send(Hello(role="service", sdk=SDK, skill=skill, hooks=spec.decls))
+    peer.send(
+        Hello(role="service", sdk=SDK, skill=skill, hooks=spec.decls, methods=list(spec.methods))
+    )
     reply = await peer.read_message()
     if not isinstance(reply, Welcome):
         detail = (
@@ -155,8 +199,13 @@ async def serve(spec: ServiceSpec) -> int:
         return 1
     peer.handler = lambda p, m: _answer(spec, p, m)
     _peer = peer
+    serving = asyncio.get_running_loop().create_task(peer.serve())
     try:
-        await peer.serve()
+        if spec.start is not None:  # once connected: it may call syscalls
+            started = spec.start()
+            if inspect.isawaitable(started):
+                await started
+        await serving
     finally:
         _peer = None
     return 0

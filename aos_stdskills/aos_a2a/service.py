@@ -1,0 +1,317 @@
+"""aos-a2a's service face: delivery, policy and the reply protocol.
+
+Agents call the ``send``, ``inbox`` and ``agents`` methods (``skill.call``) with
+their own token; the kernel tells this service who calls. Delivery is an
+``a2a.message`` fact appended to the target's session before ``send`` returns
+(acknowledged means recorded). ``--notify`` and ``--wake`` dispatch the target;
+for ``--wake`` its final answer (``dispatch.after``) goes back to the sender's
+session as a reply linked by ``reply_to``, and an idle sender is dispatched to
+handle it. Nothing blocks, so agents waking each other cannot deadlock; the hop
+count stops ping-pong. Everything it needs to resume after a restart is in the
+histories (``start`` completes wakes whose target dispatch was cut by a crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from collections import defaultdict
+from typing import Any
+
+from aos_sdk import MethodError, SyscallFailed, define_service, syscall
+
+SKILL = "aos-a2a"
+INBOX_TITLE = "a2a inbox"
+REPLY_WAKE_MODE = "notify"
+"""A reply starts an idle sender but expects no reply back."""
+
+
+class Policy:
+    def __init__(self, metadata: dict[str, str]) -> None:
+        self.policy = os.environ.get("AOS_A2A_POLICY", metadata.get("policy", "same-root"))
+        self.max_hops = int(os.environ.get("AOS_A2A_MAX_HOPS", metadata.get("max-hops", "8")))
+        self.max_bytes = int(
+            os.environ.get("AOS_A2A_MAX_BYTES", metadata.get("max-bytes", "16384"))
+        )
+
+
+class State:
+    """What this service keeps in memory; the histories are the truth."""
+
+    def __init__(self) -> None:
+        self.policy = Policy({})
+        self.hops: dict[str, int] = {}
+        """session id -> hop count of the message its running dispatch handles."""
+        self.answering: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        """session id -> wake messages its running dispatch answers."""
+        self.queued: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        """session id -> messages that wait for the session to be free."""
+        self.lock = asyncio.Lock()
+
+
+state = State()
+
+
+def new_message_id() -> str:
+    return f"msg_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
+
+
+async def agent(ref: str) -> dict[str, Any]:
+    """An active agent by id or name."""
+    try:
+        return (await syscall("agent.get", {"id": ref}))["agent"]
+    except SyscallFailed as exc:
+        if exc.code != "not_found":
+            raise
+    for found in await syscall("agent.list", {"status": "active"}):
+        if found["name"] == ref:
+            return found
+    raise MethodError("not_found", f"no agent named or numbered {ref!r} (see `a2a agents`)")
+
+
+async def root_of(agent_id: str) -> str:
+    current = (await syscall("agent.get", {"id": agent_id}))["agent"]
+    while current["parent"] is not None:
+        current = (await syscall("agent.get", {"id": current["parent"]}))["agent"]
+    return current["id"]
+
+
+async def allowed(sender_id: str, target_id: str) -> bool:
+    if state.policy.policy == "any":
+        return True
+    return await root_of(sender_id) == await root_of(target_id)
+
+
+async def inbox_session(agent_id: str) -> str:
+    for session in await syscall("session.list", {"agent_id": agent_id}):
+        if session["title"] == INBOX_TITLE and session["status"] != "archived":
+            return session["id"]
+    return (await syscall("session.create", {"agent_id": agent_id, "title": INBOX_TITLE}))["id"]
+
+
+async def deliver(session_id: str, message: dict[str, Any]) -> None:
+    await syscall("session.append", {"id": session_id, "fact": {"kind": "a2a.message", **message}})
+
+
+def dispatch_text(messages: list[dict[str, Any]], names: dict[str, str]) -> str:
+    parts = []
+    for m in messages:
+        sender = names.get(m["from_agent"], m["from_agent"])
+        if m.get("reply_to"):
+            parts.append(
+                f"The reply to your message {m['reply_to']} arrived from {sender} ({m['message_id']})."
+            )
+        elif m["mode"] == "wake":
+            parts.append(
+                f"Message {m['message_id']} from {sender} needs an answer: handle it, and your "
+                "final answer is sent back to them as the reply."
+            )
+        else:
+            parts.append(
+                f"Message {m['message_id']} from {sender}: handle it (no reply is expected)."
+            )
+    return " ".join(parts) + " The messages are in your history."
+
+
+async def wake(session_id: str, messages: list[dict[str, Any]]) -> None:
+    """Dispatch a session to handle messages, or queue them while it is busy."""
+    names = {m["from_agent"]: m.get("from_name", m["from_agent"]) for m in messages}
+    try:
+        await syscall(
+            "session.dispatch",
+            {"id": session_id, "message": dispatch_text(messages, names), "wait": False},
+        )
+    except SyscallFailed as exc:
+        if exc.code != "conflict":
+            raise
+        state.queued[session_id].extend(messages)  # handled when its dispatch ends
+        return
+    state.hops[session_id] = max(m["hops"] for m in messages)
+    state.answering[session_id] = [m for m in messages if m["mode"] == "wake"]
+
+
+async def send(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    sender_id, sender_session = caller.get("agent_id"), caller.get("session_id")
+    if sender_id is None:
+        raise MethodError("denied", "a2a send is for agents: call it from an agent's bash")
+    mode = params.get("mode")
+    if mode not in ("silent", "notify", "wake"):
+        raise MethodError("invalid", "mode must be silent, notify or wake")
+    text = str(params.get("text") or "")
+    size = len(text.encode())
+    if size > state.policy.max_bytes:
+        raise MethodError(
+            "invalid", f"the message is {size} bytes; the limit is {state.policy.max_bytes}"
+        )
+    target = await agent(str(params.get("to") or ""))
+    sender = (await syscall("agent.get", {"id": sender_id}))["agent"]
+    if not await allowed(sender_id, target["id"]):
+        raise MethodError(
+            "denied",
+            f"{sender['name']} may not message {target['name']}: they are not in the same agent "
+            f"tree (a2a policy {state.policy.policy})",
+        )
+    hops = state.hops.get(sender_session or "", 0) + 1
+    if hops > state.policy.max_hops:
+        if sender_session:
+            await deliver(
+                sender_session,
+                {
+                    "message_id": new_message_id(),
+                    "from_agent": SKILL,
+                    "to_agent": sender_id,
+                    "mode": "silent",
+                    "text": f"hop limit reached: the message to {target['name']} was not sent "
+                    f"(it would be hop {hops} of at most {state.policy.max_hops})",
+                    "hops": hops,
+                },
+            )
+        raise MethodError(
+            "denied",
+            f"hop limit reached ({state.policy.max_hops}): agents have been waking each other; "
+            "answer without messaging",
+        )
+    session_id = params.get("session") or await inbox_session(target["id"])
+    if params.get("session"):
+        owner = (await syscall("session.get", {"id": session_id}))["agent_id"]
+        if owner != target["id"]:
+            raise MethodError("invalid", f"session {session_id} is not {target['name']}'s")
+    message = {
+        "message_id": new_message_id(),
+        "from_agent": sender_id,
+        "from_session": sender_session,
+        "to_agent": target["id"],
+        "mode": mode,
+        "text": text,
+        "hops": hops,
+    }
+    async with state.lock:
+        await deliver(session_id, message)  # acknowledged = recorded
+        if mode != "silent":
+            await wake(session_id, [{**message, "from_name": sender["name"]}])
+    return {
+        "message_id": message["message_id"],
+        "to": target["id"],
+        "to_name": target["name"],
+        "session_id": session_id,
+        "mode": mode,
+        "hops": hops,
+    }
+
+
+async def replied(message: dict[str, Any]) -> bool:
+    if not message.get("from_session"):
+        return True
+    history = await syscall("session.history", {"id": message["from_session"]})
+    return any(
+        h["fact"]["kind"] == "a2a.message" and h["fact"].get("reply_to") == message["message_id"]
+        for h in history
+    )
+
+
+async def reply(message: dict[str, Any], session_id: str, answer: str) -> None:
+    """Send the target's answer back to the sender's session, once."""
+    if await replied(message):
+        return
+    back = {
+        "message_id": new_message_id(),
+        "from_agent": message["to_agent"],
+        "from_session": session_id,
+        "to_agent": message["from_agent"],
+        "mode": REPLY_WAKE_MODE,
+        "text": answer,
+        "reply_to": message["message_id"],
+        "hops": message["hops"] + 1,
+    }
+    await deliver(message["from_session"], back)
+    target = (await syscall("agent.get", {"id": message["to_agent"]}))["agent"]
+    await wake(message["from_session"], [{**back, "from_name": target["name"]}])
+
+
+async def dispatch_after(event: dict[str, Any]) -> None:
+    session_id = event["session_id"]
+    async with state.lock:
+        answering = state.answering.pop(session_id, [])
+        state.hops.pop(session_id, None)
+        if event["status"] == "completed":
+            answer = event.get("answer") or ""
+        else:
+            answer = f"[{event['status']}] {event.get('error') or 'no answer'}"
+        for message in answering:
+            await reply(message, session_id, answer)
+        queued = state.queued.pop(session_id, [])
+        if queued:
+            await wake(session_id, queued)
+
+
+async def inbox(caller: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    agent_id = caller.get("agent_id")
+    if agent_id is None:
+        raise MethodError("denied", "a2a inbox is for agents")
+    sessions = {await inbox_session(agent_id)}
+    if caller.get("session_id"):
+        sessions.add(caller["session_id"])
+    names: dict[str, str] = {}
+    found = []
+    for session_id in sessions:
+        for h in await syscall("session.history", {"id": session_id}):
+            fact = h["fact"]
+            if fact["kind"] == "a2a.message" and fact["to_agent"] == agent_id:
+                sender = fact["from_agent"]
+                if sender not in names:
+                    try:
+                        names[sender] = (await syscall("agent.get", {"id": sender}))["agent"][
+                            "name"
+                        ]
+                    except SyscallFailed:
+                        names[sender] = sender
+                found.append({**fact, "from_name": names[sender], "seq": h["seq"], "ts": h["ts"]})
+    return sorted(found, key=lambda m: m["ts"])
+
+
+async def agents(caller: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    agent_id = caller.get("agent_id")
+    if agent_id is None:
+        raise MethodError("denied", "a2a agents is for agents")
+    everyone = await syscall("agent.list", {"status": "active"})
+    return [
+        {"id": a["id"], "name": a["name"], "parent": a["parent"]}
+        for a in everyone
+        if a["id"] != agent_id and await allowed(agent_id, a["id"])
+    ]
+
+
+async def start() -> None:
+    """Read the policy; finish wakes a crash cut short (their reply, once)."""
+    detail = await syscall("skill.get", {"name": SKILL})
+    state.policy = Policy(detail.get("metadata") or {})
+    for session in await syscall("session.list", {}):
+        if session["title"] != INBOX_TITLE or session["status"] != "idle":
+            continue
+        history = await syscall("session.history", {"id": session["id"]})
+        pending = [
+            h["fact"]
+            for h in history
+            if h["fact"]["kind"] == "a2a.message" and h["fact"]["mode"] == "wake"
+        ]
+        unanswered = [m for m in pending if not await replied(m)]
+        if not unanswered:
+            continue
+        last = history[-1]["fact"]
+        if last["kind"] == "dispatch.finished" and last["status"] == "completed":
+            for message in unanswered:  # answered, but the reply was cut off
+                await reply(message, session["id"], last.get("answer") or "")
+        else:
+            async with state.lock:
+                await wake(session["id"], unanswered)
+
+
+@define_service
+def service() -> dict[str, Any]:
+    return {
+        "hooks": {"dispatch.after": dispatch_after},
+        "methods": {"send": send, "inbox": inbox, "agents": agents},
+        "start": start,
+    }

@@ -1,0 +1,196 @@
+"""aos-a2a end to end: real daemon, the skill's real service, real bash running
+the agents' `a2a` command, the scripted model deciding per request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aos_sdk import Client
+from conftest import poll_until, running_daemon
+
+from aos.daemon import Daemon
+from aos.testing import Reply, ScriptedLLM
+
+pytestmark = pytest.mark.anyio
+
+
+def a2a_running(daemon: Daemon) -> bool:
+    assert daemon.kernel is not None
+    assert daemon.kernel.services is not None
+    return any(
+        s["skill"] == "aos-a2a" and s["state"] == "running" for s in daemon.kernel.services.status()
+    )
+
+
+async def history(client: Client, session_id: str) -> list[dict[str, Any]]:
+    return [h["fact"] for h in await client.call("session.history", {"id": session_id})]
+
+
+async def messages(client: Client, session_id: str) -> list[dict[str, Any]]:
+    return [f for f in await history(client, session_id) if f["kind"] == "a2a.message"]
+
+
+async def wait_until(check: Any, seconds: float = 30) -> None:
+    async with asyncio.timeout(seconds):
+        while not await check():  # noqa: ASYNC110 - the daemon's work, seen through syscalls
+            await asyncio.sleep(0.1)
+
+
+def delegation(body: dict[str, Any]) -> Reply:
+    """The model of all three agents, deciding from what each request shows."""
+    msgs = body["messages"]
+    last = msgs[-1]
+    if last["role"] == "tool":
+        previous = next(m for m in reversed(msgs) if m["role"] == "assistant")
+        commands = [
+            json.loads(c["function"]["arguments"])["command"] for c in previous["tool_calls"]
+        ]
+        if commands[0].startswith("a2a send"):
+            return Reply.text("Delegated both parts; waiting for the replies.")
+        return Reply.text(f"part done: {last['content'].splitlines()[0]}")
+    user = str(last["content"])
+    if user.startswith("Split the work"):
+        return Reply.tool_calls(
+            ['a2a send w1 "count the files" --wake', 'a2a send w2 "measure the size" --wake']
+        )
+    if "needs an answer" in user:
+        return Reply.tool_call('echo "done by $AOS_AGENT_ID"')
+    replies = [m for m in msgs if m["role"] == "user" and "replying to msg_" in str(m["content"])]
+    if len(replies) == 2:
+        return Reply.text("FINAL: both workers answered.")
+    return Reply.text("One reply so far.")
+
+
+async def test_lead_delegates_two_subtasks_with_wake(tmp_path: Path) -> None:
+    with ScriptedLLM(default=delegation) as llm:
+        async with running_daemon(
+            tmp_path, OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL="m"
+        ) as daemon:
+            await poll_until(lambda: a2a_running(daemon))
+            async with Client(daemon.paths.control_socket, token="") as client:
+                lead = (await client.call("agent.create", {"name": "lead"}))["agent"]["id"]
+                w1 = (await client.call("agent.create", {"name": "w1", "parent": lead}))["agent"][
+                    "id"
+                ]
+                w2 = (await client.call("agent.create", {"name": "w2", "parent": lead}))["agent"][
+                    "id"
+                ]
+                session = (await client.call("session.create", {"agent_id": lead}))["id"]
+                await client.call("session.dispatch", {"id": session, "message": "Split the work"})
+                # (fast workers may answer while the lead is still in that dispatch: their
+                # replies then show up in its next step)
+                sent = [f for f in await history(client, session) if f["kind"] == "tool.result"]
+                assert [r["output"].split()[0] for r in sent] == ["sent", "sent"]
+
+                async def finished() -> bool:
+                    return any(
+                        f["kind"] == "dispatch.finished"
+                        and (f.get("answer") or "").startswith("FINAL")
+                        for f in await history(client, session)
+                    )
+
+                await wait_until(finished)
+                replies = await messages(client, session)
+                assert sorted(r["from_agent"] for r in replies) == sorted([w1, w2])
+                for worker in (w1, w2):
+                    [inbox] = await client.call("session.list", {"agent_id": worker})
+                    assert inbox["title"] == "a2a inbox"
+                    [received] = await messages(client, inbox["id"])  # delivered once
+                    assert (received["from_agent"], received["mode"], received["from_session"]) == (
+                        lead,
+                        "wake",
+                        session,
+                    )
+                    [answer] = [r for r in replies if r["from_agent"] == worker]
+                    assert answer["reply_to"] == received["message_id"]  # linked
+                    assert answer["text"] == f"part done: done by {worker}"
+                    results = [
+                        f for f in await history(client, inbox["id"]) if f["kind"] == "tool.result"
+                    ]
+                    assert results[0]["output"] == f"done by {worker}\n"  # the worker ran bash
+
+
+def ping_pong(body: dict[str, Any]) -> Reply:
+    last = body["messages"][-1]
+    if last["role"] == "tool":
+        return Reply.text(f"sent: {last['content'].splitlines()[0]}")
+    user = str(last["content"])
+    if user.startswith("Start"):
+        return Reply.tool_call('a2a send b "ping" --wake')
+    if "needs an answer" in user or "The reply to" in user:
+        # whoever is woken wakes the other one again
+        return Reply.tool_call(
+            'a2a send "$PEER" "ping" --wake'.replace("$PEER", "a" if "from b" in user else "b")
+        )
+    return Reply.text("idle")
+
+
+async def test_agents_waking_each_other_stop_at_the_hop_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AOS_A2A_MAX_HOPS", "4")  # the skill's service reads it
+    with ScriptedLLM(default=ping_pong) as llm:
+        async with running_daemon(
+            tmp_path, OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL="m"
+        ) as daemon:
+            await poll_until(lambda: a2a_running(daemon))
+            async with Client(daemon.paths.control_socket, token="") as client:
+                a = (await client.call("agent.create", {"name": "a"}))["agent"]["id"]
+                b = (await client.call("agent.create", {"name": "b", "parent": a}))["agent"]["id"]
+                session = (await client.call("session.create", {"agent_id": a}))["id"]
+                await client.call("session.dispatch", {"id": session, "message": "Start"})
+
+                async def stopped() -> bool:
+                    for agent_id in (a, b):
+                        for s in await client.call("session.list", {"agent_id": agent_id}):
+                            if any(
+                                "hop limit reached" in m["text"]
+                                for m in await messages(client, s["id"])
+                            ):
+                                return True
+                    return False
+
+                await wait_until(stopped)
+                async with asyncio.timeout(60):  # every branch of the chain comes to rest
+                    while True:
+                        count = len(llm.requests)
+                        await asyncio.sleep(1.5)
+                        if len(llm.requests) == count:
+                            break
+                limit_facts = [
+                    m
+                    for agent_id in (a, b)
+                    for s in await client.call("session.list", {"agent_id": agent_id})
+                    for m in await messages(client, s["id"])
+                    if m["from_agent"] == "aos-a2a"
+                ]
+                assert limit_facts  # a clear fact where the chain stopped
+                assert all(f["text"].startswith("hop limit reached") for f in limit_facts)
+                assert all(f["hops"] > 4 for f in limit_facts)  # past the limit of 4
+
+
+async def test_a_send_outside_the_tree_is_denied_and_visible(tmp_path: Path) -> None:
+    with ScriptedLLM(
+        Reply.tool_call('a2a send stranger "hello" --silent'), Reply.text("could not send")
+    ) as llm:
+        async with running_daemon(
+            tmp_path, OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL="m"
+        ) as daemon:
+            await poll_until(lambda: a2a_running(daemon))
+            async with Client(daemon.paths.control_socket, token="") as client:
+                me = (await client.call("agent.create", {"name": "me"}))["agent"]["id"]
+                await client.call("agent.create", {"name": "stranger"})
+                session = (await client.call("session.create", {"agent_id": me}))["id"]
+                await client.call("session.dispatch", {"id": session, "message": "say hi"})
+                [result] = [f for f in await history(client, session) if f["kind"] == "tool.result"]
+                assert result["exit_code"] == 1
+                assert (
+                    "me may not message stranger: they are not in the same agent tree"
+                    in result["output"]
+                )
+                seen = llm.requests[1].body["messages"][-1]["content"]
+                assert "not in the same agent tree" in seen
