@@ -194,3 +194,125 @@ async def test_a_send_outside_the_tree_is_denied_and_visible(tmp_path: Path) -> 
                 )
                 seen = llm.requests[1].body["messages"][-1]["content"]
                 assert "not in the same agent tree" in seen
+
+
+def test_a_wake_cut_by_a_crash_is_completed_after_restart(tmp_path: Path) -> None:
+    """kill -9 while the woken agent runs a command: after a restart the reply still
+    arrives, once."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from aos.daemon import alive
+
+    tries = {"worker": 0}
+
+    def model(body: dict[str, Any]) -> Reply:
+        last = body["messages"][-1]
+        if last["role"] == "tool":
+            return Reply.text("sent" if "sent msg_" in str(last["content"]) else "worked")
+        user = str(last["content"])
+        if user.startswith("Ask w1"):
+            return Reply.tool_call('a2a send w1 "do it" --wake')
+        if "needs an answer" in user:
+            tries["worker"] += 1
+            return Reply.tool_call("sleep 30" if tries["worker"] == 1 else "echo finally")
+        return Reply.text("got the reply")
+
+    aos = str(Path(sys.executable).with_name("aos"))
+    home = Path(tempfile.mkdtemp(prefix="aos-", dir="/tmp"))
+    with ScriptedLLM(default=model) as llm:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AOS_", "OPENROUTER_"))},
+            "AOS_HOME": str(home),
+            "AOS_MODEL": "m",
+            "OPENROUTER_BASE_URL": llm.base_url,
+        }
+
+        def run(*args: str) -> Any:
+            done = subprocess.run(
+                [aos, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 0, done.stderr
+            return json.loads(done.stdout) if done.stdout.startswith(("{", "[")) else done.stdout
+
+        try:
+            pid = int(run("start").split()[2])
+            lead = run("syscall", "agent.create", '{"name": "lead"}')["agent"]["id"]
+            w1 = run("syscall", "agent.create", json.dumps({"name": "w1", "parent": lead}))[
+                "agent"
+            ]["id"]
+            session = run("syscall", "session.create", json.dumps({"agent_id": lead}))["id"]
+            run("syscall", "session.dispatch", json.dumps({"id": session, "message": "Ask w1"}))
+            deadline = time.monotonic() + 30
+            inbox = None
+            while time.monotonic() < deadline:
+                sessions = run("syscall", "session.list", json.dumps({"agent_id": w1}))
+                if sessions and any(
+                    h["fact"]["kind"] == "tool.call"
+                    for h in run(
+                        "syscall", "session.history", json.dumps({"id": sessions[0]["id"]})
+                    )
+                ):
+                    inbox = sessions[0]["id"]
+                    break
+                time.sleep(0.1)
+            assert inbox is not None
+            os.kill(pid, signal.SIGKILL)  # the worker is inside `sleep 30`
+            while alive(pid):
+                time.sleep(0.05)
+            run("start")
+            deadline = time.monotonic() + 60
+            replies: list[dict[str, Any]] = []
+            while time.monotonic() < deadline and not replies:
+                time.sleep(0.2)
+                replies = [
+                    h["fact"]
+                    for h in run("syscall", "session.history", json.dumps({"id": session}))
+                    if h["fact"]["kind"] == "a2a.message"
+                ]
+            time.sleep(1)  # would a second reply come?
+            replies = [
+                h["fact"]
+                for h in run("syscall", "session.history", json.dumps({"id": session}))
+                if h["fact"]["kind"] == "a2a.message"
+            ]
+            assert len(replies) == 1
+            assert replies[0]["text"] == "worked"
+            worker = [
+                h["fact"] for h in run("syscall", "session.history", json.dumps({"id": inbox}))
+            ]
+            assert [f.get("status", "ok") for f in worker if f["kind"] == "tool.result"] == [
+                "lost",
+                "ok",
+            ]
+            log = run("a2a", "log", "--json")
+            assert [m["mode"] for m in log] == ["wake", "notify"]
+            assert log[1]["reply_to"] == log[0]["message_id"]
+        finally:
+            subprocess.run([aos, "stop"], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+            shutil.rmtree(home, ignore_errors=True)
+
+
+async def test_without_aos_a2a_agents_have_no_a2a(tmp_path: Path) -> None:
+    with ScriptedLLM(Reply.tool_call("command -v a2a || echo missing"), Reply.text("ok")) as llm:
+        async with running_daemon(
+            tmp_path,
+            OPENROUTER_BASE_URL=llm.base_url,
+            AOS_MODEL="m",
+            AOS_DEFAULT_SKILLS="aos-context,aos-skill",
+        ) as daemon:
+            async with Client(daemon.paths.control_socket, token="") as client:
+                me = (await client.call("agent.create", {"name": "me"}))["agent"]["id"]
+                session = (await client.call("session.create", {"agent_id": me}))["id"]
+                outcome = await client.call("session.dispatch", {"id": session, "message": "check"})
+                assert outcome["status"] == "completed"  # nothing else changed
+                [result] = [f for f in await history(client, session) if f["kind"] == "tool.result"]
+                assert result["output"] == "missing\n"
+                assert daemon.kernel is not None
+                active = await daemon.kernel.active_skills(me, session)
+                assert "aos-a2a" not in active
