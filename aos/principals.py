@@ -40,6 +40,7 @@ SCOPES: dict[str, str] = {
     "skill.read": "list and read skills",
     "skill.write": "load and unload skills in a session",
     "skill.call": "call the methods a skill's service offers",
+    "skill.admin": "reload skills (restarting their services) for the whole node",
     "hook.read": "list hooks and their implementations",
     "log.read": "read the RuntimeLog",
     "events.subscribe": "stream kernel events",

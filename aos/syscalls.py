@@ -778,7 +778,7 @@ async def skill_unload(
 
 @syscall(
     "skill.reload",
-    scope="kernel.admin",
+    scope="skill.admin",
     doc="Read a skill from disk again (as hot reload would) and restart its service.",
 )
 async def skill_reload(kernel: Kernel, principal: Principal, params: SkillNameParams) -> SkillInfo:

@@ -62,9 +62,8 @@ def test_start_status_hooks_stop(node: Node) -> None:
     assert report["running"] is True
     assert report["pid"] == pid
     assert report["database"]["backend"] == "sqlite"
-    assert [s["name"] for s in report["skills"]] == ["aos-context", "aos-skill", "my-guard"]
-    [guard] = report["services"]
-    assert guard["skill"] == "my-guard"
+    assert "my-guard" in [s["name"] for s in report["skills"]]
+    [guard] = [s for s in report["services"] if s["skill"] == "my-guard"]
     assert guard["state"] in ("starting", "running")
 
     hooks = json.loads(node.aos("hooks", "--json").stdout)["hooks"]

@@ -227,7 +227,7 @@ async def test_bash_environment_and_output_cap(
     env_result, big, failed, slow = results.values()
     agent_id = (await aos_client.call("session.get", {"id": session}))["agent_id"]
     assert env_result["output"].splitlines()[0] == f"{session} {agent_id} no-key aos1."
-    assert env_result["output"].splitlines()[1] == "1"  # aos-skill's scripts/ is on PATH
+    assert env_result["output"].splitlines()[1] == "2"  # aos-skill and aos-a2a scripts/ on PATH
     assert big["truncated_bytes"] > 0
     assert "bytes of output cut" in big["output"]
     assert len(big["output"]) < 40_000

@@ -32,7 +32,7 @@ import asyncio
 import inspect
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from aos_sdk.client import SDK, SyscallFailed
@@ -41,6 +41,7 @@ from aos_sdk.protocol import (
     MAX_FRAME,
     Error,
     ErrorCode,
+    Event,
     Hello,
     HookCall,
     HookDecl,
@@ -129,6 +130,42 @@ async def syscall(name: str, params: dict[str, Any] | None = None) -> Any:
     return reply.result
 
 
+_queues: dict[int, asyncio.Queue[Event | None]] = {}
+_early: dict[int, list[Event]] = {}
+"""Events that came with (or right after) their subscribe reply, before the queue."""
+_done: set[int] = set()
+
+
+def _on_event(event: Event) -> None:
+    queue = _queues.get(event.subscription)
+    if queue is not None:
+        queue.put_nowait(event)
+    elif event.subscription not in _done:
+        _early.setdefault(event.subscription, []).append(event)
+
+
+async def subscribe(
+    topics: list[str] | None = None, session_id: str | None = None
+) -> AsyncGenerator[Event, None]:
+    """Kernel events (``events.subscribe``) on the service's own connection."""
+    params: dict[str, Any] = {}
+    if topics is not None:
+        params["topics"] = topics
+    if session_id is not None:
+        params["session_id"] = session_id
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    subscribed = await syscall("events.subscribe", params)
+    _queues[subscribed["subscription"]] = queue
+    for early in _early.pop(subscribed["subscription"], []):
+        queue.put_nowait(early)
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+    finally:
+        _queues.pop(subscribed["subscription"], None)
+        _done.add(subscribed["subscription"])
+
+
 async def _answer(spec: ServiceSpec, _: Peer, message: Message) -> Message | None:
     if not isinstance(message, HookCall):
         return Error(
@@ -185,7 +222,7 @@ async def serve(spec: ServiceSpec) -> int:
         return 2
     spec.build()
     reader, writer = await asyncio.open_unix_connection(socket_path, limit=MAX_FRAME + 64)
-    peer = Peer(reader, writer)
+    peer = Peer(reader, writer, on_event=_on_event)
     peer.send(
         Hello(role="service", sdk=SDK, skill=skill, hooks=spec.decls, methods=list(spec.methods))
     )
