@@ -19,7 +19,7 @@ from aos_sdk import Client, NotConnected, SyscallFailed
 
 from aos import __version__, cli_sessions
 from aos.config import Config, ConfigError, load_config, mask_url
-from aos.daemon import Daemon, DaemonError, DaemonPaths, read_pid, setup_logging
+from aos.daemon import Daemon, DaemonError, DaemonPaths, alive, read_pid, setup_logging
 from aos.hooks import HookRunner
 from aos.llm import LLMSettings, missing_configuration
 from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
@@ -253,9 +253,9 @@ def stop(ctx: Context, timeout: float) -> None:
             raise _no_daemon(paths) from None
         os.kill(pid, signal.SIGTERM)  # the socket is gone but the process is not
     deadline = time.monotonic() + timeout
-    while pid is not None and read_pid(paths.pidfile) == pid and time.monotonic() < deadline:
+    while pid is not None and alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if pid is not None and read_pid(paths.pidfile) == pid:
+    if pid is not None and alive(pid):
         raise click.ClickException(f"the daemon (pid {pid}) did not stop within {timeout:g}s")
     click.echo(f"stopped{f' (pid {pid})' if pid else ''}")
 

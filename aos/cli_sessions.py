@@ -87,8 +87,11 @@ async def resolve_agent(client: Client, agent: str | None) -> str:
     for found in await client.call("agent.list", {"status": "active"}):
         if found["name"] == wanted:
             return found["id"]
-    if agent is not None and agent.startswith("agt_"):
-        raise click.ClickException(f"no agent {agent}: `aos agent list` shows them")
+    if agent is not None:  # only the default agent is created on first use
+        raise click.ClickException(
+            f"no active agent named or numbered {agent!r}: `aos agent list` shows them, "
+            f"`aos agent create {agent}` makes one"
+        )
     return (await client.call("agent.create", {"name": wanted}))["agent"]["id"]
 
 
@@ -147,7 +150,13 @@ class Printer:
 async def dispatch(
     client: Client, session_id: str, message: str, *, printer: Printer
 ) -> dict[str, Any]:
-    """Dispatch ``message`` on a session, printing as it streams."""
+    """Dispatch ``message`` on a session, printing as it streams. Bash runs in the
+    current directory unless the agent has a workspace of its own."""
+    agent_id = (await client.call("session.get", {"id": session_id}))["agent_id"]
+    effective = (await client.call("agent.get", {"id": agent_id}))["effective"]
+    params: dict[str, Any] = {"id": session_id, "message": message}
+    if effective["workspace"] is None:
+        params["cwd"] = os.getcwd()
     events = client.subscribe(topics=["stream", "history.append"], session_id=session_id)
     first = asyncio.ensure_future(anext(events))
 
@@ -162,9 +171,7 @@ async def dispatch(
     printing = asyncio.ensure_future(pump())
     await asyncio.sleep(0.05)  # the subscription is in place before the dispatch starts
     try:
-        result = await client.call(
-            "session.dispatch", {"id": session_id, "message": message, "cwd": os.getcwd()}
-        )
+        result = await client.call("session.dispatch", params)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
                 await printing
@@ -240,6 +247,82 @@ def register(cli: click.Group, pass_context: Any) -> None:
     def chat(ctx: Any, agent: str | None, session: str | None) -> None:
         """An interactive loop on one session (Ctrl-D to leave)."""
         asyncio.run(chat_loop(ctx.config, agent, session))
+
+    @cli.group(name="agent")
+    def agent_group() -> None:
+        """List, show, create and archive agents."""
+
+    @agent_group.command(name="list")
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_context
+    def agent_list(ctx: Any, as_json: bool) -> None:
+        """Agents as a tree (children under their parent)."""
+        agents = asyncio.run(call(ctx.config, "agent.list", {}))
+        if as_json:
+            click.echo(json.dumps(agents, indent=2))
+            return
+        children: dict[str | None, list[dict[str, Any]]] = {}
+        for a in agents:
+            children.setdefault(a["parent"], []).append(a)
+
+        def show(parent: str | None, depth: int) -> None:
+            for a in children.get(parent, []):
+                click.echo(f"{'  ' * depth}{a['name']}  {a['id']}  [{a['status']}]")
+                show(a["id"], depth + 1)
+
+        show(None, 0)
+
+    @agent_group.command(name="show")
+    @click.argument("agent_id")
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_context
+    def agent_show(ctx: Any, agent_id: str, as_json: bool) -> None:
+        """One agent with its effective (inherited) configuration."""
+        info = asyncio.run(call(ctx.config, "agent.get", {"id": agent_id}))
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+            return
+        for key, value in {**info["agent"], "effective": info["effective"]}.items():
+            click.echo(f"{key}: {json.dumps(value)}")
+
+    @agent_group.command(name="create")
+    @click.argument("name")
+    @click.option("--parent", help="Parent agent id (the child inherits its configuration).")
+    @click.option("--model", help="Model id for this agent.")
+    @click.option(
+        "--skill", "skills", multiple=True, help="A skill active for this agent (repeat)."
+    )
+    @click.option("--workspace", help="Directory its bash runs in.")
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_context
+    def agent_create(
+        ctx: Any, name: str, parent: str | None, model: str | None, skills: tuple[str, ...],
+        workspace: str | None, as_json: bool,
+    ) -> None:  # fmt: skip
+        """Create an agent."""
+        config: dict[str, Any] = {
+            "model": model,
+            "workspace": workspace,
+            "skills": list(skills) or None,
+        }
+        params = {
+            "name": name,
+            "parent": parent,
+            "config": {k: v for k, v in config.items() if v is not None},
+        }
+        info = asyncio.run(call(ctx.config, "agent.create", params))
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+            return
+        click.echo(f"created agent {info['agent']['name']} {info['agent']['id']}")
+
+    @agent_group.command(name="archive")
+    @click.argument("agent_id")
+    @pass_context
+    def agent_archive(ctx: Any, agent_id: str) -> None:
+        """Archive an agent (refused while it has active children)."""
+        acb = asyncio.run(call(ctx.config, "agent.archive", {"id": agent_id}))
+        click.echo(f"archived agent {acb['name']} {acb['id']}")
 
     @cli.group(name="session")
     def session_group() -> None:

@@ -177,6 +177,7 @@ class Daemon:
                 recovery.cancel()
             await control.close()
             await agents.close()
+            await kernel.stop_dispatches("interrupted: the daemon is shutting down")
             stop_watch.set()
             if watcher is not None:
                 await asyncio.wait([watcher], timeout=5)

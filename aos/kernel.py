@@ -33,6 +33,9 @@ from aos.history import (
     SkillUnloaded,
     ToolCall,
     ToolResult,
+    decode_fact,
+    encode_fact,
+    fact_kind,
     fact_to_builtins,
 )
 from aos.hooks import HookError, HookPolicy, HookRunner
@@ -144,6 +147,7 @@ class Kernel:
         self.llm_settings = LLMSettings.from_env(config.getenv)
         self._llm: LLMClient | None = None
         self.dispatches: dict[str, ReActUnit] = {}
+        self._starting: set[str] = set()
         """Running dispatches on this node, by session id."""
         self._histories: collections.OrderedDict[str, list[dict[str, Any]]] = (
             collections.OrderedDict()
@@ -179,11 +183,7 @@ class Kernel:
         return kernel
 
     async def close(self) -> None:
-        units = list(self.dispatches.values())
-        for unit in units:
-            unit.task.cancel()
-        if units:
-            await asyncio.gather(*(u.task for u in units), return_exceptions=True)
+        await self.stop_dispatches("interrupted: the daemon is shutting down")
         if self._llm is not None:
             await self._llm.close()
         await self.hooks.drain()
@@ -322,7 +322,16 @@ class Kernel:
 
     # -- history ---------------------------------------------------------------------
     async def append(self, scb: SCB, fact: Fact, *, active: frozenset[str] | None = None) -> int:
-        """Append a fact and announce it on ``history.append``."""
+        """Append a fact and announce it on ``history.append``.
+
+        The fact is checked first: history is append-only, so a fact that could
+        not be read back would break the session for good."""
+        try:
+            decode_fact(encode_fact(fact))
+        except msgspec.ValidationError as exc:
+            raise HookError(
+                "history.append", f"refusing to record an invalid {fact_kind(fact)} fact: {exc}"
+            ) from None
         seq = await self.store.append(scb.id, fact)
         hooked = bool(self.hooks.impls("history.append"))
         if not hooked and not self.events.has_subscribers():
@@ -436,18 +445,30 @@ class Kernel:
     ) -> ReActUnit:
         """Start a ReActUnit on a session (raises DispatchRefused if it cannot);
         its ``task`` ends with the DispatchOutcome."""
-        if scb.id in self.dispatches:
+        if scb.id in self.dispatches or scb.id in self._starting:
             raise DispatchRefused(
                 "conflict",
                 f"session {scb.id} is running a dispatch: wait for it, or stop it with "
                 f"`aos session interrupt {scb.id}`",
             )
         unit = ReActUnit(self, scb, principal, message, cwd=cwd)
-        await unit.prepare()
+        self._starting.add(scb.id)  # a second dispatch arriving meanwhile is refused
+        try:
+            await unit.prepare()
+        finally:
+            self._starting.discard(scb.id)
         unit.task = asyncio.get_running_loop().create_task(unit.run())
         self.dispatches[scb.id] = unit
         unit.task.add_done_callback(lambda _: self.dispatches.pop(scb.id, None))
         return unit
+
+    async def stop_dispatches(self, reason: str) -> None:
+        """Interrupt every running dispatch (recording ``reason``) and wait for them."""
+        units = list(self.dispatches.values())
+        for unit in units:
+            unit.cancel(reason)
+        if units:
+            await asyncio.gather(*(u.task for u in units), return_exceptions=True)
 
     async def recover(self) -> list[str]:
         """Finish dispatches cut by a crash: sessions marked running whose lease
@@ -495,13 +516,25 @@ class Kernel:
                     else "not run: the daemon stopped before this command started"
                 )
                 await self.append(scb, ToolResult(call_id=call.id, output=output, status="lost"))
-            await self.append(
-                scb,
-                DispatchFinished(
-                    dispatch_id=started.fact.dispatch_id,  # type: ignore[union-attr]
-                    status="lost",
-                    error="the daemon stopped during this dispatch; completed steps are kept",
-                ),
+            finished = DispatchFinished(
+                dispatch_id=started.fact.dispatch_id,  # type: ignore[union-attr]
+                status="lost",
+                error="the daemon stopped during this dispatch; completed steps are kept",
+            )
+            await self.append(scb, finished)
+            self.hooks.notify(
+                "dispatch.after",
+                {
+                    "session_id": scb.id,
+                    "agent_id": scb.agent_id,
+                    "dispatch_id": finished.dispatch_id,
+                    "status": "lost",
+                    "answer": None,
+                    "error": finished.error,
+                    "steps": 0,
+                    "usage": None,
+                },
+                active=await self.active_skills(scb.agent_id, scb.id),
             )
         current = await self.store.get_session(scb.id)
         await self.store.update_session(msgspec.structs.replace(current, status="idle", phase=""))

@@ -43,6 +43,7 @@ from aos.llm import BASH_TOOL, LLMError, missing_configuration
 from aos.principals import Principal, agent_principal
 from aos.runtimelog import LogEntry
 from aos.session import SCB
+from aos.store import StoreError
 
 if TYPE_CHECKING:
     from aos.kernel import Kernel
@@ -111,6 +112,7 @@ class ReActUnit:
     """Skills active for this dispatch (hooks are scoped to them); set by prepare()."""
     steps: int = 0
     task: asyncio.Task[DispatchOutcome] = field(init=False)
+    cancel_reason: str = "interrupted by session.interrupt"
     _unresolved: list[ToolCallRequest] = field(default_factory=list)
     """Tool calls of the last assistant message still without a result."""
     """The running loop (set by Kernel.start_dispatch)."""
@@ -169,7 +171,9 @@ class ReActUnit:
             await self._append(UserMessage(text=self.message, sender=self.principal.name))
             status, answer = await self._loop()
         except asyncio.CancelledError:
-            status, error = "interrupted", "interrupted by session.interrupt"
+            status, error = "interrupted", self.cancel_reason
+        except HookRejected as exc:  # compute.before / compute.after said no
+            status, error = "rejected", f"{exc.hook} {exc}"
         except LLMError as exc:
             status, error = "failed", exc.message
         except HookError as exc:
@@ -198,6 +202,8 @@ class ReActUnit:
     async def _compute(self, step: int) -> tuple[str, list[ToolCallRequest]]:
         """One model turn: the assistant fact recorded; its text and tool calls."""
         kernel = self.kernel
+        if step > 1:  # a skill loaded during the last step applies from this one
+            self.active = await kernel.active_skills(self.scb.agent_id, self.scb.id)
         await self._phase("assemble")
         messages = await kernel.assemble(self.scb, active=self.active)
         request = await kernel.hooks.gate(
@@ -265,7 +271,12 @@ class ReActUnit:
             },
             active=self.active,
         )
-        tool_calls = msgspec.convert(decided["tool_calls"], list[ToolCallRequest])
+        try:
+            tool_calls = msgspec.convert(decided["tool_calls"], list[ToolCallRequest])
+        except msgspec.ValidationError as exc:
+            raise HookError(
+                "compute.after", f"compute.after returned invalid tool_calls: {exc}"
+            ) from None
         content = str(decided["content"] or "")
         await self._append(
             AssistantMessage(
@@ -359,27 +370,42 @@ class ReActUnit:
         )
         self._running_call = None
         self._log_raw(request, command, result)
-        after = await kernel.hooks.gate(
-            "tool.after",
-            {
-                "session_id": self.scb.id,
-                "agent_id": self.scb.agent_id,
-                "call_id": request.id,
-                "command": command,
-                "raw_bytes": result.total_bytes,
-            },
-            {"output": result.output, "exit_code": result.exit_code, "status": result.status},
-            active=self.active,
-        )
-        await self._append(
-            ToolResult(
-                call_id=request.id,
-                output=str(after["output"]),
-                status=after.get("status", result.status),
-                exit_code=after["exit_code"],
-                truncated_bytes=result.truncated_bytes,
+        try:
+            after = await kernel.hooks.gate(
+                "tool.after",
+                {
+                    "session_id": self.scb.id,
+                    "agent_id": self.scb.agent_id,
+                    "call_id": request.id,
+                    "command": command,
+                    "raw_bytes": result.total_bytes,
+                },
+                {"output": result.output, "exit_code": result.exit_code, "status": result.status},
+                active=self.active,
             )
-        )
+        except HookRejected as exc:  # the command ran; the model sees the verdict instead
+            await self._append(
+                ToolResult(
+                    call_id=request.id,
+                    output=f"rejected by {exc.owner}: {exc.reason}",
+                    status="rejected",
+                    exit_code=result.exit_code,
+                    rejected_by=exc.owner,
+                )
+            )
+            return
+        visible = {
+            "call_id": request.id,
+            "output": after["output"],
+            "status": after.get("status", result.status),
+            "exit_code": after["exit_code"],
+            "truncated_bytes": result.truncated_bytes,
+        }
+        try:
+            fact = msgspec.convert(visible, ToolResult)
+        except msgspec.ValidationError as exc:
+            raise HookError("tool.after", f"tool.after returned an invalid result: {exc}") from None
+        await self._append(fact)
 
     def _log_raw(self, request: ToolCallRequest, command: str, result: BashResult) -> None:
         self.kernel.log(
@@ -446,10 +472,24 @@ class ReActUnit:
                 msgspec.structs.replace(self.scb, phase=phase)
             )
 
+    def cancel(self, reason: str) -> None:
+        """Stop the dispatch (its running command is killed); ``reason`` is recorded."""
+        self.cancel_reason = reason
+        self.task.cancel()
+
     async def _renew_lease(self) -> None:
         while True:
             await asyncio.sleep(LEASE_TTL / 3)
-            await self.kernel.store.renew_lease(self.scb.id, self.kernel.node_id, LEASE_TTL)
+            try:
+                held = await self.kernel.store.renew_lease(
+                    self.scb.id, self.kernel.node_id, LEASE_TTL
+                )
+            except StoreError as exc:
+                logger.warning("session %s: lease renewal failed (%s); retrying", self.scb.id, exc)
+                continue
+            if not held:  # another node took the session over: stop at once
+                self.cancel("stopped: this node lost the session's lease to another node")
+                return
 
     async def _record_unresolved(self, status: DispatchStatus) -> None:
         """Every tool call gets a result, even when the dispatch ends early."""

@@ -44,6 +44,7 @@ from aos.control import read_hello, syscall_handler
 from aos.hooks import HookPolicy
 from aos.hookspecs import HOOKS, hookimpl
 from aos.principals import GRANTABLE_SCOPES, service_principal
+from aos.reactunit import SECRET_VARIABLES
 from aos.runtimelog import LogEntry
 from aos.skills.registry import Skill, SkillEvent
 from aos.syscalls import ERROR_CODES, SyscallError
@@ -287,7 +288,7 @@ class Service:
         scopes = frozenset(self._granted())
         token = self.kernel.tokens.issue(service_principal(self.skill.name, scopes))
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES},
             "AOS_SERVICE_SOCKET": str(self.socket_path),
             "AOS_SKILL": self.skill.name,
             "AOS_TOKEN": token,

@@ -941,7 +941,7 @@ async def session_interrupt(
                 "conflict", f"session {scb.id} is running on {scb.lease_owner}: interrupt it there"
             )
         raise SyscallError("conflict", f"session {scb.id} has no running dispatch")
-    unit.task.cancel()
+    unit.cancel(f"interrupted by session.interrupt ({principal.name})")
     outcome = await asyncio.shield(unit.task)
     return msgspec.convert(msgspec.to_builtins(outcome), Dispatched)
 

@@ -15,6 +15,7 @@ from conftest import REPO, poll_until, running_daemon
 
 from aos.bash import group_alive
 from aos.daemon import Daemon
+from aos.hookspecs import hookimpl
 from aos.testing import Reply, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -309,3 +310,92 @@ async def test_compaction_keeps_the_context_within_budget(tmp_path: Path) -> Non
                 )
                 rebuilt = await client.call("session.context", {"id": session, "rebuild": True})
                 assert rebuilt == context
+
+
+class Policy:
+    """An in-process policy skill, active for agents that name it."""
+
+    def __init__(self, **verdicts: Any) -> None:
+        self.verdicts = verdicts
+
+    @hookimpl
+    def compute_before(self, output: dict[str, Any]) -> Any:
+        return self.verdicts.get("compute.before", output)
+
+    @hookimpl
+    def tool_after(self, output: dict[str, Any]) -> Any:
+        return self.verdicts.get("tool.after", output)
+
+    @hookimpl
+    async def dispatch_before(self, output: dict[str, Any]) -> Any:
+        await asyncio.sleep(self.verdicts.get("slow", 0))
+        return output
+
+
+async def test_a_tool_after_reject_replaces_what_the_model_sees(
+    aos_client: Client, scripted_llm: ScriptedLLM, aos_daemon: Daemon
+) -> None:
+    assert aos_daemon.kernel is not None
+    aos_daemon.kernel.pm.register(
+        Policy(**{"tool.after": {"verdict": "reject", "reason": "output withheld"}}), name="policy"
+    )
+    scripted_llm.add(Reply.tool_call("echo secret"), Reply.text("ok"))
+    session = await new_session(aos_client, skills=["policy"])
+    outcome = await aos_client.call("session.dispatch", {"id": session, "message": "go"})
+    assert outcome["status"] == "completed"
+    [result] = await facts(aos_client, session, "tool.result")
+    assert (result["status"], result["rejected_by"]) == ("rejected", "policy")
+    assert result["output"] == "rejected by policy: output withheld"
+
+
+async def test_a_compute_before_reject_ends_the_dispatch_as_rejected(
+    aos_client: Client, scripted_llm: ScriptedLLM, aos_daemon: Daemon
+) -> None:
+    assert aos_daemon.kernel is not None
+    aos_daemon.kernel.pm.register(
+        Policy(**{"compute.before": {"verdict": "reject", "reason": "budget exhausted"}}),
+        name="policy",
+    )
+    session = await new_session(aos_client, skills=["policy"])
+    outcome = await aos_client.call("session.dispatch", {"id": session, "message": "go"})
+    assert outcome["status"] == "rejected"
+    assert outcome["error"] == "compute.before rejected by policy: budget exhausted"
+    assert scripted_llm.requests == []
+
+
+async def test_an_invalid_gate_result_never_reaches_history(
+    aos_client: Client, scripted_llm: ScriptedLLM, aos_daemon: Daemon
+) -> None:
+    assert aos_daemon.kernel is not None
+    aos_daemon.kernel.pm.register(
+        Policy(**{"tool.after": {"output": "x", "exit_code": 0, "status": "fine"}}), name="policy"
+    )
+    scripted_llm.add(Reply.tool_call("true"))
+    session = await new_session(aos_client, skills=["policy"])
+    outcome = await aos_client.call("session.dispatch", {"id": session, "message": "go"})
+    assert outcome["status"] == "failed"
+    assert outcome["error"].startswith(
+        "tool.after returned an invalid result: Invalid enum value 'fine'"
+    )
+    assert await aos_client.call("session.history", {"id": session})  # still readable
+
+
+async def test_two_dispatches_at_once_on_one_session(
+    aos_client: Client, scripted_llm: ScriptedLLM, aos_daemon: Daemon
+) -> None:
+    assert aos_daemon.kernel is not None
+    aos_daemon.kernel.pm.register(Policy(slow=0.3), name="policy")
+    scripted_llm.default = Reply.text("done")
+    session = await new_session(aos_client, skills=["policy"])
+    results = await asyncio.gather(
+        aos_client.call("session.dispatch", {"id": session, "message": "one"}),
+        aos_client.call("session.dispatch", {"id": session, "message": "two"}),
+        return_exceptions=True,
+    )
+    [ok] = [r for r in results if isinstance(r, dict)]
+    [refused] = [r for r in results if isinstance(r, SyscallFailed)]
+    assert ok["status"] == "completed"
+    assert refused.code == "conflict"
+    assert await kinds(aos_client, session) == [
+        "dispatch.started", "message.user", "message.assistant", "dispatch.finished",
+    ]  # fmt: skip
