@@ -126,13 +126,19 @@ def session_create(event: Mapping[str, Any]) -> None:
 
 
 @_declare("provide", required=True)
-def session_assemble(input: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+def session_assemble(input: Mapping[str, Any]) -> list[dict[str, Any]] | dict[str, Any] | None:
     """**provide, required** — build the SessionContext from SessionHistory.
 
-    ``input``: ``{"session_id", "agent_id", "history": [fact dicts with seq],
-    "skills": [{"name", "description"}], "budget": int}``.
-    Returns the OpenAI chat messages (``[{"role", "content", ...}]``) or
-    ``None`` to let the next provider answer. aos-context provides it.
+    ``input``: ``{"session_id", "agent_id", "history": [{"seq", "ts", "fact":
+    {"kind", ...}}] (the whole history, oldest first; the same list grows between
+    calls, so providers can work incrementally), "skills": [{"name",
+    "description"}], "skills_prompt": str (the <available_skills> block),
+    "budget": int (tokens), "model": str | None, "rebuild": bool}``.
+    Returns the OpenAI chat messages (``[{"role", "content", ...}]``), or
+    ``{"messages": [...], "compaction": {"through_seq", "fallback", "summarize"}}``
+    to have the kernel record a ``context.compacted`` fact (the model summarizes
+    ``summarize``; ``fallback`` is used when it cannot) and ask again, or ``None``
+    to let the next provider answer. aos-context provides it.
     """
 
 
