@@ -1,55 +1,6 @@
 """aos-a2a: agent-to-agent messaging, a standard skill.
 
-Its context face is SKILL.md and ``scripts/a2a``; its service face
-(``service.py``) holds the policy and the reply protocol. In process it only
-contributes the operator's ``aos a2a log`` command (``cli.register``).
+Its context face is SKILL.md and ``scripts/a2a`` (``__main__``); its service
+face (``service.py``) holds the policy and the reply protocol; in process it
+contributes only the operator's ``aos a2a log`` (``cli``, its entry point).
 """
-
-from __future__ import annotations
-
-import asyncio
-import json
-from typing import Any
-
-import click
-
-from aos.hookspecs import hookimpl
-
-
-async def _messages(config: Any, limit: int) -> list[dict[str, Any]]:
-    from aos.cli_sessions import call  # the CLI's own syscall path (daemon or in process)
-
-    found = []
-    for session in await call(config, "session.list", {}):
-        for entry in await call(config, "session.history", {"id": session["id"]}):
-            fact = entry["fact"]
-            if fact["kind"] == "a2a.message":
-                found.append(
-                    {"seq": entry["seq"], "ts": entry["ts"], "session_id": session["id"], **fact}
-                )
-    found.sort(key=lambda m: m["ts"])
-    return found[-limit:]
-
-
-@hookimpl
-def cli_register(cli: click.Group) -> None:
-    @cli.group(name="a2a")
-    def a2a() -> None:
-        """Agent-to-agent messages (the aos-a2a skill)."""
-
-    @a2a.command(name="log")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    @click.option("-n", "--limit", default=100, show_default=True, help="How many, newest last.")
-    @click.pass_context
-    def log(ctx: click.Context, as_json: bool, limit: int) -> None:
-        """Recent messages across agents: sender, receiver, mode, reply links."""
-        messages = asyncio.run(_messages(ctx.find_root().obj.config, limit))
-        if as_json:
-            click.echo(json.dumps(messages, indent=2))
-            return
-        for m in messages:
-            reply = f" reply to {m['reply_to']}" if m.get("reply_to") else ""
-            click.echo(
-                f"{m['message_id']}  {m['from_agent']} -> {m['to_agent']} ({m['mode']}{reply}, "
-                f"hop {m['hops']})  {m['text'][:80]}"
-            )

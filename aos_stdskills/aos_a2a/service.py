@@ -49,6 +49,9 @@ class State:
         self.queued: dict[str, list[dict[str, Any]]] = defaultdict(list)
         """session id -> messages that wait for the session to be free."""
         self.lock = asyncio.Lock()
+        self.policy_read = asyncio.Event()
+        """Methods wait for the SKILL.md policy before deciding anything."""
+        self.ready = asyncio.Event()
 
 
 state = State()
@@ -133,6 +136,7 @@ async def wake(session_id: str, messages: list[dict[str, Any]]) -> None:
 
 
 async def send(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    await state.policy_read.wait()
     sender_id, sender_session = caller.get("agent_id"), caller.get("session_id")
     if sender_id is None:
         raise MethodError("denied", "a2a send is for agents: call it from an agent's bash")
@@ -287,6 +291,7 @@ async def start() -> None:
     """Read the policy; finish wakes a crash cut short (their reply, once)."""
     detail = await syscall("skill.get", {"name": SKILL})
     state.policy = Policy(detail.get("metadata") or {})
+    state.policy_read.set()
     for session in await syscall("session.list", {}):
         if session["title"] != INBOX_TITLE or session["status"] != "idle":
             continue
@@ -297,15 +302,10 @@ async def start() -> None:
             if h["fact"]["kind"] == "a2a.message" and h["fact"]["mode"] == "wake"
         ]
         unanswered = [m for m in pending if not await replied(m)]
-        if not unanswered:
-            continue
-        last = history[-1]["fact"]
-        if last["kind"] == "dispatch.finished" and last["status"] == "completed":
-            for message in unanswered:  # answered, but the reply was cut off
-                await reply(message, session["id"], last.get("answer") or "")
-        else:
+        if unanswered:  # handled again: a dispatch's answer is never guessed from history
             async with state.lock:
                 await wake(session["id"], unanswered)
+    state.ready.set()
 
 
 @define_service
