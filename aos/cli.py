@@ -181,6 +181,11 @@ def up(ctx: Context, quiet: bool) -> None:
     if not quiet:
         click.echo(f"aos: starting; control socket {paths.control_socket}, log {paths.log_file}")
         click.echo(f"aos: {model_line(config)}")
+        if "aos-frontend" in config.aoscb.default_skills:
+            env = config.environ()
+            host = env.get("AOS_FRONTEND_HOST") or "127.0.0.1"
+            port = env.get("AOS_FRONTEND_PORT") or "3000"
+            click.echo(f"aos: UI at http://{f'[{host}]' if ':' in host else host}:{port}/")
     try:
         asyncio.run(Daemon(config).run())
     except (DaemonError, StoreError) as exc:

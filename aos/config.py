@@ -72,6 +72,14 @@ class Config:
     _dotenv: Mapping[str, str | None] = field(default_factory=dict, repr=False)
     _environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
 
+    def environ(self) -> dict[str, str]:
+        """The environment the node was configured from (``.env`` under it), for
+        the processes it starts: ``.env`` and test environments reach services too."""
+        merged = {k: v for k, v in self._dotenv.items() if v is not None}
+        merged.update(os.environ)
+        merged.update(self._environ)
+        return merged
+
     def getenv(self, name: str) -> str | None:
         """An environment variable, falling back to ``.env`` (e.g. API keys)."""
         value = self._environ.get(name)

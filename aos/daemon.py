@@ -6,9 +6,10 @@ the control and agent sockets -> start the service supervisor and the skill
 watcher -> write the pidfile -> fire ``daemon.start`` -> ready.
 
 Shutdown order (SIGTERM, SIGINT or ``kernel.shutdown``): fire ``daemon.stop``
-(and give notifications a moment) -> close the sockets -> stop the watcher ->
-stop the services -> close the kernel (flush RuntimeLog, close the store) ->
-remove the pidfile. docs/specs/aos-lifecycle.md describes both.
+(and give notifications a moment) -> close the sockets -> interrupt running
+dispatches -> stop the watcher -> stop the services -> close the kernel (flush
+RuntimeLog, close the store) -> remove the pidfile.
+docs/specs/aos-lifecycle.md describes both.
 """
 
 from __future__ import annotations

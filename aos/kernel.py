@@ -200,6 +200,7 @@ class Kernel:
         """Keep hook registrations and declared policies in step with the registry:
         a plugin skill's hooks fire only while it is the active skill of its name."""
         skill = event.skill
+        self._sync_plugin(skill.name)
         if event.kind != "removed" and self.skills.get(skill.name) != skill:
             return  # a shadowed copy: the winner of its name decides
         if self.events.has_subscribers():
@@ -218,13 +219,17 @@ class Kernel:
                 self.hooks.set_policy(
                     skill.name, hook, HookPolicy(timeout=settings.timeout, failure=settings.failure)
                 )
-        plugin = self._plugins.get(skill.name)
-        if plugin is None or skill.kind != "plugin":
+
+    def _sync_plugin(self, name: str) -> None:
+        """An entry-point plugin's hooks are registered only while its skill is the
+        active winner of its name (a drop-in skill of that name shadows it)."""
+        plugin = self._plugins.get(name)
+        if plugin is None:
             return
-        winner = self.skills.get(skill.name)
-        wanted = winner is not None and winner.kind == "plugin" and winner.status == "active"
-        if wanted and not self.pm.is_registered(plugin):
-            self.pm.register(plugin, name=skill.name)
+        winner = self.skills.get(name)
+        wanted = winner is not None and winner.entry_point is not None and winner.status == "active"
+        if wanted and not self.pm.is_registered(plugin) and not self.pm.has_plugin(name):
+            self.pm.register(plugin, name=name)
         elif not wanted and self.pm.is_registered(plugin):
             self.pm.unregister(plugin)
 

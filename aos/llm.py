@@ -340,6 +340,7 @@ class LLMClient:
             base_url=settings.base_url,
             headers=headers,
             transport=transport,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
             timeout=httpx.Timeout(
                 connect=settings.connect_timeout,
                 read=settings.read_timeout,
@@ -429,15 +430,17 @@ class LLMClient:
                     self._whole(response, assembly)
                     return
                 decoder = SSEDecoder()
+                # Read to the end even after [DONE]: a fully read response lets the
+                # connection go back to the pool (no new TCP/TLS handshake per step).
                 async for text in response.aiter_text():
                     for data in decoder.feed(text):
-                        self._event(data, assembly)
-                        if assembly.done:
-                            return
+                        if not assembly.done:
+                            self._event(data, assembly)
                 for data in decoder.close():
-                    self._event(data, assembly)
-                    if assembly.done:
-                        return
+                    if not assembly.done:
+                        self._event(data, assembly)
+                if assembly.done:
+                    return
         except httpx.TimeoutException as exc:
             what = "connect" if isinstance(exc, httpx.ConnectTimeout) else "answer"
             limit = (

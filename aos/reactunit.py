@@ -404,6 +404,15 @@ class ReActUnit:
         try:
             fact = msgspec.convert(visible, ToolResult)
         except msgspec.ValidationError as exc:
+            await self._append(
+                ToolResult(
+                    call_id=request.id,
+                    output="[the result is withheld: tool.after returned an invalid result]",
+                    status="error",
+                    exit_code=result.exit_code,
+                )
+            )
+            self._unresolved.remove(request)
             raise HookError("tool.after", f"tool.after returned an invalid result: {exc}") from None
         await self._append(fact)
 

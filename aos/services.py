@@ -288,7 +288,7 @@ class Service:
         scopes = frozenset(self._granted())
         token = self.kernel.tokens.issue(service_principal(self.skill.name, scopes))
         env = {
-            **{k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES},
+            **{k: v for k, v in self.kernel.config.environ().items() if k not in SECRET_VARIABLES},
             "AOS_SERVICE_SOCKET": str(self.socket_path),
             "AOS_SKILL": self.skill.name,
             "AOS_TOKEN": token,
@@ -442,9 +442,17 @@ class ServiceSupervisor:
     def status(self) -> list[dict[str, Any]]:
         return [s.status() for s in self.services.values()]
 
+    def runs(self, skill: Skill) -> bool:
+        """Whether a skill's service should run: every active service skill, except
+        standard skills that are not among the system default skills (removing a
+        standard skill from ``default_skills`` removes it entirely)."""
+        if skill.status != "active" or skill.kind != "service":
+            return False
+        return skill.root != "standard" or skill.name in self.kernel.config.aoscb.default_skills
+
     def start_all(self) -> None:
         for skill in self.kernel.skills.active():
-            if skill.kind == "service":
+            if self.runs(skill):
                 self._start(skill)
 
     def _start(self, skill: Skill) -> None:
@@ -461,7 +469,7 @@ class ServiceSupervisor:
             current = self.services.pop(skill.name, None)
             if current is not None:
                 await current.stop()
-            if event.kind != "removed" and skill.status == "active" and skill.kind == "service":
+            if event.kind != "removed" and self.runs(skill):
                 self._start(skill)
 
     async def call_method(

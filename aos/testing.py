@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -241,6 +242,7 @@ class ScriptedLLM:
         if self._thread is not None:
             return self
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed-ACK stalls
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
@@ -436,21 +438,32 @@ def _usage_json(usage: Usage) -> dict[str, Any]:
     return out
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextlib.asynccontextmanager
 async def temporary_daemon(project: Path, **environ: str) -> AsyncIterator[Daemon]:
     """A real daemon in the running event loop, with its own data dir, for
     ``project`` (whose ``skills/`` is the configured skill root).
 
-    ``environ`` adds settings (``AOS_MODEL``, ``OPENROUTER_BASE_URL``...). AOS_HOME
-    is a fresh short directory under /tmp (Unix socket paths are limited),
-    removed afterwards. Use ``daemon.paths.control_socket`` with
+    ``environ`` holds the settings (``AOS_MODEL``, ``OPENROUTER_BASE_URL``...);
+    services get them on top of this process's environment. AOS_HOME is a fresh short
+    directory under /tmp (Unix socket paths are limited), removed afterwards; the
+    web UI (aos-frontend) gets a free port (AOS_FRONTEND_PORT). Use ``daemon.paths.control_socket`` with
     :class:`aos_sdk.Client` (``token=""``: admin), or ``daemon.kernel`` directly.
     """
     from aos.config import load_config
     from aos.daemon import Daemon
 
     home = Path(tempfile.mkdtemp(prefix="aos-", dir="/tmp"))
-    config = load_config(environ={"AOS_HOME": str(home), **environ}, cwd=project)
+    defaults = {"AOS_HOME": str(home)}
+    if "AOS_FRONTEND_PORT" not in os.environ:
+        defaults["AOS_FRONTEND_PORT"] = str(free_port())
+    config = load_config(environ={**defaults, **environ}, cwd=project)
     daemon = Daemon(config)
     ready = asyncio.Event()
     task = asyncio.get_running_loop().create_task(daemon.run(ready=ready))

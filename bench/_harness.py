@@ -13,17 +13,25 @@ an exception. Only a benchmark that cannot do its work raises.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
 import platform
+import resource
+import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from aos.config import mask_url
 
 Comparison = Literal["<=", ">="]
 Verdict = Literal["pass", "miss", "info", "skipped"]
@@ -282,7 +290,91 @@ def result_rows(benchmark: str, results: Iterable[Result]) -> list[list[str]]:
     return rows
 
 
+# -- PostgreSQL -------------------------------------------------------------------
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PG_UNREACHABLE = (OSError, TimeoutError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError)
+"""What connecting to an absent or refusing server raises."""
+
+
+class PostgresUnavailable(Exception):
+    """The benchmark's PostgreSQL server cannot be reached; the message says why."""
+
+
+@dataclass(frozen=True)
+class PgSchema:
+    """A fresh schema on the benchmark's PostgreSQL server."""
+
+    dsn: str
+    """The server URL without an AOS ``?schema=`` (what asyncpg and psycopg take)."""
+    name: str
+
+    @property
+    def url(self) -> str:
+        """The AOS database URL (``AOS_DB_URL``) working in this schema."""
+        return f"{self.dsn}{'&' if '?' in self.dsn else '?'}schema={self.name}"
+
+
+def pg_url() -> str:
+    """``AOS_BENCH_DB_URL``, else ``AOS_TEST_DB_URL``, else the local default."""
+    return os.environ.get("AOS_BENCH_DB_URL") or os.environ.get("AOS_TEST_DB_URL") or DEFAULT_PG_URL
+
+
+def without_schema(url: str) -> str:
+    """The URL without an AOS ``?schema=`` (the benchmark brings its own schema)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "schema"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@contextlib.asynccontextmanager
+async def pg_schema(ctx: Context, prefix: str = "bench") -> AsyncIterator[PgSchema]:
+    """A schema ``<prefix>_<random>`` on :func:`pg_url`'s server, dropped afterwards
+    (``DROP SCHEMA ... CASCADE``); it is created by whoever uses it first.
+
+    Raises :class:`PostgresUnavailable` (before yielding) if the server cannot be reached.
+    """
+    url = pg_url()
+    dsn = without_schema(url)
+    try:
+        probe = await asyncpg.connect(dsn, timeout=5)
+        await probe.close()
+    except PG_UNREACHABLE as exc:
+        raise PostgresUnavailable(f"PostgreSQL unreachable at {mask_url(url)}: {exc}") from None
+    schema = PgSchema(dsn=dsn, name=f"{prefix}_{secrets.token_hex(6)}")
+    ctx.progress(f"postgres: {mask_url(dsn)} schema {schema.name}")
+    try:
+        yield schema
+    finally:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=10)
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema.name}" CASCADE')
+            finally:
+                await conn.close()
+        except PG_UNREACHABLE as exc:
+            ctx.progress(f"warning: could not drop schema {schema.name}: {exc} (drop it by hand)")
+
+
 # -- environment ----------------------------------------------------------------
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this
+    process's own memory. ``ru_maxrss`` is not used there: it survives
+    ``execve``, so a child started from a big benchmark process reports its
+    parent's peak. Elsewhere ``ru_maxrss`` (KB on Linux, bytes on macOS).
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on (they only compare within one machine and run)."""
     affinity = getattr(os, "sched_getaffinity", None)

@@ -96,7 +96,7 @@ class PostgresStore(SQLStore):
                 finally:
                     await conn.close()
             pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=pool_size, server_settings=settings
+                dsn, min_size=1, max_size=pool_size, server_settings=settings, reset=_keep
             )
             writer = await asyncpg.connect(dsn, server_settings=settings)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -202,6 +202,11 @@ class PostgresStore(SQLStore):
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 raise self._wrap(exc) from exc
         raise AssertionError("unreachable")
+
+
+async def _keep(connection: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's reset round trip: the store never leaves
+    session state behind (no LISTEN, no session advisory locks, no SET)."""
 
 
 def _split_schema(url: str, schema: str | None) -> tuple[str, str | None]:

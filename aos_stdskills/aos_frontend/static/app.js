@@ -1,0 +1,874 @@
+// aos-frontend: the AgentOS web UI. Vanilla JS, no build step.
+//
+// Safety rule: the DOM is built with createElement and textContent only. Model
+// output, tool output, skill descriptions... are always text, never markup.
+"use strict";
+
+// -- DOM helpers -------------------------------------------------------------------
+
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key in node && typeof value !== "string") node[key] = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  append(node, children);
+  return node;
+}
+
+function append(node, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function link(hash, text) {
+  return el("a", { href: hash }, text);
+}
+
+function badge(text, kind) {
+  return el("span", { class: `badge ${kind || text}` }, text);
+}
+
+function when(ts) {
+  if (!ts) return "";
+  return new Date(ts * 1000).toLocaleString();
+}
+
+function errorBox() {
+  const box = el("p", { class: "error", role: "alert" });
+  box.hidden = true;
+  box.show = (err) => {
+    box.textContent = err ? String(err.message || err) : "";
+    box.hidden = !err;
+  };
+  return box;
+}
+
+// -- the API -----------------------------------------------------------------------
+
+async function api(method, path, body) {
+  const init = { method, headers: { Accept: "application/json" } };
+  if (method !== "GET") {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body || {});
+  }
+  const response = await fetch("/api" + path, init);
+  let data = null;
+  try {
+    data = await response.json();
+  } catch (_) {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = data && data.error;
+    const err = new Error(error ? `${error.code}: ${error.message}` : `HTTP ${response.status}`);
+    err.status = response.status;
+    throw err;
+  }
+  return data;
+}
+
+function query(params) {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") search.set(key, value);
+  }
+  const text = search.toString();
+  return text ? "?" + text : "";
+}
+
+const enc = encodeURIComponent;
+
+// -- pages, routing, live updates ----------------------------------------------------
+
+const main = document.getElementById("main");
+let cleanups = [];
+let generation = 0;
+
+function onLeave(fn) {
+  cleanups.push(fn);
+}
+
+function stream(url, handlers) {
+  const source = new EventSource(url);
+  for (const [name, fn] of Object.entries(handlers)) {
+    source.addEventListener(name, (event) => fn(JSON.parse(event.data), event));
+  }
+  onLeave(() => source.close());
+  return source;
+}
+
+// One stream of "something changed" for the whole page.
+const changeListeners = new Set();
+function startChanges() {
+  const indicator = document.getElementById("connection");
+  const source = new EventSource("/api/events");
+  source.addEventListener("open", () => {
+    indicator.textContent = "live";
+    indicator.classList.add("live");
+  });
+  source.addEventListener("error", () => {
+    indicator.textContent = "reconnecting";
+    indicator.classList.remove("live");
+  });
+  source.addEventListener("change", (event) => {
+    const change = JSON.parse(event.data);
+    for (const fn of changeListeners) fn(change);
+  });
+}
+
+function onChange(fn) {
+  changeListeners.add(fn);
+  onLeave(() => changeListeners.delete(fn));
+}
+
+function debounce(fn, ms) {
+  let timer = null;
+  return () => {
+    clearTimeout(timer);
+    timer = setTimeout(fn, ms);
+  };
+}
+
+function every(ms, fn) {
+  const timer = setInterval(fn, ms);
+  onLeave(() => clearInterval(timer));
+}
+
+const routes = [
+  [/^#\/agents\/?$/, "agents", () => agentsPage()],
+  [/^#\/agents\/([^/]+)$/, "agents", (m) => agentPage(decodeURIComponent(m[1]))],
+  [/^#\/sessions\/([^/]+)$/, "agents", (m) => sessionPage(decodeURIComponent(m[1]))],
+  [/^#\/skills\/?$/, "skills", () => skillsPage()],
+  [/^#\/hooks\/?$/, "hooks", () => hooksPage()],
+  [/^#\/log\/?(\?.*)?$/, "log", () => logPage()],
+];
+
+function route() {
+  for (const fn of cleanups) fn();
+  cleanups = [];
+  generation += 1;
+  const hash = location.hash || "#/agents";
+  for (const [pattern, nav, render] of routes) {
+    const match = hash.match(pattern);
+    if (!match) continue;
+    for (const a of document.querySelectorAll("#nav a")) {
+      a.classList.toggle("current", a.dataset.page === nav);
+    }
+    const page = el("section", { class: "page" });
+    main.replaceChildren(page);
+    render(match).then(
+      (content) => page.replaceChildren(content),
+      (err) => page.replaceChildren(el("p", { class: "error" }, String(err.message || err))),
+    );
+    return;
+  }
+  main.replaceChildren(el("p", { class: "error" }, "No such page: ", hash));
+}
+
+// -- agents ------------------------------------------------------------------------------
+
+const agentNames = new Map();
+
+async function loadAgents(status) {
+  const agents = await api("GET", "/agents" + query({ status }));
+  for (const a of agents) agentNames.set(a.id, a.name);
+  return agents;
+}
+
+async function agentName(id) {
+  if (!agentNames.has(id)) {
+    try {
+      const info = await api("GET", "/agents/" + enc(id));
+      agentNames.set(id, info.agent.name);
+    } catch (_) {
+      agentNames.set(id, id);
+    }
+  }
+  return agentNames.get(id);
+}
+
+async function agentsPage() {
+  const error = errorBox();
+  const tree = el("div", { id: "agent-tree", class: "panel" });
+  const showArchived = el("input", { type: "checkbox", id: "show-archived" });
+  const name = el("input", { name: "name", id: "agent-name", required: true, placeholder: "name" });
+  const parent = el("select", { name: "parent", id: "agent-parent" });
+  const model = el("input", { name: "model", id: "agent-model", placeholder: "inherited" });
+  const form = el(
+    "form",
+    { class: "inline", id: "create-agent" },
+    el("label", null, "Name", name),
+    el("label", null, "Parent", parent),
+    el("label", null, "Model", model),
+    el("button", { type: "submit" }, "Create agent"),
+  );
+
+  async function load() {
+    const agents = await loadAgents(showArchived.checked ? undefined : "active");
+    const children = new Map();
+    const ids = new Set(agents.map((a) => a.id));
+    for (const a of agents) {
+      const key = a.parent && ids.has(a.parent) ? a.parent : "";
+      if (!children.has(key)) children.set(key, []);
+      children.get(key).push(a);
+    }
+    const branch = (key, root) => {
+      const list = el("ul", { class: root ? "tree root" : "tree" });
+      for (const a of (children.get(key) || []).sort((x, y) => x.created_at - y.created_at)) {
+        const archive = el("button", { class: "danger archive", type: "button" }, "Archive");
+        archive.disabled = a.status !== "active";
+        archive.addEventListener("click", async () => {
+          error.show(null);
+          try {
+            await api("POST", `/agents/${enc(a.id)}/archive`);
+            await load();
+          } catch (err) {
+            error.show(err);
+          }
+        });
+        const row = el(
+          "div",
+          { class: "agent-row" },
+          link(`#/agents/${enc(a.id)}`, el("span", { class: "agent-name" }, a.name)),
+          el("span", { class: "mono muted" }, a.id),
+          a.config && a.config.model ? el("span", { class: "muted" }, "model ", a.config.model) : null,
+          a.status !== "active" ? badge(a.status) : null,
+          archive,
+        );
+        list.append(el("li", { "data-agent-id": a.id }, row, children.has(a.id) ? branch(a.id) : null));
+      }
+      return list;
+    };
+    tree.replaceChildren(agents.length ? branch("", true) : el("p", { class: "muted" }, "No agents yet."));
+    const chosen = parent.value;
+    parent.replaceChildren(
+      el("option", { value: "" }, "(none: a root agent)"),
+      ...agents.filter((a) => a.status === "active").map((a) => el("option", { value: a.id }, `${a.name} (${a.id})`)),
+    );
+    parent.value = chosen;
+  }
+
+  showArchived.addEventListener("change", () => load().catch((err) => error.show(err)));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.show(null);
+    try {
+      await api("POST", "/agents", { name: name.value.trim(), parent: parent.value || null, model: model.value.trim() || null });
+      name.value = "";
+      model.value = "";
+      await load();
+    } catch (err) {
+      error.show(err);
+    }
+  });
+  await load();
+  const mine = generation;
+  every(5000, () => mine === generation && load().catch(() => {}));
+  return el(
+    "div",
+    { id: "agents-page" },
+    el("h1", null, "Agents"),
+    el("label", { class: "muted" }, showArchived, " show archived"),
+    tree,
+    el("h2", null, "Create an agent"),
+    form,
+    error,
+  );
+}
+
+async function agentPage(id) {
+  const error = errorBox();
+  const info = await api("GET", "/agents/" + enc(id));
+  const agent = info.agent;
+  const effective = info.effective;
+  agentNames.set(agent.id, agent.name);
+  const sessions = el("tbody");
+  const title = el("input", { name: "title", id: "session-title", placeholder: "title (optional)" });
+  const form = el(
+    "form",
+    { class: "inline", id: "create-session" },
+    el("label", null, "Title", title),
+    el("button", { type: "submit" }, "New session"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.show(null);
+    try {
+      const scb = await api("POST", "/sessions", { agent_id: agent.id, title: title.value.trim() });
+      location.hash = `#/sessions/${enc(scb.id)}`;
+    } catch (err) {
+      error.show(err);
+    }
+  });
+
+  async function load() {
+    const found = await api("GET", "/sessions" + query({ agent_id: agent.id }));
+    found.sort((a, b) => b.updated_at - a.updated_at);
+    sessions.replaceChildren(
+      ...found.map((s) =>
+        el(
+          "tr",
+          { "data-session-id": s.id },
+          el("td", null, link(`#/sessions/${enc(s.id)}`, s.title || "(untitled)")),
+          el("td", { class: "mono" }, s.id),
+          el("td", null, badge(s.status), s.phase ? el("span", { class: "muted" }, " ", s.phase) : null),
+          el("td", null, when(s.updated_at)),
+        ),
+      ),
+    );
+    if (!found.length) sessions.append(el("tr", null, el("td", { colspan: 4, class: "muted" }, "No sessions yet.")));
+  }
+  await load();
+  const reload = debounce(() => load().catch(() => {}), 300);
+  onChange((change) => {
+    if (change.topic === "history.append" && change.agent_id === agent.id) reload();
+  });
+  every(10000, reload);
+
+  const archive = el("button", { class: "danger", type: "button" }, "Archive agent");
+  archive.disabled = agent.status !== "active";
+  archive.addEventListener("click", async () => {
+    error.show(null);
+    try {
+      await api("POST", `/agents/${enc(agent.id)}/archive`);
+      location.hash = "#/agents";
+    } catch (err) {
+      error.show(err);
+    }
+  });
+  const parentLink = agent.parent ? link(`#/agents/${enc(agent.parent)}`, await agentName(agent.parent)) : "(root)";
+  return el(
+    "div",
+    { id: "agent-page" },
+    el("p", null, link("#/agents", "← Agents")),
+    el("h1", null, agent.name, " ", agent.status !== "active" ? badge(agent.status) : null),
+    el(
+      "dl",
+      { class: "kv panel" },
+      el("dt", null, "id"), el("dd", { class: "mono" }, agent.id),
+      el("dt", null, "parent"), el("dd", null, parentLink),
+      el("dt", null, "model"), el("dd", null, effective.model || "(none configured)"),
+      el("dt", null, "skills"), el("dd", null, effective.skills.length ? effective.skills.join(", ") : "(the defaults)"),
+      el("dt", null, "scopes"), el("dd", { class: "mono" }, effective.scopes.join(" ")),
+      el("dt", null, "max steps"), el("dd", null, String(effective.max_steps)),
+      el("dt", null, "created"), el("dd", null, when(agent.created_at)),
+    ),
+    archive,
+    el("h2", null, "Sessions"),
+    el("table", { id: "sessions" }, el("thead", null, el("tr", null, el("th", null, "title"), el("th", null, "id"), el("th", null, "status"), el("th", null, "updated"))), sessions),
+    el("h2", null, "Open a session"),
+    form,
+    error,
+  );
+}
+
+// -- chat ------------------------------------------------------------------------------------
+
+const LONG_LINES = 12;
+const LONG_CHARS = 1500;
+
+function toolStatusText(result) {
+  switch (result.status) {
+    case "ok":
+      return `exit ${result.exit_code ?? 0}`;
+    case "error":
+      return result.exit_code !== null && result.exit_code !== undefined ? `exit ${result.exit_code}` : "error";
+    case "timeout":
+      return "timed out";
+    case "rejected":
+      return `rejected by ${result.rejected_by || "a hook"}`;
+    default:
+      return result.status;
+  }
+}
+
+function senderLabel(sender) {
+  if (!sender || sender === "user") return "you";
+  if (sender === "service:aos-frontend") return "you (web UI)";
+  return `from ${sender}`;
+}
+
+class Transcript {
+  constructor(sessionId, onStatus) {
+    this.sessionId = sessionId;
+    this.onStatus = onStatus;
+    this.node = el("div", { id: "transcript", "aria-live": "polite" });
+    this.tools = new Map();
+    this.pending = null;
+    this.lastSeq = 0;
+  }
+
+  add(node) {
+    const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
+    this.node.append(node);
+    if (atBottom) node.scrollIntoView({ block: "end" });
+    return node;
+  }
+
+  bubble(kind, who) {
+    const text = el("div", { class: "text" });
+    const reasoning = el("div", { class: "reasoning" });
+    reasoning.hidden = true;
+    const node = el("div", { class: `bubble ${kind}` }, el("div", { class: "who" }, who), reasoning, text);
+    node.textNode = text;
+    node.reasoningNode = reasoning;
+    return node;
+  }
+
+  // The model's text as it streams: appended piece by piece to the pending bubble.
+  delta(data) {
+    if (!this.pending) {
+      this.pending = this.add(this.bubble("assistant pending", "assistant"));
+      this.pending.dataset.deltas = "0";
+    }
+    const target = data.kind === "reasoning" ? this.pending.reasoningNode : this.pending.textNode;
+    target.hidden = false;
+    target.append(document.createTextNode(data.text));
+    this.pending.dataset.deltas = String(Number(this.pending.dataset.deltas) + 1);
+  }
+
+  fact(entry) {
+    if (entry.seq <= this.lastSeq) return;
+    this.lastSeq = entry.seq;
+    const fact = entry.fact;
+    const render = this["on_" + fact.kind.replace(".", "_")];
+    if (render) render.call(this, fact, entry);
+    else this.add(el("div", { class: "note" }, fact.kind, " ", JSON.stringify(fact)));
+  }
+
+  on_message_user(fact, entry) {
+    const node = this.bubble("user", senderLabel(fact.sender));
+    node.textNode.textContent = fact.text;
+    node.title = when(entry.ts);
+    this.add(node);
+  }
+
+  on_message_assistant(fact, entry) {
+    let node = this.pending;
+    this.pending = null;
+    if (!node) {
+      node = this.add(this.bubble("assistant", "assistant"));
+    }
+    node.classList.remove("pending");
+    node.dataset.seq = String(entry.seq);
+    node.textNode.textContent = fact.text || "";
+    node.reasoningNode.textContent = fact.reasoning || "";
+    node.reasoningNode.hidden = !fact.reasoning;
+    node.textNode.hidden = !fact.text;
+    if (!fact.text && !fact.reasoning) node.hidden = true;
+    node.title = [fact.model, when(entry.ts)].filter(Boolean).join(" · ");
+    for (const call of fact.tool_calls || []) {
+      const block = this.tool(call.id, call.command);
+      if (call.error) this.finishTool(block, { status: "error", output: call.error });
+    }
+  }
+
+  tool(callId, command) {
+    let block = this.tools.get(callId);
+    if (!block) {
+      const commandNode = el("code", { class: "tool-command" });
+      const status = badge("requested", "running");
+      const reason = el("div", { class: "tool-reason" });
+      reason.hidden = true;
+      const node = el(
+        "div",
+        { class: "tool", "data-call-id": callId },
+        el("div", { class: "tool-head" }, el("span", { class: "muted" }, "$"), commandNode, status),
+        reason,
+      );
+      block = { node, commandNode, status, reason };
+      this.tools.set(callId, block);
+      this.add(node);
+    }
+    if (command !== undefined) block.commandNode.textContent = command;
+    return block;
+  }
+
+  on_tool_call(fact) {
+    const block = this.tool(fact.call_id, fact.command);
+    block.status.textContent = "running";
+    block.status.className = "badge running";
+    block.node.title = `cwd ${fact.cwd} · timeout ${fact.timeout}s`;
+  }
+
+  on_tool_result(fact) {
+    // facts leave out fields at their defaults: status "ok", no exit code, nothing cut
+    this.finishTool(this.tool(fact.call_id), { status: "ok", ...fact });
+  }
+
+  finishTool(block, result) {
+    const ok = result.status === "ok";
+    block.status.textContent = toolStatusText(result);
+    block.status.className = `badge ${ok ? "ok" : result.status === "interrupted" ? "interrupted" : "bad"}`;
+    block.node.dataset.status = result.status;
+    block.node.classList.add(ok ? "done-ok" : "done-bad");
+    let output = result.output || "";
+    if (result.status === "rejected") {
+      const prefix = `rejected by ${result.rejected_by}: `;
+      block.reason.textContent = output.startsWith(prefix) ? output.slice(prefix.length) : output;
+      block.reason.hidden = false;
+      return;
+    }
+    const old = block.node.querySelector("details");
+    if (old) old.remove();
+    const lines = output ? output.split("\n").length : 0;
+    const long = lines > LONG_LINES || output.length > LONG_CHARS;
+    const details = el(
+      "details",
+      { class: "tool-output" },
+      el(
+        "summary",
+        null,
+        output ? `output · ${lines} line${lines === 1 ? "" : "s"}` : "no output",
+        result.truncated_bytes ? ` · ${result.truncated_bytes} bytes cut` : "",
+      ),
+      el("pre", { class: "output" }, output),
+    );
+    details.open = !long && output.length > 0;
+    block.node.append(details);
+  }
+
+  on_a2a_message(fact) {
+    const node = this.bubble("a2a", "a2a");
+    const who = node.querySelector(".who");
+    who.textContent = `a2a from ${agentNames.get(fact.from_agent) || fact.from_agent} · ${fact.mode}`;
+    if (fact.reply_to) who.append(document.createTextNode(` · reply to ${fact.reply_to}`));
+    node.dataset.mode = fact.mode;
+    node.title = `message ${fact.message_id}, hop ${fact.hops}`;
+    node.textNode.textContent = fact.text;
+    this.add(node);
+    if (!agentNames.has(fact.from_agent) && fact.from_agent.startsWith("agt")) {
+      agentName(fact.from_agent).then((name) => {
+        who.firstChild.textContent = `a2a from ${name} · ${fact.mode}`;
+      });
+    }
+  }
+
+  on_skill_loaded(fact) {
+    this.add(el("div", { class: "note" }, `skill ${fact.skill} loaded`));
+  }
+
+  on_skill_unloaded(fact) {
+    this.add(el("div", { class: "note" }, `skill ${fact.skill} unloaded`));
+  }
+
+  on_context_compacted(fact) {
+    this.add(
+      el(
+        "details",
+        { class: "note" },
+        el("summary", null, `context compacted through #${fact.through_seq}`),
+        el("div", { class: "text" }, fact.summary),
+      ),
+    );
+  }
+
+  on_dispatch_started() {
+    this.onStatus("running");
+  }
+
+  on_dispatch_finished(fact) {
+    if (this.pending) {
+      this.pending.classList.remove("pending");
+      this.pending = null;
+    }
+    for (const block of this.tools.values()) {
+      if (!block.node.dataset.status) {
+        block.status.textContent = fact.status;
+        block.status.className = `badge ${fact.status}`;
+      }
+    }
+    const text = fact.status === "completed" ? "done" : fact.status;
+    this.add(
+      el("div", { class: `note ${fact.status}`, "data-status": fact.status }, text, fact.error ? `: ${fact.error}` : ""),
+    );
+    this.onStatus("idle");
+  }
+}
+
+async function sessionPage(id) {
+  const error = errorBox();
+  const scb = await api("GET", "/sessions/" + enc(id));
+  const name = await agentName(scb.agent_id);
+  const status = el("span", { id: "session-status" });
+  const message = el("textarea", { id: "message", name: "message", placeholder: "Message the agent (Ctrl+Enter sends)" });
+  const send = el("button", { type: "submit", id: "send" }, "Send");
+  const interrupt = el("button", { type: "button", id: "interrupt", class: "danger" }, "Interrupt");
+
+  const setStatus = (value) => {
+    status.replaceChildren(badge(value));
+    status.dataset.status = value;
+    interrupt.disabled = value !== "running";
+  };
+  const transcript = new Transcript(id, setStatus);
+  setStatus(scb.status);
+
+  const history = await api("GET", `/sessions/${enc(id)}/history`);
+  for (const entry of history) transcript.fact(entry);
+  setStatus(scb.status); // history may end mid-dispatch
+
+  // Then follow: facts after the last seq, and the model's text as it streams.
+  stream(`/api/sessions/${enc(id)}/events?after=${transcript.lastSeq}`, {
+    fact: (entry) => transcript.fact(entry),
+    delta: (data) => transcript.delta(data),
+  });
+
+  const form = el("form", { id: "composer" }, message, send, interrupt);
+  const submit = async () => {
+    const text = message.value;
+    if (!text.trim()) return;
+    error.show(null);
+    send.disabled = true;
+    try {
+      await api("POST", `/sessions/${enc(id)}/dispatch`, { message: text });
+      message.value = "";
+      setStatus("running");
+    } catch (err) {
+      error.show(err);
+    } finally {
+      send.disabled = false;
+    }
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submit();
+  });
+  message.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      submit();
+    }
+  });
+  interrupt.addEventListener("click", async () => {
+    error.show(null);
+    interrupt.disabled = true;
+    try {
+      await api("POST", `/sessions/${enc(id)}/interrupt`);
+    } catch (err) {
+      error.show(err);
+      interrupt.disabled = false;
+    }
+  });
+
+  return el(
+    "div",
+    { id: "session-page", "data-session-id": id },
+    el("p", null, link(`#/agents/${enc(scb.agent_id)}`, `← ${name}`)),
+    el(
+      "div",
+      { class: "session-head" },
+      el("h1", null, scb.title || "Session"),
+      el("span", { class: "mono muted" }, id),
+      status,
+    ),
+    transcript.node,
+    error,
+    form,
+  );
+}
+
+// -- skills and hooks ------------------------------------------------------------------------
+
+async function skillsPage() {
+  const error = errorBox();
+  const body = el("tbody");
+
+  async function load() {
+    const [skills, hooks] = await Promise.all([api("GET", "/skills"), api("GET", "/hooks")]);
+    const bySkill = new Map();
+    for (const hook of hooks) {
+      for (const impl of hook.implementations) {
+        if (!bySkill.has(impl.owner)) bySkill.set(impl.owner, []);
+        bySkill.get(impl.owner).push(hook.hook);
+      }
+    }
+    body.replaceChildren(
+      ...skills.map((s) => {
+        const reload = el("button", { type: "button", class: "reload" }, "Reload");
+        reload.addEventListener("click", async () => {
+          error.show(null);
+          reload.disabled = true;
+          try {
+            await api("POST", `/skills/${enc(s.name)}/reload`);
+            await load();
+          } catch (err) {
+            // reloading aos-frontend restarts the service answering this request
+            error.show(s.name === "aos-frontend" ? "aos-frontend is restarting: reload the page in a moment" : err);
+            reload.disabled = false;
+          }
+        });
+        const hooksOf = s.status === "active" ? bySkill.get(s.name) || [] : [];
+        return el(
+          "tr",
+          { "data-skill": s.name, "data-status": s.status },
+          el(
+            "td",
+            null,
+            el("strong", null, s.name),
+            el("div", { class: "muted" }, s.description),
+            s.warnings.map((w) => el("div", { class: "skill-warning" }, "warning: ", w)),
+          ),
+          el("td", null, s.root, el("div", { class: "mono muted" }, s.path || s.entry_point || "")),
+          el("td", null, s.kind),
+          el("td", null, badge(s.status), s.reason ? el("div", { class: "skill-reason" }, s.reason) : null),
+          el("td", { class: "mono" }, hooksOf.length ? hooksOf.join(", ") : el("span", { class: "muted" }, "none")),
+          el("td", null, reload),
+        );
+      }),
+    );
+  }
+  await load();
+  const reload = debounce(() => load().catch((err) => error.show(err)), 300);
+  onChange((change) => {
+    if (change.topic === "skill" || change.topic === "service") reload();
+  });
+  return el(
+    "div",
+    { id: "skills-page" },
+    el("h1", null, "Skills"),
+    error,
+    el(
+      "table",
+      { id: "skills" },
+      el("thead", null, el("tr", null, ...["skill", "root", "kind", "status", "hooks", ""].map((h) => el("th", null, h)))),
+      body,
+    ),
+  );
+}
+
+async function hooksPage() {
+  const list = el("div", { id: "hooks" });
+
+  async function load() {
+    const hooks = await api("GET", "/hooks");
+    list.replaceChildren(
+      ...hooks.map((hook) =>
+        el(
+          "div",
+          { class: "panel hook", "data-hook": hook.hook },
+          el("strong", { class: "mono" }, hook.hook),
+          " ",
+          badge(hook.kind, "kind"),
+          hook.required ? el("span", { class: "muted" }, " required") : null,
+          hook.implementations.length
+            ? el(
+                "ol",
+                { class: "impls" },
+                hook.implementations.map((impl) =>
+                  el(
+                    "li",
+                    null,
+                    el("strong", null, impl.owner),
+                    el("span", { class: "muted" }, ` (${impl.where}) `),
+                    el("code", null, impl.function),
+                    el(
+                      "span",
+                      { class: "muted" },
+                      ` · ${impl.failure} · timeout ${impl.timeout}s`,
+                      impl.tryfirst ? " · first" : "",
+                      impl.trylast ? " · last" : "",
+                    ),
+                  ),
+                ),
+              )
+            : el("div", { class: "muted" }, "no implementations"),
+        ),
+      ),
+    );
+  }
+  await load();
+  const reload = debounce(() => load().catch(() => {}), 300);
+  onChange((change) => {
+    if (change.topic === "skill" || change.topic === "service") reload();
+  });
+  return el("div", { id: "hooks-page" }, el("h1", null, "Hooks"), el("p", { class: "muted" }, "Implementations in call order."), list);
+}
+
+// -- runtime log -------------------------------------------------------------------------------
+
+async function logPage() {
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const error = errorBox();
+  const session = el("input", { name: "session_id", id: "log-session", placeholder: "any session", value: params.get("session_id") || "" });
+  const kind = el("input", { name: "kind", id: "log-kind", placeholder: "any kind", list: "log-kinds" });
+  const kinds = el("datalist", { id: "log-kinds" });
+  const live = el("input", { type: "checkbox", id: "log-live", checked: true });
+  const rows = el("tbody");
+  const form = el(
+    "form",
+    { class: "inline", id: "log-filter" },
+    el("label", null, "Session", session),
+    el("label", null, "Kind", kind, kinds),
+    el("button", { type: "submit" }, "Filter"),
+    el("label", null, "Live tail", live),
+  );
+  let tail = null;
+  const seenKinds = new Set();
+
+  const row = (e) => {
+    if (!seenKinds.has(e.kind)) {
+      seenKinds.add(e.kind);
+      kinds.append(el("option", { value: e.kind }));
+    }
+    const data = e.data && Object.keys(e.data).length ? JSON.stringify(e.data, null, 2) : "";
+    return el(
+      "tr",
+      { class: `log-row ${e.level || "info"}`, "data-id": String(e.id) },
+      el("td", null, when(e.ts)),
+      el("td", null, e.level || "info"),
+      el("td", { class: "mono" }, e.kind),
+      el("td", { class: "mono" }, e.session_id ? link(`#/sessions/${enc(e.session_id)}`, e.session_id) : ""),
+      el("td", null, e.message, data ? el("details", { class: "log-data" }, el("summary", null, "data"), el("pre", null, data)) : null),
+    );
+  };
+
+  async function load() {
+    if (tail) tail.close();
+    tail = null;
+    const filters = { session_id: session.value.trim(), kind: kind.value.trim() };
+    const entries = await api("GET", "/log" + query({ ...filters, newest_first: "true", limit: 200 }));
+    rows.replaceChildren(...entries.map(row));
+    if (!live.checked) return;
+    const newest = entries.length ? entries[0].id : 0;
+    tail = stream("/api/log/stream" + query({ ...filters, after_id: newest }), {
+      log: (entry) => {
+        rows.prepend(row(entry));
+        while (rows.childElementCount > 1000) rows.lastElementChild.remove();
+      },
+    });
+  }
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    error.show(null);
+    load().catch((err) => error.show(err));
+  });
+  live.addEventListener("change", () => load().catch((err) => error.show(err)));
+  await load();
+  return el(
+    "div",
+    { id: "log-page" },
+    el("h1", null, "Runtime log"),
+    form,
+    error,
+    el(
+      "table",
+      { id: "log" },
+      el("thead", null, el("tr", null, ...["time", "level", "kind", "session", "message"].map((h) => el("th", null, h)))),
+      rows,
+    ),
+  );
+}
+
+// -- start -------------------------------------------------------------------------------------
+
+window.addEventListener("hashchange", route);
+startChanges();
+route();

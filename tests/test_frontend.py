@@ -1,0 +1,392 @@
+"""aos-frontend over HTTP: a real daemon, the skill's real service serving on a
+free port, the scripted model; requests with httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import REPO, poll_until, running_daemon
+
+from aos.daemon import Daemon
+from aos.testing import Reply, ScriptedLLM
+
+pytestmark = pytest.mark.anyio
+
+SKILL = "aos-frontend"
+FRONTEND = REPO / "aos_stdskills" / "aos_frontend"
+SCOPES = [
+    "agent.read",
+    "agent.write",
+    "session.read",
+    "session.write",
+    "session.dispatch",
+    "skill.read",
+    "skill.admin",
+    "hook.read",
+    "log.read",
+    "events.subscribe",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def command_line(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+
+
+def frontend_status(daemon: Daemon) -> dict[str, Any] | None:
+    assert daemon.kernel is not None
+    assert daemon.kernel.services is not None
+    return next((s for s in daemon.kernel.services.status() if s["skill"] == SKILL), None)
+
+
+async def wait_for_http(base_url: str, seconds: float = 30) -> None:
+    """Until the UI answers at all (any status: a token may be required)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
+        async with asyncio.timeout(seconds):
+            while True:
+                try:
+                    await client.get("/favicon.ico")
+                    return
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def frontend(
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    llm: ScriptedLLM,
+    settings: dict[str, str] | None = None,
+    **env: str,
+) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+    """A daemon (with ``settings`` as its configuration) whose aos-frontend serves
+    on a free port, and an HTTP client of it. ``env`` goes into the process
+    environment, which the service reads."""
+    port = free_port()
+    monkeypatch.setenv("AOS_FRONTEND_PORT", str(port))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    base_url = f"http://127.0.0.1:{port}"
+    async with running_daemon(
+        project, OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL="m", **(settings or {})
+    ) as daemon:
+        await wait_for_http(base_url)
+        async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
+            yield daemon, client
+
+
+async def sse_events(
+    client: httpx.AsyncClient,
+    url: str,
+    until: str,
+    headers: dict[str, str] | None = None,
+    seconds: float = 30,
+) -> list[tuple[str, Any, str | None]]:
+    """(event, data, id) of a Server-Sent Events stream, until a data line holds ``until``."""
+    found: list[tuple[str, Any, str | None]] = []
+    event, ident = "message", None
+    async with asyncio.timeout(seconds), client.stream("GET", url, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("id: "):
+                ident = line[4:]
+            elif line.startswith("data: "):
+                found.append((event, json.loads(line[6:]), ident))
+                if until in line:
+                    return found
+            elif line == "":
+                event, ident = "message", None
+    return found
+
+
+async def default_agent(client: httpx.AsyncClient) -> dict[str, Any]:
+    agents = (await client.get("/api/agents", params={"status": "active"})).json()
+    [found] = [a for a in agents if a["name"] == "default"]
+    return found
+
+
+async def test_chat_round_trip_streams_and_keeps_text_raw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ScriptedLLM(
+        Reply.tool_call("printf '<script>alert(1)</script>'"),
+        Reply.text("All done: <b>not bold</b>.", chunk=3),
+    ) as llm:
+        async with frontend(tmp_path, monkeypatch, llm) as (_, client):
+            agent = await default_agent(client)  # created by the service at start
+            response = await client.post("/api/sessions", json={"agent_id": agent["id"]})
+            assert response.status_code == 200
+            session = response.json()["id"]
+            started = await client.post(f"/api/sessions/{session}/dispatch", json={"message": "hi"})
+            assert started.status_code == 200
+            assert started.json()["status"] == "running"  # wait=false: it returns at once
+
+            events = await sse_events(
+                client, f"/api/sessions/{session}/events", "dispatch.finished"
+            )
+            facts = [data["fact"] for event, data, _ in events if event == "fact"]
+            assert [f["kind"] for f in facts] == [
+                "dispatch.started",
+                "message.user",
+                "message.assistant",
+                "tool.call",
+                "tool.result",
+                "message.assistant",
+                "dispatch.finished",
+            ]
+            [result] = [f for f in facts if f["kind"] == "tool.result"]
+            assert result["output"] == "<script>alert(1)</script>"  # raw: the page escapes
+            assert result.get("status", "ok") == "ok"
+            assert result["exit_code"] == 0
+            deltas = [data["text"] for event, data, _ in events if event == "delta"]
+            assert len(deltas) > 5  # token by token
+            assert "".join(deltas) == "All done: <b>not bold</b>."
+            # every fact carries its seq as the event id
+            ids = [int(ident) for event, _, ident in events if event == "fact" and ident]
+            assert ids == list(range(1, len(facts) + 1))
+
+            history = (await client.get(f"/api/sessions/{session}/history")).json()
+            assert [h["fact"] for h in history] == facts
+            # a reconnecting browser resumes after the last id it saw: nothing twice
+            resumed = await sse_events(
+                client,
+                f"/api/sessions/{session}/events",
+                "dispatch.finished",
+                headers={"Last-Event-ID": "5"},
+            )
+            assert [data["seq"] for event, data, _ in resumed if event == "fact"] == [6, 7]
+
+            scb = (await client.get(f"/api/sessions/{session}")).json()
+            assert scb["status"] == "idle"
+            sessions = (await client.get("/api/sessions", params={"agent_id": agent["id"]})).json()
+            assert [s["id"] for s in sessions] == [session]
+
+
+async def test_agents_api_maps_onto_syscalls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ScriptedLLM() as llm:
+        async with frontend(tmp_path, monkeypatch, llm) as (_, client):
+            root = await default_agent(client)
+            response = await client.post(
+                "/api/agents", json={"name": "helper", "parent": root["id"], "model": "m2"}
+            )
+            assert response.status_code == 200, response.text
+            helper = response.json()["agent"]
+            assert (helper["name"], helper["parent"], helper["config"]) == (
+                "helper",
+                root["id"],
+                {"model": "m2"},
+            )
+            info = (await client.get(f"/api/agents/{helper['id']}")).json()
+            assert info["effective"]["model"] == "m2"
+            children = (await client.get("/api/agents", params={"parent": root["id"]})).json()
+            assert [c["id"] for c in children] == [helper["id"]]
+
+            refused = await client.post(f"/api/agents/{root['id']}/archive", json={})
+            assert refused.status_code == 409  # conflict: it has an active child
+            assert refused.json()["error"]["code"] == "conflict"
+            assert "active children (helper)" in refused.json()["error"]["message"]
+            archived = await client.post(f"/api/agents/{helper['id']}/archive", json={})
+            assert archived.json()["status"] == "archived"
+
+            missing = await client.get("/api/agents/agt_nope")
+            assert missing.status_code == 404
+            assert missing.json()["error"]["code"] == "not_found"
+            invalid = await client.post("/api/agents", json={"parent": root["id"]})
+            assert invalid.status_code == 400  # no name: the syscall's own validation
+            assert invalid.json()["error"]["syscall"] == "agent.create"
+
+            # the writes were made as the service's principal (RuntimeLog audit)
+            audit = (
+                await client.get("/api/log", params={"kind": "syscall", "newest_first": "true"})
+            ).json()
+            messages = [e["message"] for e in audit]
+            assert f"agent.create by service:{SKILL}: ok" in messages
+            assert [e["id"] for e in audit] == sorted((e["id"] for e in audit), reverse=True)
+
+
+async def test_skills_hooks_and_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "skills" / "half-done"
+    broken.mkdir(parents=True)
+    (broken / "SKILL.md").write_text("---\nname: half-done\n---\nno description\n")
+    with ScriptedLLM() as llm:
+        async with frontend(tmp_path, monkeypatch, llm) as (_, client):
+            skills = {s["name"]: s for s in (await client.get("/api/skills")).json()}
+            assert skills[SKILL]["status"] == "active"
+            assert (skills[SKILL]["root"], skills[SKILL]["kind"]) == ("standard", "service")
+            assert skills["half-done"]["status"] == "broken"
+            assert "description" in skills["half-done"]["reason"]
+            detail = (await client.get(f"/api/skills/{SKILL}")).json()
+            assert detail["scopes"] == SCOPES  # what it needs and nothing more
+            assert detail["metadata"] == {"host": "127.0.0.1", "port": "3000"}
+
+            hooks = {h["hook"]: h for h in (await client.get("/api/hooks")).json()}
+            owners = [i["owner"] for i in hooks["session.assemble"]["implementations"]]
+            assert "aos-context" in owners
+
+            since = await client.get("/api/log", params={"newest_first": "true", "limit": 1})
+            after = since.json()[0]["id"] if since.json() else 0
+            reloaded = await client.post("/api/skills/aos-context/reload", json={})
+            assert reloaded.status_code == 200, reloaded.text
+            assert reloaded.json()["name"] == "aos-context"
+            # the live tail: log entries after a given id, as they are written
+            await client.post("/api/agents", json={"name": "tail-me"})
+            tail = await sse_events(
+                client,
+                f"/api/log/stream?after_id={after}&kind=syscall",
+                "agent.create by",
+            )
+            assert all(data["kind"] == "syscall" for _, data, _ in tail)
+            assert tail[-1][1]["message"] == f"agent.create by service:{SKILL}: ok"
+            assert all(int(ident or 0) > after for _, _, ident in tail)
+
+            assert (await client.get("/api/kernel/status")).status_code == 404  # no route
+            assert (await client.get("/api/skills/no-such-skill")).status_code == 404
+
+
+async def test_requests_from_other_sites_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ScriptedLLM() as llm:
+        async with frontend(tmp_path, monkeypatch, llm) as (_, client):
+            page = await client.get("/")
+            assert page.status_code == 200
+            policy = page.headers["content-security-policy"]
+            assert "script-src 'self'" in policy and "default-src 'none'" in policy
+            assert page.headers["x-content-type-options"] == "nosniff"
+            # a cross-site form post (no JSON, foreign origin) never reaches a syscall
+            form = await client.post("/api/agents", data={"name": "evil"})
+            assert form.status_code == 415
+            foreign = await client.post(
+                "/api/agents", json={"name": "evil"}, headers={"Origin": "http://evil.example"}
+            )
+            assert foreign.status_code == 403
+            # DNS rebinding: a loopback UI answers to loopback host names only
+            rebound = await client.get("/api/agents", headers={"Host": "evil.example:3000"})
+            assert rebound.status_code == 421
+            names = [a["name"] for a in (await client.get("/api/agents")).json()]
+            assert "evil" not in names
+
+
+async def test_a_configured_token_is_required_on_every_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "s3cret-token"
+    with ScriptedLLM() as llm:
+        async with frontend(
+            tmp_path,
+            monkeypatch,
+            llm,
+            AOS_FRONTEND_HOST="127.0.0.1",
+            AOS_FRONTEND_TOKEN=token,
+        ) as (_, client):
+            for path in ("/", "/static/app.js", "/api/agents", "/api/log/stream", "/api/events"):
+                refused = await client.get(path)
+                assert refused.status_code == 401, path
+            assert (await client.post("/api/agents", json={"name": "x"})).status_code == 401
+            wrong = await client.get("/api/agents", headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401
+            assert "access token" in wrong.json()["error"]["message"]
+
+            bearer = await client.get("/api/agents", headers={"Authorization": f"Bearer {token}"})
+            assert bearer.status_code == 200
+            assert "default" in [a["name"] for a in bearer.json()]
+
+            # ?token= on the page sets an HttpOnly cookie and leaves the address clean
+            opened = await client.get("/", params={"token": token})
+            assert opened.status_code == 303
+            assert opened.headers["location"] == "/"
+            cookie = opened.headers["set-cookie"]
+            assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+            assert client.cookies.get("aos_frontend_token") == token
+            assert (await client.get("/")).status_code == 200
+            assert (await client.get("/api/agents")).status_code == 200
+            client.cookies.clear()
+            assert (await client.get("/api/agents")).status_code == 401
+
+
+async def test_another_interface_needs_a_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("AOS_FRONTEND_PORT", str(port))
+    monkeypatch.setenv("AOS_FRONTEND_HOST", "0.0.0.0")
+    monkeypatch.delenv("AOS_FRONTEND_TOKEN", raising=False)
+    async with running_daemon(tmp_path) as daemon:
+        await poll_until(lambda: bool((frontend_status(daemon) or {}).get("last_error")), 30)
+        error = (frontend_status(daemon) or {})["last_error"]
+        assert "exited with code 2" in error
+        assert "AOS_FRONTEND_HOST=0.0.0.0 is not a loopback address" in error
+        assert "set AOS_FRONTEND_TOKEN" in error
+        with socket.socket() as probe:  # nothing listens
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def test_a_taken_port_names_its_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        monkeypatch.setenv("AOS_FRONTEND_PORT", str(port))
+        async with running_daemon(tmp_path) as daemon:
+            await poll_until(lambda: bool((frontend_status(daemon) or {}).get("last_error")), 30)
+            error = (frontend_status(daemon) or {})["last_error"]
+        me = command_line(os.getpid())
+        assert f"aos-frontend: port {port} on 127.0.0.1 is taken by {os.getpid()} {me}" in error
+        assert "exited with code 2" in error
+
+
+def test_the_page_never_turns_data_into_markup() -> None:
+    """User content is escaped because the page builds its DOM with textContent:
+    no HTML parsing sink appears in its code at all."""
+    sinks = re.compile(
+        r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
+        r"createContextualFragment|DOMParser|srcdoc"
+    )
+    for name in ("index.html", "app.js"):
+        text = (FRONTEND / "static" / name).read_text()
+        assert not sinks.findall(text), f"{name} uses {sinks.findall(text)}"
+    index = (FRONTEND / "static" / "index.html").read_text()
+    assert "<script>" not in index and "onclick" not in index  # no inline script (CSP)
+
+
+async def test_without_aos_frontend_in_the_defaults_nothing_listens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aos.testing import free_port, temporary_daemon
+
+    port = free_port()
+    monkeypatch.setenv("AOS_FRONTEND_PORT", str(port))
+    async with temporary_daemon(
+        tmp_path, AOS_DEFAULT_SKILLS="aos-context,aos-skill,aos-a2a"
+    ) as daemon:
+        assert daemon.kernel is not None
+        assert daemon.kernel.services is not None
+        await asyncio.sleep(1.0)  # time enough for a service to have started
+        assert "aos-frontend" not in [s["skill"] for s in daemon.kernel.services.status()]
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", port), 1),
+        ):
+            pass

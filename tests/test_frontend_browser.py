@@ -1,0 +1,237 @@
+"""aos-frontend in a real headless browser: playwright driving Debian's chromium
+against a real daemon, the skill's real service and the scripted model.
+
+Needs ``playwright`` (the dev extra) and ``/usr/bin/chromium`` (``apt-get install
+chromium``; .ci/run installs it). Elsewhere the test skips and says so; in CI
+(``CI=true``) a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aos_sdk import Client
+from conftest import IN_CI, copy_skill, poll_until
+from test_frontend import frontend
+
+from aos.daemon import Daemon
+from aos.testing import Reply, ScriptedLLM
+
+pytestmark = pytest.mark.anyio
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCRIPT = "<script>alert(1)</script>"
+ANSWER = "The output shows a script tag, as text."
+TIMEOUT_MS = 15_000
+SKILLS = "aos-context,aos-skill,aos-a2a,aos-frontend,my-guard"
+
+
+def guard_running(daemon: Daemon) -> bool:
+    assert daemon.kernel is not None
+    assert daemon.kernel.services is not None
+    return any(
+        s["skill"] == "my-guard" and s["state"] == "running"
+        for s in daemon.kernel.services.status()
+    )
+
+
+def chromium_path() -> str | None:
+    return CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+
+
+def browser_missing() -> str | None:
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed: pip install -e '.[dev]'"
+    if chromium_path() is None:
+        return f"no chromium at {CHROMIUM}: apt-get install -y chromium"
+    return None
+
+
+def model(body: dict[str, Any]) -> Reply:
+    """The scripted model: decides from the last message of each request."""
+    last = body["messages"][-1]
+    if last["role"] == "tool":
+        if str(last["content"]).startswith("rejected by"):
+            return Reply.text("The guard stopped it.")
+        return Reply.text(ANSWER, chunk=2, delay=0.2)
+    text = str(last["content"])
+    if text.startswith("Show me"):
+        return Reply.tool_call(f"printf '{SCRIPT}'", text="Running it.", chunk=2)
+    if text.startswith("Drop"):
+        return Reply.tool_call("echo 'DROP TABLE users'")  # harmless even if it ran
+    if text.startswith("Wait"):
+        return Reply.tool_call("sleep 30")
+    return Reply.text("I do not know that one.")
+
+
+async def test_the_ui_in_a_real_browser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = browser_missing()
+    if missing:
+        if IN_CI:
+            pytest.fail(f"CI must run the browser tests: {missing}")
+        pytest.skip(missing)
+    from playwright.async_api import async_playwright, expect
+
+    project = tmp_path / "project"
+    broken = project / "skills" / "half-done"
+    broken.mkdir(parents=True)
+    (broken / "SKILL.md").write_text("---\nname: half-done\n---\nno description\n")
+    copy_skill("my-guard", project)  # rejects commands with DROP TABLE (tool.before)
+    screenshot = tmp_path / "chat.png"
+
+    with ScriptedLLM(default=model) as llm:
+        async with (
+            frontend(project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": SKILLS}) as (
+                daemon,
+                client,
+            ),
+            async_playwright() as pw,
+        ):
+            browser = await pw.chromium.launch(
+                executable_path=chromium_path(),
+                headless=True,
+                args=CHROMIUM_ARGS,
+            )
+            try:
+                page = await browser.new_page(viewport={"width": 1200, "height": 900})
+                page.set_default_timeout(TIMEOUT_MS)
+                dialogs: list[str] = []
+                errors: list[str] = []
+
+                async def dismiss(dialog: Any) -> None:
+                    dialogs.append(dialog.message)
+                    await dialog.dismiss()
+
+                page.on("dialog", dismiss)
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(str(client.base_url))
+
+                # the agents page shows the default agent (created by the service)
+                tree = page.locator("#agent-tree")
+                await expect(tree.locator(".agent-name", has_text="default")).to_be_visible()
+
+                # create an agent under it
+                await page.fill("#agent-name", "browser-agent")
+                await page.select_option("#agent-parent", label=await default_label(page))
+                await page.fill("#agent-model", "m")
+                await page.click("#create-agent button[type=submit]")
+                created = tree.locator("li li .agent-name", has_text="browser-agent")
+                await expect(created).to_be_visible()  # nested under default
+                await created.click()
+                await expect(page.locator("#agent-page h1")).to_contain_text("browser-agent")
+
+                # open a session and chat
+                await page.fill("#session-title", "browser chat")
+                await page.click("#create-session button[type=submit]")
+                await expect(page.locator("#session-page")).to_be_visible()
+                await page.fill("#message", "Show me the script")
+                await page.click("#send")
+
+                transcript = page.locator("#transcript")
+                await expect(transcript.locator(".bubble.user .text")).to_have_text(
+                    "Show me the script"
+                )
+                tool = transcript.locator(".tool[data-status=ok]")
+                await expect(tool.locator(".tool-command")).to_have_text(f"printf '{SCRIPT}'")
+                await expect(tool.locator(".badge")).to_have_text("exit 0")
+                await expect(tool.locator("pre.output")).to_have_text(SCRIPT)  # as text
+                answer = transcript.locator(".bubble.assistant:not(.pending)", has_text=ANSWER)
+                await expect(answer).to_be_visible()
+                # it arrived token by token (two characters a delta) before the fact
+                deltas = int(await answer.get_attribute("data-deltas") or 0)
+                assert deltas >= len(ANSWER) // 2
+                assert await transcript.locator("script").count() == 0
+                await expect(page.locator("#session-status")).to_have_attribute(
+                    "data-status", "idle"
+                )
+
+                # a call a skill rejects: marked with the skill and its reason
+                await poll_until(lambda: guard_running(daemon))
+                await page.fill("#message", "Drop the table")
+                await page.click("#send")
+                rejected = transcript.locator(".tool[data-status=rejected]")
+                await expect(rejected.locator(".badge")).to_have_text("rejected by my-guard")
+                await expect(rejected.locator(".tool-reason")).to_have_text("blocked: DROP TABLE")
+                await expect(transcript.locator(".bubble", has_text="The guard")).to_be_visible()
+
+                # an a2a message arrives live, with its sender and mode
+                session = await page.locator("#session-page").get_attribute("data-session-id")
+                async with Client(daemon.paths.control_socket, token="") as admin:
+                    agents = await admin.call("agent.list", {})
+                    default = next(a for a in agents if a["name"] == "default")
+                    await admin.call(
+                        "session.append",
+                        {
+                            "id": session,
+                            "fact": {
+                                "kind": "a2a.message",
+                                "message_id": "msg_1",
+                                "from_agent": default["id"],
+                                "to_agent": "agt_x",
+                                "mode": "notify",
+                                "text": "FYI <img src=x onerror=alert(2)>",
+                            },
+                        },
+                    )
+                a2a = transcript.locator(".bubble.a2a")
+                await expect(a2a.locator(".who")).to_have_text("a2a from default · notify")
+                await expect(a2a.locator(".text")).to_have_text("FYI <img src=x onerror=alert(2)>")
+                assert await transcript.locator("img").count() == 0
+
+                # a long command, interrupted from the page
+                await page.fill("#message", "Wait for it")
+                await page.click("#send")
+                sleeping = transcript.locator(".tool", has_text="sleep 30")
+                await expect(sleeping.locator(".badge")).to_have_text("running")
+                await expect(page.locator("#interrupt")).to_be_enabled()
+                await page.click("#interrupt")
+                await expect(sleeping).to_have_attribute("data-status", "interrupted", timeout=5000)
+                await expect(sleeping.locator(".badge")).to_have_text("interrupted")
+                await expect(transcript.locator(".note[data-status=interrupted]")).to_be_visible()
+                await expect(page.locator("#interrupt")).to_be_disabled()
+
+                # a reload loses nothing: the page renders from history
+                await page.reload()
+                await expect(transcript.locator("pre.output").first).to_have_text(SCRIPT)
+                await expect(transcript.locator(".tool[data-status=interrupted]")).to_be_visible()
+                await expect(
+                    transcript.locator(".bubble.assistant", has_text=ANSWER)
+                ).to_be_visible()
+                await page.screenshot(path=str(screenshot), full_page=True)
+
+                # the skills page shows the broken skill and why
+                await page.goto(f"{client.base_url}#/skills")
+                row = page.locator("tr[data-skill=half-done]")
+                await expect(row.locator(".badge")).to_have_text("broken")
+                await expect(row.locator(".skill-reason")).to_contain_text("description")
+                frontend_row = page.locator("tr[data-skill=aos-frontend]")
+                await expect(frontend_row.locator(".badge")).to_have_text("active")
+
+                # hooks in call order, and the runtime log
+                await page.goto(f"{client.base_url}#/hooks")
+                assemble = page.locator(".hook[data-hook='session.assemble']")
+                await expect(assemble.locator("ol.impls li").first).to_contain_text("aos-context")
+                await page.goto(f"{client.base_url}#/log")
+                await expect(page.locator("#log tbody tr").first).to_be_visible()
+
+                assert dialogs == []  # no script ever ran
+                assert errors == []
+            finally:
+                await browser.close()
+    with capsys.disabled():
+        print(f"\nscreenshot of the chat page: {screenshot}")
+    assert screenshot.stat().st_size > 0
+
+
+async def default_label(page: Any) -> str:
+    options = await page.locator("#agent-parent option").all_text_contents()
+    [label] = [o for o in options if o.startswith("default (")]
+    return label
