@@ -29,8 +29,6 @@ from aos.history import (
     DispatchFinished,
     DispatchStarted,
     Fact,
-    SkillLoaded,
-    SkillUnloaded,
     ToolCall,
     ToolResult,
     decode_fact,
@@ -156,7 +154,7 @@ class Kernel:
             load.name: pm.get_plugin(load.name) for load in plugin_loads if not load.error
         }
         self._loaded: dict[str, tuple[int, frozenset[str]]] = {}
-        """session id -> (seq read up to, skills loaded in it)."""
+        """session id -> (facts of its history view read, skills loaded in it)."""
         skills.subscribe(self._on_skill_event)
         for skill in skills.all():
             self._on_skill_event(SkillEvent("added", skill))
@@ -234,18 +232,22 @@ class Kernel:
             self.pm.unregister(plugin)
 
     async def session_skills(self, session_id: str) -> frozenset[str]:
-        """Skills loaded in a session (skill.loaded facts not undone by skill.unloaded)."""
-        seq, loaded = self._loaded.get(session_id, (0, frozenset()))
-        entries = await self.store.read_history(session_id, after=seq)
-        if entries:
+        """Skills loaded in a session (skill.loaded facts not undone by skill.unloaded),
+        kept up incrementally from the same history view the context is built from."""
+        history = await self.history_view(session_id)
+        done, loaded = self._loaded.get(session_id, (0, frozenset()))
+        if done > len(history):  # the view was dropped from the cache and rebuilt
+            done, loaded = 0, frozenset()
+        if done < len(history):
             names = set(loaded)
-            for entry in entries:
-                if isinstance(entry.fact, SkillLoaded):
-                    names.add(entry.fact.skill)
-                elif isinstance(entry.fact, SkillUnloaded):
-                    names.discard(entry.fact.skill)
-            seq, loaded = entries[-1].seq, frozenset(names)
-            self._loaded[session_id] = (seq, loaded)
+            for item in history[done:]:
+                fact = item["fact"]
+                if fact["kind"] == "skill.loaded":
+                    names.add(fact["skill"])
+                elif fact["kind"] == "skill.unloaded":
+                    names.discard(fact["skill"])
+            done, loaded = len(history), frozenset(names)
+            self._loaded[session_id] = (done, loaded)
         return loaded
 
     async def skill_context(self, agent_id: str, session_id: str | None = None) -> SkillContext:
@@ -314,10 +316,16 @@ class Kernel:
     async def effective(self, agent_id: str) -> EffectiveConfig:
         return self.effective_of(await self.lineage(agent_id))
 
-    async def active_skills(self, agent_id: str, session_id: str | None = None) -> frozenset[str]:
+    async def active_skills(
+        self,
+        agent_id: str,
+        session_id: str | None = None,
+        *,
+        effective: EffectiveConfig | None = None,
+    ) -> frozenset[str]:
         """System default skills, the agent's (inherited) skills, and those loaded
-        in the session."""
-        effective = await self.effective(agent_id)
+        in the session. ``effective``: the agent's, when the caller has it already."""
+        effective = effective or await self.effective(agent_id)
         active = frozenset(self.config.aoscb.default_skills) | frozenset(effective.skills)
         return active | await self.session_skills(session_id) if session_id else active
 
@@ -385,7 +393,13 @@ class Kernel:
         return cached
 
     async def assemble(
-        self, scb: SCB, *, active: frozenset[str], rebuild: bool = False, record: bool = True
+        self,
+        scb: SCB,
+        *,
+        active: frozenset[str],
+        rebuild: bool = False,
+        record: bool = True,
+        effective: EffectiveConfig | None = None,
     ) -> list[dict[str, Any]]:
         """SessionHistory -> SessionContext through the ``session.assemble`` provider.
 
@@ -393,7 +407,7 @@ class Kernel:
         kernel then asks the model for the summary (the provider's fallback if
         that fails), records a ``context.compacted`` fact and assembles again."""
         skills = self.skills.active(sorted(active))
-        effective = await self.effective(scb.agent_id)
+        effective = effective or await self.effective(scb.agent_id)
         request = {
             "session_id": scb.id,
             "agent_id": scb.agent_id,

@@ -113,6 +113,7 @@ class ReActUnit:
     steps: int = 0
     task: asyncio.Task[DispatchOutcome] = field(init=False)
     cancel_reason: str = "interrupted by session.interrupt"
+    phase: str = "starting"
     _unresolved: list[ToolCallRequest] = field(default_factory=list)
     """Tool calls of the last assistant message still without a result."""
     """The running loop (set by Kernel.start_dispatch)."""
@@ -136,7 +137,9 @@ class ReActUnit:
                 f"or stop it with `aos session interrupt {self.scb.id}`",
             )
         try:
-            self.active = await kernel.active_skills(self.scb.agent_id, self.scb.id)
+            self.active = await kernel.active_skills(
+                self.scb.agent_id, self.scb.id, effective=self.effective
+            )
             decided = await kernel.hooks.gate(
                 "dispatch.before",
                 {
@@ -165,7 +168,7 @@ class ReActUnit:
         error: str | None = None
         try:
             self.scb = await kernel.store.update_session(
-                msgspec.structs.replace(self.scb, status="running", phase="starting")
+                msgspec.structs.replace(self.scb, status="running", phase="dispatch")
             )
             await self._append(DispatchStarted(dispatch_id=self.dispatch_id, node=kernel.node_id))
             await self._append(UserMessage(text=self.message, sender=self.principal.name))
@@ -203,9 +206,11 @@ class ReActUnit:
         """One model turn: the assistant fact recorded; its text and tool calls."""
         kernel = self.kernel
         if step > 1:  # a skill loaded during the last step applies from this one
-            self.active = await kernel.active_skills(self.scb.agent_id, self.scb.id)
+            self.active = await kernel.active_skills(
+                self.scb.agent_id, self.scb.id, effective=self.effective
+            )
         await self._phase("assemble")
-        messages = await kernel.assemble(self.scb, active=self.active)
+        messages = await kernel.assemble(self.scb, active=self.active, effective=self.effective)
         request = await kernel.hooks.gate(
             "compute.before",
             {"session_id": self.scb.id, "agent_id": self.scb.agent_id, "step": step},
@@ -476,10 +481,10 @@ class ReActUnit:
         return await self.kernel.append(self.scb, fact, active=self.active)
 
     async def _phase(self, phase: str) -> None:
-        if self.scb.phase != phase:
-            self.scb = await self.kernel.store.update_session(
-                msgspec.structs.replace(self.scb, phase=phase)
-            )
+        """What the unit is doing now (assemble, compute, tool): kept in memory and
+        shown by session.get while it runs; writing it per step would cost a
+        durable commit each time."""
+        self.phase = phase
 
     def cancel(self, reason: str) -> None:
         """Stop the dispatch (its running command is killed); ``reason`` is recorded."""

@@ -502,7 +502,9 @@ class SessionIdParams(msgspec.Struct, forbid_unknown_fields=True):
 
 @syscall("session.get", scope="session.read", doc="One session control block.")
 async def session_get(kernel: Kernel, principal: Principal, params: SessionIdParams) -> SCB:
-    return await _session_for(kernel, principal, params.id)
+    scb = await _session_for(kernel, principal, params.id)
+    unit = kernel.dispatches.get(scb.id)
+    return msgspec.structs.replace(scb, phase=unit.phase) if unit is not None else scb
 
 
 class SessionListParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

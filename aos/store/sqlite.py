@@ -29,6 +29,8 @@ from aos.store.base import (
     log_row,
 )
 
+_Write = tuple[str, Fact] | LogEntry
+"""A pending write: a fact for a session, or a RuntimeLog record."""
 _PARAM = re.compile(r"\$(\d+)")
 BUSY_TIMEOUT_MS = 10_000
 
@@ -42,8 +44,7 @@ class SQLiteStore(SQLStore):
         self.path = path
         self.url = f"sqlite://{path}"
         self._sql_cache: dict[str, str] = {}
-        self._appends: GroupCommit[tuple[str, Fact], int] = GroupCommit(self._flush_appends)
-        self._logs: GroupCommit[LogEntry, int] = GroupCommit(self._flush_logs)
+        self._writes: GroupCommit[_Write, int] = GroupCommit(self._flush)
 
     @classmethod
     async def open(cls, path: Path) -> SQLiteStore:
@@ -91,8 +92,7 @@ class SQLiteStore(SQLStore):
             raise
 
     async def close(self) -> None:
-        await self._appends.drain()
-        await self._logs.drain()
+        await self._writes.drain()
         self._conn.close()
 
     # -- primitives -------------------------------------------------------
@@ -119,18 +119,28 @@ class SQLiteStore(SQLStore):
 
     # -- group-committed writes ------------------------------------------
     async def append(self, session_id: str, fact: Fact) -> int:
-        return await self._appends.submit((session_id, fact))
+        return await self._writes.submit((session_id, fact))
 
     async def log(self, entry: LogEntry) -> int:
-        return await self._logs.submit(entry)
+        return await self._writes.submit(entry)
 
-    async def _flush_appends(self, batch: Sequence[tuple[str, Fact]]) -> list[int | BaseException]:
+    async def _flush(self, batch: Sequence[_Write]) -> list[int | BaseException]:
+        """One transaction (one fsync) for every fact and log record pending."""
         conn = self._conn
         now = time.time()
         results: list[int | BaseException] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for session_id, fact in batch:
+            for item in batch:
+                if isinstance(item, LogEntry):
+                    cursor = conn.execute(
+                        "INSERT INTO runtime_log (ts, kind, level, session_id, agent_id, message,"
+                        " data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        log_row(item, item.ts or now),
+                    )
+                    results.append(cursor.lastrowid or 0)
+                    continue
+                session_id, fact = item
                 row = conn.execute(
                     "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
                     (session_id,),
@@ -149,25 +159,6 @@ class SQLiteStore(SQLStore):
             conn.execute("ROLLBACK")
             raise _wrap(exc) from exc
         return results
-
-    async def _flush_logs(self, batch: Sequence[LogEntry]) -> list[int | BaseException]:
-        conn = self._conn
-        now = time.time()
-        ids: list[int | BaseException] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for entry in batch:
-                cursor = conn.execute(
-                    "INSERT INTO runtime_log (ts, kind, level, session_id, agent_id, message, data)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    log_row(entry, entry.ts or now),
-                )
-                ids.append(cursor.lastrowid or 0)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise _wrap(exc) from exc
-        return ids
 
 
 def _wrap(exc: sqlite3.Error) -> StoreError:
