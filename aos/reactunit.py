@@ -459,7 +459,7 @@ class ReActUnit:
         }
         path = [*self.kernel.skill_paths(self.active), env.get("PATH", os.defpath)]
         env["PATH"] = os.pathsep.join(path)
-        env["AOS_PYTHON"] = sys.executable
+        env["AOS_PYTHON"] = os.path.abspath(sys.executable)
         return env
 
     def _kernel_env(self) -> dict[str, str]:

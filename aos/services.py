@@ -71,7 +71,7 @@ class ServiceError(Exception):
 def command_for(path: Path) -> list[str]:
     """How to run a service program."""
     if path.suffix == ".py":
-        return [sys.executable, "-m", "aos_sdk.run", str(path)]
+        return [os.path.abspath(sys.executable), "-m", "aos_sdk.run", str(path)]  # cwd changes
     if path.suffix in (".js", ".mjs", ".cjs"):
         return ["node", str(path)]
     return [str(path)]
