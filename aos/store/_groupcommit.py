@@ -20,22 +20,40 @@ Flush = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
 
 
 class GroupCommit(Generic[T, R]):
-    def __init__(self, flush: Flush[T, R], *, max_batch: int = 1000) -> None:
+    def __init__(
+        self, flush: Flush[T, R], *, max_batch: int = 1000, lazy_delay: float = 0.05
+    ) -> None:
         self._flush = flush
         self._max_batch = max_batch
+        self._lazy_delay = lazy_delay
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
-    async def submit(self, item: T) -> R:
+    async def submit(self, item: T, *, lazy: bool = False) -> R:
+        """Write ``item`` in the next transaction. ``lazy`` items (records nobody
+        waits on) do not start a transaction of their own at once: they ride along
+        with the next eager write, or go after ``lazy_delay`` seconds."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
         if self._task is None:
-            self._task = loop.create_task(self._run())
+            if not lazy:
+                self._start()
+            elif self._timer is None:
+                self._timer = loop.call_later(self._lazy_delay, self._start)
         return await future
+
+    def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is None and self._pending:
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def drain(self) -> None:
         """Wait until every write submitted so far is flushed."""
+        self._start()
         while self._task is not None:
             await asyncio.shield(self._task)
 

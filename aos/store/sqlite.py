@@ -122,7 +122,7 @@ class SQLiteStore(SQLStore):
         return await self._writes.submit((session_id, fact))
 
     async def log(self, entry: LogEntry) -> int:
-        return await self._writes.submit(entry)
+        return await self._writes.submit(entry, lazy=True)  # rides along with the next fact
 
     async def _flush(self, batch: Sequence[_Write]) -> list[int | BaseException]:
         """One transaction (one fsync) for every fact and log record pending."""
