@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -19,11 +19,23 @@ R = TypeVar("R")
 Flush = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
 
 
+_INLINE: Any = object()
+"""Marks a flush run by a writer itself (``inline``) as under way."""
+
+
 class GroupCommit(Generic[T, R]):
     def __init__(
-        self, flush: Flush[T, R], *, max_batch: int = 1000, lazy_delay: float = 0.05
+        self,
+        flush: Flush[T, R],
+        *,
+        max_batch: int = 1000,
+        lazy_delay: float = 0.05,
+        inline: bool = False,
     ) -> None:
+        """``inline``: ``flush`` never suspends (SQLite on the loop's thread), so the
+        writer that finds no flush under way runs it itself, with no task hop."""
         self._flush = flush
+        self._inline = inline
         self._max_batch = max_batch
         self._lazy_delay = lazy_delay
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
@@ -38,10 +50,20 @@ class GroupCommit(Generic[T, R]):
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
         if self._task is None:
-            if not lazy:
+            if lazy:
+                if self._timer is None:
+                    self._timer = loop.call_later(self._lazy_delay, self._start)
+            elif self._inline:
+                # One turn of the loop lets writers that are ready join this
+                # transaction; then the first of them commits everyone's writes.
+                self._task = _INLINE
+                try:
+                    await asyncio.sleep(0)
+                    await self._flush_pending()
+                finally:
+                    self._task = None
+            else:
                 self._start()
-            elif self._timer is None:
-                self._timer = loop.call_later(self._lazy_delay, self._start)
         return await future
 
     def _start(self) -> None:
@@ -53,25 +75,33 @@ class GroupCommit(Generic[T, R]):
 
     async def drain(self) -> None:
         """Wait until every write submitted so far is flushed."""
+        while self._task is _INLINE:  # noqa: ASYNC110 - it ends within a turn of the loop
+            await asyncio.sleep(0)
         self._start()
         while self._task is not None:
             await asyncio.shield(self._task)
 
     async def _run(self) -> None:
         try:
-            while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
-                try:
-                    results = await self._flush([item for item, _ in batch])
-                except Exception as exc:  # the whole transaction failed
-                    results = [exc] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():  # the writer was cancelled; its write still happened
-                        continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+            await self._flush_pending()
         finally:
             self._task = None
+
+    async def _flush_pending(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                results = await self._flush([item for item, _ in batch])
+            except Exception as exc:  # the whole transaction failed
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():  # the writer was cancelled; its write still happened
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)

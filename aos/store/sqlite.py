@@ -44,7 +44,7 @@ class SQLiteStore(SQLStore):
         self.path = path
         self.url = f"sqlite://{path}"
         self._sql_cache: dict[str, str] = {}
-        self._writes: GroupCommit[_Write, int] = GroupCommit(self._flush)
+        self._writes: GroupCommit[_Write, int] = GroupCommit(self._flush, inline=True)
 
     @classmethod
     async def open(cls, path: Path) -> SQLiteStore:
