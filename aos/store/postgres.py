@@ -57,6 +57,15 @@ WITH input AS (
 SELECT ord, seq FROM numbered
 """
 
+_APPEND_ONE_SQL = """
+WITH bumped AS (
+    UPDATE sessions SET last_seq = last_seq + 1 WHERE id = $1 RETURNING id, last_seq
+)
+INSERT INTO history (session_id, seq, ts, kind, body)
+SELECT id, last_seq, $2, $3, $4::jsonb FROM bumped
+RETURNING seq
+"""
+
 _LOG_SQL = """
 INSERT INTO runtime_log (ts, kind, level, session_id, agent_id, message, data)
 SELECT * FROM unnest($1::float8[], $2::text[], $3::text[], $4::text[], $5::text[],
@@ -174,6 +183,12 @@ class PostgresStore(SQLStore):
         return self._writer
 
     async def _flush_appends(self, batch: Sequence[tuple[str, Fact]]) -> list[int | BaseException]:
+        if len(batch) == 1:  # a lone writer: the plain statement, planned once and cheaper
+            [(session_id, fact)] = batch
+            rows = await self._run_writer(
+                _APPEND_ONE_SQL, session_id, time.time(), fact_kind(fact), encode_fact(fact)
+            )
+            return [rows[0]["seq"] if rows else NotFound(f"session {session_id} not found")]
         sessions = [session_id for session_id, _ in batch]
         kinds = [fact_kind(fact) for _, fact in batch]
         bodies = [encode_fact(fact) for _, fact in batch]
