@@ -258,10 +258,27 @@ class HookRunner:
                 file=sys.stderr,
             )
 
-    def _failure(self, impl: Impl, exc: BaseException) -> str:
+    def _failed(
+        self,
+        impl: Impl,
+        exc: BaseException,
+        started: float,
+        level: Literal["warning", "error"],
+        scope: Mapping[str, Any],
+    ) -> str:
+        """Record an implementation's error or timeout; return the reason."""
         if isinstance(exc, TimeoutError):
-            return f"{impl.owner} timed out after {impl.timeout:g}s on {impl.hook}"
-        return f"{impl.owner} failed on {impl.hook}: {type(exc).__name__}: {exc}"
+            kind, reason = (
+                "hook.timeout",
+                f"{impl.owner} timed out after {impl.timeout:g}s on {impl.hook}",
+            )
+        else:
+            kind, reason = (
+                "hook.error",
+                f"{impl.owner} failed on {impl.hook}: {type(exc).__name__}: {exc}",
+            )
+        self._record(kind, impl, started, reason, level=level, scope=scope)
+        return reason
 
     # -- gate ------------------------------------------------------------------------
     async def gate(
@@ -285,9 +302,7 @@ class HookRunner:
             try:
                 result = await self._call(impl, args)
             except Exception as exc:
-                reason = self._failure(impl, exc)
-                kind = "hook.timeout" if isinstance(exc, TimeoutError) else "hook.error"
-                self._record(kind, impl, started, reason, level="error", scope=input)
+                reason = self._failed(impl, exc, started, "error", input)
                 if impl.failure == "fail-closed":
                     raise HookRejected(hook, impl.owner, reason) from exc
                 continue
@@ -331,10 +346,7 @@ class HookRunner:
         try:
             await self._call(impl, {"event": event})
         except Exception as exc:
-            kind = "hook.timeout" if isinstance(exc, TimeoutError) else "hook.error"
-            self._record(
-                kind, impl, started, self._failure(impl, exc), level="warning", scope=event
-            )
+            self._failed(impl, exc, started, "warning", event)
         else:
             self._trace_call(impl, started, "done")
 
@@ -356,9 +368,7 @@ class HookRunner:
             try:
                 result = await self._call(impl, args)
             except Exception as exc:
-                reason = self._failure(impl, exc)
-                kind = "hook.timeout" if isinstance(exc, TimeoutError) else "hook.error"
-                self._record(kind, impl, started, reason, level="error", scope=input)
+                reason = self._failed(impl, exc, started, "error", input)
                 if impl.failure == "fail-closed":
                     raise HookError(hook, reason) from exc
                 continue

@@ -20,7 +20,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -246,18 +246,14 @@ class ReActUnit:
         )
         self._totals.add(completion.usage)
         if completion.usage is not None:
-            kernel.log(
-                LogEntry(
-                    kind="llm.usage",
-                    session_id=self.scb.id,
-                    agent_id=self.scb.agent_id,
-                    message=f"{completion.model or request['model']}: {completion.usage.total_tokens} tokens",
-                    data={
-                        "dispatch_id": self.dispatch_id,
-                        "step": step,
-                        **msgspec.to_builtins(completion.usage),
-                    },
-                )
+            self._log(
+                "llm.usage",
+                f"{completion.model or request['model']}: {completion.usage.total_tokens} tokens",
+                {
+                    "dispatch_id": self.dispatch_id,
+                    "step": step,
+                    **msgspec.to_builtins(completion.usage),
+                },
             )
         calls = [self._request_of(c.id, c.name, c.arguments) for c in completion.tool_calls]
         decided = await kernel.hooks.gate(
@@ -421,22 +417,30 @@ class ReActUnit:
             raise HookError("tool.after", f"tool.after returned an invalid result: {exc}") from None
         await self._append(fact)
 
-    def _log_raw(self, request: ToolCallRequest, command: str, result: BashResult) -> None:
+    def _log(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        """A RuntimeLog record of this session (not waited for)."""
         self.kernel.log(
             LogEntry(
-                kind="tool.raw",
+                kind=kind,
                 session_id=self.scb.id,
                 agent_id=self.scb.agent_id,
-                message=f"bash exit {result.exit_code} ({result.status}) in {result.duration:.3f}s",
-                data={
-                    "call_id": request.id,
-                    "command": command,
-                    "exit_code": result.exit_code,
-                    "status": result.status,
-                    "bytes": result.total_bytes,
-                    "output": result.raw[:RAW_LOG_CAP].decode(errors="replace"),
-                },
+                message=message,
+                data=data,
             )
+        )
+
+    def _log_raw(self, request: ToolCallRequest, command: str, result: BashResult) -> None:
+        self._log(
+            "tool.raw",
+            f"bash exit {result.exit_code} ({result.status}) in {result.duration:.3f}s",
+            {
+                "call_id": request.id,
+                "command": command,
+                "exit_code": result.exit_code,
+                "status": result.status,
+                "bytes": result.total_bytes,
+                "output": result.raw[:RAW_LOG_CAP].decode(errors="replace"),
+            },
         )
 
     # -- environment -------------------------------------------------------------------

@@ -33,6 +33,27 @@ class SyscallFailed(Exception):
         self.message = message
 
 
+async def peer_syscall(peer: Peer, name: str, params: dict[str, Any] | None) -> Any:
+    """One syscall over a connection; an error reply raises :class:`SyscallFailed`."""
+    try:
+        reply: SyscallResult = await peer.request(
+            Syscall(id=peer.next_id(), name=name, params=params or {})
+        )
+    except RemoteError as exc:
+        raise SyscallFailed(exc.code, exc.message) from None
+    return reply.result
+
+
+def subscribe_params(topics: list[str] | None, session_id: str | None) -> dict[str, Any]:
+    """The params of ``events.subscribe`` (absent ones take the kernel's defaults)."""
+    params: dict[str, Any] = {}
+    if topics is not None:
+        params["topics"] = topics
+    if session_id is not None:
+        params["session_id"] = session_id
+    return params
+
+
 class NotConnected(Exception):
     """No daemon answered at the socket."""
 
@@ -115,25 +136,14 @@ class Client:
         """Run one syscall; return its result or raise :class:`SyscallFailed`."""
         if not self.connected:
             await self.connect()
-        peer = self._peer
-        assert peer is not None
-        try:
-            reply: SyscallResult = await peer.request(
-                Syscall(id=peer.next_id(), name=name, params=params or {})
-            )
-        except RemoteError as exc:
-            raise SyscallFailed(exc.code, exc.message) from None
-        return reply.result
+        assert self._peer is not None
+        return await peer_syscall(self._peer, name, params)
 
     async def subscribe(
         self, topics: list[str] | None = None, session_id: str | None = None
     ) -> AsyncGenerator[Event, None]:
         """Events of ``events.subscribe``, as they happen (resubscribes after a reconnect)."""
-        params: dict[str, Any] = {}
-        if topics is not None:
-            params["topics"] = topics
-        if session_id is not None:
-            params["session_id"] = session_id
+        params = subscribe_params(topics, session_id)
         while True:
             subscribed = await self.call("events.subscribe", params)
             queue: asyncio.Queue[Event | None] = asyncio.Queue()

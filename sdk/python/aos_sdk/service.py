@@ -35,8 +35,8 @@ import sys
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from aos_sdk.client import SDK, SyscallFailed
-from aos_sdk.peer import Peer, RemoteError
+from aos_sdk.client import SDK, peer_syscall, subscribe_params
+from aos_sdk.peer import Peer
 from aos_sdk.protocol import (
     MAX_FRAME,
     Error,
@@ -47,8 +47,6 @@ from aos_sdk.protocol import (
     HookDecl,
     HookResult,
     Message,
-    Syscall,
-    SyscallResult,
     Welcome,
 )
 
@@ -121,13 +119,7 @@ async def syscall(name: str, params: dict[str, Any] | None = None) -> Any:
     """Call the kernel from inside a service (as ``service:<skill>``)."""
     if _peer is None:
         raise RuntimeError("syscall() works inside a running service; scripts use aos_sdk.Client")
-    try:
-        reply: SyscallResult = await _peer.request(
-            Syscall(id=_peer.next_id(), name=name, params=params or {})
-        )
-    except RemoteError as exc:
-        raise SyscallFailed(exc.code, exc.message) from None
-    return reply.result
+    return await peer_syscall(_peer, name, params)
 
 
 _queues: dict[int, asyncio.Queue[Event | None]] = {}
@@ -148,11 +140,7 @@ async def subscribe(
     topics: list[str] | None = None, session_id: str | None = None
 ) -> AsyncGenerator[Event, None]:
     """Kernel events (``events.subscribe``) on the service's own connection."""
-    params: dict[str, Any] = {}
-    if topics is not None:
-        params["topics"] = topics
-    if session_id is not None:
-        params["session_id"] = session_id
+    params = subscribe_params(topics, session_id)
     queue: asyncio.Queue[Event | None] = asyncio.Queue()
     subscribed = await syscall("events.subscribe", params)
     _queues[subscribed["subscription"]] = queue
