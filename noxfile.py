@@ -11,6 +11,13 @@ TESTS = ["pytest"]
 LINT = [["ruff", "check", "."], ["ruff", "format", "--check", "."]]
 TYPECHECK = ["pyright"]
 BENCH = ["python", "bench/run.py"]
+E2E = [
+    "pytest",
+    "tests/test_main_job_cli.py",
+    "tests/test_a2a.py",
+    "tests/test_frontend_browser.py",
+    "tests/test_daemon_cli.py",
+]
 
 
 @nox.session
@@ -37,6 +44,14 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: print a table and write bench/results/latest.json."""
-    session.install("-e", ".[dev]")
+    """Benchmarks: print a table and write bench/results/latest.json (with the
+    LangGraph peer from the bench extra)."""
+    session.install("-e", ".[dev,bench]")
     session.run(*BENCH, *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """The end-to-end tests alone: CLI, daemon, agents messaging, the UI in chromium."""
+    session.install("-e", ".[dev]")
+    session.run(*E2E, *session.posargs)
