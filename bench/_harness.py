@@ -13,6 +13,7 @@ an exception. Only a benchmark that cannot do its work raises.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import math
@@ -398,3 +399,34 @@ def _cpu_model() -> str:
         if line.startswith("model name"):
             return line.partition(":")[2].strip()
     return platform.processor()
+
+
+@contextlib.asynccontextmanager
+async def server_process(
+    *args: str, what: str, limit: int = 1 << 24
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """A helper server in a child process (``python ARGS``) that prints its base URL
+    on its first line and stops when its stdin closes: ``(process, base_url)``."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=limit,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(30):
+            base_url = (await process.stdout.readline()).decode().strip()
+        if not base_url.startswith("http://"):
+            raise RuntimeError(f"{what} did not start: {base_url!r}")
+        yield process, base_url
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            async with asyncio.timeout(15):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()

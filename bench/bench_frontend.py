@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _harness import Context, Result, Target, percentile
+from _harness import Context, Result, Target, percentile, server_process
 from aos_sdk import Client
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -194,32 +194,10 @@ class TokenSource:
 
 @contextlib.asynccontextmanager
 async def token_source(tokens: int, gap: float) -> AsyncIterator[TokenSource]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(HERE),
-        "--serve",
-        str(tokens),
-        str(gap),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        limit=1 << 24,
-    )
-    try:
-        assert process.stdout is not None
-        async with asyncio.timeout(30):
-            base_url = (await process.stdout.readline()).decode().strip()
-        if not base_url.startswith("http://"):
-            raise RuntimeError(f"the token source did not start: {base_url!r}")
+    async with server_process(
+        str(HERE), "--serve", str(tokens), str(gap), what="the token source"
+    ) as (process, base_url):
         yield TokenSource(process, base_url)
-    finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            async with asyncio.timeout(15):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 # -- the daemon and the browser ------------------------------------------------------------

@@ -108,6 +108,7 @@ from _harness import (
     peak_rss_mb,
     percentile,
     pg_schema,
+    server_process,
     time_each,
 )
 
@@ -251,31 +252,10 @@ class ScriptedServer:
 
 @contextlib.asynccontextmanager
 async def scripted_server(delay: float) -> AsyncIterator[ScriptedServer]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(HERE),
-        "--serve",
-        str(delay),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        limit=1 << 28,  # a dump is one line
-    )
-    try:
-        assert process.stdout is not None
-        async with asyncio.timeout(30):
-            base_url = (await process.stdout.readline()).decode().strip()
-        if not base_url.startswith("http://"):
-            raise RuntimeError(f"the scripted model did not start: {base_url!r}")
+    async with server_process(
+        str(HERE), "--serve", str(delay), what="the scripted model", limit=1 << 28
+    ) as (process, base_url):  # a dump is one line
         yield ScriptedServer(process, base_url)
-    finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            async with asyncio.timeout(15):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 def serve(delay: float) -> None:
