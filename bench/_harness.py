@@ -131,6 +131,33 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def _percentiles(
+    case: str,
+    what: str,
+    samples_ns: Sequence[int],
+    unit: str,
+    per_unit_ns: float,
+    targets: Mapping[str, float | None],
+    note: str,
+) -> list[Result]:
+    """``<what> p50`` and ``<what> p99`` in ``unit``; ``targets`` maps p50/p99 to a limit."""
+    results: list[Result] = []
+    for name, q in (("p50", 50.0), ("p99", 99.0)):
+        limit = targets.get(name)
+        results.append(
+            Result(
+                case=case,
+                figure=f"{what} {name}",
+                value=percentile(samples_ns, q) / per_unit_ns,
+                unit=unit,
+                target=None if limit is None else Target("<=", limit),
+                samples=len(samples_ns),
+                note=note,
+            )
+        )
+    return results
+
+
 def latency_results(
     case: str,
     what: str,
@@ -140,22 +167,7 @@ def latency_results(
     note: str = "",
 ) -> list[Result]:
     """``<what> p50`` and ``<what> p99`` in ms; ``targets_ms`` maps ``p50``/``p99`` to a limit."""
-    targets_ms = targets_ms or {}
-    results: list[Result] = []
-    for name, q in (("p50", 50.0), ("p99", 99.0)):
-        limit = targets_ms.get(name)
-        results.append(
-            Result(
-                case=case,
-                figure=f"{what} {name}",
-                value=percentile(samples_ns, q) / NS_PER_MS,
-                unit="ms",
-                target=None if limit is None else Target("<=", limit),
-                samples=len(samples_ns),
-                note=note,
-            )
-        )
-    return results
+    return _percentiles(case, what, samples_ns, "ms", NS_PER_MS, targets_ms or {}, note)
 
 
 def micro_results(
@@ -169,21 +181,7 @@ def micro_results(
 ) -> list[Result]:
     """``<what> p50`` and ``<what> p99`` in µs (``latency_results`` reports ms)."""
     targets = {"p50": target_p50_us, "p99": target_p99_us}
-    results: list[Result] = []
-    for name, q in (("p50", 50.0), ("p99", 99.0)):
-        limit = targets[name]
-        results.append(
-            Result(
-                case=case,
-                figure=f"{what} {name}",
-                value=percentile(samples_ns, q) / NS_PER_US,
-                unit="µs",
-                target=None if limit is None else Target("<=", limit),
-                samples=len(samples_ns),
-                note=note,
-            )
-        )
-    return results
+    return _percentiles(case, what, samples_ns, "µs", NS_PER_US, targets, note)
 
 
 # -- timing -------------------------------------------------------------------

@@ -183,34 +183,26 @@ def test_aos_chat_is_a_loop_on_one_session(project: Project, llm: ScriptedLLM) -
     assert [m["role"] for m in context] == ["system", "user", "assistant", "user", "assistant"]
 
 
-def test_aos_up_says_which_model(project: Project) -> None:
+def first_lines(project: Project, count: int) -> list[str]:
+    """What ``aos up`` prints first; then it is stopped with SIGTERM."""
     up = subprocess.Popen(
         [AOS, "up"], cwd=project.root, env=project.env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
         assert up.stdout is not None
-        lines = [up.stdout.readline() for _ in range(2)]
-        assert lines[1].startswith(
-            "aos: model test-model (environment AOS_MODEL) at http://127.0.0.1:"
-        )
+        return [up.stdout.readline() for _ in range(count)]
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=30)
+
+
+def test_aos_up_says_which_model(project: Project) -> None:
+    lines = first_lines(project, 2)
+    assert lines[1].startswith("aos: model test-model (environment AOS_MODEL) at http://127.0.0.1:")
     del project.env["AOS_MODEL"]
-    unconfigured = subprocess.Popen(
-        [AOS, "up"], cwd=project.root, env=project.env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        assert unconfigured.stdout is not None
-        lines = [unconfigured.stdout.readline() for _ in range(2)]
-        assert lines[1].startswith(
-            "aos: dispatch is not ready: No model is configured: set AOS_MODEL"
-        )
-    finally:
-        unconfigured.send_signal(signal.SIGTERM)
-        unconfigured.wait(timeout=30)
+    lines = first_lines(project, 2)
+    assert lines[1].startswith("aos: dispatch is not ready: No model is configured: set AOS_MODEL")
 
 
 def test_session_interrupt_from_the_cli(project: Project, llm: ScriptedLLM) -> None:

@@ -358,6 +358,16 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
 
         return handle
 
+    def path_call(
+        syscall: str, **from_path: str
+    ) -> Callable[[Request], Awaitable[tuple[str, dict[str, Any]]]]:
+        """A syscall whose params are the route's path params (param=path name)."""
+
+        async def build(r: Request) -> tuple[str, dict[str, Any]]:
+            return syscall, {param: r.path_params[key] for param, key in from_path.items()}
+
+        return build
+
     # -- agents
     async def agent_list(r: Request) -> tuple[str, dict[str, Any]]:
         return "agent.list", {"parent": _text(r, "parent"), "status": _text(r, "status")}
@@ -376,12 +386,6 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
             params["scopes"] = body["scopes"]
         return "agent.create", params
 
-    async def agent_get(r: Request) -> tuple[str, dict[str, Any]]:
-        return "agent.get", {"id": r.path_params["id"]}
-
-    async def agent_archive(r: Request) -> tuple[str, dict[str, Any]]:
-        return "agent.archive", {"id": r.path_params["id"]}
-
     # -- sessions
     async def session_list(r: Request) -> tuple[str, dict[str, Any]]:
         return "session.list", {"agent_id": _text(r, "agent_id"), "status": _text(r, "status")}
@@ -389,9 +393,6 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
     async def session_create(r: Request) -> tuple[str, dict[str, Any]]:
         body = await _body(r)
         return "session.create", {"agent_id": body.get("agent_id"), "title": body.get("title")}
-
-    async def session_get(r: Request) -> tuple[str, dict[str, Any]]:
-        return "session.get", {"id": r.path_params["id"]}
 
     async def session_history(r: Request) -> tuple[str, dict[str, Any]]:
         return "session.history", {
@@ -406,25 +407,7 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
         message = body.get("message")
         return "session.dispatch", {"id": r.path_params["id"], "message": message, "wait": False}
 
-    async def session_interrupt(r: Request) -> tuple[str, dict[str, Any]]:
-        return "session.interrupt", {"id": r.path_params["id"]}
-
-    async def session_archive(r: Request) -> tuple[str, dict[str, Any]]:
-        return "session.archive", {"id": r.path_params["id"]}
-
     # -- skills, hooks, log
-    async def skill_list(r: Request) -> tuple[str, dict[str, Any]]:
-        return "skill.list", {}
-
-    async def skill_get(r: Request) -> tuple[str, dict[str, Any]]:
-        return "skill.get", {"name": r.path_params["name"]}
-
-    async def skill_reload(r: Request) -> tuple[str, dict[str, Any]]:
-        return "skill.reload", {"name": r.path_params["name"]}
-
-    async def hook_list(r: Request) -> tuple[str, dict[str, Any]]:
-        return "hook.list", {}
-
     def log_filters(r: Request) -> dict[str, Any]:
         return {
             "session_id": _text(r, "session_id"),
@@ -598,20 +581,34 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
         Route("/favicon.ico", no_content),
         Route("/api/agents", endpoint(agent_list), methods=get),
         Route("/api/agents", endpoint(agent_create), methods=post),
-        Route("/api/agents/{id}", endpoint(agent_get), methods=get),
-        Route("/api/agents/{id}/archive", endpoint(agent_archive), methods=post),
+        Route("/api/agents/{id}", endpoint(path_call("agent.get", id="id")), methods=get),
+        Route(
+            "/api/agents/{id}/archive", endpoint(path_call("agent.archive", id="id")), methods=post
+        ),
         Route("/api/sessions", endpoint(session_list), methods=get),
         Route("/api/sessions", endpoint(session_create), methods=post),
-        Route("/api/sessions/{id}", endpoint(session_get), methods=get),
+        Route("/api/sessions/{id}", endpoint(path_call("session.get", id="id")), methods=get),
         Route("/api/sessions/{id}/history", endpoint(session_history), methods=get),
         Route("/api/sessions/{id}/dispatch", endpoint(session_dispatch), methods=post),
-        Route("/api/sessions/{id}/interrupt", endpoint(session_interrupt), methods=post),
-        Route("/api/sessions/{id}/archive", endpoint(session_archive), methods=post),
+        Route(
+            "/api/sessions/{id}/interrupt",
+            endpoint(path_call("session.interrupt", id="id")),
+            methods=post,
+        ),
+        Route(
+            "/api/sessions/{id}/archive",
+            endpoint(path_call("session.archive", id="id")),
+            methods=post,
+        ),
         Route("/api/sessions/{id}/events", session_events, methods=get),
-        Route("/api/skills", endpoint(skill_list), methods=get),
-        Route("/api/skills/{name}", endpoint(skill_get), methods=get),
-        Route("/api/skills/{name}/reload", endpoint(skill_reload), methods=post),
-        Route("/api/hooks", endpoint(hook_list), methods=get),
+        Route("/api/skills", endpoint(path_call("skill.list")), methods=get),
+        Route("/api/skills/{name}", endpoint(path_call("skill.get", name="name")), methods=get),
+        Route(
+            "/api/skills/{name}/reload",
+            endpoint(path_call("skill.reload", name="name")),
+            methods=post,
+        ),
+        Route("/api/hooks", endpoint(path_call("hook.list")), methods=get),
         Route("/api/log", endpoint(log_read), methods=get),
         Route("/api/log/stream", log_stream, methods=get),
         Route("/api/events", node_events, methods=get),
