@@ -148,8 +148,8 @@ async def run_bash(
     output_cap: int,
     on_start: Callable[[int], Awaitable[None]] | None = None,
 ) -> BashResult:
-    """Run one command. Cancelling the caller kills the process group
-    (status ``interrupted`` is then the caller's to record)."""
+    """Run one command. Cancelling the caller, or ``on_start`` raising, kills the
+    process group (status ``interrupted`` is then the caller's to record)."""
     started = time.monotonic()
     _use_pidfd_watcher()
     process = await asyncio.create_subprocess_exec(
@@ -189,7 +189,7 @@ async def run_bash(
         except TimeoutError:
             status = "timeout"
             await _terminate(process, pgid)
-    except asyncio.CancelledError:
+    except BaseException:  # cancelled, or on_start failed: nothing may outlive the call
         await asyncio.shield(_terminate(process, pgid))
         raise
     raw = b"".join(chunks)

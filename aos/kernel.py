@@ -12,8 +12,8 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -106,6 +106,29 @@ class ServiceStatusSource(Protocol):
     ) -> Any: ...
 
 
+@dataclass
+class _HistoryView:
+    """One session's facts as this kernel knows them, in ``seq`` order."""
+
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = False
+    """False until read from the store, and again once a fact was seen to land
+    past a gap (another writer's fact in between): a read is then due."""
+
+    @property
+    def last_seq(self) -> int:
+        return self.facts[-1]["seq"] if self.facts else 0
+
+    def extend(self, entries: Iterable[dict[str, Any]]) -> None:
+        """Add entries that follow on; one past a gap marks the view incomplete."""
+        for entry in entries:
+            last = self.last_seq
+            if entry["seq"] == last + 1:
+                self.facts.append(entry)
+            elif entry["seq"] > last:
+                self.complete = False
+
+
 @dataclass(frozen=True)
 class SkillContext:
     names: list[str]
@@ -145,11 +168,9 @@ class Kernel:
         self.llm_settings = LLMSettings.from_env(config.getenv)
         self._llm: LLMClient | None = None
         self.dispatches: dict[str, ReActUnit] = {}
-        self._starting: set[str] = set()
         """Running dispatches on this node, by session id."""
-        self._histories: collections.OrderedDict[str, list[dict[str, Any]]] = (
-            collections.OrderedDict()
-        )
+        self._starting: set[str] = set()
+        self._histories: collections.OrderedDict[str, _HistoryView] = collections.OrderedDict()
         self._plugins = {
             load.name: pm.get_plugin(load.name) for load in plugin_loads if not load.error
         }
@@ -189,8 +210,10 @@ class Kernel:
         await self.store.close()
 
     async def flush_logs(self) -> None:
-        """Wait until every RuntimeLog record written so far is committed."""
+        """Commit every RuntimeLog record written so far now, and wait for it."""
         while self._pending_logs:
+            await asyncio.sleep(0)  # records just written reach the store
+            await self.store.flush()
             await asyncio.gather(*list(self._pending_logs), return_exceptions=True)
 
     # -- skills ----------------------------------------------------------------------
@@ -335,37 +358,54 @@ class Kernel:
 
     # -- history ---------------------------------------------------------------------
     async def append(self, scb: SCB, fact: Fact, *, active: frozenset[str] | None = None) -> int:
-        """Append a fact and announce it on ``history.append``.
+        """Append a fact and announce it on ``history.append``."""
+        [seq] = await self.append_all(scb, [fact], active=active)
+        return seq
 
-        The fact is checked first: history is append-only, so a fact that could
-        not be read back would break the session for good."""
+    @staticmethod
+    def check_fact(fact: Fact) -> None:
+        """Refuse a fact that could not be read back: history is append-only, so
+        it would break the session for good."""
         try:
             decode_fact(encode_fact(fact))
         except msgspec.ValidationError as exc:
             raise HookError(
                 "history.append", f"refusing to record an invalid {fact_kind(fact)} fact: {exc}"
             ) from None
-        seq = await self.store.append(scb.id, fact)
-        hooked = bool(self.hooks.impls("history.append"))
-        if not hooked and not self.events.has_subscribers():
-            return seq
-        event = {
-            "session_id": scb.id,
-            "agent_id": scb.agent_id,
-            "seq": seq,
-            "ts": time.time(),
-            "fact": fact_to_builtins(fact),
-        }
-        self.events.publish("history.append", event)
-        if hooked:
-            self.hooks.notify(
-                "history.append",
-                event,
-                active=active
-                if active is not None
-                else await self.active_skills(scb.agent_id, scb.id),
-            )
-        return seq
+
+    async def append_all(
+        self, scb: SCB, facts: Sequence[Fact], *, active: frozenset[str] | None = None
+    ) -> list[int]:
+        """Append facts in order, in one commit, and announce each on ``history.append``.
+
+        The facts are checked first (:meth:`check_fact`)."""
+        for fact in facts:
+            self.check_fact(fact)
+        seqs = await self.store.append_all(scb.id, facts)
+        now = time.time()
+        events = [
+            {
+                "session_id": scb.id,
+                "agent_id": scb.agent_id,
+                "seq": seq,
+                "ts": now,
+                "fact": fact_to_builtins(fact),
+            }
+            for seq, fact in zip(seqs, facts, strict=True)
+        ]
+        view = self._histories.get(scb.id)
+        if view is not None:
+            view.extend(events)
+        if self.hooks.impls("history.append"):
+            if active is None:
+                active = await self.active_skills(scb.agent_id, scb.id)
+            for event in events:
+                self.events.publish("history.append", event)
+                self.hooks.notify("history.append", event, active=active)
+        else:
+            for event in events:
+                self.events.publish("history.append", event)
+        return seqs
 
     # -- the ReAct loop's needs ---------------------------------------------------------
     @property
@@ -379,18 +419,27 @@ class Kernel:
         skills = self.skills.active(sorted(active) if active is not None else None)
         return [str(s.scripts_dir) for s in skills if s.scripts_dir is not None]
 
-    async def history_view(self, session_id: str) -> list[dict[str, Any]]:
-        """The session's facts as plain data, kept per session and read incrementally."""
-        cached = self._histories.get(session_id)
-        if cached is None:
-            cached = self._histories[session_id] = []
+    async def history_view(self, session_id: str, *, refresh: bool = False) -> list[dict[str, Any]]:
+        """The session's facts as plain data (``{seq, ts, fact}``), kept per session.
+
+        Facts this kernel appends join the view as they are committed, so a
+        dispatch reads nothing back. The store is read when the view may lack
+        facts: on first use, after another writer's fact was seen to land
+        between two of ours (a gap in ``seq``), or when ``refresh`` asks for
+        whatever other writers committed meanwhile."""
+        view = self._histories.get(session_id)
+        if view is None:
+            view = self._histories[session_id] = _HistoryView()
         self._histories.move_to_end(session_id)
         while len(self._histories) > HISTORY_CACHE_SESSIONS:
             self._histories.popitem(last=False)
-        after = cached[-1]["seq"] if cached else 0
-        for entry in await self.store.read_history(session_id, after=after):
-            cached.append({"seq": entry.seq, "ts": entry.ts, "fact": fact_to_builtins(entry.fact)})
-        return cached
+        if refresh or not view.complete:
+            entries = await self.store.read_history(session_id, after=view.last_seq)
+            view.extend(
+                {"seq": e.seq, "ts": e.ts, "fact": fact_to_builtins(e.fact)} for e in entries
+            )
+            view.complete = True
+        return view.facts
 
     async def assemble(
         self,
@@ -411,7 +460,7 @@ class Kernel:
         request = {
             "session_id": scb.id,
             "agent_id": scb.agent_id,
-            "history": await self.history_view(scb.id),
+            "history": await self.history_view(scb.id, refresh=rebuild),
             "skills": [{"name": s.name, "description": s.description} for s in skills],
             "skills_prompt": available_skills_prompt(skills),
             "budget": self.config.aoscb.limits.context_budget,

@@ -119,6 +119,8 @@ class ReActUnit:
     """The running loop (set by Kernel.start_dispatch)."""
     _totals: _Totals = field(default_factory=_Totals)
     _running_call: ToolCallRequest | None = None
+    _deferred: list[Fact] = field(default_factory=list)
+    """Facts recorded with the next append, in the same commit."""
 
     # -- setup --------------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -170,7 +172,9 @@ class ReActUnit:
             self.scb = await kernel.store.update_session(
                 msgspec.structs.replace(self.scb, status="running", phase="dispatch")
             )
-            await self._append(DispatchStarted(dispatch_id=self.dispatch_id, node=kernel.node_id))
+            self._deferred.append(
+                DispatchStarted(dispatch_id=self.dispatch_id, node=kernel.node_id)
+            )
             await self._append(UserMessage(text=self.message, sender=self.principal.name))
             status, answer = await self._loop()
         except asyncio.CancelledError:
@@ -279,16 +283,19 @@ class ReActUnit:
                 "compute.after", f"compute.after returned invalid tool_calls: {exc}"
             ) from None
         content = str(decided["content"] or "")
-        await self._append(
-            AssistantMessage(
-                text=content,
-                reasoning=str(decided.get("reasoning") or ""),
-                tool_calls=tool_calls,
-                finish_reason=decided.get("finish_reason"),
-                model=completion.model or str(request["model"]),
-                usage=completion.usage,
-            )
+        reply = AssistantMessage(
+            text=content,
+            reasoning=str(decided.get("reasoning") or ""),
+            tool_calls=tool_calls,
+            finish_reason=decided.get("finish_reason"),
+            model=completion.model or str(request["model"]),
+            usage=completion.usage,
         )
+        if tool_calls:  # recorded with the first call's tool.call or tool.result: one commit
+            kernel.check_fact(reply)
+            self._deferred.append(reply)
+        else:
+            await self._append(reply)
         return content, tool_calls
 
     def _request_of(self, call_id: str, name: str, arguments: str) -> ToolCallRequest:
@@ -482,7 +489,9 @@ class ReActUnit:
 
     # -- bookkeeping ----------------------------------------------------------------------
     async def _append(self, fact: Fact) -> int:
-        return await self.kernel.append(self.scb, fact, active=self.active)
+        facts, self._deferred = [*self._deferred, fact], []
+        seqs = await self.kernel.append_all(self.scb, facts, active=self.active)
+        return seqs[-1]
 
     async def _phase(self, phase: str) -> None:
         """What the unit is doing now (assemble, compute, tool): kept in memory and
@@ -509,14 +518,16 @@ class ReActUnit:
                 self.cancel("stopped: this node lost the session's lease to another node")
                 return
 
-    async def _record_unresolved(self, status: DispatchStatus) -> None:
+    def _defer_unresolved(self, status: DispatchStatus) -> None:
         """Every tool call gets a result, even when the dispatch ends early."""
         for request in self._unresolved:
             if request is self._running_call:
                 output = "interrupted: the command and everything it started were killed"
             else:
                 output = f"not run: the dispatch ended ({status}) before this call"
-            await self._append(ToolResult(call_id=request.id, output=output, status="interrupted"))
+            self._deferred.append(
+                ToolResult(call_id=request.id, output=output, status="interrupted")
+            )
         self._unresolved = []
 
     async def _finish(
@@ -525,7 +536,7 @@ class ReActUnit:
         kernel = self.kernel
         usage = self._totals.usage()
         try:
-            await self._record_unresolved(status)
+            self._defer_unresolved(status)
             await self._append(
                 DispatchFinished(
                     dispatch_id=self.dispatch_id,

@@ -963,6 +963,7 @@ async def session_context(
     kernel: Kernel, principal: Principal, params: ContextParams
 ) -> list[dict[str, Any]]:
     scb = await _session_for(kernel, principal, params.id)
+    await kernel.history_view(scb.id, refresh=True)  # with what other writers committed
     active = await kernel.active_skills(scb.agent_id, scb.id)
     try:
         return await kernel.assemble(scb, active=active, rebuild=params.rebuild, record=False)

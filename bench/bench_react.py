@@ -156,7 +156,7 @@ SCALE_DELAY_S = 0.2
 BIG_BUDGET = 10**9
 """Tokens: no compaction is ever proposed."""
 
-STORE_OPS = ("append", "update_session", "read_history", "get_agent", "get_session", "log")
+STORE_OPS = ("append_all", "update_session", "read_history", "get_agent", "get_session", "log")
 """Store calls a step may make; those with a per-step count are timed."""
 HOOK_OPS = ("gate", "provide", "notify")
 GATES = ("compute.before", "compute.after", "tool.before", "tool.after")
@@ -535,7 +535,8 @@ async def _store_split(
     async def one_of_each(i: int) -> None:
         nonlocal current, last
         t0 = now_ns()
-        last = await store.append(scb.id, facts[i % len(facts)])
+        # A step commits the assistant reply with the tool.call, then the tool.result.
+        last = (await store.append_all(scb.id, facts[:2] if i % 2 else facts[2:]))[-1]
         t1 = now_ns()
         current = await store.update_session(
             msgspec.structs.replace(current, phase=phases[i % len(phases)])
@@ -547,9 +548,14 @@ async def _store_split(
         t4 = now_ns()
         await store.get_session(scb.id)
         t5 = now_ns()
-        # RuntimeLog records ride along with the next fact's commit (lazy group
-        # commit on SQLite): time a record together with a fact, less the fact alone.
-        await asyncio.gather(store.log(log), store.append(scb.id, facts[i % len(facts)]))
+        # RuntimeLog records are lazy: they ride along with the next commit
+        # (SQLite) or go in a batch beside it (PostgreSQL): time a record with the
+        # step's facts, flushed, less the facts alone.
+        await asyncio.gather(
+            store.log(log),
+            store.append_all(scb.id, facts[:2] if i % 2 else facts[2:]),
+            store.flush(),
+        )
         t6 = now_ns() - (t1 - t0)
         if len(read) != 3:
             raise RuntimeError(f"read {len(read)} facts, expected 3")

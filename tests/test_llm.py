@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import email.utils
 import json
@@ -15,6 +16,7 @@ import pytest
 from aos.history import Usage
 from aos.llm import (
     BASH_TOOL,
+    LANE_STREAMS,
     Completion,
     LLMClient,
     LLMError,
@@ -313,6 +315,21 @@ async def test_connection_refused_is_retried_then_one_sentence() -> None:
     assert caught.value.message.startswith("Cannot connect to the model server at 127.0.0.1:")
     assert caught.value.message.endswith("(gave up after 2 attempts)")
     assert caught.value.retryable
+
+
+async def test_concurrent_streams_share_a_few_connection_pools(
+    scripted_llm: ScriptedLLM, client: LLMClient
+) -> None:
+    """Many streams at once spread over pools of LANE_STREAMS (one pool walking
+    hundreds of connections costs milliseconds per request); pools are reused."""
+    scripted_llm.default = Reply.text("ok", delay=0.2)
+    n = 2 * LANE_STREAMS + 1
+    done = await asyncio.gather(*(complete(client) for _ in range(n)))
+    assert [c.content for c in done] == ["ok"] * n
+    assert len(client._lanes) == 3  # pyright: ignore[reportPrivateUsage]
+    for _ in range(3):
+        await asyncio.gather(*(complete(client) for _ in range(n)))
+    assert len(client._lanes) == 3  # pyright: ignore[reportPrivateUsage]
 
 
 async def test_models_endpoint_and_async_context() -> None:

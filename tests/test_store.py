@@ -251,6 +251,31 @@ async def test_append_to_unknown_session_fails_alone(store: Store) -> None:
         await store.read_history("ghost")
 
 
+async def test_append_all_writes_in_order(store: Store) -> None:
+    session = await make_session(store)
+    await store.append(session.id, UserMessage(text="go"))
+    call = ToolCallRequest(id="c1", command="ls")
+    step = [
+        AssistantMessage(tool_calls=[call]),
+        ToolCall(call_id="c1", command="ls", cwd="/tmp", timeout=5.0, pgid=7),
+    ]
+    assert await store.append_all(session.id, step) == [2, 3]
+    assert [e.fact for e in await store.read_history(session.id, after=1)] == step
+    with pytest.raises(NotFound):
+        await store.append_all("ghost", step)
+
+
+async def test_flush_commits_lazy_log_records_at_once(store: Store) -> None:
+    """RuntimeLog records wait to ride along with a later write; flush() sends them now."""
+    written = asyncio.get_running_loop().create_task(
+        store.log(LogEntry(kind="test.flush", message="now"))
+    )
+    await asyncio.sleep(0)
+    await store.flush()
+    assert [e.message for e in await store.read_log(kind="test.flush")] == ["now"]
+    assert await written > 0
+
+
 async def test_read_history_ranges(store: Store) -> None:
     session = await make_session(store)
     for i in range(10):

@@ -46,9 +46,17 @@ class GroupCommit(Generic[T, R]):
         """Write ``item`` in the next transaction. ``lazy`` items (records nobody
         waits on) do not start a transaction of their own at once: they ride along
         with the next eager write, or go after ``lazy_delay`` seconds."""
+        [result] = await self.submit_all([item], lazy=lazy)
+        return result
+
+    async def submit_all(self, items: Sequence[T], *, lazy: bool = False) -> list[R]:
+        """Write ``items`` in order, in the next transaction (a batch longer than
+        ``max_batch`` may split them over two)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
-        self._pending.append((item, future))
+        futures: list[asyncio.Future[R]] = []
+        for item in items:
+            futures.append(loop.create_future())
+            self._pending.append((item, futures[-1]))
         if self._task is None:
             if lazy:
                 if self._timer is None:
@@ -64,7 +72,7 @@ class GroupCommit(Generic[T, R]):
                     self._task = None
             else:
                 self._start()
-        return await future
+        return [await future for future in futures]
 
     def _start(self) -> None:
         if self._timer is not None:

@@ -97,6 +97,10 @@ class Store(ABC):
         """Flush pending writes and release the connection(s)."""
 
     @abstractmethod
+    async def flush(self) -> None:
+        """Commit every write submitted so far now, lazy RuntimeLog records included."""
+
+    @abstractmethod
     async def schema_version(self) -> int:
         """The newest applied migration."""
 
@@ -127,12 +131,18 @@ class Store(ABC):
         """Optimistic like :meth:`update_agent`; lease fields are not written here."""
 
     # -- SessionHistory -------------------------------------------------
-    @abstractmethod
     async def append(self, session_id: str, fact: Fact) -> int:
         """Durably append a fact; return its seq (the session's previous seq + 1).
 
         Concurrent appends are group-committed: one transaction serves every
         append that arrived while the previous commit was in flight."""
+        [seq] = await self.append_all(session_id, [fact])
+        return seq
+
+    @abstractmethod
+    async def append_all(self, session_id: str, facts: Sequence[Fact]) -> list[int]:
+        """Durably append facts in order, in one commit; return their seqs
+        (consecutive, unless another writer's fact landed between them)."""
 
     @abstractmethod
     async def read_history(

@@ -143,10 +143,13 @@ class PostgresStore(SQLStore):
                 )
 
     async def close(self) -> None:
-        await self._appends.drain()
-        await self._logs.drain()
+        await self.flush()
         await self._writer.close()
         await self._pool.close()
+
+    async def flush(self) -> None:
+        await self._appends.drain()
+        await self._logs.drain()
 
     # -- primitives -------------------------------------------------------
     async def _fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
@@ -171,11 +174,11 @@ class PostgresStore(SQLStore):
         return StoreUnavailable(f"database {self.url} failed: {_cause(exc)}")
 
     # -- group-committed writes ------------------------------------------
-    async def append(self, session_id: str, fact: Fact) -> int:
-        return await self._appends.submit((session_id, fact))
+    async def append_all(self, session_id: str, facts: Sequence[Fact]) -> list[int]:
+        return await self._appends.submit_all([(session_id, fact) for fact in facts])
 
     async def log(self, entry: LogEntry) -> int:
-        return await self._logs.submit(entry)
+        return await self._logs.submit(entry, lazy=True)  # a statement per batch, not per record
 
     async def _writer_connection(self) -> asyncpg.Connection:
         if self._writer.is_closed():  # the server dropped it: reconnect on the next flush

@@ -92,8 +92,11 @@ class SQLiteStore(SQLStore):
             raise
 
     async def close(self) -> None:
-        await self._writes.drain()
+        await self.flush()
         self._conn.close()
+
+    async def flush(self) -> None:
+        await self._writes.drain()
 
     # -- primitives -------------------------------------------------------
     def _translate(self, sql: str) -> str:
@@ -118,8 +121,8 @@ class SQLiteStore(SQLStore):
         return isinstance(exc.__cause__, sqlite3.IntegrityError)
 
     # -- group-committed writes ------------------------------------------
-    async def append(self, session_id: str, fact: Fact) -> int:
-        return await self._writes.submit((session_id, fact))
+    async def append_all(self, session_id: str, facts: Sequence[Fact]) -> list[int]:
+        return await self._writes.submit_all([(session_id, fact) for fact in facts])
 
     async def log(self, entry: LogEntry) -> int:
         return await self._writes.submit(entry, lazy=True)  # rides along with the next fact
