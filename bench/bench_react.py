@@ -18,8 +18,10 @@ round trip when tried).
     tool.after, the RuntimeLog records, the phase updates, the next assembly,
     compute.before and the next request sent. After each dispatch, the same
     loop replays the dispatch's own model requests (their exact bodies) through
-    the kernel's ``LLMClient`` sequentially, and runs
-    ``aos.bash.run_bash("true")`` K times. Kernel overhead per step =
+    the kernel's ``LLMClient``, each after an ``aos.bash.run_bash("true")``:
+    the rhythm of a dispatch without the kernel's work (back to back, the
+    processes would stay hot and the model look faster than in a dispatch).
+    Kernel overhead per step =
     p50(step) - p50(model round trip) - p50(bash): subtracted are the model
     (the scripted server and the LLM client's work of sending, streaming and
     parsing) and the command; everything else the kernel does in a step stays
@@ -29,9 +31,11 @@ round trip when tried).
 
     Its split, per step (info): the store and hook calls one step makes are
     counted (a dispatch of 5 steps minus one of 2, divided by 3); each store
-    call kind is then timed alone, interleaved (``append`` of the step's own
-    facts, ``update_session``, ``read_history`` of the last 3 facts,
-    ``get_agent``, ``get_session``, ``log``): store = sum of count x p50. Gate
+    call kind is then timed alone, interleaved (``append_all`` of the step's
+    own facts, ``update_session``, ``read_history`` of the last 3 facts,
+    ``get_agent``, ``get_session``): store = sum of count x p50. RuntimeLog
+    records are lazy (they ride along with a later commit, or go in a batch
+    beside it) and nothing waits for them: their cost is in ``rest``. Gate
     hooks = count x p50 of ``kernel.hooks.gate`` on the step's chains; the
     ``session.assemble`` provider (aos-context, incremental) is timed through
     ``kernel.hooks.provide``. ``rest`` = overhead - store - gate hooks -
@@ -128,7 +132,6 @@ from aos.history import (
 from aos.kernel import Kernel
 from aos.llm import BASH_TOOL, LLMClient, LLMSettings
 from aos.principals import ADMIN
-from aos.runtimelog import LogEntry
 from aos.session import SCB
 from aos.skills.registry import available_skills_prompt
 from aos.testing import Reply, ScriptedLLM
@@ -156,7 +159,7 @@ SCALE_DELAY_S = 0.2
 BIG_BUDGET = 10**9
 """Tokens: no compaction is ever proposed."""
 
-STORE_OPS = ("append_all", "update_session", "read_history", "get_agent", "get_session", "log")
+STORE_OPS = ("append_all", "update_session", "read_history", "get_agent", "get_session")
 """Store calls a step may make; those with a per-step count are timed."""
 HOOK_OPS = ("gate", "provide", "notify")
 GATES = ("compute.before", "compute.after", "tool.before", "tool.after")
@@ -387,21 +390,9 @@ async def _measure_steps(
             raise RuntimeError(f"{len(arrived)} model requests for {steps_per} steps")
         bodies = [body for _, body in arrived]
         workspace = kernel.config.paths.data_dir / "workspaces" / scb.agent_id
+        # In the loop's own rhythm: bash, then the model, step after step (the
+        # processes wake as they do in a dispatch, not hot from a tight loop).
         for body in bodies:
-            start = now_ns()
-            done = await kernel.llm.complete(
-                model=body["model"],
-                messages=body["messages"],
-                tools=body.get("tools"),
-                params={},
-                on_delta=no_delta,
-            )
-            elapsed = now_ns() - start
-            if [json.loads(c.arguments)["command"] for c in done.tool_calls] != [COMMAND]:
-                raise RuntimeError(f"replayed request answered {done}")
-            if keep:
-                model_ns.append(elapsed)
-        for _ in range(steps_per):
             start = now_ns()
             result = await run_bash(
                 COMMAND,
@@ -415,6 +406,19 @@ async def _measure_steps(
                 raise RuntimeError(f"bash {COMMAND} exited {result.exit_code}")
             if keep:
                 bash_ns.append(elapsed)
+            start = now_ns()
+            done = await kernel.llm.complete(
+                model=body["model"],
+                messages=body["messages"],
+                tools=body.get("tools"),
+                params={},
+                on_delta=no_delta,
+            )
+            elapsed = now_ns() - start
+            if [json.loads(c.arguments)["command"] for c in done.tool_calls] != [COMMAND]:
+                raise RuntimeError(f"replayed request answered {done}")
+            if keep:
+                model_ns.append(elapsed)
         if keep:
             step_ns += [round((b - a) * 1e9) for (a, _), (b, _) in pairwise(arrived)]
             requests = bodies
@@ -521,13 +525,6 @@ async def _store_split(
     step = (AssistantMessage, ToolCall, ToolResult)
     facts: Sequence[Fact] = [e.fact for e in history if isinstance(e.fact, step)][-3:]
     phases = ("assemble", "compute", "tool")
-    log = LogEntry(
-        kind="tool.raw",
-        session_id=scb.id,
-        agent_id=scb.agent_id,
-        message="bash exit 0 (ok) in 0.001s",
-        data={"call_id": "call_1_0", "command": COMMAND, "exit_code": 0, "output": ""},
-    )
     current = await store.get_session(scb.id)
     last = history[-1].seq
     samples: dict[str, list[int]] = {op: [] for op in STORE_OPS}
@@ -548,20 +545,9 @@ async def _store_split(
         t4 = now_ns()
         await store.get_session(scb.id)
         t5 = now_ns()
-        # RuntimeLog records are lazy: they ride along with the next commit
-        # (SQLite) or go in a batch beside it (PostgreSQL): time a record with the
-        # step's facts, flushed, less the facts alone.
-        await asyncio.gather(
-            store.log(log),
-            store.append_all(scb.id, facts[:2] if i % 2 else facts[2:]),
-            store.flush(),
-        )
-        t6 = now_ns() - (t1 - t0)
         if len(read) != 3:
             raise RuntimeError(f"read {len(read)} facts, expected 3")
-        for op, ns in zip(
-            STORE_OPS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5), strict=True
-        ):
+        for op, ns in zip(STORE_OPS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
             samples[op].append(ns)
 
     n, warmup = ctx.scale(1000, 200), 200
