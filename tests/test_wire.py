@@ -8,10 +8,12 @@ import socket
 import stat
 import struct
 from pathlib import Path
+from typing import Any
 
+import aos_sdk
 import msgspec
 import pytest
-from aos_sdk import Client, SyscallFailed
+from aos_sdk import Client, NotConnected, SyscallFailed
 from aos_sdk.protocol import (
     MAX_FRAME,
     Bye,
@@ -175,6 +177,34 @@ async def test_sockets_are_private_and_principals_are_right(tmp_path: Path) -> N
         with pytest.raises(SyscallFailed, match="signature"):
             async with Client(paths(daemon).agent_socket, token=token[:-4] + "AAAA"):
                 pass
+
+
+async def test_the_blocking_call_for_scripts(tmp_path: Path) -> None:
+    """aos_sdk.call (what skill scripts use: a blocking socket and msgpack, no
+    asyncio) against a real daemon: results, typed errors, refused hellos."""
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        control, agents = paths(daemon).control_socket, paths(daemon).agent_socket
+
+        async def blocking(name: str, params: dict[str, object] | None = None, **kw: object) -> Any:
+            return await asyncio.to_thread(aos_sdk.call, name, params, **kw)  # type: ignore[arg-type]
+
+        assert (await blocking("kernel.status", socket=control, token=""))["pid"] == os.getpid()
+        with pytest.raises(SyscallFailed) as info:
+            await blocking("agent.get", {"id": "missing"}, socket=control, token="")
+        assert (info.value.code, info.value.message) == ("not_found", "agent missing not found")
+        agent = await kernel.syscall(ADMIN, "agent.create", {"name": "a"})
+        token = kernel.tokens.issue(
+            agent_principal(agent["agent"]["id"], None, frozenset(agent["effective"]["scopes"]))
+        )
+        with pytest.raises(SyscallFailed) as info:
+            await blocking("kernel.config", socket=agents, token=token)
+        assert info.value.code == "denied"
+        with pytest.raises(SyscallFailed, match="signature"):
+            await blocking("kernel.status", socket=agents, token=token[:-4] + "AAAA")
+    with pytest.raises(NotConnected, match="no AgentOS daemon at"):
+        aos_sdk.call("kernel.status", socket=tmp_path / "gone.sock", connect_timeout=0.1)
 
 
 async def test_concurrent_requests_on_one_connection(tmp_path: Path) -> None:

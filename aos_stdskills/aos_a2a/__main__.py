@@ -1,54 +1,106 @@
-"""``a2a send | inbox | agents`` for agents (see SKILL.md)."""
+"""``a2a send | inbox | agents`` for agents (see SKILL.md).
+
+Agents run this as a process per command, so its start-up is on the path of
+every message: arguments are read by hand (argparse alone would add ~6 ms) and
+the syscall goes through :func:`aos_sdk.call` (a blocking socket, no asyncio).
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from aos_sdk import NotConnected, SyscallFailed, call
+from aos_sdk import ConnectionClosed, NotConnected, SyscallFailed, call
 
 SKILL = "aos-a2a"
+USAGE = """usage: a2a send AGENT MESSAGE (--silent | --notify | --wake) [--session SESSION]
+       a2a inbox
+       a2a agents
+
+Messages between agents.
+  send     send MESSAGE to AGENT (a name or an id): --silent (FYI), --notify
+           (AGENT acts on it), --wake (AGENT acts and its answer comes back to
+           you as a reply); --session SESSION delivers into that session
+  inbox    messages you received
+  agents   agents you may message"""
+FOLLOW = {
+    "silent": "it will see it the next time it runs",
+    "notify": "it is handling it; no reply will come",
+    "wake": "its answer will come back to you as a reply",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse(argv: list[str]) -> tuple[str, dict[str, str | None]]:
+    """The action and the params of its skill method."""
+    if not argv:
+        raise UsageError("an action is required: send, inbox or agents")
+    action, rest = argv[0], argv[1:]
+    if action in ("inbox", "agents"):
+        if rest:
+            raise UsageError(f"{action} takes no arguments (got {' '.join(rest)})")
+        return action, {}
+    if action != "send":
+        raise UsageError(f"unknown action {action!r}: use send, inbox or agents")
+    positional: list[str] = []
+    modes: list[str] = []
+    session: str | None = None
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg in ("--silent", "--notify", "--wake"):
+            modes.append(arg[2:])
+        elif arg == "--session" or arg.startswith("--session="):
+            if "=" in arg:
+                session = arg.split("=", 1)[1]
+            elif i + 1 < len(rest):
+                i += 1
+                session = rest[i]
+            else:
+                raise UsageError("--session needs a session id")
+        elif arg == "--":
+            positional += rest[i + 1 :]
+            break
+        elif arg.startswith("--"):
+            raise UsageError(f"unknown option {arg}")
+        else:
+            positional.append(arg)
+        i += 1
+    if len(positional) != 2:
+        raise UsageError("send takes AGENT and MESSAGE (quote the message)")
+    if len(modes) != 1:
+        raise UsageError("send needs exactly one of --silent, --notify, --wake")
+    to, text = positional
+    return "send", {"to": to, "text": text, "mode": modes[0], "session": session}
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="a2a", description="Messages between agents.")
-    sub = parser.add_subparsers(dest="action", required=True)
-    send = sub.add_parser("send", help="send a message to an agent")
-    send.add_argument("agent", help="name or id of the receiving agent")
-    send.add_argument("message")
-    mode = send.add_mutually_exclusive_group(required=True)
-    for flag in ("silent", "notify", "wake"):
-        mode.add_argument(f"--{flag}", dest="mode", action="store_const", const=flag)
-    send.add_argument("--session", help="deliver into this session of the agent")
-    sub.add_parser("inbox", help="messages you received")
-    sub.add_parser("agents", help="agents you may message")
-    args = parser.parse_args(argv)
-    try:
-        if args.action == "send":
-            params = {
-                "to": args.agent,
-                "text": args.message,
-                "mode": args.mode,
-                "session": args.session,
-            }
-            sent = call("skill.call", {"skill": SKILL, "method": "send", "params": params})
-            follow = {
-                "silent": "it will see it the next time it runs",
-                "notify": "it is handling it; no reply will come",
-                "wake": "its answer will come back to you as a reply",
-            }[args.mode]
-            print(f"sent {sent['message_id']} to {sent['to_name']} ({args.mode}): {follow}")
-        elif args.action == "inbox":
-            for m in call("skill.call", {"skill": SKILL, "method": "inbox", "params": {}}):
-                reply = f", reply to {m['reply_to']}" if m.get("reply_to") else ""
-                print(f"{m['message_id']} from {m['from_name']} ({m['mode']}{reply}): {m['text']}")
-        else:
-            for a in call("skill.call", {"skill": SKILL, "method": "agents", "params": {}}):
-                print(f"{a['name']} ({a['id']}){' parent ' + a['parent'] if a['parent'] else ''}")
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
         return 0
-    except (SyscallFailed, NotConnected) as exc:
+    try:
+        action, params = parse(argv)
+    except UsageError as exc:
+        print(f"{USAGE}\na2a: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = call("skill.call", {"skill": SKILL, "method": action, "params": params})
+    except (SyscallFailed, NotConnected, ConnectionClosed) as exc:
         print(f"a2a: {exc}", file=sys.stderr)
         return 1
+    if action == "send":
+        mode = str(params["mode"])
+        print(f"sent {result['message_id']} to {result['to_name']} ({mode}): {FOLLOW[mode]}")
+    elif action == "inbox":
+        for m in result:
+            reply = f", reply to {m['reply_to']}" if m.get("reply_to") else ""
+            print(f"{m['message_id']} from {m['from_name']} ({m['mode']}{reply}): {m['text']}")
+    else:
+        for a in result:
+            print(f"{a['name']} ({a['id']}){' parent ' + a['parent'] if a['parent'] else ''}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,13 +2,44 @@
 
 The wire protocol's msgspec structs live here (:mod:`aos_sdk.protocol`) and the
 kernel imports them, so there is exactly one definition of every frame.
+
+Names are imported on first use: a skill script that only needs
+:func:`call` (:mod:`aos_sdk.blocking`) does not load asyncio or msgspec.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from aos_sdk.client import Client, NotConnected, SyscallFailed, call
-from aos_sdk.peer import ConnectionClosed
-from aos_sdk.service import MethodError, define_service, syscall
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for type checkers; at run time each name loads on first use
+    from aos_sdk.blocking import call
+    from aos_sdk.client import Client
+    from aos_sdk.errors import ConnectionClosed, NotConnected, SyscallFailed
+    from aos_sdk.service import MethodError, define_service, syscall
+
+_HOMES = {
+    "call": "aos_sdk.blocking",
+    "Client": "aos_sdk.client",
+    "ConnectionClosed": "aos_sdk.errors",
+    "NotConnected": "aos_sdk.errors",
+    "SyscallFailed": "aos_sdk.errors",
+    "MethodError": "aos_sdk.service",
+    "define_service": "aos_sdk.service",
+    "syscall": "aos_sdk.service",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'aos_sdk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Client",

@@ -17,20 +17,12 @@ from types import TracebackType
 from typing import Any
 
 from aos_sdk import __version__
-from aos_sdk.peer import ConnectionClosed, Peer, RemoteError
+from aos_sdk.errors import ConnectionClosed, NotConnected, SyscallFailed
+from aos_sdk.peer import Peer, RemoteError
 from aos_sdk.protocol import MAX_FRAME, Error, Event, Hello, Syscall, SyscallResult, Welcome
 
 SDK = f"aos-sdk-python/{__version__}"
 EARLY_EVENTS = 1000
-
-
-class SyscallFailed(Exception):
-    """The kernel refused or failed a syscall; ``code`` says how (denied, not_found...)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 async def peer_syscall(peer: Peer, name: str, params: dict[str, Any] | None) -> Any:
@@ -52,10 +44,6 @@ def subscribe_params(topics: list[str] | None, session_id: str | None) -> dict[s
     if session_id is not None:
         params["session_id"] = session_id
     return params
-
-
-class NotConnected(Exception):
-    """No daemon answered at the socket."""
 
 
 class Client:
@@ -179,14 +167,4 @@ class Client:
         self._peer = None
 
 
-def call(name: str, params: dict[str, Any] | None = None, **client_args: Any) -> Any:
-    """One syscall from synchronous code (a skill script): connect, call, close."""
-
-    async def once() -> Any:
-        async with Client(**client_args) as client:
-            return await client.call(name, params)
-
-    return asyncio.run(once())
-
-
-__all__ = ["Client", "ConnectionClosed", "NotConnected", "SyscallFailed", "call"]
+__all__ = ["Client", "ConnectionClosed", "NotConnected", "SyscallFailed"]

@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aos_sdk.errors import ConnectionClosed
 from aos_sdk.protocol import (
     HEADER,
     MAX_FRAME,
@@ -45,10 +46,6 @@ class RemoteError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-
-
-class ConnectionClosed(Exception):
-    """The connection ended before the answer arrived."""
 
 
 class Peer:

@@ -1,0 +1,119 @@
+"""``aos_sdk.call``: one syscall from synchronous code, over a blocking socket.
+
+Skill scripts run as a process per command (the agent's bash starts them), so
+what they pay at start-up is paid on every call: this module imports no
+asyncio, no msgspec, no typing and no ``socket`` wrapper (its enum and
+selectors imports), which together cost tens of milliseconds per start. It
+speaks the same frames as :mod:`aos_sdk.protocol` (a 4-byte big-endian
+length, then a MessagePack map with a ``type``), encoded with ``msgpack``.
+"""
+
+from __future__ import annotations
+
+import _socket
+import os
+import struct
+import time
+
+import msgpack
+
+from aos_sdk import __version__
+from aos_sdk.errors import ConnectionClosed, NotConnected, SyscallFailed
+
+SDK = f"aos-sdk-python/{__version__}"
+PROTOCOL_VERSION = 1
+_HEADER = struct.Struct(">I")
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds
+    from typing import Any
+
+
+def call(
+    name: str,
+    params: dict[str, Any] | None = None,
+    *,
+    socket: str | os.PathLike[str] | None = None,
+    token: str | None = None,
+    connect_timeout: float = 10.0,
+) -> Any:
+    """Connect, run one syscall, close; return its result.
+
+    ``socket`` (a path) and ``token`` default to ``AOS_SOCKET`` and ``AOS_TOKEN``.
+    Connecting retries until ``connect_timeout`` while no daemon answers, then
+    raises :class:`NotConnected`; a refused hello or a failed syscall raises
+    :class:`SyscallFailed`."""
+    path = socket or os.environ.get("AOS_SOCKET")
+    if not path:
+        raise NotConnected("no socket given and AOS_SOCKET is not set")
+    sock = _connect(os.fspath(path), connect_timeout)
+    try:
+        hello = {"type": "hello", "role": "client", "sdk": SDK, "protocol": PROTOCOL_VERSION}
+        hello["token"] = token if token is not None else os.environ.get("AOS_TOKEN")
+        _send(sock, hello)
+        welcome = _expect(_receive(sock), "welcome")
+        if welcome.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+            raise SyscallFailed("protocol", f"the kernel speaks protocol {welcome['protocol']}")
+        _send(sock, {"type": "syscall", "id": 1, "name": name, "params": params or {}})
+        while True:  # no subscription on this connection: no events can come
+            reply = _receive(sock)
+            if reply.get("type") == "ping":
+                _send(sock, {"type": "pong", "id": reply.get("id")})
+                continue
+            return _expect(reply, "syscall_result").get("result")
+    finally:
+        sock.close()
+
+
+def _connect(path: str, timeout: float) -> _socket.socket:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            if time.monotonic() + delay > deadline:
+                raise NotConnected(f"no AgentOS daemon at {path}: {exc.strerror}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+def _send(sock: _socket.socket, message: dict[str, Any]) -> None:
+    body = msgpack.packb(message) or b""  # (never empty: a map is at least one byte)
+    sock.sendall(_HEADER.pack(len(body)) + body)
+
+
+def _receive(sock: _socket.socket) -> dict[str, Any]:
+    (length,) = _HEADER.unpack(_read(sock, _HEADER.size))
+    message = msgpack.unpackb(_read(sock, length))
+    if not isinstance(message, dict):
+        raise SyscallFailed("protocol", "the kernel sent a frame that is not a message")
+    return message
+
+
+def _read(sock: _socket.socket, n: int) -> bytes:
+    chunks: list[bytes] = []
+    while n:
+        chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            raise ConnectionClosed("the daemon closed the connection before answering")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _expect(message: dict[str, Any], kind: str) -> dict[str, Any]:
+    if message.get("type") == "bye":
+        raise ConnectionClosed(f"the daemon hung up: {message.get('reason') or 'no reason given'}")
+    if message.get("type") == "error":
+        raise SyscallFailed(str(message.get("code")), str(message.get("message")))
+    if message.get("type") != kind:
+        raise SyscallFailed("protocol", f"expected {kind}, got {message.get('type')}")
+    return message
