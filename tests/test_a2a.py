@@ -13,6 +13,7 @@ from aos_sdk import Client
 from conftest import poll_until, running_daemon
 
 from aos.daemon import Daemon
+from aos.hookspecs import hookimpl
 from aos.testing import Reply, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -194,6 +195,48 @@ async def test_a_send_outside_the_tree_is_denied_and_visible(tmp_path: Path) -> 
                 )
                 seen = llm.requests[1].body["messages"][-1]["content"]
                 assert "not in the same agent tree" in seen
+
+
+class Closed:
+    """A policy skill that refuses every dispatch of the agents that have it."""
+
+    @hookimpl
+    def dispatch_before(self, output: dict[str, Any]) -> object:
+        return {"verdict": "reject", "reason": "closed for the day"}
+
+
+async def test_a_target_that_cannot_start_is_reported_to_the_sender(tmp_path: Path) -> None:
+    """The message is delivered and acknowledged; the target's dispatch is refused;
+    the sender finds why in its own history."""
+    with ScriptedLLM(Reply.tool_call('a2a send shut "open up" --wake'), Reply.text("sent")) as llm:
+        async with running_daemon(
+            tmp_path, OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL="m"
+        ) as daemon:
+            assert daemon.kernel is not None
+            daemon.kernel.pm.register(Closed(), name="closed")
+            await poll_until(lambda: a2a_running(daemon))
+            async with Client(daemon.paths.control_socket, token="") as client:
+                me = (await client.call("agent.create", {"name": "me"}))["agent"]["id"]
+                await client.call(
+                    "agent.create",
+                    {"name": "shut", "parent": me, "config": {"skills": ["closed"]}},
+                )
+                session = (await client.call("session.create", {"agent_id": me}))["id"]
+                await client.call("session.dispatch", {"id": session, "message": "ask shut"})
+                [result] = [f for f in await history(client, session) if f["kind"] == "tool.result"]
+                assert result["exit_code"] == 0 and "sent msg_" in result["output"]
+
+                async def notice() -> bool:
+                    return any(
+                        "could not be started" in m["text"] for m in await messages(client, session)
+                    )
+
+                await wait_until(notice)
+                [note] = [
+                    m for m in await messages(client, session) if m["from_agent"] == "aos-a2a"
+                ]
+                assert "delivered to shut, but shut could not be started" in note["text"]
+                assert "closed for the day" in note["text"]
 
 
 def test_a_wake_cut_by_a_crash_is_completed_after_restart(tmp_path: Path) -> None:

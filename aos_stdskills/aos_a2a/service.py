@@ -49,6 +49,8 @@ class State:
         self.queued: dict[str, list[dict[str, Any]]] = defaultdict(list)
         """session id -> messages that wait for the session to be free."""
         self.lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task[None]] = set()
+        """Wakes under way (started after ``send`` returned)."""
         self.policy_read = asyncio.Event()
         """Methods wait for the SKILL.md policy before deciding anything."""
         self.ready = asyncio.Event()
@@ -74,17 +76,18 @@ async def agent(ref: str) -> dict[str, Any]:
     raise MethodError("not_found", f"no agent named or numbered {ref!r} (see `a2a agents`)")
 
 
-async def root_of(agent_id: str) -> str:
-    current = (await syscall("agent.get", {"id": agent_id}))["agent"]
+async def root_of(agent: dict[str, Any]) -> str:
+    """The root of an agent's tree, from its record (an ``agent.get`` per ancestor)."""
+    current = agent
     while current["parent"] is not None:
         current = (await syscall("agent.get", {"id": current["parent"]}))["agent"]
     return current["id"]
 
 
-async def allowed(sender_id: str, target_id: str) -> bool:
+async def allowed(sender: dict[str, Any], target: dict[str, Any]) -> bool:
     if state.policy.policy == "any":
         return True
-    return await root_of(sender_id) == await root_of(target_id)
+    return await root_of(sender) == await root_of(target)
 
 
 async def inbox_session(agent_id: str) -> str:
@@ -135,6 +138,31 @@ async def wake(session_id: str, messages: list[dict[str, Any]]) -> None:
     state.answering[session_id] = [m for m in messages if m["mode"] == "wake"]
 
 
+async def wake_target(
+    session_id: str, message: dict[str, Any], target_name: str, sender_session: str | None
+) -> None:
+    """Start the target on a delivered message; if it cannot be started, the
+    sender learns why in its own history."""
+    try:
+        async with state.lock:
+            await wake(session_id, [message])
+    except SyscallFailed as exc:
+        if not sender_session:
+            return
+        await deliver(
+            sender_session,
+            {
+                "message_id": new_message_id(),
+                "from_agent": SKILL,
+                "to_agent": message["from_agent"],
+                "mode": "silent",
+                "text": f"message {message['message_id']} was delivered to {target_name}, "
+                f"but {target_name} could not be started: {exc.message}",
+                "hops": message["hops"],
+            },
+        )
+
+
 async def send(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     await state.policy_read.wait()
     sender_id, sender_session = caller.get("agent_id"), caller.get("session_id")
@@ -151,7 +179,7 @@ async def send(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
         )
     target = await agent(str(params.get("to") or ""))
     sender = (await syscall("agent.get", {"id": sender_id}))["agent"]
-    if not await allowed(sender_id, target["id"]):
+    if not await allowed(sender, target):
         raise MethodError(
             "denied",
             f"{sender['name']} may not message {target['name']}: they are not in the same agent "
@@ -193,8 +221,14 @@ async def send(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     }
     async with state.lock:
         await deliver(session_id, message)  # acknowledged = recorded
-        if mode != "silent":
-            await wake(session_id, [{**message, "from_name": sender["name"]}])
+    if mode != "silent":  # the sender does not wait for the target to start
+        task = asyncio.get_running_loop().create_task(
+            wake_target(
+                session_id, {**message, "from_name": sender["name"]}, target["name"], sender_session
+            )
+        )
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
     return {
         "message_id": message["message_id"],
         "to": target["id"],
@@ -216,9 +250,9 @@ async def replied(message: dict[str, Any]) -> bool:
 
 
 async def reply(message: dict[str, Any], session_id: str, answer: str) -> None:
-    """Send the target's answer back to the sender's session, once."""
-    if await replied(message):
-        return
+    """Send the target's answer back to the sender's session. Once: a message is
+    answered when the dispatch this service started for it ends, and after a
+    restart only if the sender's history holds no reply yet (``start``)."""
     back = {
         "message_id": new_message_id(),
         "from_agent": message["to_agent"],
@@ -280,10 +314,13 @@ async def agents(caller: dict[str, Any], params: dict[str, Any]) -> list[dict[st
     if agent_id is None:
         raise MethodError("denied", "a2a agents is for agents")
     everyone = await syscall("agent.list", {"status": "active"})
+    me = next((a for a in everyone if a["id"] == agent_id), None)
+    if me is None:
+        raise MethodError("not_found", f"agent {agent_id} is not active")
     return [
         {"id": a["id"], "name": a["name"], "parent": a["parent"]}
         for a in everyone
-        if a["id"] != agent_id and await allowed(agent_id, a["id"])
+        if a["id"] != agent_id and await allowed(me, a)
     ]
 
 
