@@ -55,6 +55,8 @@ from aos.syscalls import call
 
 logger = logging.getLogger("aos")
 HISTORY_CACHE_SESSIONS = 256
+FACE_CACHE = 256
+"""Context faces kept (one per distinct set of active skills)."""
 SUMMARY_INSTRUCTION = (
     "Summarize this earlier part of an agent's session for the agent itself: the goals, "
     "what was done (commands and their outcomes), facts learned, and what is still open. "
@@ -131,10 +133,16 @@ class _HistoryView:
 
 @dataclass(frozen=True)
 class SkillContext:
+    """The context face of a set of active skills."""
+
     names: list[str]
     """The active skills found in the registry, by name."""
+    listed: list[dict[str, str]]
+    """``[{"name", "description"}]``, as ``session.assemble`` gets them."""
     prompt: str
+    """The ``<available_skills>`` block listed to the model."""
     path: list[str]
+    """Their ``scripts/`` folders, for bash's PATH."""
 
 
 class Kernel:
@@ -174,6 +182,7 @@ class Kernel:
         self._plugins = {
             load.name: pm.get_plugin(load.name) for load in plugin_loads if not load.error
         }
+        self._faces: dict[frozenset[str], SkillContext] = {}
         self._loaded: dict[str, tuple[int, frozenset[str]]] = {}
         """session id -> (facts of its history view read, skills loaded in it)."""
         skills.subscribe(self._on_skill_event)
@@ -220,6 +229,7 @@ class Kernel:
     def _on_skill_event(self, event: SkillEvent) -> None:
         """Keep hook registrations and declared policies in step with the registry:
         a plugin skill's hooks fire only while it is the active skill of its name."""
+        self._faces.clear()
         skill = event.skill
         self._sync_plugin(skill.name)
         if event.kind != "removed" and self.skills.get(skill.name) != skill:
@@ -274,15 +284,25 @@ class Kernel:
         return loaded
 
     async def skill_context(self, agent_id: str, session_id: str | None = None) -> SkillContext:
-        """The context face of an agent's active skills: the ``<available_skills>``
-        block listed to the model and the ``scripts/`` folders put on bash's PATH."""
-        names = sorted(await self.active_skills(agent_id, session_id))
-        skills = self.skills.active(names)
-        return SkillContext(
-            names=[s.name for s in skills],
-            prompt=available_skills_prompt(skills),
-            path=[str(s.scripts_dir) for s in skills if s.scripts_dir is not None],
-        )
+        """The context face of an agent's active skills (in a session)."""
+        return self.context_face(await self.active_skills(agent_id, session_id))
+
+    def context_face(self, active: frozenset[str]) -> SkillContext:
+        """The context face of these active skills, kept until the registry changes
+        (a ReAct step needs it twice: for the context and for bash's PATH)."""
+        face = self._faces.get(active)
+        if face is None:
+            skills = self.skills.active(sorted(active))
+            face = SkillContext(
+                names=[s.name for s in skills],
+                listed=[{"name": s.name, "description": s.description} for s in skills],
+                prompt=available_skills_prompt(skills),
+                path=[str(d) for s in skills if (d := s.scripts_dir) is not None],
+            )
+            if len(self._faces) >= FACE_CACHE:
+                self._faces.clear()
+            self._faces[active] = face
+        return face
 
     # -- RuntimeLog ------------------------------------------------------------------
     def log(self, entry: LogEntry) -> None:
@@ -414,11 +434,6 @@ class Kernel:
             self._llm = LLMClient(self.llm_settings)
         return self._llm
 
-    def skill_paths(self, active: frozenset[str] | None) -> list[str]:
-        """The ``scripts/`` folders of the active skills, for bash's PATH."""
-        skills = self.skills.active(sorted(active) if active is not None else None)
-        return [str(s.scripts_dir) for s in skills if s.scripts_dir is not None]
-
     async def history_view(self, session_id: str, *, refresh: bool = False) -> list[dict[str, Any]]:
         """The session's facts as plain data (``{seq, ts, fact}``), kept per session.
 
@@ -455,14 +470,14 @@ class Kernel:
         A provider may ask for older turns to be compacted (``compaction``); the
         kernel then asks the model for the summary (the provider's fallback if
         that fails), records a ``context.compacted`` fact and assembles again."""
-        skills = self.skills.active(sorted(active))
+        face = self.context_face(active)
         effective = effective or await self.effective(scb.agent_id)
         request = {
             "session_id": scb.id,
             "agent_id": scb.agent_id,
             "history": await self.history_view(scb.id, refresh=rebuild),
-            "skills": [{"name": s.name, "description": s.description} for s in skills],
-            "skills_prompt": available_skills_prompt(skills),
+            "skills": face.listed,
+            "skills_prompt": face.prompt,
             "budget": self.config.aoscb.limits.context_budget,
             "model": effective.model,
             "rebuild": rebuild,

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,8 @@ logger = logging.getLogger("aos")
 LEASE_TTL = 30.0
 RAW_LOG_CAP = 256 * 1024
 """Bytes of raw tool output stored per RuntimeLog record."""
+TOKEN_REISSUE = 3600.0
+"""Seconds a dispatch reuses the agent token it issued for bash (tokens last a day)."""
 SECRET_VARIABLES = ("OPENROUTER_API_KEY",)
 """Never handed to the agent's bash."""
 
@@ -121,6 +124,10 @@ class ReActUnit:
     _running_call: ToolCallRequest | None = None
     _deferred: list[Fact] = field(default_factory=list)
     """Facts recorded with the next append, in the same commit."""
+    _workspace_path: Path | None = None
+    _base_env: dict[str, str] | None = None
+    _token: tuple[str | None, float] = (None, 0.0)
+    """The agent's token for bash and when it was issued."""
 
     # -- setup --------------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -452,34 +459,41 @@ class ReActUnit:
 
     # -- environment -------------------------------------------------------------------
     def _workspace(self) -> Path:
-        configured = self.cwd or self.effective.workspace
-        path = (
-            Path(configured)
-            if configured
-            else self.kernel.config.paths.data_dir / "workspaces" / self.scb.agent_id
-        )
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        if self._workspace_path is None:
+            configured = self.cwd or self.effective.workspace
+            self._workspace_path = (
+                Path(configured)
+                if configured
+                else self.kernel.config.paths.data_dir / "workspaces" / self.scb.agent_id
+            )
+        self._workspace_path.mkdir(parents=True, exist_ok=True)
+        return self._workspace_path
 
     def _bash_env(self) -> dict[str, str]:
         """The base environment handed to tool.before (no AOS_* and no secrets)."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("AOS_") and k not in SECRET_VARIABLES
-        }
-        path = [*self.kernel.skill_paths(self.active), env.get("PATH", os.defpath)]
+        if self._base_env is None:  # the daemon's environment, read once per dispatch
+            self._base_env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("AOS_") and k not in SECRET_VARIABLES
+            }
+        env = dict(self._base_env)
+        path = [*self.kernel.context_face(self.active).path, env.get("PATH", os.defpath)]
         env["PATH"] = os.pathsep.join(path)
         env["AOS_PYTHON"] = os.path.abspath(sys.executable)
         return env
 
     def _kernel_env(self) -> dict[str, str]:
         """What the kernel sets last: the agent's token and where to use it."""
-        principal = agent_principal(
-            self.scb.agent_id, self.scb.id, frozenset(self.effective.scopes)
-        )
+        token, issued = self._token
+        if token is None or time.monotonic() - issued > TOKEN_REISSUE:  # valid for a day
+            principal = agent_principal(
+                self.scb.agent_id, self.scb.id, frozenset(self.effective.scopes)
+            )
+            token = self.kernel.tokens.issue(principal)
+            self._token = (token, time.monotonic())
         env = {
-            "AOS_TOKEN": self.kernel.tokens.issue(principal),
+            "AOS_TOKEN": token,
             "AOS_SESSION_ID": self.scb.id,
             "AOS_AGENT_ID": self.scb.agent_id,
         }
