@@ -449,11 +449,15 @@ class Kernel:
         while len(self._histories) > HISTORY_CACHE_SESSIONS:
             self._histories.popitem(last=False)
         if refresh or not view.complete:
-            entries = await self.store.read_history(session_id, after=view.last_seq)
+            view.complete = True  # a gap seen while the read is under way clears it again
+            try:
+                entries = await self.store.read_history(session_id, after=view.last_seq)
+            except BaseException:
+                view.complete = False
+                raise
             view.extend(
                 {"seq": e.seq, "ts": e.ts, "fact": fact_to_builtins(e.fact)} for e in entries
             )
-            view.complete = True
         return view.facts
 
     async def assemble(

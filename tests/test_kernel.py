@@ -3,6 +3,9 @@ read; another writer's facts (another node, another connection) are read in."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from aos.history import AssistantMessage, UserMessage
@@ -85,3 +88,34 @@ async def test_session_context_shows_what_others_wrote(kernel: Kernel, db_url: s
         await other.close()
     context = await kernel.syscall(ADMIN, "session.context", {"id": scb.id})
     assert [m["content"] for m in context if m["role"] == "user"] == ["mine", "theirs"]
+
+
+async def test_a_gap_seen_while_a_read_is_under_way_is_not_lost(
+    kernel: Kernel, db_url: str
+) -> None:
+    """A read that started before another writer's fact landed must not mark the
+    view complete over the gap an own append revealed meanwhile."""
+    scb = await new_session(kernel)
+    await kernel.append(scb, UserMessage(text="one"))
+    await kernel.history_view(scb.id)
+    read_history = kernel.store.read_history
+    release = asyncio.Event()
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        result = await read_history(*args, **kwargs)  # read now, answer later
+        await release.wait()
+        return result
+
+    kernel.store.read_history = slow  # type: ignore[method-assign]
+    reading = asyncio.get_running_loop().create_task(kernel.history_view(scb.id, refresh=True))
+    await asyncio.sleep(0.05)
+    other = await open_store(db_url)
+    try:
+        await other.append(scb.id, UserMessage(text="two"))
+    finally:
+        await other.close()
+    await kernel.append(scb, UserMessage(text="three"))  # lands past "two": a gap
+    release.set()
+    await reading
+    kernel.store.read_history = read_history  # type: ignore[method-assign]
+    assert texts(await kernel.history_view(scb.id)) == ["one", "two", "three"]
