@@ -55,7 +55,10 @@ def _use_pidfd_watcher() -> None:
         os.close(os.pidfd_open(os.getpid()))
     except (AttributeError, OSError):  # an old kernel or a sandbox without pidfd_open
         return
-    asyncio.set_child_watcher(_PidfdWatcher())
+    try:
+        asyncio.set_child_watcher(_PidfdWatcher())
+    except NotImplementedError:  # another event loop (uvloop) reaps its children itself
+        return
 
 
 class _PidfdWatcher(asyncio.AbstractChildWatcher):
