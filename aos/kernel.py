@@ -117,6 +117,10 @@ class _HistoryView:
     """False until read from the store, and again once a fact was seen to land
     past a gap (another writer's fact in between): a read is then due."""
 
+    reassemble: bool = False
+    """Facts put in ahead of their commit were taken out again: a context built
+    incrementally from them must be rebuilt."""
+
     @property
     def last_seq(self) -> int:
         return self.facts[-1]["seq"] if self.facts else 0
@@ -129,6 +133,24 @@ class _HistoryView:
                 self.facts.append(entry)
             elif entry["seq"] > last:
                 self.complete = False
+
+    def retract(self, ahead: list[dict[str, Any]]) -> None:
+        """Take out facts put in ahead of their commit, and all after them."""
+        for i in range(len(self.facts) - 1, -1, -1):
+            if self.facts[i] is ahead[0]:
+                del self.facts[i:]
+                break
+        self.complete = False
+        self.reassemble = True
+
+
+def _entries(seqs: Iterable[int], facts: Sequence[Fact]) -> list[dict[str, Any]]:
+    """History view entries (``{seq, ts, fact}``) for facts appended now."""
+    now = time.time()
+    return [
+        {"seq": seq, "ts": now, "fact": fact_to_builtins(fact)}
+        for seq, fact in zip(seqs, facts, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -402,20 +424,61 @@ class Kernel:
         for fact in facts:
             self.check_fact(fact)
         seqs = await self.store.append_all(scb.id, facts)
-        now = time.time()
-        events = [
-            {
-                "session_id": scb.id,
-                "agent_id": scb.agent_id,
-                "seq": seq,
-                "ts": now,
-                "fact": fact_to_builtins(fact),
-            }
-            for seq, fact in zip(seqs, facts, strict=True)
-        ]
+        entries = _entries(seqs, facts)
         view = self._histories.get(scb.id)
         if view is not None:
-            view.extend(events)
+            view.extend(entries)
+        await self._announce(scb, entries, active)
+        return seqs
+
+    def append_ahead(
+        self, scb: SCB, facts: Sequence[Fact], *, active: frozenset[str] | None = None
+    ) -> asyncio.Task[list[int]] | None:
+        """Start appending facts, and put them in this kernel's history view at once:
+        the caller may build on them (the next step's context) while they commit.
+        They are announced once committed, as always; the task ends then.
+
+        The view holds them under the ``seq`` they will get unless another writer's
+        fact lands first; then, or if the commit fails, they are taken out of the
+        view again, which is read anew and reassembled from scratch. None when the
+        view cannot take facts ahead (not read yet, or a gap to read first): use
+        :meth:`append_all` then."""
+        view = self._histories.get(scb.id)
+        if view is None or not view.complete:
+            return None
+        for fact in facts:
+            self.check_fact(fact)
+        ahead = _entries(range(view.last_seq + 1, view.last_seq + 1 + len(facts)), facts)
+        view.facts.extend(ahead)
+        return asyncio.get_running_loop().create_task(
+            self._commit_ahead(scb, facts, ahead, view, active)
+        )
+
+    async def _commit_ahead(
+        self,
+        scb: SCB,
+        facts: Sequence[Fact],
+        ahead: list[dict[str, Any]],
+        view: _HistoryView,
+        active: frozenset[str] | None,
+    ) -> list[int]:
+        try:
+            seqs = await self.store.append_all(scb.id, facts)
+        except BaseException:
+            view.retract(ahead)
+            self._loaded.pop(scb.id, None)
+            raise
+        if seqs != [entry["seq"] for entry in ahead]:  # another writer's fact came first
+            view.retract(ahead)
+            self._loaded.pop(scb.id, None)
+        await self._announce(scb, _entries(seqs, facts), active)
+        return seqs
+
+    async def _announce(
+        self, scb: SCB, entries: list[dict[str, Any]], active: frozenset[str] | None
+    ) -> None:
+        """``history.append`` for committed facts: the event topic and the hook."""
+        events = [{"session_id": scb.id, "agent_id": scb.agent_id, **e} for e in entries]
         if self.hooks.impls("history.append"):
             if active is None:
                 active = await self.active_skills(scb.agent_id, scb.id)
@@ -425,7 +488,6 @@ class Kernel:
         else:
             for event in events:
                 self.events.publish("history.append", event)
-        return seqs
 
     # -- the ReAct loop's needs ---------------------------------------------------------
     @property
@@ -476,10 +538,14 @@ class Kernel:
         that fails), records a ``context.compacted`` fact and assembles again."""
         face = self.context_face(active)
         effective = effective or await self.effective(scb.agent_id)
+        history = await self.history_view(scb.id, refresh=rebuild)
+        view = self._histories.get(scb.id)
+        if view is not None and view.reassemble:  # facts taken ahead were taken out again
+            view.reassemble, rebuild = False, True
         request = {
             "session_id": scb.id,
             "agent_id": scb.agent_id,
-            "history": await self.history_view(scb.id, refresh=rebuild),
+            "history": history,
             "skills": face.listed,
             "skills_prompt": face.prompt,
             "budget": self.config.aoscb.limits.context_budget,

@@ -124,6 +124,10 @@ class ReActUnit:
     _running_call: ToolCallRequest | None = None
     _deferred: list[Fact] = field(default_factory=list)
     """Facts recorded with the next append, in the same commit."""
+    _committing: asyncio.Task[list[int]] | None = None
+    """The commit of facts appended ahead, until the next append waits for it."""
+    _ahead: list[Fact] = field(default_factory=list)
+    """Those facts."""
     _workspace_path: Path | None = None
     _base_env: dict[str, str] | None = None
     _token: tuple[str | None, float] = (None, 0.0)
@@ -192,6 +196,9 @@ class ReActUnit:
             status, error = "failed", exc.message
         except HookError as exc:
             status, error = "failed", str(exc)
+        except StoreError as exc:
+            logger.warning("dispatch %s: recording history failed: %s", self.dispatch_id, exc)
+            status, error = "failed", f"recording history failed: {exc}"
         except Exception as exc:
             logger.exception("dispatch %s failed", self.dispatch_id)
             status, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
@@ -333,7 +340,9 @@ class ReActUnit:
     async def _tool(self, request: ToolCallRequest) -> None:
         kernel = self.kernel
         if request.error:
-            await self._append(ToolResult(call_id=request.id, output=request.error, status="error"))
+            await self._append_ahead(
+                ToolResult(call_id=request.id, output=request.error, status="error")
+            )
             return
         limits = kernel.config.aoscb.limits
         timeout = min(request.timeout or limits.tool_timeout, limits.tool_timeout)
@@ -352,7 +361,7 @@ class ReActUnit:
                 active=self.active,
             )
         except HookRejected as exc:
-            await self._append(
+            await self._append_ahead(
                 ToolResult(
                     call_id=request.id,
                     output=f"rejected by {exc.owner}: {exc.reason}",
@@ -399,7 +408,7 @@ class ReActUnit:
                 active=self.active,
             )
         except HookRejected as exc:  # the command ran; the model sees the verdict instead
-            await self._append(
+            await self._append_ahead(
                 ToolResult(
                     call_id=request.id,
                     output=f"rejected by {exc.owner}: {exc.reason}",
@@ -429,7 +438,7 @@ class ReActUnit:
             )
             self._unresolved.remove(request)
             raise HookError("tool.after", f"tool.after returned an invalid result: {exc}") from None
-        await self._append(fact)
+        await self._append_ahead(fact)
 
     def _log(self, kind: str, message: str, data: dict[str, Any]) -> None:
         """A RuntimeLog record of this session (not waited for)."""
@@ -503,9 +512,37 @@ class ReActUnit:
 
     # -- bookkeeping ----------------------------------------------------------------------
     async def _append(self, fact: Fact) -> int:
+        await self._settle()
         facts, self._deferred = [*self._deferred, fact], []
         seqs = await self.kernel.append_all(self.scb, facts, active=self.active)
         return seqs[-1]
+
+    async def _append_ahead(self, fact: Fact) -> None:
+        """A tool.result: it commits while the loop goes on (the next step's context
+        and model call); the next append waits for that commit."""
+        await self._settle()
+        facts, self._deferred = [*self._deferred, fact], []
+        committing = self.kernel.append_ahead(self.scb, facts, active=self.active)
+        if committing is None:
+            await self.kernel.append_all(self.scb, facts, active=self.active)
+            return
+        self._committing, self._ahead = committing, facts
+
+    async def _settle(self) -> None:
+        """Wait for the commit of facts appended ahead. If it failed, they go again
+        with the next append, and the error is raised here."""
+        committing = self._committing
+        if committing is None:
+            return
+        await asyncio.wait([committing])  # cancelling the dispatch leaves the commit going
+        self._committing = None
+        facts, self._ahead = self._ahead, []
+        if committing.cancelled():  # whether it was written is unknown: not written again
+            raise asyncio.CancelledError
+        error = committing.exception()
+        if error is not None:
+            self._deferred[:0] = facts
+            raise error
 
     async def _phase(self, phase: str) -> None:
         """What the unit is doing now (assemble, compute, tool): kept in memory and
@@ -550,6 +587,11 @@ class ReActUnit:
         kernel = self.kernel
         usage = self._totals.usage()
         try:
+            try:
+                await self._settle()
+            except StoreError as exc:  # tried again below, with dispatch.finished
+                logger.warning("dispatch %s: recording history failed: %s", self.dispatch_id, exc)
+                status, error = "failed", f"recording history failed: {exc}"
             self._defer_unresolved(status)
             await self._append(
                 DispatchFinished(

@@ -35,7 +35,11 @@ round trip when tried).
     own facts, ``update_session``, ``read_history`` of the last 3 facts,
     ``get_agent``, ``get_session``): store = sum of count x p50. RuntimeLog
     records are lazy (they ride along with a later commit, or go in a batch
-    beside it) and nothing waits for them: their cost is in ``rest``. Gate
+    beside it) and nothing waits for them: their cost is in ``rest``. The
+    store figure is what the step's store calls cost alone; in the step two of
+    the commits overlap other work (the tool.call's runs with bash, the
+    tool.result's with the next model call), so it can exceed the overhead,
+    and ``rest`` be negative: the overlap. Gate
     hooks = count x p50 of ``kernel.hooks.gate`` on the step's chains; the
     ``session.assemble`` provider (aos-context, incremental) is timed through
     ``kernel.hooks.provide``. ``rest`` = overhead - store - gate hooks -
@@ -482,7 +486,8 @@ async def _measure_steps(
             figure="  of which store (est.)",
             value=store_est,
             unit="ms",
-            note=store_notes,
+            note=f"{store_notes} (timed alone; in the step the tool.call and tool.result "
+            "commits overlap bash and the next model call)",
         ),
         Result(
             case=case,

@@ -16,6 +16,7 @@ from conftest import REPO, poll_until, running_daemon
 from aos.bash import group_alive
 from aos.daemon import Daemon
 from aos.hookspecs import hookimpl
+from aos.store import StoreUnavailable
 from aos.testing import Reply, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -399,3 +400,37 @@ async def test_two_dispatches_at_once_on_one_session(
     assert await kinds(aos_client, session) == [
         "dispatch.started", "message.user", "message.assistant", "dispatch.finished",
     ]  # fmt: skip
+
+
+async def test_a_tool_result_that_fails_to_commit_is_written_with_the_end(
+    aos_client: Client, scripted_llm: ScriptedLLM, aos_daemon: Daemon
+) -> None:
+    """The tool result commits while the next step starts; when that commit fails
+    the dispatch ends failed, saying so, and the result goes with dispatch.finished."""
+    kernel = aos_daemon.kernel
+    assert kernel is not None
+    store = kernel.store
+    append_all = store.append_all
+    failures: list[str] = []
+
+    async def flaky(session_id: str, batch: Any) -> list[int]:
+        if any(f.__class__.__name__ == "ToolResult" for f in batch) and not failures:
+            failures.append(session_id)
+            raise StoreUnavailable("database went away")
+        return await append_all(session_id, batch)
+
+    scripted_llm.add(Reply.tool_call("echo hi"), Reply.text("done"))
+    session = await new_session(aos_client)
+    store.append_all = flaky  # type: ignore[method-assign]
+    try:
+        outcome = await aos_client.call("session.dispatch", {"id": session, "message": "go"})
+    finally:
+        store.append_all = append_all  # type: ignore[method-assign]
+    assert failures == [session]
+    assert outcome["status"] == "failed"
+    assert outcome["error"] == "recording history failed: database went away"
+    kinds_seen = await kinds(aos_client, session)
+    assert kinds_seen[-2:] == ["tool.result", "dispatch.finished"]
+    assert kinds_seen.count("tool.result") == 1
+    [result] = await facts(aos_client, session, "tool.result")
+    assert result["output"] == "hi\n"
