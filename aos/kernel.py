@@ -468,9 +468,11 @@ class Kernel:
             view.retract(ahead)
             self._loaded.pop(scb.id, None)
             raise
-        if seqs != [entry["seq"] for entry in ahead]:  # another writer's fact came first
-            view.retract(ahead)
-            self._loaded.pop(scb.id, None)
+        if seqs == [entry["seq"] for entry in ahead]:
+            await self._announce(scb, ahead, active)
+            return seqs
+        view.retract(ahead)  # another writer's fact came first
+        self._loaded.pop(scb.id, None)
         await self._announce(scb, _entries(seqs, facts), active)
         return seqs
 
