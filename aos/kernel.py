@@ -120,6 +120,10 @@ class _HistoryView:
     reassemble: bool = False
     """Facts put in ahead of their commit were taken out again: a context built
     incrementally from them must be rebuilt."""
+    reading: asyncio.Event | None = None
+    """Set when the read under way ends (other readers wait for it)."""
+    committing: asyncio.Task[list[int]] | None = None
+    """The commit of facts put in ahead, which later appends wait for."""
 
     @property
     def last_seq(self) -> int:
@@ -423,6 +427,9 @@ class Kernel:
         The facts are checked first (:meth:`check_fact`)."""
         for fact in facts:
             self.check_fact(fact)
+        ahead = self._histories.get(scb.id)
+        if ahead is not None and ahead.committing is not None:  # after the facts put in ahead
+            await asyncio.wait([ahead.committing])
         seqs = await self.store.append_all(scb.id, facts)
         entries = _entries(seqs, facts)
         view = self._histories.get(scb.id)
@@ -450,9 +457,10 @@ class Kernel:
             self.check_fact(fact)
         ahead = _entries(range(view.last_seq + 1, view.last_seq + 1 + len(facts)), facts)
         view.facts.extend(ahead)
-        return asyncio.get_running_loop().create_task(
+        view.committing = asyncio.get_running_loop().create_task(
             self._commit_ahead(scb, facts, ahead, view, active)
         )
+        return view.committing
 
     async def _commit_ahead(
         self,
@@ -468,6 +476,9 @@ class Kernel:
             view.retract(ahead)
             self._loaded.pop(scb.id, None)
             raise
+        finally:
+            if view.committing is asyncio.current_task():
+                view.committing = None
         if seqs == [entry["seq"] for entry in ahead]:
             await self._announce(scb, ahead, active)
             return seqs
@@ -481,15 +492,13 @@ class Kernel:
     ) -> None:
         """``history.append`` for committed facts: the event topic and the hook."""
         events = [{"session_id": scb.id, "agent_id": scb.agent_id, **e} for e in entries]
+        for event in events:  # subscribers first: in seq order, whatever waits below
+            self.events.publish("history.append", event)
         if self.hooks.impls("history.append"):
             if active is None:
                 active = await self.active_skills(scb.agent_id, scb.id)
             for event in events:
-                self.events.publish("history.append", event)
                 self.hooks.notify("history.append", event, active=active)
-        else:
-            for event in events:
-                self.events.publish("history.append", event)
 
     # -- the ReAct loop's needs ---------------------------------------------------------
     @property
@@ -512,16 +521,24 @@ class Kernel:
         self._histories.move_to_end(session_id)
         while len(self._histories) > HISTORY_CACHE_SESSIONS:
             self._histories.popitem(last=False)
-        if refresh or not view.complete:
+        while view.reading is not None or refresh or not view.complete:
+            if view.reading is not None:  # one read at a time: wait for it, then look again
+                await view.reading.wait()
+                continue
+            refresh = False
             view.complete = True  # a gap seen while the read is under way clears it again
+            view.reading = asyncio.Event()
             try:
                 entries = await self.store.read_history(session_id, after=view.last_seq)
+                view.extend(
+                    {"seq": e.seq, "ts": e.ts, "fact": fact_to_builtins(e.fact)} for e in entries
+                )
             except BaseException:
                 view.complete = False
                 raise
-            view.extend(
-                {"seq": e.seq, "ts": e.ts, "fact": fact_to_builtins(e.fact)} for e in entries
-            )
+            finally:
+                view.reading.set()
+                view.reading = None
         return view.facts
 
     async def assemble(

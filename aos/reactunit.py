@@ -513,19 +513,29 @@ class ReActUnit:
     # -- bookkeeping ----------------------------------------------------------------------
     async def _append(self, fact: Fact) -> int:
         await self._settle()
-        facts, self._deferred = [*self._deferred, fact], []
-        seqs = await self.kernel.append_all(self.scb, facts, active=self.active)
-        return seqs[-1]
+        return (await self._commit([*self._deferred, fact]))[-1]
+
+    async def _commit(self, facts: list[Fact]) -> list[int]:
+        """Append facts now. If the store fails they stay deferred, so that
+        ``dispatch.finished`` takes them along (a tool call's result is never
+        recorded without the reply that asked for it)."""
+        self._deferred = []
+        try:
+            return await self.kernel.append_all(self.scb, facts, active=self.active)
+        except StoreError:
+            self._deferred[:0] = facts
+            raise
 
     async def _append_ahead(self, fact: Fact) -> None:
         """A tool.result: it commits while the loop goes on (the next step's context
         and model call); the next append waits for that commit."""
         await self._settle()
-        facts, self._deferred = [*self._deferred, fact], []
+        facts = [*self._deferred, fact]
         committing = self.kernel.append_ahead(self.scb, facts, active=self.active)
         if committing is None:
-            await self.kernel.append_all(self.scb, facts, active=self.active)
+            await self._commit(facts)
             return
+        self._deferred = []
         self._committing, self._ahead = committing, facts
 
     async def _settle(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from conftest import poll_until, running_daemon
 from aos.daemon import Daemon
 from aos.hookspecs import hookimpl
 from aos.testing import Reply, ScriptedLLM
+from aos_stdskills.aos_a2a.__main__ import UsageError, parse
 
 pytestmark = pytest.mark.anyio
 
@@ -359,3 +361,42 @@ async def test_without_aos_a2a_agents_have_no_a2a(tmp_path: Path) -> None:
                 assert daemon.kernel is not None
                 active = await daemon.kernel.active_skills(me, session)
                 assert "aos-a2a" not in active
+
+
+@pytest.mark.parametrize(
+    ("argv", "parsed"),
+    [
+        (["send", "bob", "hi", "--wake"], ("send", "bob", "hi", "wake", None)),
+        (["send", "--silent", "bob", "hi"], ("send", "bob", "hi", "silent", None)),
+        (
+            ["send", "bob", "--> see log", "--notify"],
+            ("send", "bob", "--> see log", "notify", None),
+        ),
+        (["send", "bob", "hi", "--wake", "--wake"], ("send", "bob", "hi", "wake", None)),
+        (["send", "bob", "hi", "--wake", "--session", "S1"], ("send", "bob", "hi", "wake", "S1")),
+        (["send", "bob", "hi", "--session=S1", "--notify"], ("send", "bob", "hi", "notify", "S1")),
+        (["send", "--wake", "--", "bob", "-x"], ("send", "bob", "-x", "wake", None)),
+    ],
+)
+def test_the_a2a_command_reads_its_arguments(argv: list[str], parsed: tuple[Any, ...]) -> None:
+    action, params = parse(argv)
+    assert (action, params["to"], params["text"], params["mode"], params["session"]) == parsed
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        ([], "an action is required"),
+        (["shout"], "unknown action 'shout'"),
+        (["inbox", "x"], "inbox takes no arguments"),
+        (["send", "bob", "hi"], "exactly one of --silent, --notify, --wake"),
+        (["send", "bob", "hi", "--silent", "--wake"], "exactly one of"),
+        (["send", "bob", "--wake"], "send takes AGENT and MESSAGE"),
+        (["send", "bob", "hi", "--session", "--wake"], "--session needs a session id"),
+        (["send", "bob", "hi", "--loud"], "unknown option --loud"),
+    ],
+)
+def test_the_a2a_command_says_what_is_wrong(argv: list[str], error: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(error)):
+        parse(argv)
+    assert parse(["inbox"]) == ("inbox", {}) and parse(["agents"]) == ("agents", {})

@@ -182,3 +182,26 @@ async def test_a_fact_ahead_that_fails_to_commit_leaves_the_view(kernel: Kernel)
         await committing
     kernel.store.append_all = append_all  # type: ignore[method-assign]
     assert texts(await kernel.history_view(scb.id)) == ["one"]
+
+
+async def test_readers_wait_for_the_read_under_way(kernel: Kernel) -> None:
+    """A second reader does not take the view while the first one's read is out."""
+    scb = await new_session(kernel)
+    await kernel.append(scb, UserMessage(text="one"))
+    read_history = kernel.store.read_history
+    release = asyncio.Event()
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        await release.wait()
+        return await read_history(*args, **kwargs)
+
+    kernel.store.read_history = slow  # type: ignore[method-assign]
+    try:
+        first = asyncio.get_running_loop().create_task(kernel.history_view(scb.id))
+        second = asyncio.get_running_loop().create_task(kernel.history_view(scb.id))
+        await asyncio.sleep(0.05)
+        assert not second.done()
+        release.set()
+        assert texts(await first) == texts(await second) == ["one"]
+    finally:
+        kernel.store.read_history = read_history  # type: ignore[method-assign]

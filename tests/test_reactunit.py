@@ -15,6 +15,7 @@ from conftest import REPO, poll_until, running_daemon
 
 from aos.bash import group_alive
 from aos.daemon import Daemon
+from aos.history import Fact, ToolCall, ToolResult
 from aos.hookspecs import hookimpl
 from aos.store import StoreUnavailable
 from aos.testing import Reply, ScriptedLLM
@@ -402,35 +403,62 @@ async def test_two_dispatches_at_once_on_one_session(
     ]  # fmt: skip
 
 
-async def test_a_tool_result_that_fails_to_commit_is_written_with_the_end(
-    aos_client: Client, scripted_llm: ScriptedLLM, aos_daemon: Daemon
-) -> None:
-    """The tool result commits while the next step starts; when that commit fails
-    the dispatch ends failed, saying so, and the result goes with dispatch.finished."""
-    kernel = aos_daemon.kernel
+async def dispatch_with_a_store_failure(
+    client: Client, daemon: Daemon, kind: type[Fact]
+) -> tuple[str, dict[str, Any]]:
+    """A dispatch whose first commit holding a ``kind`` fact fails (the store
+    gone for a moment); its session and outcome."""
+    kernel = daemon.kernel
     assert kernel is not None
     store = kernel.store
     append_all = store.append_all
     failures: list[str] = []
 
     async def flaky(session_id: str, batch: Any) -> list[int]:
-        if any(f.__class__.__name__ == "ToolResult" for f in batch) and not failures:
+        if any(isinstance(f, kind) for f in batch) and not failures:
             failures.append(session_id)
             raise StoreUnavailable("database went away")
         return await append_all(session_id, batch)
 
-    scripted_llm.add(Reply.tool_call("echo hi"), Reply.text("done"))
-    session = await new_session(aos_client)
+    session = await new_session(client)
     store.append_all = flaky  # type: ignore[method-assign]
     try:
-        outcome = await aos_client.call("session.dispatch", {"id": session, "message": "go"})
+        outcome = await client.call("session.dispatch", {"id": session, "message": "go"})
     finally:
         store.append_all = append_all  # type: ignore[method-assign]
     assert failures == [session]
     assert outcome["status"] == "failed"
     assert outcome["error"] == "recording history failed: database went away"
+    return session, outcome
+
+
+async def test_a_tool_result_that_fails_to_commit_is_written_with_the_end(
+    aos_client: Client, scripted_llm: ScriptedLLM, aos_daemon: Daemon
+) -> None:
+    """The tool result commits while the next step starts; when that commit fails
+    the dispatch ends failed, saying so, and the result goes with dispatch.finished."""
+    scripted_llm.add(Reply.tool_call("echo hi"), Reply.text("done"))
+    session, _ = await dispatch_with_a_store_failure(aos_client, aos_daemon, ToolResult)
     kinds_seen = await kinds(aos_client, session)
     assert kinds_seen[-2:] == ["tool.result", "dispatch.finished"]
     assert kinds_seen.count("tool.result") == 1
     [result] = await facts(aos_client, session, "tool.result")
     assert result["output"] == "hi\n"
+
+
+async def test_a_reply_that_fails_to_commit_is_written_before_its_results(
+    aos_client: Client, scripted_llm: ScriptedLLM, aos_daemon: Daemon
+) -> None:
+    """The reply and its tool.call commit together; if the store refuses them the
+    command is killed, and dispatch.finished takes them along with the call's
+    result: no tool result is ever recorded without the reply that asked for it."""
+    scripted_llm.add(Reply.tool_call("sleep 30"))
+    session, _ = await dispatch_with_a_store_failure(aos_client, aos_daemon, ToolCall)
+    assert await kinds(aos_client, session) == [
+        "dispatch.started", "message.user", "message.assistant", "tool.call", "tool.result",
+        "dispatch.finished",
+    ]  # fmt: skip
+    [call] = await facts(aos_client, session, "tool.call")
+    assert not group_alive(call["pgid"])
+    [result] = await facts(aos_client, session, "tool.result")
+    assert result["status"] == "interrupted"

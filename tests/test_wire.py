@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import socket
 import stat
 import struct
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aos_sdk
 import msgspec
 import pytest
-from aos_sdk import Client, NotConnected, SyscallFailed
+from aos_sdk import Client, ConnectionClosed, NotConnected, SyscallFailed
 from aos_sdk.protocol import (
     MAX_FRAME,
     Bye,
@@ -205,6 +208,48 @@ async def test_the_blocking_call_for_scripts(tmp_path: Path) -> None:
             await blocking("kernel.status", socket=agents, token=token[:-4] + "AAAA")
     with pytest.raises(NotConnected, match="no AgentOS daemon at"):
         aos_sdk.call("kernel.status", socket=tmp_path / "gone.sock", connect_timeout=0.1)
+
+
+def serve_once(path: Path, reply: Callable[[socket.socket], None]) -> threading.Thread:
+    """A one-connection server speaking the protocol's frames (msgspec structs):
+    welcome the hello, then ``reply`` answers the syscall."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def run() -> None:
+        conn, _ = server.accept()
+        with conn, server:
+            assert isinstance(read_frame(conn), Hello)
+            conn.sendall(encode(Welcome(node="n", version="v", principal="admin")))
+            assert isinstance(read_frame(conn), Syscall)
+            reply(conn)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def read_frame(conn: socket.socket) -> object:
+    (length,) = struct.unpack(">I", conn.recv(4, socket.MSG_WAITALL))
+    return decode(conn.recv(length, socket.MSG_WAITALL))
+
+
+def test_the_blocking_call_decodes_what_msgspec_encodes(tmp_path: Path) -> None:
+    """Results with integer keys and timestamps read as the async Client reads them;
+    a daemon hanging up mid-call is ConnectionClosed."""
+    when = datetime.datetime(2026, 11, 24, tzinfo=datetime.UTC)
+    path = tmp_path / "k.sock"
+    thread = serve_once(
+        path, lambda conn: conn.sendall(encode(SyscallResult(id=1, result={1: "a", "at": when})))
+    )
+    assert aos_sdk.call("x", socket=path, token="") == {1: "a", "at": when}
+    thread.join()
+    path.unlink()
+    thread = serve_once(path, lambda conn: None)  # hangs up without answering
+    with pytest.raises(ConnectionClosed, match="before answering"):
+        aos_sdk.call("x", socket=path, token="")
+    thread.join()
 
 
 async def test_concurrent_requests_on_one_connection(tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ class GroupCommit(Generic[T, R]):
         self._inline = inline
         self._max_batch = max_batch
         self._lazy_delay = lazy_delay
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._pending: list[tuple[Sequence[T], list[asyncio.Future[R]]]] = []
+        """Writes waiting, by writer: a writer's items go in one transaction."""
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -50,13 +51,12 @@ class GroupCommit(Generic[T, R]):
         return result
 
     async def submit_all(self, items: Sequence[T], *, lazy: bool = False) -> list[R]:
-        """Write ``items`` in order, in the next transaction (a batch longer than
-        ``max_batch`` may split them over two)."""
+        """Write ``items`` in order, together in the next transaction."""
+        if not items:
+            return []
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[R]] = []
-        for item in items:
-            futures.append(loop.create_future())
-            self._pending.append((item, futures[-1]))
+        futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
+        self._pending.append((items, futures))
         if self._task is None:
             if lazy:
                 if self._timer is None:
@@ -72,7 +72,7 @@ class GroupCommit(Generic[T, R]):
                     self._task = None
             else:
                 self._start()
-        return [await future for future in futures]
+        return list(await asyncio.gather(*futures))
 
     def _start(self) -> None:
         if self._timer is not None:
@@ -100,13 +100,21 @@ class GroupCommit(Generic[T, R]):
             self._timer.cancel()
             self._timer = None
         while self._pending:
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
+            # Whole writers (one writer's items are never split): the first, then more
+            # while the batch holds fewer than max_batch items.
+            taken, size = 0, 0
+            while taken < len(self._pending) and (not taken or size < self._max_batch):
+                size += len(self._pending[taken][0])
+                taken += 1
+            batch = self._pending[:taken]
+            del self._pending[:taken]
+            items = [item for writer, _ in batch for item in writer]
+            futures = [future for _, writer_futures in batch for future in writer_futures]
             try:
-                results = await self._flush([item for item, _ in batch])
+                results = await self._flush(items)
             except Exception as exc:  # the whole transaction failed
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
+                results = [exc] * len(items)
+            for future, result in zip(futures, results, strict=True):
                 if future.done():  # the writer was cancelled; its write still happened
                     continue
                 if isinstance(result, BaseException):

@@ -36,6 +36,11 @@ class UsageError(Exception):
     pass
 
 
+def _is_option(arg: str) -> bool:
+    """As argparse reads it: a dash word without spaces ("--> see log" is text)."""
+    return arg.startswith("-") and len(arg) > 1 and " " not in arg
+
+
 def parse(argv: list[str]) -> tuple[str, dict[str, str | None]]:
     """The action and the params of its skill method."""
     if not argv:
@@ -48,39 +53,34 @@ def parse(argv: list[str]) -> tuple[str, dict[str, str | None]]:
     if action != "send":
         raise UsageError(f"unknown action {action!r}: use send, inbox or agents")
     positional: list[str] = []
-    modes: list[str] = []
+    modes: set[str] = set()
     session: str | None = None
-    i = 0
-    while i < len(rest):
-        arg = rest[i]
-        if arg in ("--silent", "--notify", "--wake"):
-            modes.append(arg[2:])
-        elif arg == "--session" or arg.startswith("--session="):
-            if "=" in arg:
-                session = arg.split("=", 1)[1]
-            elif i + 1 < len(rest):
-                i += 1
-                session = rest[i]
-            else:
-                raise UsageError("--session needs a session id")
-        elif arg == "--":
-            positional += rest[i + 1 :]
-            break
-        elif arg.startswith("--"):
-            raise UsageError(f"unknown option {arg}")
-        else:
+    args = iter(rest)
+    for arg in args:
+        if arg == "--":
+            positional += args
+        elif not _is_option(arg):
             positional.append(arg)
-        i += 1
+        elif arg in ("--silent", "--notify", "--wake"):
+            modes.add(arg[2:])
+        elif arg == "--session":
+            session = next(args, None)
+            if session is None or _is_option(session):
+                raise UsageError("--session needs a session id")
+        elif arg.startswith("--session="):
+            session = arg.split("=", 1)[1]
+        else:
+            raise UsageError(f"unknown option {arg}")
     if len(positional) != 2:
         raise UsageError("send takes AGENT and MESSAGE (quote the message)")
     if len(modes) != 1:
         raise UsageError("send needs exactly one of --silent, --notify, --wake")
     to, text = positional
-    return "send", {"to": to, "text": text, "mode": modes[0], "session": session}
+    return "send", {"to": to, "text": text, "mode": modes.pop(), "session": session}
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] in (["-h"], ["--help"]):
+    if "-h" in argv or "--help" in argv:
         print(USAGE)
         return 0
     try:

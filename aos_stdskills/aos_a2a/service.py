@@ -14,6 +14,7 @@ histories (``start`` completes wakes whose target dispatch was cut by a crash).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import time
@@ -23,6 +24,7 @@ from typing import Any
 from aos_sdk import MethodError, SyscallFailed, define_service, syscall
 
 SKILL = "aos-a2a"
+logger = logging.getLogger("aos-a2a")
 INBOX_TITLE = "a2a inbox"
 REPLY_WAKE_MODE = "notify"
 """A reply starts an idle sender but expects no reply back."""
@@ -149,18 +151,23 @@ async def wake_target(
     except SyscallFailed as exc:
         if not sender_session:
             return
-        await deliver(
-            sender_session,
-            {
-                "message_id": new_message_id(),
-                "from_agent": SKILL,
-                "to_agent": message["from_agent"],
-                "mode": "silent",
-                "text": f"message {message['message_id']} was delivered to {target_name}, "
-                f"but {target_name} could not be started: {exc.message}",
-                "hops": message["hops"],
-            },
-        )
+        try:
+            await deliver(
+                sender_session,
+                {
+                    "message_id": new_message_id(),
+                    "from_agent": SKILL,
+                    "to_agent": message["from_agent"],
+                    "mode": "silent",
+                    "text": f"message {message['message_id']} was delivered to {target_name}, "
+                    f"but {target_name} could not be started: {exc.message}",
+                    "hops": message["hops"],
+                },
+            )
+        except SyscallFailed as failed:
+            logger.warning("could not tell %s: %s", sender_session, failed)
+    except Exception:
+        logger.exception("waking %s for message %s failed", session_id, message["message_id"])
 
 
 async def send(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -329,18 +336,20 @@ async def start() -> None:
     detail = await syscall("skill.get", {"name": SKILL})
     state.policy = Policy(detail.get("metadata") or {})
     state.policy_read.set()
-    for session in await syscall("session.list", {}):
-        if session["title"] != INBOX_TITLE or session["status"] != "idle":
-            continue
-        history = await syscall("session.history", {"id": session["id"]})
-        pending = [
-            h["fact"]
-            for h in history
-            if h["fact"]["kind"] == "a2a.message" and h["fact"]["mode"] == "wake"
-        ]
-        unanswered = [m for m in pending if not await replied(m)]
-        if unanswered:  # handled again: a dispatch's answer is never guessed from history
-            async with state.lock:
+    # Under the lock: a message sent meanwhile is delivered after the scan, so it
+    # is answered by its own wake, never also by this one.
+    async with state.lock:
+        for session in await syscall("session.list", {}):
+            if session["title"] != INBOX_TITLE or session["status"] != "idle":
+                continue
+            history = await syscall("session.history", {"id": session["id"]})
+            pending = [
+                h["fact"]
+                for h in history
+                if h["fact"]["kind"] == "a2a.message" and h["fact"]["mode"] == "wake"
+            ]
+            unanswered = [m for m in pending if not await replied(m)]
+            if unanswered:  # handled again: a dispatch's answer is never guessed from history
                 await wake(session["id"], unanswered)
     state.ready.set()
 

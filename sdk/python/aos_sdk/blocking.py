@@ -87,12 +87,18 @@ def _connect(path: str, timeout: float) -> _socket.socket:
 
 def _send(sock: _socket.socket, message: dict[str, Any]) -> None:
     body = msgpack.packb(message) or b""  # (never empty: a map is at least one byte)
-    sock.sendall(_HEADER.pack(len(body)) + body)
+    try:
+        sock.sendall(_HEADER.pack(len(body)) + body)
+    except OSError as exc:
+        raise ConnectionClosed(f"the connection to the daemon broke: {exc}") from None
 
 
 def _receive(sock: _socket.socket) -> dict[str, Any]:
     (length,) = _HEADER.unpack(_read(sock, _HEADER.size))
-    message = msgpack.unpackb(_read(sock, length))
+    try:  # as msgspec decodes them: any map key, timestamps as datetimes
+        message = msgpack.unpackb(_read(sock, length), strict_map_key=False, timestamp=3)
+    except ValueError as exc:
+        raise SyscallFailed("protocol", f"the kernel sent a malformed frame: {exc}") from None
     if not isinstance(message, dict):
         raise SyscallFailed("protocol", "the kernel sent a frame that is not a message")
     return message
@@ -101,7 +107,10 @@ def _receive(sock: _socket.socket) -> dict[str, Any]:
 def _read(sock: _socket.socket, n: int) -> bytes:
     chunks: list[bytes] = []
     while n:
-        chunk = sock.recv(min(n, 1 << 20))
+        try:
+            chunk = sock.recv(min(n, 1 << 20))
+        except OSError as exc:
+            raise ConnectionClosed(f"the connection to the daemon broke: {exc}") from None
         if not chunk:
             raise ConnectionClosed("the daemon closed the connection before answering")
         chunks.append(chunk)
