@@ -192,6 +192,7 @@ class Service:
                 async with asyncio.timeout(backoff):
                     await self._stop.wait()
             backoff = min(backoff * 2, BACKOFF_CAP)
+        self._unregister()
         self.state = "stopped"
 
     async def _run_once(self) -> None:
@@ -234,7 +235,10 @@ class Service:
                 for w in waits:
                     w.cancel()
             finally:
-                self._unregister()
+                if self._stop.is_set():
+                    self._unregister()
+                # Else its hooks stay, failing as their policy says (a gate closed by
+                # default) until it is back: a policy skill never lapses while it restarts.
                 code = await self._terminate()
                 await asyncio.wait([stderr_task], timeout=1)
             if not self._stop.is_set():
@@ -349,8 +353,15 @@ class Service:
 
     def _register(self, hello: Hello, peer: Peer) -> None:
         async def call(hook: str, args: dict[str, Any]) -> Any:
-            reply: HookResult = await peer.request(
-                HookCall(id=peer.next_id(), hook=hook, args=args)
+            live = self._peer
+            if live is None or live.closed.is_set():  # down: its policy decides, as on error
+                why = self.last_error.split("; stderr:")[0] if self.last_error else ""
+                raise RuntimeError(
+                    f"the service of {self.skill.name} is not running "
+                    f"({self.state}{': ' + why if why else ''}): try again shortly"
+                )
+            reply: HookResult = await live.request(
+                HookCall(id=live.next_id(), hook=hook, args=args)
             )
             if reply.error is not None:
                 raise RuntimeError(reply.error)

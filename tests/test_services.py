@@ -73,7 +73,6 @@ async def test_killed_service_restarts_and_its_hooks_come_back(tmp_path: Path) -
         await poll_until(lambda: service(daemon, "my-guard")["state"] != "running")
         # the kernel keeps serving meanwhile
         assert (await kernel.syscall(ADMIN, "kernel.status"))["pid"] == os.getpid()
-        assert kernel.hooks.impls("tool.before") == ()
         await poll_until(
             lambda: running(daemon, "my-guard") and service(daemon, "my-guard")["pid"] != first
         )
@@ -84,6 +83,42 @@ async def test_killed_service_restarts_and_its_hooks_come_back(tmp_path: Path) -
             await kernel.hooks.gate("tool.before", {}, bash("rm -rf /"))
         crashes = await kernel.syscall(ADMIN, "log.read", {"kind": "service"})
         assert any("crashed: exited with code -9" in c["message"] for c in crashes)
+
+
+ONCE = """
+import os, sys
+from aos_sdk import define_service
+
+# beside the project's skills/ (a file in the skill itself would be a change to reload)
+MARK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "once-started")
+if os.path.exists(MARK):
+    sys.exit(3)  # every start after the first fails: the service stays down
+open(MARK, "w").close()
+
+@define_service
+def service():
+    def allow(input_data, output_data):
+        return output_data
+    return {"hooks": {"tool.before": allow}}
+"""
+
+
+async def test_a_guard_that_is_down_keeps_guarding(tmp_path: Path) -> None:
+    """While a service is down its hooks stay, failing as their policy says: a gate
+    fails closed, so a policy skill never lapses while it restarts."""
+    write_service(tmp_path, "once", ONCE)
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "once"))
+        assert await kernel.hooks.gate("tool.before", {}, bash("ls")) == bash("ls")
+        os.kill(service(daemon, "once")["pid"], signal.SIGKILL)
+        await poll_until(lambda: service(daemon, "once")["restarts"] >= 2)
+        with pytest.raises(HookRejected) as info:
+            await kernel.hooks.gate("tool.before", {}, bash("ls"))
+        assert info.value.owner == "once"
+        assert "the service of once is not running" in info.value.reason
+        assert "try again shortly" in info.value.reason
 
 
 SLOW = """
