@@ -246,10 +246,11 @@ class Kernel:
 
     async def flush_logs(self) -> None:
         """Commit every RuntimeLog record written so far now, and wait for it."""
-        while self._pending_logs:
+        written = list(self._pending_logs)
+        if written:
             await asyncio.sleep(0)  # records just written reach the store
             await self.store.flush()
-            await asyncio.gather(*list(self._pending_logs), return_exceptions=True)
+            await asyncio.gather(*written, return_exceptions=True)
 
     # -- skills ----------------------------------------------------------------------
     def _on_skill_event(self, event: SkillEvent) -> None:

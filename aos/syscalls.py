@@ -640,6 +640,7 @@ async def log_read(kernel: Kernel, principal: Principal, params: LogReadParams) 
                 f"{principal.name} may read the log of its own sessions only: name session_id",
             )
         await _session_for(kernel, principal, params.session_id)
+    await kernel.flush_logs()  # records are written lazily: a reader sees those before it
     return await kernel.store.read_log(**msgspec.structs.asdict(params))
 
 
