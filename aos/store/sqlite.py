@@ -9,6 +9,7 @@ writers take turns through SQLite's lock (``busy_timeout``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import time
@@ -54,7 +55,7 @@ class SQLiteStore(SQLStore):
                 path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
             )
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            await _use_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -162,6 +163,28 @@ class SQLiteStore(SQLStore):
             conn.execute("ROLLBACK")
             raise _wrap(exc) from exc
         return results
+
+
+async def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. Processes opening a fresh file at once can be refused the
+    switch without waiting (SQLite answers "locked", or keeps the old mode, rather
+    than wait where a wait could deadlock): try again until the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            if mode == "wal":
+                return
+            refused: sqlite3.Error = sqlite3.OperationalError(
+                f"the journal mode stayed {mode}: another process holds the database"
+            )
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            refused = exc
+        if time.monotonic() > deadline:
+            raise refused
+        await asyncio.sleep(0.01)
 
 
 def _wrap(exc: sqlite3.Error) -> StoreError:
