@@ -107,6 +107,8 @@ class ServiceStatusSource(Protocol):
         self, skill: str, method: str, caller: dict[str, Any], params: dict[str, Any]
     ) -> Any: ...
 
+    async def settle(self, skills: Iterable[str]) -> None: ...
+
 
 @dataclass
 class _HistoryView:

@@ -153,6 +153,8 @@ class ReActUnit:
             self.active = await kernel.active_skills(
                 self.scb.agent_id, self.scb.id, effective=self.effective
             )
+            if kernel.services is not None:  # their hooks are in place before anything runs
+                await kernel.services.settle(self.active)
             decided = await kernel.hooks.gate(
                 "dispatch.before",
                 {

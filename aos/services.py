@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
@@ -134,6 +135,10 @@ class Service:
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         self.socket_path = supervisor.socket_dir / f"{skill.name}.sock"
         self._stop = asyncio.Event()
+        self._handover = False
+        """Stopped for a new version of the skill: the hooks stay (failing) until it says hello."""
+        self.settled = asyncio.Event()
+        """Set once the first start said hello or failed."""
         self._process: asyncio.subprocess.Process | None = None
         self._peer: Peer | None = None
         self._plugin_name = skill.name
@@ -182,6 +187,7 @@ class Service:
             except ServiceError as exc:
                 self.last_error = str(exc)
                 self.log(str(exc), "error")
+            self.settled.set()
             if self._stop.is_set():
                 break
             if time.monotonic() - started > STABLE_AFTER:
@@ -192,7 +198,9 @@ class Service:
                 async with asyncio.timeout(backoff):
                     await self._stop.wait()
             backoff = min(backoff * 2, BACKOFF_CAP)
-        self._unregister()
+        if not self._handover:
+            self._unregister()
+        self.settled.set()
         self.state = "stopped"
 
     async def _run_once(self) -> None:
@@ -224,6 +232,7 @@ class Service:
                 self.methods = frozenset(hello.methods)
                 self._register(hello, peer)
                 self.state = "running"
+                self.settled.set()
                 self.started_at = time.time()
                 self.log(f"running (pid {self.pid})")
                 waits = [
@@ -235,7 +244,7 @@ class Service:
                 for w in waits:
                     w.cancel()
             finally:
-                if self._stop.is_set():
+                if self._stop.is_set() and not self._handover:
                     self._unregister()
                 # Else its hooks stay, failing as their policy says (a gate closed by
                 # default) until it is back: a policy skill never lapses while it restarts.
@@ -386,9 +395,9 @@ class Service:
             self.kernel.pm.unregister(name=self._plugin_name)
 
     async def _terminate(self) -> int | None:
-        if self._peer is not None:
-            await self._peer.close("service stopping")
-            self._peer = None
+        peer, self._peer = self._peer, None  # hook calls from now on: "not running"
+        if peer is not None:
+            await peer.close("service stopping")
         process = self._process
         if process is None:
             return None
@@ -432,7 +441,10 @@ class Service:
             raise SyscallError(code, f"{name}: {reply.error}")  # type: ignore[arg-type]
         return reply.result
 
-    async def stop(self) -> None:
+    async def stop(self, *, handover: bool = False) -> None:
+        """Stop it; with ``handover`` (a new version starts next) its hooks stay,
+        failing as their policy says, until the new one says hello."""
+        self._handover = handover
         self._stop.set()
         if self.task is not None:
             await self.task
@@ -478,9 +490,10 @@ class ServiceSupervisor:
         skill = event.skill
         async with self._locks.setdefault(skill.name, asyncio.Lock()):
             current = self.services.pop(skill.name, None)
+            follows = event.kind != "removed" and self.runs(skill)
             if current is not None:
-                await current.stop()
-            if event.kind != "removed" and self.runs(skill):
+                await current.stop(handover=follows)
+            if follows:
                 self._start(skill)
 
     async def call_method(
@@ -490,6 +503,20 @@ class ServiceSupervisor:
         if service is None:
             raise SyscallError("unavailable", f"skill {skill!r} has no running service")
         return await service.call_method(method, caller, params)
+
+    async def settle(self, skills: Iterable[str]) -> None:
+        """Wait until the services of ``skills`` that are starting for the first
+        time said hello or failed (at most the hello timeout): a dispatch must not
+        run before a policy skill's hooks are in place."""
+        starting = [
+            s.settled.wait()
+            for n in skills
+            if (s := self.services.get(n)) and not s.settled.is_set()
+        ]
+        if starting:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HELLO_TIMEOUT + 1):
+                    await asyncio.gather(*starting)
 
     async def restart(self, name: str) -> None:
         skill = self.kernel.skills.get(name)

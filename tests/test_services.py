@@ -14,6 +14,7 @@ from conftest import copy_skill, poll_until, running_daemon
 from aos.daemon import Daemon, alive
 from aos.hooks import HookRejected
 from aos.principals import ADMIN
+from aos.testing import Reply, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
 
@@ -119,6 +120,67 @@ async def test_a_guard_that_is_down_keeps_guarding(tmp_path: Path) -> None:
         assert info.value.owner == "once"
         assert "the service of once is not running" in info.value.reason
         assert "try again shortly" in info.value.reason
+
+
+SLOW_GUARD = """
+import time
+from aos_sdk import define_service
+
+time.sleep(SLEEP)  # a slow start: imports, a model to load...
+
+@define_service
+def service():
+    def guard(input_data, output_data):
+        return {"verdict": "reject", "reason": "VERSION says no"}
+    return {"hooks": {"tool.before": guard}}
+"""
+
+
+def slow_guard(version: str, sleep: float) -> str:
+    return SLOW_GUARD.replace("VERSION", version).replace("SLEEP", str(sleep))
+
+
+async def test_a_dispatch_waits_for_a_guard_that_is_starting(tmp_path: Path) -> None:
+    """A dispatch right after the daemon starts runs nothing before the active
+    skills' services said hello."""
+    write_service(tmp_path, "slowguard", slow_guard("v1", 1.0))
+    with ScriptedLLM(Reply.tool_call("echo ran"), Reply.text("done")) as llm:
+        async with running_daemon(
+            tmp_path, OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL="m"
+        ) as daemon:
+            kernel = daemon.kernel
+            assert kernel is not None
+            assert service(daemon, "slowguard")["state"] == "starting"
+            agent = await kernel.syscall(
+                ADMIN, "agent.create", {"name": "a", "config": {"skills": ["slowguard"]}}
+            )
+            made = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
+            await kernel.syscall(ADMIN, "session.dispatch", {"id": made["id"], "message": "go"})
+            history = await kernel.syscall(ADMIN, "session.history", {"id": made["id"]})
+            [result] = [h["fact"] for h in history if h["fact"]["kind"] == "tool.result"]
+            assert result["output"] == "rejected by slowguard: v1 says no"
+
+
+async def test_a_changed_guard_keeps_its_gate_closed_until_the_new_one_is_up(
+    tmp_path: Path,
+) -> None:
+    skill_dir = write_service(tmp_path, "slowguard", slow_guard("v1", 0))
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "slowguard"))
+        first = service(daemon, "slowguard")["pid"]
+        staged = skill_dir / ".service.py.new"
+        staged.write_text(slow_guard("v2", 2.0))
+        staged.replace(skill_dir / "service.py")  # hot reload: a new version starts slowly
+        await poll_until(lambda: service(daemon, "slowguard")["pid"] not in (first, None))
+        with pytest.raises(HookRejected) as info:  # v1 gone, v2 not up: closed, not open
+            await kernel.hooks.gate("tool.before", {}, bash("ls"))
+        assert "the service of slowguard is not running" in info.value.reason
+        await poll_until(lambda: running(daemon, "slowguard"))
+        with pytest.raises(HookRejected) as info:
+            await kernel.hooks.gate("tool.before", {}, bash("ls"))
+        assert info.value.reason == "v2 says no"
 
 
 SLOW = """
