@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import math
 import os
 import platform
@@ -397,6 +398,22 @@ def _cpu_model() -> str:
         if line.startswith("model name"):
             return line.partition(":")[2].strip()
     return platform.processor()
+
+
+async def child_json(*args: str, what: str) -> Any:
+    """Run ``python ARGS`` to its end and return the JSON it printed; its stderr
+    (the tail) in the error if it failed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"{what} exited {process.returncode}: {err.decode()[-3000:]}")
+    return json.loads(out)
 
 
 @contextlib.asynccontextmanager

@@ -117,6 +117,7 @@ from _harness import (
     PostgresUnavailable,
     Result,
     Target,
+    child_json,
     latency_results,
     micro_results,
     now_ns,
@@ -799,21 +800,14 @@ async def _scale_figures(ctx: Context) -> list[Result]:
         f"scale: {sessions} sessions x {steps} steps at {SCALE_DELAY_S * 1000:.0f} ms model "
         "latency, in a child process (then the model and bash floors)"
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
+    f: dict[str, Any] = await child_json(
         str(HERE),
         "--scale",
         str(sessions),
         str(steps),
         str(SCALE_DELAY_S),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        what="the scale child",
     )
-    out, err = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"the scale child exited {process.returncode}: {err.decode()[-3000:]}")
-    f: dict[str, Any] = json.loads(out)
     total = sessions * steps
     case = f"{sessions} sessions x {steps} steps"
     full = sessions == 200 and steps == 10

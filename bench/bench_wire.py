@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import os
 import shutil
 import sys
@@ -49,6 +48,7 @@ from _harness import (
     Context,
     Result,
     Target,
+    child_json,
     latency_results,
     micro_results,
     now_ns,
@@ -274,22 +274,9 @@ async def _syscall_figures(ctx: Context, paths: DaemonPaths) -> list[Result]:
 
 async def _client_process(socket: Path, name: str, n: int, warmup: int) -> list[int]:
     """Per-call ns of ``name`` timed by a Client in a separate process (this loop keeps serving)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        CLIENT_SCRIPT,
-        str(socket),
-        name,
-        str(n),
-        str(warmup),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    samples: list[int] = await child_json(
+        "-c", CLIENT_SCRIPT, str(socket), name, str(n), str(warmup), what=f"the {name} client"
     )
-    out, err = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"the {name} client exited with {process.returncode}: {err.decode()}")
-    samples: list[int] = json.loads(out)
     if len(samples) != n:
         raise RuntimeError(f"the {name} client timed {len(samples)} calls, expected {n}")
     return samples

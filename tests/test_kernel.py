@@ -115,16 +115,17 @@ async def test_a_gap_seen_while_a_read_is_under_way_is_not_lost(
     view complete over the gap an own append revealed meanwhile."""
     scb = await viewed_session(kernel)
     read_history = kernel.store.read_history
-    release = asyncio.Event()
+    read, release = asyncio.Event(), asyncio.Event()
 
     async def slow(*args: Any, **kwargs: Any) -> Any:
         result = await read_history(*args, **kwargs)  # read now, answer later
+        read.set()
         await release.wait()
         return result
 
     kernel.store.read_history = slow  # type: ignore[method-assign]
     reading = asyncio.get_running_loop().create_task(kernel.history_view(scb.id, refresh=True))
-    await asyncio.sleep(0.05)
+    await read.wait()
     await append_elsewhere(db_url, scb.id, "two")
     await kernel.append(scb, UserMessage(text="three"))  # lands past "two": a gap
     release.set()
@@ -189,17 +190,20 @@ async def test_readers_wait_for_the_read_under_way(kernel: Kernel) -> None:
     scb = await new_session(kernel)
     await kernel.append(scb, UserMessage(text="one"))
     read_history = kernel.store.read_history
-    release = asyncio.Event()
+    reading, release = asyncio.Event(), asyncio.Event()
 
     async def slow(*args: Any, **kwargs: Any) -> Any:
+        reading.set()
         await release.wait()
         return await read_history(*args, **kwargs)
 
     kernel.store.read_history = slow  # type: ignore[method-assign]
     try:
         first = asyncio.get_running_loop().create_task(kernel.history_view(scb.id))
+        await reading.wait()
         second = asyncio.get_running_loop().create_task(kernel.history_view(scb.id))
-        await asyncio.sleep(0.05)
+        for _ in range(10):  # let the second reader run as far as it can
+            await asyncio.sleep(0)
         assert not second.done()
         release.set()
         assert texts(await first) == texts(await second) == ["one"]

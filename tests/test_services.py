@@ -143,7 +143,7 @@ def slow_guard(version: str, sleep: float) -> str:
 async def test_a_dispatch_waits_for_a_guard_that_is_starting(tmp_path: Path) -> None:
     """A dispatch right after the daemon starts runs nothing before the active
     skills' services said hello."""
-    write_service(tmp_path, "slowguard", slow_guard("v1", 1.0))
+    write_service(tmp_path, "slowguard", slow_guard("v1", 2.0))
     with ScriptedLLM(Reply.tool_call("echo ran"), Reply.text("done")) as llm:
         async with running_daemon(
             tmp_path, OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL="m"

@@ -34,7 +34,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from aos_sdk import SyscallFailed
@@ -291,24 +291,27 @@ class BadRequest(Exception):
     pass
 
 
-def _int(request: Request, name: str, default: int | None = None) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, not {raw!r}") from None
+N = TypeVar("N", int, float)
 
 
-def _float(request: Request, name: str) -> float | None:
+def _number(request: Request, name: str, kind: type[N], what: str) -> N | None:
+    """A numeric query parameter (absent or empty: None); a bad one is a BadRequest."""
     raw = request.query_params.get(name)
     if not raw:
         return None
     try:
-        return float(raw)
+        return kind(raw)
     except ValueError:
-        raise BadRequest(f"{name} must be a number, not {raw!r}") from None
+        raise BadRequest(f"{name} must be {what}, not {raw!r}") from None
+
+
+def _int(request: Request, name: str, default: int | None = None) -> int | None:
+    value = _number(request, name, int, "an integer")
+    return default if value is None else value
+
+
+def _float(request: Request, name: str) -> float | None:
+    return _number(request, name, float, "a number")
 
 
 def _text(request: Request, name: str) -> str | None:
