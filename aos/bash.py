@@ -2,24 +2,25 @@
 
 Each call runs ``bash -c COMMAND`` in its own process group (so a timeout or an
 interrupt kills everything it started), with stdin closed and stdout+stderr
-captured together. The model sees at most ``output_cap`` bytes (head and tail,
-with a marker saying how much was cut); the raw output, up to ``RAW_CAP``, goes
-to RuntimeLog.
+captured together. The kernel's :class:`~aos.spawner.Spawner` starts it (off the
+event loop's thread); the output is read and the group signalled from here.
+The model sees at most ``output_cap`` bytes (head and tail, with a marker
+saying how much was cut); the raw output, up to ``RAW_CAP``, goes to RuntimeLog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from aos.spawner import Child, NoWorkingDirectory, Spawner, SpawnerError
 
 BashStatus = Literal["ok", "error", "timeout", "interrupted"]
 RAW_CAP = 4 * 1024 * 1024
@@ -40,73 +41,7 @@ class BashResult:
     total_bytes: int
     duration: float
     pgid: int
-
-
-@functools.cache
-def _use_pidfd_watcher() -> None:
-    """Reap children through pidfds on Python 3.11, as 3.12+ does by default.
-
-    3.11's default watcher starts a thread per child process (about half a
-    millisecond of the loop's time each under load, and a thread hop per
-    exit); a pidfd is watched by the event loop itself."""
-    if sys.version_info >= (3, 12):
-        return
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):  # an old kernel or a sandbox without pidfd_open
-        return
-    try:
-        asyncio.set_child_watcher(_PidfdWatcher())
-    except NotImplementedError:  # another event loop (uvloop) reaps its children itself
-        return
-
-
-class _PidfdWatcher(asyncio.AbstractChildWatcher):
-    """3.12's pidfd watcher for 3.11: each child is watched by the loop that
-    started it (3.11's own ``PidfdChildWatcher`` is bound to one loop)."""
-
-    def __init__(self) -> None:
-        self._children: dict[int, tuple[asyncio.AbstractEventLoop, int]] = {}
-
-    def add_child_handler(self, pid: int, callback: Callable[..., object], *args: object) -> None:
-        loop = asyncio.get_running_loop()
-        pidfd = os.pidfd_open(pid)
-        self._children[pid] = (loop, pidfd)
-        loop.add_reader(pidfd, self._reap, pid, callback, args)
-
-    def _reap(self, pid: int, callback: Callable[..., object], args: tuple[object, ...]) -> None:
-        if not self.remove_child_handler(pid):
-            return
-        try:
-            _, status = os.waitpid(pid, 0)
-            returncode = os.waitstatus_to_exitcode(status)
-        except ChildProcessError:  # reaped elsewhere: the status is lost
-            returncode = 255
-        callback(pid, returncode, *args)
-
-    def remove_child_handler(self, pid: int) -> bool:
-        child = self._children.pop(pid, None)
-        if child is None:
-            return False
-        loop, pidfd = child
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        return True
-
-    def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        """Children are watched by the loop that starts them: nothing to attach."""
-
-    def close(self) -> None:
-        """Nothing is held between children."""
-
-    def is_active(self) -> bool:
-        return True
-
-    def __enter__(self) -> _PidfdWatcher:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
+    """The command's process group (its pid); 0 if it did not start."""
 
 
 def visible(raw: bytes, total: int, cap: int) -> tuple[str, int]:
@@ -145,80 +80,125 @@ def group_alive(pgid: int) -> bool:
 async def run_bash(
     command: str,
     *,
+    spawner: Spawner,
     cwd: str,
     env: Mapping[str, str],
     time_limit: float,
     output_cap: int,
     on_start: Callable[[int], Awaitable[None]] | None = None,
 ) -> BashResult:
-    """Run one command. Cancelling the caller, or ``on_start`` raising, kills the
-    process group (status ``interrupted`` is then the caller's to record)."""
+    """Run one command through ``spawner``. Cancelling the caller, or ``on_start``
+    raising, kills the process group (status ``interrupted`` is then the caller's
+    to record). A command that cannot start (its working directory is missing,
+    bash cannot be run) is a result with status ``error``, exit code None and pgid
+    0, and ``on_start`` is not called; a spawner that cannot be had raises
+    :class:`~aos.spawner.SpawnerError`."""
     started = time.monotonic()
-    _use_pidfd_watcher()
-    process = await asyncio.create_subprocess_exec(
-        "bash",
-        "-c",
-        command,
-        cwd=cwd,
-        env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )
-    pgid = process.pid
-    chunks: list[bytes] = []
-    kept = 0
-    total = 0
-
-    async def read_all() -> None:
-        nonlocal kept, total
-        assert process.stdout is not None
-        while chunk := await process.stdout.read(65536):
-            total += len(chunk)
-            if kept < RAW_CAP:
-                chunks.append(chunk[: RAW_CAP - kept])
-                kept += len(chunks[-1])
-        await process.wait()
-
+    try:
+        child = await spawner.spawn(command, cwd=cwd, env=env)
+    except OSError as exc:
+        what = f"the working directory {cwd}" if isinstance(exc, NoWorkingDirectory) else "bash"
+        return BashResult(
+            output=f"[the command did not start: cannot use {what}: {exc.strerror}]",
+            raw=b"",
+            exit_code=None,
+            status="error",
+            truncated_bytes=0,
+            total_bytes=0,
+            duration=time.monotonic() - started,
+            pgid=0,
+        )
+    reader = _Output(child.output)
     status: BashStatus
+    exit_code: int | None = None
+    note = ""
     try:
         if on_start is not None:
-            await on_start(pgid)
+            await on_start(child.pid)
         try:
             async with asyncio.timeout(time_limit):
-                await read_all()
-            status = "ok" if process.returncode == 0 else "error"
+                exit_code = await asyncio.shield(child.exited)
+                await asyncio.shield(reader.eof)  # what it left running may still write
+            status = "ok" if exit_code == 0 else "error"
         except TimeoutError:
             status = "timeout"
-            await _terminate(process, pgid)
+            note = f"\n[timed out after {time_limit:g}s: the command and everything it started were killed]"
+            await _terminate(child)
+        except SpawnerError:  # its exit code is lost with the spawner: nothing may outlive it
+            status = "error"
+            note = "\n[the command spawner stopped while the command ran: the command was killed]"
+            kill_group(child.pid)
     except BaseException:  # cancelled, or on_start failed: nothing may outlive the call
-        await asyncio.shield(_terminate(process, pgid))
+        await asyncio.shield(_terminate(child))
         raise
-    raw = b"".join(chunks)
-    output, cut = visible(raw, total, output_cap)
-    if status == "timeout":
-        output += f"\n[timed out after {time_limit:g}s: the command and everything it started were killed]"
+    finally:
+        reader.close()
+        if child.exited.done() and not child.exited.cancelled():
+            child.exited.exception()  # retrieved: a lost spawner is reported above
+    raw = b"".join(reader.chunks)
+    output, cut = visible(raw, reader.total, output_cap)
     return BashResult(
-        output=output,
+        output=output + note,
         raw=raw,
-        exit_code=process.returncode if status != "timeout" else None,
+        exit_code=exit_code,
         status=status,
         truncated_bytes=cut,
-        total_bytes=total,
+        total_bytes=reader.total,
         duration=time.monotonic() - started,
-        pgid=pgid,
+        pgid=child.pid,
     )
 
 
-async def _terminate(process: asyncio.subprocess.Process, pgid: int) -> None:
-    """SIGTERM the group, SIGKILL it after a grace period, reap the leader."""
-    kill_group(pgid, signal.SIGTERM)
-    try:
+class _Output:
+    """Reads a command's output pipe on the event loop (up to RAW_CAP kept)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.total = 0
+        self._loop = asyncio.get_running_loop()
+        self.eof: asyncio.Future[None] = self._loop.create_future()
+        self._loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> bool:
+        """Take one read; False once nothing more is there for now."""
+        try:
+            chunk = os.read(self.fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:  # not expected of a pipe: the output ends here
+            chunk = f"\n[reading the output failed: {exc}]".encode()
+            self.chunks.append(chunk)
+            chunk = b""
+        if not chunk:
+            self._loop.remove_reader(self.fd)
+            if not self.eof.done():
+                self.eof.set_result(None)
+            return False
+        self.total += len(chunk)
+        if self.kept < RAW_CAP:
+            self.chunks.append(chunk[: RAW_CAP - self.kept])
+            self.kept += len(self.chunks[-1])
+        return True
+
+    def close(self) -> None:
+        """Take what is already in the pipe, stop reading and close it."""
+        if not self.eof.done():
+            while self._readable():
+                pass
+            self._loop.remove_reader(self.fd)
+            self.eof.cancel()
+        os.close(self.fd)
+
+
+async def _terminate(child: Child) -> None:
+    """SIGTERM the group, SIGKILL it after a grace period, wait for the leader."""
+    kill_group(child.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError, SpawnerError):
         async with asyncio.timeout(KILL_GRACE):
-            await process.wait()
-    except TimeoutError:
-        pass
-    kill_group(pgid, signal.SIGKILL)  # stragglers of the group, even if the leader left
-    with contextlib.suppress(ProcessLookupError):
-        await process.wait()
+            await asyncio.shield(child.exited)
+    kill_group(child.pid, signal.SIGKILL)  # stragglers of the group, even if the leader left
+    with contextlib.suppress(TimeoutError, SpawnerError):
+        async with asyncio.timeout(KILL_GRACE):
+            await asyncio.shield(child.exited)

@@ -28,6 +28,7 @@ from aos.config import Config
 from aos.control import ControlServer
 from aos.kernel import Kernel
 from aos.services import MAX_SOCKET_PATH, ServiceSupervisor
+from aos.spawner import SpawnerError
 
 logger = logging.getLogger("aos")
 STOP_NOTIFY_GRACE = 2.0
@@ -141,12 +142,18 @@ class Daemon:
         try:
             await control.start()
             await agents.start()
+            # Before the services start: their start-up sees recovered sessions idle, and
+            # no service hears of a lost dispatch after it has already picked the session up.
+            for session_id in await kernel.recover():
+                logger.warning("recovered session %s: its dispatch was cut by a crash", session_id)
             supervisor.start_all()
             watch_started = anyio.Event()
             watcher = loop.create_task(kernel.skills.watch(started=watch_started, stop=stop_watch))
             await watch_started.wait()
-            for session_id in await kernel.recover():
-                logger.warning("recovered session %s: its dispatch was cut by a crash", session_id)
+            try:  # warm: the first command does not wait for it
+                await kernel.spawner.start()
+            except SpawnerError as exc:
+                logger.error("%s; each command will try to start it again", exc)
             recovery = loop.create_task(self._recover_periodically(kernel))
             self.paths.pidfile.parent.mkdir(parents=True, exist_ok=True)
             self.paths.pidfile.write_text(f"{os.getpid()}\n")

@@ -50,6 +50,7 @@ from aos.skills.registry import (
     available_skills_prompt,
     default_roots,
 )
+from aos.spawner import Spawner
 from aos.store import Store, open_store
 from aos.syscalls import call
 
@@ -203,6 +204,8 @@ class Kernel:
         """The socket agents' bash reaches the kernel through (set by the daemon)."""
         self.llm_settings = LLMSettings.from_env(config.getenv)
         self._llm: LLMClient | None = None
+        self.spawner = Spawner()
+        """Starts the agents' bash commands (a helper process; see aos/spawner.py)."""
         self.dispatches: dict[str, ReActUnit] = {}
         """Running dispatches on this node, by session id."""
         self._starting: set[str] = set()
@@ -242,6 +245,7 @@ class Kernel:
         await self.stop_dispatches("interrupted: the daemon is shutting down")
         if self._llm is not None:
             await self._llm.close()
+        await self.spawner.aclose()
         await self.hooks.drain()
         await self.flush_logs()
         await self.store.close()

@@ -44,6 +44,7 @@ from aos.llm import BASH_TOOL, LLMError, missing_configuration
 from aos.principals import Principal, agent_principal
 from aos.runtimelog import LogEntry
 from aos.session import SCB
+from aos.spawner import SpawnerError
 from aos.store import StoreError
 
 if TYPE_CHECKING:
@@ -198,6 +199,9 @@ class ReActUnit:
             status, error = "failed", exc.message
         except HookError as exc:
             status, error = "failed", str(exc)
+        except SpawnerError as exc:
+            logger.error("dispatch %s: %s", self.dispatch_id, exc)
+            status, error = "failed", f"{exc} (the daemon log may say why)"
         except StoreError as exc:
             logger.warning("dispatch %s: recording history failed: %s", self.dispatch_id, exc)
             status, error = "failed", f"recording history failed: {exc}"
@@ -388,6 +392,7 @@ class ReActUnit:
         self._running_call = request
         result = await run_bash(
             command,
+            spawner=kernel.spawner,
             cwd=cwd,
             env=env,
             time_limit=run_timeout,

@@ -146,6 +146,7 @@ from aos.llm import BASH_TOOL, LLMClient, LLMSettings
 from aos.principals import ADMIN
 from aos.session import SCB
 from aos.skills.registry import available_skills_prompt
+from aos.spawner import Spawner
 from aos.testing import Reply, ScriptedLLM
 from aos_stdskills.aos_context import session_assemble
 
@@ -412,6 +413,7 @@ async def _measure_steps(
             start = now_ns()
             result = await run_bash(
                 COMMAND,
+                spawner=kernel.spawner,
                 cwd=str(workspace),
                 env=env,
                 time_limit=limits.tool_timeout,
@@ -859,7 +861,7 @@ async def _scale_figures(ctx: Context) -> list[Result]:
             figure="kernel process CPU",
             value=f["cpu_self_s"],
             unit="s",
-            note=f"user+sys of the kernel's process during the run; bash children "
+            note=f"user+sys of the kernel's process during the run; the spawner with its bash children "
             f"{f['cpu_children_s']:.2f} s, the scripted model's process {f['cpu_server_s']:.2f} s",
         ),
         floor(
@@ -883,15 +885,17 @@ async def _scale_figures(ctx: Context) -> list[Result]:
     ]
 
 
-def _cpu_of(pid: int) -> float:
-    """user+sys seconds of a live process (Linux ``/proc``)."""
+def _cpu_of(pid: int, *, children: bool = False) -> float:
+    """user+sys seconds of a live process (Linux ``/proc``), with ``children`` those
+    of the children it has reaped too."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = sum(int(field) for field in fields[11 : 15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_self_children() -> tuple[float, float]:
-    me, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
+def _cpu_self() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return me.ru_utime + me.ru_stime
 
 
 async def scale_child(sessions: int, steps: int, delay: float) -> dict[str, Any]:
@@ -922,15 +926,18 @@ async def scale_child(sessions: int, steps: int, delay: float) -> dict[str, Any]
                         raise RuntimeError(f"dispatch ended {outcome.status}: {outcome}")
                     return (now_ns() - start) / 1e9
 
-                cpu_self, cpu_children = _cpu_self_children()
+                await kernel.spawner.start()
+                spawner = kernel.spawner.pid
+                assert spawner is not None
+                cpu_self = _cpu_self()
+                cpu_children = _cpu_of(spawner, children=True)
                 cpu_server = _cpu_of(llm.process.pid)
                 start = now_ns()
                 durations = await asyncio.gather(*(one(scb) for scb in scbs))
                 figures["wall_s"] = (now_ns() - start) / 1e9
                 figures["peak_rss_mb"] = peak_rss_mb()
-                after_self, after_children = _cpu_self_children()
-                figures["cpu_self_s"] = after_self - cpu_self
-                figures["cpu_children_s"] = after_children - cpu_children
+                figures["cpu_self_s"] = _cpu_self() - cpu_self
+                figures["cpu_children_s"] = _cpu_of(spawner, children=True) - cpu_children
                 figures["cpu_server_s"] = _cpu_of(llm.process.pid) - cpu_server
                 figures["dispatch_p50_s"] = percentile(durations, 50.0)
                 await kernel.flush_logs()
@@ -941,7 +948,7 @@ async def scale_child(sessions: int, steps: int, delay: float) -> dict[str, Any]
                 env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
                 bash = str(workspace)
                 figures["bash_wall_s"] = await _concurrent_wall(
-                    sessions, steps, lambda: _one_bash(bash, env)
+                    sessions, steps, lambda: _one_bash(kernel.spawner, bash, env)
                 )
             finally:
                 await kernel.close()
@@ -965,8 +972,10 @@ async def _one_complete(client: LLMClient) -> None:
         raise RuntimeError(f"the scripted model answered {done}")
 
 
-async def _one_bash(cwd: str, env: dict[str, str]) -> None:
-    result = await run_bash(COMMAND, cwd=cwd, env=env, time_limit=60, output_cap=32_768)
+async def _one_bash(spawner: Spawner, cwd: str, env: dict[str, str]) -> None:
+    result = await run_bash(
+        COMMAND, spawner=spawner, cwd=cwd, env=env, time_limit=60, output_cap=32_768
+    )
     if result.exit_code != 0:
         raise RuntimeError(f"bash {COMMAND} exited {result.exit_code}")
 

@@ -1,0 +1,172 @@
+"""The command spawner's process: starts each bash command for the kernel.
+
+Run as ``python -I -S _spawnerd.py FD`` (standard library only, nothing of
+``aos`` imported) by :class:`aos.spawner.Spawner`, which holds the other end
+of the Unix stream socket ``FD``. It forks at once and its first process exits
+(so the spawner is nobody's child to reap), takes a session of its own (no
+controlling terminal: a command that opens ``/dev/tty`` fails at once rather
+than stopping), and serves until the socket closes. Commands already running
+then go on; the kernel kills their process groups itself.
+
+Requests (kernel -> spawner): a 4-byte little-endian length, then a
+``marshal``-ed ``(request_id, command, cwd, env)``; the write end of the
+command's output pipe rides along with the request's first byte
+(``SCM_RIGHTS``). The spawner enters ``cwd``, starts ``bash -c command`` with
+``env`` (``bash`` looked up in ``env``'s ``PATH``) in a new process group of
+its own, stdin ``/dev/null``, stdout and stderr the pipe, and closes its copy
+of the pipe.
+
+Events (spawner -> kernel): 12-byte records ``(request_id, kind, value)``,
+``kind`` one of :data:`READY` (value: the spawner's pid, request 0),
+:data:`STARTED` (the child's pid, which is also its process group),
+:data:`EXITED` (the exit code; ``-N`` for a signal), :data:`NO_CWD` and
+:data:`NOT_STARTED` (the ``errno``). A command's records come in the order
+started, exited.
+
+Being a separate process keeps the kernel's event loop out of
+``posix_spawn`` (the loop would otherwise stop while each child execs) and
+lets the spawning run on another CPU.
+"""
+
+import contextlib
+import marshal
+import os
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import sys
+
+HEADER = struct.Struct("<I")
+EVENT = struct.Struct("<IIi")
+READY, STARTED, EXITED, NO_CWD, NOT_STARTED = range(5)
+FD_SPACE = socket.CMSG_SPACE(16 * 4)
+RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+"""Python ignores these, and ignored signals survive ``exec``: a command gets
+their default actions back (as ``subprocess``'s ``restore_signals`` does)."""
+
+
+class Spawnerd:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        self.fds: list[int] = []
+        self.children: dict[int, int] = {}
+        """pid -> request id, while the command runs."""
+        self.bash: dict[str, str] = {}
+        """PATH -> where bash is on it."""
+
+    def send(self, request_id: int, kind: int, value: int) -> None:
+        self.sock.sendall(EVENT.pack(request_id, kind, value))
+
+    def receive(self) -> bool:
+        """Read what came and start each complete request; False at end of input."""
+        data, ancillary, _, _ = self.sock.recvmsg(1 << 16, FD_SPACE)
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                count = len(payload) // 4
+                for fd in struct.unpack(f"{count}i", payload[: count * 4]):
+                    os.set_inheritable(fd, False)  # the command gets it as 1 and 2 only
+                    self.fds.append(fd)
+        if not data:
+            return False
+        self.buffer += data
+        while len(self.buffer) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self.buffer)
+            end = HEADER.size + size
+            if len(self.buffer) < end:
+                break
+            request_id, command, cwd, env = marshal.loads(self.buffer[HEADER.size : end])
+            self.buffer = self.buffer[end:]
+            if not self.fds:  # every request carries its pipe: never without one
+                self.send(request_id, NOT_STARTED, 9)  # EBADF
+                continue
+            self.start(request_id, command, cwd, env, self.fds.pop(0))
+        return True
+
+    def start(
+        self, request_id: int, command: str, cwd: str, env: dict[str, str], output: int
+    ) -> None:
+        try:
+            try:
+                os.chdir(cwd)
+            except OSError as exc:
+                self.send(request_id, NO_CWD, exc.errno or 0)
+                return
+            path = env.get("PATH", os.defpath)
+            bash = self.bash.get(path)
+            if bash is None:
+                bash = self.bash[path] = shutil.which("bash", path=path) or "bash"
+            try:
+                pid = os.posix_spawn(
+                    bash,
+                    ["bash", "-c", command],
+                    env,
+                    file_actions=[
+                        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                        (os.POSIX_SPAWN_DUP2, output, 1),
+                        (os.POSIX_SPAWN_DUP2, output, 2),
+                    ],
+                    setpgroup=0,
+                    setsigdef=RESET_SIGNALS,
+                    setsigmask=(),
+                )
+            except OSError as exc:
+                self.send(request_id, NOT_STARTED, exc.errno or 0)
+                return
+        finally:
+            os.close(output)
+        self.children[pid] = request_id
+        self.send(request_id, STARTED, pid)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            request_id = self.children.pop(pid, None)
+            if request_id is not None:
+                self.send(request_id, EXITED, os.waitstatus_to_exitcode(status))
+
+    def serve(self) -> None:
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        selector = selectors.DefaultSelector()
+        selector.register(self.sock, selectors.EVENT_READ, "requests")
+        selector.register(wake_r, selectors.EVENT_READ, "children")
+        self.send(0, READY, os.getpid())
+        while True:
+            for key, _ in selector.select():
+                if key.data == "children":
+                    _drain(wake_r)
+                    self.reap()
+                elif not self.receive():
+                    return
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    sock.set_inheritable(False)  # a command must never reach the spawner
+    if os.fork():  # the kernel reaps this first process at once
+        os._exit(0)
+    os.setsid()
+    os.chdir("/")
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the kernel is gone
+        Spawnerd(sock).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""The command spawner: the kernel's end of the process that starts bash commands.
+
+Each bash call is a real ``bash -c`` process in a process group of its own, but
+the kernel does not start it itself: ``posix_spawn`` (like ``subprocess``'s
+vfork) stops the calling thread until the child has exec'd, and on the
+kernel's thread that stops the event loop for every command (a few hundred
+microseconds each, far more on a loaded machine). A small helper process,
+``aos/_spawnerd.py`` (standard library only), does it instead, on whichever
+CPU is free, and reports each command's pid and exit code back over a Unix
+socket. The kernel keeps the read end of the command's output pipe and reads
+it on its loop; it signals the process group directly.
+
+One :class:`Spawner` serves one event loop (the kernel holds one). The process
+starts on the first command (or :meth:`Spawner.start`) and again on the next
+command after it died; it exits when :meth:`Spawner.aclose` closes the socket
+or the kernel's process is gone. The wire format is in ``aos/_spawnerd.py``.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import collections
+import contextlib
+import marshal
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from aos import _spawnerd as wire
+
+PROGRAM = str(Path(wire.__file__).resolve())
+START_TIMEOUT = 10.0
+"""Seconds the spawner process has to say it is ready."""
+
+
+class SpawnerError(Exception):
+    """The spawner could not be started, or stopped while it had work."""
+
+
+class NoWorkingDirectory(OSError):
+    """The command's working directory cannot be entered (``errno``, ``filename``)."""
+
+
+class Child:
+    """A command the spawner started: its pid (also its process group), the read
+    end of its output pipe (non-blocking; the caller closes it) and its exit."""
+
+    def __init__(self, request_id: int, output: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.request_id = request_id
+        self.output = output
+        self.pid = 0
+        self.abandoned = False
+        """Its caller stopped waiting before it started: killed once it starts."""
+        self.started: asyncio.Future[int] = loop.create_future()
+        self.exited: asyncio.Future[int] = loop.create_future()
+        """The exit code (``-N``: killed by signal N); :class:`SpawnerError` if the
+        spawner stopped first (the exit code is then lost)."""
+
+
+class Spawner:
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        """The spawner process's pid while it runs."""
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[int] | None = None
+        self._children: dict[int, Child] = {}
+        self._ids = 0
+        self._buffer = b""
+        self._outbox: collections.deque[tuple[memoryview, int | None]] = collections.deque()
+
+    async def start(self) -> None:
+        """Start the process now unless it runs (the first command would)."""
+        while self._sock is None:
+            if self._starting is None:
+                self._starting = asyncio.get_running_loop().create_task(self._start())
+            starting = self._starting
+            try:
+                await asyncio.shield(starting)
+            finally:
+                if starting.done():
+                    self._starting = None
+
+    async def _start(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",
+                "-S",
+                PROGRAM,
+                str(theirs.fileno()),
+                pass_fds=[theirs.fileno()],
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            ours.close()
+            raise SpawnerError(
+                f"cannot start the command spawner ({sys.executable}): {exc}"
+            ) from exc
+        finally:
+            theirs.close()
+        if await process.wait() != 0:
+            ours.close()
+            raise SpawnerError(
+                f"the command spawner exited {process.returncode} at start (see the daemon log)"
+            )
+        ours.setblocking(False)
+        self._ready = loop.create_future()
+        self._sock = ours
+        loop.add_reader(ours, self._readable)
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                self.pid = await self._ready
+        except TimeoutError:
+            self._lost(f"it did not say it was ready within {START_TIMEOUT:g} s")
+            raise SpawnerError(
+                f"the command spawner did not start within {START_TIMEOUT:g} s"
+            ) from None
+        except SpawnerError:
+            raise
+        except BaseException:
+            self._lost("its start was cancelled")
+            raise
+
+    async def spawn(self, command: str, *, cwd: str, env: Mapping[str, str]) -> Child:
+        """Start ``bash -c command`` in ``cwd`` with exactly ``env``; returns once it runs.
+
+        Raises :class:`NoWorkingDirectory` or another :class:`OSError` when the
+        command cannot start, :class:`SpawnerError` when the spawner cannot be
+        had (or stopped before it answered: the command may then have run)."""
+        await self.start()
+        loop = self._loop
+        assert loop is not None
+        self._ids = self._ids % 0xFFFFFFFF + 1
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(read_end, False)  # the command's end stays blocking
+        child = Child(self._ids, read_end, loop)
+        body = marshal.dumps((child.request_id, command, cwd, dict(env)))
+        self._children[child.request_id] = child
+        self._send(wire.HEADER.pack(len(body)) + body, write_end)
+        try:
+            await asyncio.shield(child.started)
+        except BaseException:
+            os.close(read_end)
+            if child.started.done():
+                self._children.pop(child.request_id, None)
+            else:  # cancelled while the spawner works on it: nothing may run unwatched
+                child.abandoned = True
+            raise
+        return child
+
+    async def aclose(self) -> None:
+        """Close the socket: the spawner process exits (running commands go on)."""
+        if self._starting is not None:
+            self._starting.cancel()
+            await asyncio.gather(self._starting, return_exceptions=True)
+        self._lost("it was closed")
+
+    # -- the socket -----------------------------------------------------------------------
+    def _readable(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        try:
+            data = sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(f"its socket failed: {exc}")
+            return
+        if not data:
+            self._lost("its process ended")
+            return
+        buffer = self._buffer + data
+        end = len(buffer) - len(buffer) % wire.EVENT.size
+        for request_id, kind, value in wire.EVENT.iter_unpack(buffer[:end]):
+            self._event(request_id, kind, value)
+        self._buffer = buffer[end:]
+
+    def _event(self, request_id: int, kind: int, value: int) -> None:
+        if kind == wire.READY:
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(value)
+            return
+        child = self._children.get(request_id)
+        if child is None:
+            return
+        if kind == wire.STARTED:
+            child.pid = value
+            child.started.set_result(value)
+            if child.abandoned:
+                with contextlib.suppress(OSError):
+                    os.killpg(value, signal.SIGKILL)
+            return
+        del self._children[request_id]
+        if kind == wire.EXITED:
+            child.exited.set_result(value)
+            return
+        error = NoWorkingDirectory if kind == wire.NO_CWD else OSError
+        child.started.set_exception(error(value, os.strerror(value)))
+        if child.abandoned:
+            child.started.exception()  # nobody waits for it any more
+
+    def _send(self, frame: bytes, fd: int) -> None:
+        self._outbox.append((memoryview(frame), fd))
+        if len(self._outbox) == 1:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send what is queued; a request's pipe goes with its first byte."""
+        sock, loop = self._sock, self._loop
+        assert sock is not None and loop is not None
+        while self._outbox:
+            data, fd = self._outbox[0]
+            try:
+                if fd is None:
+                    sent = sock.send(data)
+                else:
+                    fds = array.array("i", [fd])
+                    sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+            except (BlockingIOError, InterruptedError):
+                loop.add_writer(sock, self._flush)
+                return
+            except OSError as exc:
+                self._lost(f"its socket failed: {exc}")
+                return
+            if fd is not None:
+                os.close(fd)  # the spawner holds its own copy now
+            if sent < len(data):
+                self._outbox[0] = (data[sent:], None)
+            else:
+                self._outbox.popleft()
+        loop.remove_writer(sock)
+
+    def _lost(self, why: str) -> None:
+        """The process is gone (or closed): everything waiting on it learns why."""
+        sock, self._sock, self.pid = self._sock, None, None
+        if sock is not None and self._loop is not None:
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+            sock.close()
+        for _, fd in self._outbox:
+            if fd is not None:
+                os.close(fd)
+        self._outbox.clear()
+        self._buffer = b""
+        error = f"the command spawner stopped: {why}"
+        children, self._children = self._children, {}
+        for child in children.values():
+            waiting = child.exited if child.started.done() else child.started
+            waiting.set_exception(SpawnerError(error))
+            if child.abandoned:
+                waiting.exception()  # nobody waits for it any more
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(SpawnerError(error))
