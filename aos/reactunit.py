@@ -475,14 +475,17 @@ class ReActUnit:
 
     # -- environment -------------------------------------------------------------------
     def _workspace(self) -> Path:
+        """The agent's working directory, created once per dispatch if missing (a
+        command whose directory is gone meanwhile says so in its result)."""
         if self._workspace_path is None:
             configured = self.cwd or self.effective.workspace
-            self._workspace_path = (
+            workspace = (
                 Path(configured)
                 if configured
                 else self.kernel.config.paths.data_dir / "workspaces" / self.scb.agent_id
             )
-        self._workspace_path.mkdir(parents=True, exist_ok=True)
+            workspace.mkdir(parents=True, exist_ok=True)
+            self._workspace_path = workspace
         return self._workspace_path
 
     def _bash_env(self) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Testing tools for skill authors: a scripted OpenAI-compatible LLM server.
 
-:class:`ScriptedLLM` is a real HTTP server (uvicorn, on 127.0.0.1 with an
-ephemeral port, in a daemon thread) that speaks the Chat Completions API with
-real Server-Sent Events. It answers each request with the next scripted
+:class:`ScriptedLLM` is a real HTTP server (aiohttp, on 127.0.0.1 with an
+ephemeral port, in a daemon thread with its own event loop) that speaks the
+Chat Completions API with real Server-Sent Events. It answers each request with the next scripted
 :class:`Reply` and records every request it got, so a test can drive a real
 daemon end to end without a real model::
 
@@ -31,16 +31,13 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+import msgspec
+from aiohttp import web
 
 from aos.history import Usage
 
@@ -107,6 +104,9 @@ class Reply:
     retry_after: float | str | None = None
     cut: bool = False
     """End the stream after ``content`` with neither a finish_reason nor ``[DONE]``."""
+    stream: bool = True
+    """False: answer one ``chat.completion`` JSON body instead of a stream, as some
+    local servers do whatever the request asks."""
 
     @classmethod
     def text(
@@ -211,8 +211,9 @@ class ScriptedLLM:
         self.requests: list[RecordedRequest] = []
         self._script: deque[Reply] = deque(replies)
         self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
         self._port: int | None = None
 
     # --- script ----------------------------------------------------------------
@@ -246,33 +247,48 @@ class ScriptedLLM:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self._app(),
-            log_level="warning",
-            lifespan="off",
-            loop="asyncio",
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        self._server = server
+        ready = threading.Event()
+        failure: list[BaseException] = []
         self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="ScriptedLLM", daemon=True
+            target=self._run, args=(sock, ready, failure), name="ScriptedLLM", daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("ScriptedLLM could not start its server")
-            time.sleep(0.005)
+        if not ready.wait(10) or failure:
+            raise RuntimeError(f"ScriptedLLM could not start its server: {failure}")
         return self
+
+    def _run(
+        self, sock: socket.socket, ready: threading.Event, failure: list[BaseException]
+    ) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stopping = asyncio.Event()
+            runner = web.AppRunner(
+                self._app(), access_log=None, handle_signals=False, shutdown_timeout=1
+            )
+            await runner.setup()
+            try:
+                await web.SockSite(runner, sock).start()
+                ready.set()
+                await self._stopping.wait()
+            finally:
+                await runner.cleanup()
+
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
 
     def stop(self) -> None:
         """Stop serving (open streams get a second to finish)."""
-        if self._server is None or self._thread is None:
+        thread, loop, stopping = self._thread, self._loop, self._stopping
+        if thread is None:
             return
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._server = self._thread = None
+        if loop is not None and stopping is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stopping.set)
+        thread.join(timeout=10)
+        self._thread = self._loop = self._stopping = None
 
     def __enter__(self) -> ScriptedLLM:
         return self.start()
@@ -288,18 +304,15 @@ class ScriptedLLM:
 
     # --- the HTTP side -----------------------------------------------------------
 
-    def _app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route("/v1/chat/completions", self._chat, methods=["POST"]),
-                Route("/chat/completions", self._chat, methods=["POST"]),
-                Route("/v1/models", self._models, methods=["GET"]),
-                Route("/models", self._models, methods=["GET"]),
-            ]
-        )
+    def _app(self) -> web.Application:
+        app = web.Application()
+        for prefix in ("/v1", ""):
+            app.router.add_post(f"{prefix}/chat/completions", self._chat)
+            app.router.add_get(f"{prefix}/models", self._models)
+        return app
 
-    async def _models(self, request: Request) -> Response:
-        return JSONResponse(
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response(
             {
                 "object": "list",
                 "data": [{"id": self.model, "object": "model", "owned_by": "aos.testing"}],
@@ -314,9 +327,9 @@ class ScriptedLLM:
             reply = self.default if isinstance(self.default, Reply) else self.default(body)
         return number, reply
 
-    async def _chat(self, request: Request) -> Response:
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = json.loads(await request.body())
+            body = json.loads(await request.read())
         except ValueError:
             body = None
         if not isinstance(body, dict):
@@ -324,7 +337,7 @@ class ScriptedLLM:
         recorded = RecordedRequest(
             body=body,
             headers={k.lower(): v for k, v in request.headers.items()},
-            path=request.url.path,
+            path=request.path,
             time=time.monotonic(),
         )
         number, reply = self._next_reply(body)
@@ -342,18 +355,24 @@ class ScriptedLLM:
         if reply.status != 200:
             headers = {} if reply.retry_after is None else {"Retry-After": str(reply.retry_after)}
             return _error_response(reply.status, reply.error_message, headers=headers)
-        return StreamingResponse(
-            _stream(reply, body, reply.model or str(body.get("model") or self.model), number + 1),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
+        model = reply.model or str(body.get("model") or self.model)
+        if not reply.stream:
+            return web.json_response(_whole(reply, body, model, number + 1))
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
+        await response.prepare(request)
+        # The events are written at once: a scripted reply has nothing to wait for.
+        await response.write("".join(_stream(reply, body, model, number + 1)).encode())
+        await response.write_eof()
+        return response
 
 
 def _error_response(
     status: int, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": status, "message": message}}, status_code=status, headers=headers
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": status, "message": message}}, status=status, headers=headers
     )
 
 
@@ -362,9 +381,7 @@ def _pieces(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-async def _stream(
-    reply: Reply, request: dict[str, Any], model: str, number: int
-) -> AsyncIterator[str]:
+def _stream(reply: Reply, request: dict[str, Any], model: str, number: int) -> Iterator[str]:
     """The SSE body of a 200 reply (tool call ids default to ``call_<request#>_<index>``)."""
     ident = f"chatcmpl-{uuid.uuid4().hex[:16]}"
     created = int(time.time())
@@ -378,7 +395,7 @@ async def _stream(
             "choices": choices,
             **extra,
         }
-        return f"data: {json.dumps(chunk)}\n\n"
+        return f"data: {msgspec.json.encode(chunk).decode()}\n\n"
 
     def delta(fields: dict[str, Any], finish_reason: str | None = None) -> str:
         return event([{"index": 0, "delta": fields, "finish_reason": finish_reason}])
@@ -419,8 +436,37 @@ async def _stream(
     yield "data: [DONE]\n\n"
 
 
+def _whole(reply: Reply, request: dict[str, Any], model: str, number: int) -> dict[str, Any]:
+    """The reply as one ``chat.completion`` body (a server that does not stream)."""
+    arguments = [call.arguments_text() for call in reply.calls]
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    if reply.calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id or f"call_{number}_{index}",
+                "type": "function",
+                "function": {"name": call.name, "arguments": text},
+            }
+            for index, (call, text) in enumerate(zip(reply.calls, arguments, strict=True))
+        ]
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:16]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": reply.finish_reason or ("tool_calls" if reply.calls else "stop"),
+            }
+        ],
+        "usage": _usage_json(reply.usage or _estimate(request, reply, arguments)),
+    }
+
+
 def _estimate(request: dict[str, Any], reply: Reply, arguments: list[str]) -> Usage:
-    prompt = max(1, len(json.dumps(request.get("messages", []))) // 4)
+    prompt = max(1, len(msgspec.json.encode(request.get("messages", []))) // 4)
     completion = max(1, (len(reply.content) + len(reply.reasoning) + sum(map(len, arguments))) // 4)
     return Usage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion

@@ -64,11 +64,8 @@ from typing import Any
 
 import httpx
 from _harness import Context, Result, Target, percentile, server_process
+from aiohttp import web
 from aos_sdk import Client
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from aos.daemon import Daemon
 from aos.testing import ScriptedLLM, free_port, temporary_daemon
@@ -116,24 +113,19 @@ class PacedLLM(ScriptedLLM):
         self.count = 0
         self.sent_lock = threading.Lock()
 
-    def _app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route("/v1/chat/completions", self._paced, methods=["POST"]),
-                Route("/chat/completions", self._paced, methods=["POST"]),
-            ]
-        )
-
-    async def _paced(self, request: Request) -> Response:
-        body = json.loads(await request.body())
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = json.loads(await request.read())
         with self.sent_lock:
             number = self.count
             self.count += 1
-        return StreamingResponse(
-            self._chunks(number, str(body.get("model") or self.model)),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
+        await response.prepare(request)
+        async for chunk in self._chunks(number, str(body.get("model") or self.model)):
+            await response.write(chunk.encode())
+        await response.write_eof()
+        return response
 
     async def _chunks(self, number: int, model: str) -> AsyncIterator[str]:
         def delta(fields: dict[str, Any], finish: str | None = None) -> str:

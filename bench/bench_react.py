@@ -1,6 +1,6 @@
 """The ReAct step: kernel overhead per step, 200 sessions at once, context assembly.
 
-The scripted model is :class:`aos.testing.ScriptedLLM` (uvicorn, real SSE)
+The scripted model is :class:`aos.testing.ScriptedLLM` (aiohttp, real SSE)
 answering every request with one ``bash`` call of ``true`` (after ``delay``),
 run in a child process of its own (``bench_react.py --serve DELAY``): in a
 thread of the benchmark's process it shares the GIL with the kernel and adds
@@ -46,7 +46,7 @@ round trip when tried).
     provider: the step's own Python, scheduling, and how much slower the model
     round trip and bash are inside the loop than alone. The LLM client alone is
     ``LLMClient.complete`` of a step's request against its reply pre-rendered
-    (``httpx.MockTransport``: no socket, no server); it is inside the
+    (a bare aiohttp handler in the same loop: its small share is included); it is inside the
     subtracted model round trip, so not in the overhead.
 
 (2) The peer, on the same PostgreSQL server: LangGraph + ``AsyncPostgresSaver``
@@ -98,6 +98,7 @@ import gc
 import json
 import os
 import resource
+import socket
 import sys
 import tempfile
 import time
@@ -107,8 +108,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 import asyncpg
-import httpx
 import msgspec
 from _harness import (
     NS_PER_MS,
@@ -127,6 +128,7 @@ from _harness import (
     server_process,
     time_each,
 )
+from aiohttp import web
 
 from aos import reactunit
 from aos.bash import run_bash
@@ -640,30 +642,43 @@ async def _hooks_split(
 
 
 async def _client_alone(ctx: Context, llm: ScriptedServer, body: dict[str, Any]) -> list[int]:
-    """``LLMClient.complete`` of ``body`` against its reply pre-rendered (no socket, no server)."""
-    async with httpx.AsyncClient() as raw:
-        response = await raw.post(f"{llm.base_url}/chat/completions", json=body)
-        rendered = response.content
-    headers = {"content-type": "text/event-stream"}
+    """``LLMClient.complete`` of ``body`` against its reply pre-rendered, served by a
+    bare aiohttp handler in this loop (no scripting, no other process)."""
+    async with aiohttp.ClientSession() as raw:
+        async with raw.post(f"{llm.base_url}/chat/completions", json=body) as response:
+            rendered = await response.read()
 
-    def reply(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers=headers, content=rendered)
+    async def canned(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=rendered, content_type="text/event-stream")
 
-    settings = LLMSettings(base_url="http://pre-rendered.invalid/v1")
-    async with LLMClient(settings, transport=httpx.MockTransport(reply)) as client:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", canned)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = socket.create_server(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    settings = LLMSettings(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}/v1")
+    try:
+        async with LLMClient(settings) as client:
 
-        async def complete(_: int) -> None:
-            done = await client.complete(
-                model=body["model"], messages=body["messages"], tools=body.get("tools"), params={}
+            async def complete(_: int) -> None:
+                done = await client.complete(
+                    model=body["model"],
+                    messages=body["messages"],
+                    tools=body.get("tools"),
+                    params={},
+                )
+                if not done.tool_calls:
+                    raise RuntimeError(f"the pre-rendered reply gave {done}")
+
+            n = ctx.scale(2000, 300)
+            ctx.progress(
+                f"LLM client alone: {n} completes of a {len(body['messages'])}-message request"
             )
-            if not done.tool_calls:
-                raise RuntimeError(f"the pre-rendered reply gave {done}")
-
-        n = ctx.scale(2000, 300)
-        ctx.progress(
-            f"LLM client alone: {n} completes of a {len(body['messages'])}-message request"
-        )
-        return await time_each(complete, n, warmup=200)
+            return await time_each(complete, n, warmup=200)
+    finally:
+        await runner.cleanup()
 
 
 # -- (2) the peer: LangGraph + PostgresSaver ------------------------------------------------

@@ -28,10 +28,9 @@ class Recorder:
         return [item.upper() for item in items]
 
 
-@pytest.mark.parametrize("inline", [False, True])
-async def test_writers_wait_together_and_are_never_split(inline: bool) -> None:
+async def test_writers_wait_together_and_are_never_split() -> None:
     flush = Recorder()
-    commit: GroupCommit[str, str] = GroupCommit(flush, max_batch=2, inline=inline)
+    commit: GroupCommit[str, str] = GroupCommit(flush, max_batch=2)
     results = await asyncio.gather(
         commit.submit_all(["a", "b", "c"]), commit.submit("d"), commit.submit_all(["e", "f"])
     )

@@ -16,7 +16,6 @@ import pytest
 from aos.history import Usage
 from aos.llm import (
     BASH_TOOL,
-    LANE_STREAMS,
     Completion,
     LLMClient,
     LLMError,
@@ -317,19 +316,34 @@ async def test_connection_refused_is_retried_then_one_sentence() -> None:
     assert caught.value.retryable
 
 
-async def test_concurrent_streams_share_a_few_connection_pools(
+async def test_concurrent_streams_each_get_their_own_reply(
     scripted_llm: ScriptedLLM, client: LLMClient
 ) -> None:
-    """Many streams at once spread over pools of LANE_STREAMS (one pool walking
-    hundreds of connections costs milliseconds per request); pools are reused."""
-    scripted_llm.default = Reply.text("ok", delay=0.2)
-    n = 2 * LANE_STREAMS + 1
-    done = await asyncio.gather(*(complete(client) for _ in range(n)))
-    assert [c.content for c in done] == ["ok"] * n
-    assert len(client._lanes) == 3  # pyright: ignore[reportPrivateUsage]
-    for _ in range(3):
-        await asyncio.gather(*(complete(client) for _ in range(n)))
-    assert len(client._lanes) == 3  # pyright: ignore[reportPrivateUsage]
+    """Many streams at once (one connection each, kept alive and reused after)."""
+    scripted_llm.default = lambda body: Reply.text(
+        f"answer to {body['messages'][-1]['content']}", delay=0.2, chunk=3
+    )
+
+    async def ask(n: int) -> str:
+        messages = [{"role": "user", "content": f"q{n}"}]
+        return (await client.complete(model="test-model", messages=messages)).content
+
+    for _ in range(2):
+        answers = await asyncio.gather(*(ask(n) for n in range(150)))
+        assert answers == [f"answer to q{n}" for n in range(150)]
+
+
+async def test_a_read_timeout_is_retried_then_one_sentence(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.default = Reply.text("late", delay=1.0)
+    settings = settings_for(scripted_llm, read_timeout=0.2, max_retries=1)
+    async with LLMClient(settings) as c:
+        with pytest.raises(LLMError) as caught:
+            await complete(c)
+    host = host_of(scripted_llm)
+    assert caught.value.message == (
+        f"The model server at {host} did not answer within 0.2 s (gave up after 2 attempts)"
+    )
+    assert len(scripted_llm.requests) == 2
 
 
 async def test_models_endpoint_and_async_context() -> None:
@@ -340,31 +354,14 @@ async def test_models_endpoint_and_async_context() -> None:
 
 async def test_a_server_that_ignores_stream_true() -> None:
     """Some local servers answer one JSON body anyway; it is read the same way."""
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    async def chat(request: Request) -> JSONResponse:
-        message = {
-            "role": "assistant",
-            "content": "Listing.",
-            "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "bash", "arguments": "{}"}}
-            ],
-        }
-        return JSONResponse(
-            {
-                "object": "chat.completion",
-                "model": "local",
-                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 2},
-            }
-        )
-
-    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
-    transport = httpx.ASGITransport(app=app)
-    async with LLMClient(LLMSettings(base_url="http://local/v1"), transport=transport) as c:
+    reply = Reply(
+        content="Listing.",
+        calls=(ScriptedToolCall("bash", "{}", id="c1"),),
+        model="local",
+        usage=Usage(prompt_tokens=3, completion_tokens=2),
+        stream=False,
+    )
+    async with ScriptedLLM(reply) as llm, LLMClient(LLMSettings(base_url=llm.base_url)) as c:
         result = await c.complete(model="local", messages=MESSAGES)
     assert (result.content, result.finish_reason, result.model) == (
         "Listing.",
@@ -445,3 +442,22 @@ def test_sse_decoder_incremental_with_split_crlf() -> None:
 def test_sse_last_event_without_blank_line() -> None:
     assert parse_sse("data: [DONE]") == ["[DONE]"]
     assert parse_sse("data: a\n\n\n\n: only a comment\n\n") == ["a"]
+
+
+async def test_the_proxy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPS_PROXY/HTTP_PROXY and NO_PROXY, read once per client."""
+    with ScriptedLLM(Reply.text("via proxy")) as proxy:
+        proxy_url = proxy.base_url.removesuffix("/v1")
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with LLMClient(LLMSettings(base_url="http://model.invalid/v1")) as c:
+            result = await c.complete(model="m", messages=MESSAGES)
+        assert result.content == "via proxy"
+        (request,) = proxy.requests
+        assert request.path == "/v1/chat/completions"  # the absolute URL, as a proxy gets it
+        monkeypatch.setenv("NO_PROXY", "model.invalid")
+        async with LLMClient(LLMSettings(base_url="http://model.invalid/v1", max_retries=0)) as c:
+            with pytest.raises(LLMError, match="Cannot connect"):
+                await c.complete(model="m", messages=MESSAGES)
+        assert len(proxy.requests) == 1

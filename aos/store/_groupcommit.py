@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 Flush = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
-
-
-_INLINE: Any = object()
-"""Marks a flush run by a writer itself (``inline``) as under way."""
 
 
 class GroupCommit(Generic[T, R]):
@@ -30,12 +26,8 @@ class GroupCommit(Generic[T, R]):
         *,
         max_batch: int = 1000,
         lazy_delay: float = 0.05,
-        inline: bool = False,
     ) -> None:
-        """``inline``: ``flush`` never suspends (SQLite on the loop's thread), so the
-        writer that finds no flush under way runs it itself, with no task hop."""
         self._flush = flush
-        self._inline = inline
         self._max_batch = max_batch
         self._lazy_delay = lazy_delay
         self._pending: list[tuple[Sequence[T], list[asyncio.Future[R]]]] = []
@@ -61,17 +53,10 @@ class GroupCommit(Generic[T, R]):
             if lazy:
                 if self._timer is None:
                     self._timer = loop.call_later(self._lazy_delay, self._start)
-            elif self._inline:
-                # One turn of the loop lets writers that are ready join this
-                # transaction; then the first of them commits everyone's writes.
-                self._task = _INLINE
-                try:
-                    await asyncio.sleep(0)
-                    await self._flush_pending()
-                finally:
-                    self._task = None
             else:
                 self._start()
+        if len(futures) == 1:  # the common case, without a gathering future
+            return [await futures[0]]
         return list(await asyncio.gather(*futures))
 
     def _start(self) -> None:
@@ -83,8 +68,6 @@ class GroupCommit(Generic[T, R]):
 
     async def drain(self) -> None:
         """Wait until every write submitted so far is flushed."""
-        while self._task is _INLINE:  # noqa: ASYNC110 - it ends within a turn of the loop
-            await asyncio.sleep(0)
         self._start()
         while self._task is not None:
             await asyncio.shield(self._task)
