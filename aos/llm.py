@@ -40,6 +40,7 @@ from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import msgspec
+from yarl import URL
 
 from aos.history import Usage
 
@@ -348,7 +349,7 @@ class LLMClient:
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
-        self._url = f"{settings.base_url}/chat/completions"
+        self._url = URL(f"{settings.base_url}/chat/completions")  # parsed once
         self._headers = {
             "Accept": "text/event-stream",
             "Content-Type": "application/json",
@@ -372,7 +373,7 @@ class LLMClient:
                     connect=settings.connect_timeout,
                     sock_read=settings.read_timeout,
                 ),
-                auto_decompress=True,
+                cookie_jar=aiohttp.DummyCookieJar(),  # an API: no cookies to keep
             )
         return self._session
 

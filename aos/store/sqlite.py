@@ -1,24 +1,22 @@
 """The embedded SQLite backend (the default).
 
-WAL mode with ``synchronous=FULL``: a commit is durable when it returns. Two
-connections: reads run on the event loop's own thread (a WAL reader never
-waits for the writer), and every write runs on one writer thread with a
-connection of its own. A commit waits for its fsync (0.2 ms alone, a
-millisecond or more on a busy machine); on the loop's thread that wait stopped
-every session at once, while on the writer thread the loop goes on and the
-next group commit gathers what arrived meanwhile. Several processes may open
-the same file; writers take turns through SQLite's lock (``busy_timeout``).
+One connection in WAL mode with ``synchronous=FULL``: a commit is durable when
+it returns. Statements run on the event loop's own thread: a commit costs about
+as much as one thread hop would (see PERFORMANCE.md), and group commit keeps the
+loop's share bounded under load (a batch is flushed by a task of its own, so
+the writers ready meanwhile join it). A writer thread was tried: with 200
+sessions on two CPUs its hops cost more CPU (0.3 s in 2,000 steps) than the
+fsync waits it took off the loop, and the run was slower. Several processes may open the same file;
+writers take turns through SQLite's lock (``busy_timeout``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,47 +45,32 @@ class SQLiteStore(SQLStore):
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
-        """Reads, on the loop's thread."""
         self.path = path
         self.url = f"sqlite://{path}"
         self._sql_cache: dict[str, str] = {}
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="aos-sqlite-writer")
-        self._write_conn: sqlite3.Connection | None = None
-        """Writes, on the writer thread only."""
         self._writes: GroupCommit[_Write, int] = GroupCommit(self._flush)
 
     @classmethod
     async def open(cls, path: Path) -> SQLiteStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = _connect(path)
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            conn.row_factory = sqlite3.Row
             await _use_wal(conn)
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open SQLite database {path}: {exc}") from None
         store = cls(conn, path)
         try:
             store._migrate()
-            await store._write(store._open_writer)
         except sqlite3.Error as exc:
-            await store._shut()
+            conn.close()
             raise StoreUnavailable(f"cannot migrate SQLite database {path}: {exc}") from None
         return store
-
-    def _open_writer(self) -> None:
-        self._write_conn = _connect(self.path)
-
-    async def _write(self, work: Callable[[], Any]) -> Any:
-        """Run ``work`` on the writer thread (writes never share the loop's connection)."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer, work)
-
-    async def _shut(self) -> None:
-        def close_writer() -> None:
-            if self._write_conn is not None:
-                self._write_conn.close()
-
-        await self._write(close_writer)
-        self._writer.shutdown(wait=False)
-        self._conn.close()
 
     def _migrate(self) -> None:
         conn = self._conn
@@ -114,7 +97,7 @@ class SQLiteStore(SQLStore):
 
     async def close(self) -> None:
         await self.flush()
-        await self._shut()
+        self._conn.close()
 
     async def flush(self) -> None:
         await self._writes.drain()
@@ -133,12 +116,8 @@ class SQLiteStore(SQLStore):
             raise _wrap(exc) from exc
 
     async def _execute(self, sql: str, *args: Any) -> int:
-        return await self._write(functools.partial(self._execute_now, self._translate(sql), args))
-
-    def _execute_now(self, sql: str, args: tuple[Any, ...]) -> int:
-        assert self._write_conn is not None
         try:
-            return self._write_conn.execute(sql, args).rowcount
+            return self._conn.execute(self._translate(sql), args).rowcount
         except sqlite3.Error as exc:
             raise _wrap(exc) from exc
 
@@ -154,11 +133,7 @@ class SQLiteStore(SQLStore):
 
     async def _flush(self, batch: Sequence[_Write]) -> list[int | BaseException]:
         """One transaction (one fsync) for every fact and log record pending."""
-        return await self._write(functools.partial(self._flush_now, batch))
-
-    def _flush_now(self, batch: Sequence[_Write]) -> list[int | BaseException]:
-        conn = self._write_conn
-        assert conn is not None
+        conn = self._conn
         now = time.time()
         results: list[int | BaseException] = []
         conn.execute("BEGIN IMMEDIATE")
@@ -191,17 +166,6 @@ class SQLiteStore(SQLStore):
             conn.execute("ROLLBACK")
             raise _wrap(exc) from exc
         return results
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-    )
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return conn
 
 
 async def _use_wal(conn: sqlite3.Connection) -> None:
