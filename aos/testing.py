@@ -329,8 +329,8 @@ class ScriptedLLM:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = json.loads(await request.read())
-        except ValueError:
+            body = msgspec.json.decode(await request.read())
+        except msgspec.DecodeError:
             body = None
         if not isinstance(body, dict):
             return _error_response(400, "ScriptedLLM: the request body is not a JSON object")

@@ -68,8 +68,9 @@ round trip when tried).
     and awaited. Wall time (target <= 3 s; ideal 10 x 0.2 s = 2 s), steps/s,
     peak RSS (``VmHWM``, target <= 300 MB; not ``ru_maxrss``, which survives
     ``execve`` and would report this benchmark process's peak; the scripted
-    model's process is not counted), and the CPU the kernel's process, the bash
-    children and the scripted model used meanwhile, and the CPU floor: that CPU
+    model's process is not counted), and the CPU the kernel's process, the
+    command spawner with its bash children and the scripted model used
+    meanwhile, and the CPU floor: that CPU
     over the usable CPUs, the least wall any schedule of this work could take
     on this machine. Then the floors, in the same child: the model alone (200
     tasks x 10 sequential ``LLMClient.complete``, same delay) and bash alone

@@ -251,6 +251,28 @@ async def test_append_to_unknown_session_fails_alone(store: Store) -> None:
         await store.read_history("ghost")
 
 
+async def test_a_refused_write_fails_alone_among_writes_at_once(store: Store) -> None:
+    """On SQLite these share one transaction: a constraint broken by one writer
+    is rolled back for that writer only."""
+    session = await make_session(store)
+    await store.create_agent(ACB(id="a1", name="taken"))
+    appended, refused, created, leased = await asyncio.gather(
+        store.append(session.id, UserMessage(text="kept")),
+        store.create_agent(ACB(id="a2", name="taken")),
+        store.create_agent(ACB(id="a3", name="free")),
+        store.acquire_lease(session.id, "node-a", 30),
+        return_exceptions=True,
+    )
+    assert appended == 1
+    assert isinstance(refused, Conflict) and "named 'taken'" in str(refused)
+    assert created == await store.get_agent("a3")
+    assert leased is True
+    [entry] = await store.read_history(session.id)
+    assert entry.fact == UserMessage(text="kept")
+    with pytest.raises(NotFound):
+        await store.get_agent("a2")
+
+
 async def test_append_all_writes_in_order(store: Store) -> None:
     session = await make_session(store)
     await store.append(session.id, UserMessage(text="go"))
