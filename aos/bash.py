@@ -121,7 +121,7 @@ async def run_bash(
                 await asyncio.shield(reader.eof)  # what it left running may still write
             status = "ok" if exit_code == 0 else "error"
         except TimeoutError:
-            status = "timeout"
+            status, exit_code = "timeout", None  # even if the leader was done: the group was not
             note = f"\n[timed out after {time_limit:g}s: the command and everything it started were killed]"
             await _terminate(child)
         except SpawnerError:  # its exit code is lost with the spawner: nothing may outlive it

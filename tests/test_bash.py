@@ -250,3 +250,14 @@ async def test_a_command_inherits_no_descriptor_but_its_three(
 ) -> None:
     result = await run(spawner, "cd /proc/$$/fd && echo *", tmp_path)
     assert result.output == "0 1 2 3\n"  # 3: the directory the glob itself is reading
+
+
+async def test_output_held_open_by_a_background_process_ends_in_a_timeout(
+    spawner: Spawner, tmp_path: Path
+) -> None:
+    """The leader exits at once, but what it left running still holds the output."""
+    result = await run(spawner, "sleep 30 & echo started", tmp_path, time_limit=0.5)
+    assert result.status == "timeout"
+    assert result.exit_code is None
+    assert result.output.startswith("started\n")
+    assert await group_gone(result.pgid)
