@@ -145,6 +145,8 @@ class SQLiteStore(SQLStore):
         conn = self._conn
         now = time.time()
         results: list[int | BaseException] = []
+        last_seqs: dict[str, int] = {}  # session -> its newest seq in this batch
+        facts: list[tuple[str, int, float, str, str]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             for item in batch:
@@ -160,19 +162,29 @@ class SQLiteStore(SQLStore):
                     results.append(cursor.lastrowid or 0)
                     continue
                 session_id, fact = item
-                row = conn.execute(
-                    "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-                    (session_id,),
-                ).fetchone()
-                if row is None:
-                    results.append(NotFound(f"session {session_id} not found"))
-                    continue
-                seq = row[0]
-                conn.execute(
-                    "INSERT INTO history (session_id, seq, ts, kind, body) VALUES (?, ?, ?, ?, ?)",
-                    (session_id, seq, now, fact_kind(fact), encode_fact(fact)),
-                )
+                seq = last_seqs.get(session_id)
+                if seq is None:
+                    row = conn.execute(
+                        "SELECT last_seq FROM sessions WHERE id = ?", (session_id,)
+                    ).fetchone()
+                    if row is None:  # (looked up again if a later write creates it)
+                        results.append(NotFound(f"session {session_id} not found"))
+                        continue
+                    seq = row[0]
+                seq += 1
+                last_seqs[session_id] = seq
+                facts.append((session_id, seq, now, fact_kind(fact), encode_fact(fact)))
                 results.append(seq)
+            # The facts and their counters in two statements: the write lock held since
+            # BEGIN IMMEDIATE keeps every other writer out until the commit.
+            conn.executemany(
+                "INSERT INTO history (session_id, seq, ts, kind, body) VALUES (?, ?, ?, ?, ?)",
+                facts,
+            )
+            conn.executemany(
+                "UPDATE sessions SET last_seq = ? WHERE id = ?",
+                [(seq, session_id) for session_id, seq in last_seqs.items()],
+            )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
