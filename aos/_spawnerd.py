@@ -56,9 +56,16 @@ class Spawnerd:
         """pid -> request id, while the command runs."""
         self.bash: dict[str, str] = {}
         """PATH -> where bash is on it."""
+        self.events: list[bytes] = []
+        """Events to send: one write for all that one wake-up produced."""
 
     def send(self, request_id: int, kind: int, value: int) -> None:
-        self.sock.sendall(EVENT.pack(request_id, kind, value))
+        self.events.append(EVENT.pack(request_id, kind, value))
+
+    def flush(self) -> None:
+        if self.events:
+            self.sock.sendall(b"".join(self.events))
+            self.events.clear()
 
     def receive(self) -> bool:
         """Read what came and start each complete request; False at end of input."""
@@ -140,6 +147,7 @@ class Spawnerd:
         selector.register(self.sock, selectors.EVENT_READ, "requests")
         selector.register(wake_r, selectors.EVENT_READ, "children")
         self.send(0, READY, os.getpid())
+        self.flush()
         while True:
             for key, _ in selector.select():
                 if key.data == "children":
@@ -147,6 +155,7 @@ class Spawnerd:
                     self.reap()
                 elif not self.receive():
                     return
+            self.flush()
 
 
 def _drain(fd: int) -> None:
