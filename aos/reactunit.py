@@ -201,7 +201,7 @@ class ReActUnit:
             status, error = "failed", str(exc)
         except SpawnerError as exc:
             logger.error("dispatch %s: %s", self.dispatch_id, exc)
-            status, error = "failed", f"{exc} (the daemon log may say why)"
+            status, error = "failed", str(exc)
         except StoreError as exc:
             logger.warning("dispatch %s: recording history failed: %s", self.dispatch_id, exc)
             status, error = "failed", f"recording history failed: {exc}"

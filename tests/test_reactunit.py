@@ -462,3 +462,52 @@ async def test_a_reply_that_fails_to_commit_is_written_before_its_results(
     assert not group_alive(call["pgid"])
     [result] = await facts(aos_client, session, "tool.result")
     assert result["status"] == "interrupted"
+
+
+async def test_a_missing_working_directory_is_the_tool_result(
+    aos_client: Client, scripted_llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    """A cwd that cannot be entered is told to the model; the dispatch goes on."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    scripted_llm.add(Reply.tool_call(f"rmdir {gone}"), Reply.tool_call("pwd"), Reply.text("ok"))
+    session = await new_session(aos_client)
+    outcome = await aos_client.call(
+        "session.dispatch", {"id": session, "message": "go", "cwd": str(gone)}
+    )
+    assert outcome["status"] == "completed"
+    removed, missing = await facts(aos_client, session, "tool.result")
+    assert removed["exit_code"] == 0
+    assert missing["status"] == "error"
+    assert missing.get("exit_code") is None
+    assert missing["output"] == (
+        f"[the command did not start: cannot use the working directory {gone}: "
+        "No such file or directory]"
+    )
+    assert len(await facts(aos_client, session, "tool.call")) == 1  # only what ran
+
+
+async def test_a_spawner_that_cannot_start_fails_the_dispatch_clearly(
+    aos_daemon: Daemon,
+    aos_client: Client,
+    scripted_llm: ScriptedLLM,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    import aos.spawner
+
+    assert aos_daemon.kernel is not None
+    await aos_daemon.kernel.spawner.aclose()  # the next command starts a new one...
+    monkeypatch.setattr(aos.spawner, "PROGRAM", str(tmp_path / "no-such-program.py"))  # ...or not
+    scripted_llm.add(Reply.tool_call("true"))
+    session = await new_session(aos_client)
+    outcome = await aos_client.call("session.dispatch", {"id": session, "message": "go"})
+    assert outcome["status"] == "failed"
+    assert outcome["error"] == ("the command spawner exited 2 at start (see the daemon log)")
+    assert await kinds(aos_client, session) == [
+        "dispatch.started",
+        "message.user",
+        "message.assistant",
+        "tool.result",
+        "dispatch.finished",
+    ]
