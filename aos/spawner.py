@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from aos import _spawnerd as wire
 
@@ -143,7 +143,9 @@ class Spawner:
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(read_end, False)  # the command's end stays blocking
         child = Child(self._ids, read_end, loop)
-        body = marshal.dumps((child.request_id, command, cwd, dict(env)))
+        # a relative cwd is from the kernel's, as for any child (the spawner's changes)
+        where = str(PurePath(os.getcwd(), cwd))
+        body = marshal.dumps((child.request_id, command, where, dict(env)))
         self._children[child.request_id] = child
         self._send(wire.HEADER.pack(len(body)) + body, write_end)
         try:

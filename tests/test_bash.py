@@ -100,6 +100,7 @@ class Starts:
 async def test_exit_codes_and_output(spawner: Spawner, tmp_path: Path) -> None:
     assert await bash(spawner, "echo hi; exit 3", tmp_path) == (3, "hi\n")
     assert await bash(spawner, "pwd", tmp_path) == (0, f"{tmp_path}\n")
+    assert await bash(spawner, "pwd", Path(".")) == (0, f"{Path.cwd()}\n")  # the kernel's
     assert await bash(spawner, "echo out; echo err >&2", tmp_path) == (0, "out\nerr\n")
     assert await bash(spawner, "kill -TERM $$", tmp_path) == (-signal.SIGTERM, "")
 
