@@ -74,6 +74,10 @@ class GroupCommit(Generic[T, R]):
 
     async def _run(self) -> None:
         try:
+            # One more turn of the loop first: under load a turn is long and the
+            # writers of the next one join this batch (fewer commits, each an fsync);
+            # a lone writer pays microseconds for it.
+            await asyncio.sleep(0)
             await self._flush_pending()
         finally:
             self._task = None
