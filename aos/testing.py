@@ -2,9 +2,9 @@
 
 :class:`ScriptedLLM` is a real HTTP server (aiohttp, on 127.0.0.1 with an
 ephemeral port, in a daemon thread with its own event loop) that speaks the
-Chat Completions API with real Server-Sent Events. It answers each request with the next scripted
-:class:`Reply` and records every request it got, so a test can drive a real
-daemon end to end without a real model::
+Chat Completions API with real Server-Sent Events. It answers each request
+with the next scripted :class:`Reply` and records every request it got, so a
+test can drive a real daemon end to end without a real model::
 
     from aos.testing import Reply, ScriptedLLM
 
@@ -416,7 +416,7 @@ def _stream(reply: Reply, request: dict[str, Any], model: str, number: int) -> I
     for index, call in enumerate(reply.calls):
         head = {
             "index": index,
-            "id": call.id or f"call_{number}_{index}",
+            "id": _call_id(call, number, index),
             "type": "function",
             "function": {"name": call.name, "arguments": ""},
         }
@@ -428,12 +428,21 @@ def _stream(reply: Reply, request: dict[str, Any], model: str, number: int) -> I
             if round_ < len(pieces):
                 piece = {"index": index, "function": {"arguments": pieces[round_]}}
                 yield delta({"tool_calls": [piece]})
-    finish = reply.finish_reason or ("tool_calls" if reply.calls else "stop")
+    finish = _finish_reason(reply)
     yield delta({}, finish)
     if (request.get("stream_options") or {}).get("include_usage"):
         usage = reply.usage or _estimate(request, reply, arguments)
         yield event([], usage=_usage_json(usage))
     yield "data: [DONE]\n\n"
+
+
+def _call_id(call: ScriptedToolCall, number: int, index: int) -> str:
+    """The call's scripted id, else ``call_<request#>_<index>``."""
+    return call.id or f"call_{number}_{index}"
+
+
+def _finish_reason(reply: Reply) -> str:
+    return reply.finish_reason or ("tool_calls" if reply.calls else "stop")
 
 
 def _whole(reply: Reply, request: dict[str, Any], model: str, number: int) -> dict[str, Any]:
@@ -443,7 +452,7 @@ def _whole(reply: Reply, request: dict[str, Any], model: str, number: int) -> di
     if reply.calls:
         message["tool_calls"] = [
             {
-                "id": call.id or f"call_{number}_{index}",
+                "id": _call_id(call, number, index),
                 "type": "function",
                 "function": {"name": call.name, "arguments": text},
             }
@@ -458,7 +467,7 @@ def _whole(reply: Reply, request: dict[str, Any], model: str, number: int) -> di
             {
                 "index": 0,
                 "message": message,
-                "finish_reason": reply.finish_reason or ("tool_calls" if reply.calls else "stop"),
+                "finish_reason": _finish_reason(reply),
             }
         ],
         "usage": _usage_json(reply.usage or _estimate(request, reply, arguments)),

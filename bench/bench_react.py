@@ -46,8 +46,8 @@ round trip when tried).
     provider: the step's own Python, scheduling, and how much slower the model
     round trip and bash are inside the loop than alone. The LLM client alone is
     ``LLMClient.complete`` of a step's request against its reply pre-rendered
-    (a bare aiohttp handler in the same loop: its small share is included); it is inside the
-    subtracted model round trip, so not in the overhead.
+    (a bare aiohttp handler in the same loop: its small share is included); it
+    is inside the subtracted model round trip, so not in the overhead.
 
 (2) The peer, on the same PostgreSQL server: LangGraph + ``AsyncPostgresSaver``
     (the optional ``bench`` extra), one step = an async node appending one
@@ -70,8 +70,8 @@ round trip when tried).
     ``execve`` and would report this benchmark process's peak; the scripted
     model's process is not counted), and the CPU the kernel's process, the
     command spawner with its bash children and the scripted model used
-    meanwhile, and the CPU floor: that CPU
-    over the usable CPUs, the least wall any schedule of this work could take
+    meanwhile, and the CPU floor: that CPU over the usable CPUs, the least wall
+    any schedule of this work could take
     on this machine. Then the floors, in the same child: the model alone (200
     tasks x 10 sequential ``LLMClient.complete``, same delay) and bash alone
     (200 tasks x 10 ``run_bash("true")``).

@@ -1,13 +1,13 @@
 """The embedded SQLite backend (the default).
 
 One connection in WAL mode with ``synchronous=FULL``: a commit is durable when
-it returns. Statements run on the event loop's own thread: a commit costs about
-as much as one thread hop would (see PERFORMANCE.md), and group commit keeps the
-loop's share bounded under load (a batch is flushed by a task of its own, so
-the writers ready meanwhile join it). A writer thread was tried: with 200
-sessions on two CPUs its hops cost more CPU (0.3 s in 2,000 steps) than the
-fsync waits it took off the loop, and the run was slower. Several processes may open the same file;
-writers take turns through SQLite's lock (``busy_timeout``).
+it returns. Every write is group-committed (a batch is flushed by a task of its
+own, so the writers ready meanwhile join it), and statements run on the event
+loop's own thread: a commit costs about as much as one thread hop would (see
+PERFORMANCE.md). Moving the writes, or only the COMMIT, to a thread was
+measured with 200 sessions on two CPUs: the hops cost more CPU than the fsync
+waits they took off the loop, and the run was slower. Several processes may
+open the same file; writers take turns through SQLite's lock (``busy_timeout``).
 """
 
 from __future__ import annotations
