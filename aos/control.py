@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
-import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +37,7 @@ from aos_sdk.protocol import (
 from aos import __version__
 from aos.events import Stream, current_stream
 from aos.principals import ADMIN, InvalidToken, Principal
+from aos.processes import Credentials, peer_credentials
 from aos.runtimelog import LogEntry
 from aos.syscalls import SyscallError
 
@@ -46,20 +45,11 @@ if TYPE_CHECKING:
     from aos.kernel import Kernel
 
 HELLO_TIMEOUT = 10.0
-_PEERCRED = struct.Struct("3i")
 
 
-def peer_uid(writer: asyncio.StreamWriter) -> int | None:
-    sock: socket.socket | None = writer.get_extra_info("socket")
-    if sock is None:
-        return None
-    try:
-        _, uid, _ = _PEERCRED.unpack(
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-        )
-    except OSError:
-        return None
-    return uid
+def peer_of(writer: asyncio.StreamWriter) -> Credentials | None:
+    """The connection's peer, as Linux reports it (``SO_PEERCRED``)."""
+    return peer_credentials(writer.get_extra_info("socket"))
 
 
 async def read_hello(peer: Peer) -> Hello:
@@ -147,7 +137,8 @@ class ControlServer:
     def _principal(self, hello: Hello, writer: asyncio.StreamWriter) -> Principal:
         if hello.token:
             return self.kernel.tokens.verify(hello.token)
-        if self.admin_by_uid and peer_uid(writer) == os.getuid():
+        peer = peer_of(writer)
+        if self.admin_by_uid and peer is not None and peer.uid == os.getuid():
             return ADMIN
         where = (
             "this socket needs a token"

@@ -113,3 +113,15 @@ async def poll_until(predicate: Callable[[], bool], seconds: float = 15.0) -> No
 
 
 __all__ = ["REPO", "copy_skill", "poll_until", "running_daemon"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The escalation suite's count (tests/escalation.py)."""
+    from escalation import ATTEMPTS
+
+    if ATTEMPTS:
+        succeeded = [what for what, ok in ATTEMPTS if ok]
+        terminalreporter.write_line(
+            f"escalation suite: {len(ATTEMPTS)} attempts by agents' own bash, "
+            f"{len(succeeded)} succeeded" + (f": {'; '.join(succeeded)}" if succeeded else "")
+        )

@@ -60,6 +60,12 @@ class Skill(msgspec.Struct, kw_only=True):
     """Changes whenever a file of the skill changes."""
 
     @property
+    def system(self) -> bool:
+        """Installed on the node (a skill root or a pip plugin), not a standard skill:
+        its hooks are system policy and apply to every agent (docs/specs/aos-security.md)."""
+        return self.root != "standard"
+
+    @property
     def body(self) -> str:
         return self.manifest.body if self.manifest else ""
 
