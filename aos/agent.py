@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from aos.sandbox import Network, SandboxMode
+
 AgentStatus = Literal["active", "archived"]
 
 
@@ -18,6 +20,10 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit
     workspace: str | None = None
     """Directory bash runs in; defaults to a directory under the data dir."""
     max_steps: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    network: Network | None = None
+    """``on`` (the host's network) or ``none`` (no network in its sandbox)."""
+    sandbox: SandboxMode | None = None
+    """Overrides the node's ``sandbox`` setting for this agent (admin only)."""
 
 
 class ACB(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -45,3 +51,5 @@ class EffectiveConfig(msgspec.Struct, kw_only=True):
     scopes: list[str]
     workspace: str | None
     max_steps: int
+    network: Network = "on"
+    sandbox: SandboxMode = "auto"

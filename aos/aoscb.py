@@ -11,6 +11,8 @@ from typing import Annotated
 
 import msgspec
 
+from aos.sandbox import SandboxMode
+
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
@@ -43,3 +45,10 @@ class AOSCB(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tru
     """Drop-in skill roots, highest precedence first; relative paths are taken
     from the directory holding aoscb.json (or the working directory)."""
     limits: Limits = msgspec.field(default_factory=Limits)
+    sandbox: SandboxMode = "auto"
+    """Agent commands in a bubblewrap sandbox: ``auto`` (when the host can),
+    ``required`` (refuse to dispatch otherwise) or ``off``; an admin may set it
+    per agent (docs/specs/aos-security.md)."""
+    agent_env: list[str] = msgspec.field(default_factory=list)
+    """Variables of the daemon's environment passed to agent commands, beyond the
+    allowlist (PATH, locale, TERM, TZ, USER...): nothing else reaches the agent."""

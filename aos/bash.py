@@ -55,7 +55,10 @@ def visible(raw: bytes, total: int, cap: int) -> tuple[str, int]:
 
 
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
-    """Signal a process group; False if it is gone."""
+    """Signal a process group; False if it is gone (pgid 0: it ended before its
+    pid was known; never the kernel's own group)."""
+    if pgid <= 1:
+        return False
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:

@@ -47,6 +47,8 @@ SETTINGS: tuple[Setting, ...] = (
         "default_skills", "AOS_DEFAULT_SKILLS", "comma list of skills active for every agent", True
     ),
     Setting("skill_roots", "AOS_SKILL_ROOTS", "comma list of drop-in skill directories", True),
+    Setting("sandbox", "AOS_SANDBOX", "agent commands sandboxed: auto, required or off"),
+    Setting("agent_env", "AOS_AGENT_ENV", "comma list of variables passed to agent commands", True),
     Setting("limits.max_steps", "AOS_MAX_STEPS", "ReAct steps one dispatch may take"),
     Setting("limits.tool_timeout", "AOS_TOOL_TIMEOUT", "seconds one bash call may run"),
     Setting("limits.tool_output_cap", "AOS_TOOL_OUTPUT_CAP", "bytes of tool output the model sees"),

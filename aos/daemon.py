@@ -150,10 +150,15 @@ class Daemon:
             watch_started = anyio.Event()
             watcher = loop.create_task(kernel.skills.watch(started=watch_started, stop=stop_watch))
             await watch_started.wait()
-            try:  # warm: the first command does not wait for it
-                await kernel.spawner.start()
-            except SpawnerError as exc:
-                logger.error("%s; each command will try to start it again", exc)
+            isolation = kernel.sandboxes.isolation
+            (logger.info if isolation.sandboxed else logger.warning)(
+                "isolation: %s", isolation.detail
+            )
+            if not isolation.sandboxed:  # warm: the first command does not wait for it
+                try:
+                    await kernel.sandboxes.plain.start()
+                except SpawnerError as exc:
+                    logger.error("%s; each command will try to start it again", exc)
             recovery = loop.create_task(self._recover_periodically(kernel))
             self.paths.pidfile.parent.mkdir(parents=True, exist_ok=True)
             self.paths.pidfile.write_text(f"{os.getpid()}\n")

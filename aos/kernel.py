@@ -43,6 +43,7 @@ from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entr
 from aos.principals import DEFAULT_AGENT_SCOPES, Principal, TokenAuthority
 from aos.reactunit import LEASE_TTL, DispatchRefused, ReActUnit
 from aos.runtimelog import LogEntry
+from aos.sandbox import Layout, Network, Sandboxes, SandboxMode, probe
 from aos.session import SCB
 from aos.skills.registry import (
     SkillEvent,
@@ -50,7 +51,6 @@ from aos.skills.registry import (
     available_skills_prompt,
     default_roots,
 )
-from aos.spawner import Spawner
 from aos.store import Store, open_store
 from aos.syscalls import call
 
@@ -204,8 +204,10 @@ class Kernel:
         """The socket agents' bash reaches the kernel through (set by the daemon)."""
         self.llm_settings = LLMSettings.from_env(config.getenv)
         self._llm: LLMClient | None = None
-        self.spawner = Spawner()
-        """Starts the agents' bash commands (a helper process; see aos/spawner.py)."""
+        self.sandboxes = Sandboxes(
+            probe(config.aoscb.sandbox, config.getenv("PATH")), self._sandbox_layout
+        )
+        """Start the agents' bash commands, each in its sandbox (aos/sandbox.py)."""
         self.dispatches: dict[str, ReActUnit] = {}
         """Running dispatches on this node, by session id."""
         self._starting: set[str] = set()
@@ -245,7 +247,7 @@ class Kernel:
         await self.stop_dispatches("interrupted: the daemon is shutting down")
         if self._llm is not None:
             await self._llm.close()
-        await self.spawner.aclose()
+        await self.sandboxes.aclose()
         await self.hooks.drain()
         await self.flush_logs()
         await self.store.close()
@@ -337,6 +339,17 @@ class Kernel:
             self._faces[active] = face
         return face
 
+    def _sandbox_layout(self) -> Layout:
+        """What the agents' sandboxes hold: skill roots readable, the node's own
+        directories (and an SQLite database's) hidden, agent.sock their door."""
+        paths = self.config.paths
+        hidden = [paths.config_dir, paths.data_dir, paths.state_dir, paths.runtime_dir]
+        if self.store.backend == "sqlite":
+            hidden.append(Path(self.store.url.removeprefix("sqlite://")).parent)
+        roots = [root.path for root in self.skills.roots if root.path is not None]
+        roots += [Path(s.path) for s in self.skills.all() if s.root in ("plugin", "standard")]
+        return Layout.of(readable=roots, hidden=hidden, agent_socket=self.agent_socket)
+
     # -- RuntimeLog ------------------------------------------------------------------
     def log(self, entry: LogEntry) -> None:
         """Record in RuntimeLog without waiting for the commit (warnings and errors
@@ -361,7 +374,8 @@ class Kernel:
     def effective_of(self, chain: list[ACB]) -> EffectiveConfig:
         """Inherit along a root-first lineage.
 
-        The nearest override wins for model, workspace and max_steps. Skills add
+        The nearest override wins for model, workspace, max_steps and sandbox;
+        ``network: none`` holds for the whole subtree below it. Skills add
         up: a child adds skills but cannot drop its ancestors' (policy skills
         stay active below them). Scopes narrow: a root agent has the scopes it
         names (else the default agent scopes), each descendant the intersection
@@ -369,6 +383,8 @@ class Kernel:
         """
         limits = self.config.aoscb.limits
         model, workspace, max_steps = self.config.aoscb.model, None, limits.max_steps
+        network: Network = "on"
+        sandbox: SandboxMode = self.config.aoscb.sandbox
         skills: dict[str, None] = {}  # ordered set
         scopes: set[str] | None = None
         for acb in chain:
@@ -377,6 +393,8 @@ class Kernel:
             skills.update(dict.fromkeys(c.skills or ()))
             workspace = c.workspace if c.workspace is not None else workspace
             max_steps = c.max_steps if c.max_steps is not None else max_steps
+            network = "none" if c.network == "none" else network  # never widened below
+            sandbox = c.sandbox if c.sandbox is not None else sandbox
             if scopes is None:
                 scopes = set(DEFAULT_AGENT_SCOPES if acb.scopes is None else acb.scopes)
             elif acb.scopes is not None:
@@ -387,6 +405,8 @@ class Kernel:
             scopes=sorted(scopes if scopes is not None else DEFAULT_AGENT_SCOPES),
             workspace=workspace,
             max_steps=max_steps,
+            network=network,
+            sandbox=sandbox,
         )
 
     async def effective(self, agent_id: str) -> EffectiveConfig:

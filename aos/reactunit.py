@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ from aos.ids import new_id
 from aos.llm import BASH_TOOL, LLMError, missing_configuration
 from aos.principals import Principal, agent_principal
 from aos.runtimelog import LogEntry
+from aos.sandbox import SandboxUnavailable
 from aos.session import SCB
 from aos.spawner import SpawnerError
 from aos.store import StoreError
@@ -57,6 +59,25 @@ RAW_LOG_CAP = 256 * 1024
 TOKEN_REISSUE = 3600.0
 """Seconds a dispatch reuses the agent token it issued for bash (tokens last a day)."""
 SECRET_VARIABLES = ("OPENROUTER_API_KEY",)
+AGENT_VARIABLES = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "COLORTERM"}
+)
+"""Variables of the daemon's environment an agent's command gets (and ``LC_*``)."""
+
+
+def agent_environment(environ: Mapping[str, str], extra: Iterable[str]) -> dict[str, str]:
+    """The daemon's variables an agent may see: the allowlist, ``LC_*`` and the
+    names the AOSCB's ``agent_env`` adds (never a model key or ``AOS_*``)."""
+    allowed = AGENT_VARIABLES | frozenset(extra)
+    return {
+        k: v
+        for k, v in environ.items()
+        if (k in allowed or k.startswith("LC_"))
+        and not k.startswith("AOS_")
+        and k not in SECRET_VARIABLES
+    }
+
+
 """Never handed to the agent's bash."""
 
 
@@ -131,6 +152,8 @@ class ReActUnit:
     """Those facts."""
     _workspace_path: Path | None = None
     _base_env: dict[str, str] | None = None
+    sandboxed: bool = False
+    """Whether this dispatch's commands run in a sandbox (decided in prepare)."""
     _token: tuple[str | None, float] = (None, 0.0)
     """The agent's token for bash and when it was issued."""
 
@@ -143,6 +166,10 @@ class ReActUnit:
         problem = missing_configuration(self.effective.model, kernel.llm_settings)
         if problem is not None:
             raise DispatchRefused("unavailable", problem.message)
+        try:
+            self.sandboxed = kernel.sandboxes.wanted(self.effective.sandbox)
+        except SandboxUnavailable as exc:
+            raise DispatchRefused("unavailable", str(exc)) from None
         if not await kernel.store.acquire_lease(self.scb.id, kernel.node_id, LEASE_TTL):
             owner = (await kernel.store.get_session(self.scb.id)).lease_owner
             raise DispatchRefused(
@@ -390,9 +417,12 @@ class ReActUnit:
             )
 
         self._running_call = request
+        spawner = kernel.sandboxes.spawner_for(
+            str(workspace), self.effective.network, sandboxed=self.sandboxed
+        )
         result = await run_bash(
             command,
-            spawner=kernel.spawner,
+            spawner=spawner,
             cwd=cwd,
             env=env,
             time_limit=run_timeout,
@@ -489,13 +519,12 @@ class ReActUnit:
         return self._workspace_path
 
     def _bash_env(self) -> dict[str, str]:
-        """The base environment handed to tool.before (no AOS_* and no secrets)."""
+        """The base environment handed to tool.before: an allowlist of the daemon's
+        (no secret of the node reaches an agent), the skills' scripts on PATH."""
         if self._base_env is None:  # the daemon's environment, read once per dispatch
-            self._base_env = {
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith("AOS_") and k not in SECRET_VARIABLES
-            }
+            self._base_env = agent_environment(os.environ, self.kernel.config.aoscb.agent_env)
+            if self.sandboxed:  # the node's home directories do not exist in there
+                self._base_env["HOME"] = str(self._workspace())
         env = dict(self._base_env)
         path = [*self.kernel.context_face(self.active).path, env.get("PATH", os.defpath)]
         env["PATH"] = os.pathsep.join(path)

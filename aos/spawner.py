@@ -10,10 +10,16 @@ CPU is free, and reports each command's pid and exit code back over a Unix
 socket. The kernel keeps the read end of the command's output pipe and reads
 it on its loop; it signals the process group directly.
 
-One :class:`Spawner` serves one event loop (the kernel holds one). The process
-starts on the first command (or :meth:`Spawner.start`) and again on the next
-command after it died; it exits when :meth:`Spawner.aclose` closes the socket
-or the kernel's process is gone. The wire format is in ``aos/_spawnerd.py``.
+One :class:`Spawner` serves one event loop. The process starts on the first
+command (or :meth:`Spawner.start`) and again on the next command after it
+died; it exits when :meth:`Spawner.aclose` closes the socket or the kernel's
+process is gone. The wire format is in ``aos/_spawnerd.py``.
+
+A sandboxed spawner (``sandbox``: the bubblewrap command line that builds the
+sandbox, see :mod:`aos.sandbox`) runs inside the sandbox with every command it
+starts; the sandbox ends with it. Each command's pid comes back as the host's
+(from a pidfd the spawner sends along), so the kernel signals and records
+sandboxed commands exactly as it does the others.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 
 from aos import _spawnerd as wire
@@ -35,6 +42,7 @@ from aos import _spawnerd as wire
 PROGRAM = str(Path(wire.__file__).resolve())
 START_TIMEOUT = 10.0
 """Seconds the spawner process has to say it is ready."""
+PIDFD_SPACE = socket.CMSG_SPACE(wire.MAX_FDS * 4)
 
 
 class SpawnerError(Exception):
@@ -62,9 +70,16 @@ class Child:
 
 
 class Spawner:
-    def __init__(self) -> None:
+    def __init__(self, sandbox: Sequence[str] = ()) -> None:
+        self.sandbox = tuple(sandbox)
+        """The command line that wraps the spawner in its sandbox (empty: none)."""
         self.pid: int | None = None
-        """The spawner process's pid while it runs."""
+        """The spawner's pid on the host while it runs (sandboxed: bubblewrap's):
+        every command it starts descends from it."""
+        self.last_used = time.monotonic()
+        self._process: asyncio.subprocess.Process | None = None
+        self._pidfds: collections.deque[int] = collections.deque()
+        self._drain: asyncio.Task[bytes] | None = None
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._starting: asyncio.Task[None] | None = None
@@ -86,28 +101,34 @@ class Spawner:
                 if starting.done():
                     self._starting = None
 
+    @property
+    def busy(self) -> bool:
+        """Whether a command it started still runs."""
+        return bool(self._children)
+
     async def _start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = [sys.executable, "-I", "-S", PROGRAM, str(theirs.fileno())]
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                "-S",
-                PROGRAM,
-                str(theirs.fileno()),
+                *self.sandbox,
+                *argv,
+                *(["--sandboxed"] if self.sandbox else []),
                 pass_fds=[theirs.fileno()],
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE if self.sandbox else None,
             )
         except OSError as exc:
             ours.close()
-            raise SpawnerError(
-                f"cannot start the command spawner ({sys.executable}): {exc}"
-            ) from exc
+            what = self.sandbox[0] if self.sandbox else sys.executable
+            raise SpawnerError(f"cannot start the command spawner ({what}): {exc}") from exc
         finally:
             theirs.close()
-        if await process.wait() != 0:
+        if self.sandbox:  # bubblewrap stays: the sandbox lives while it runs
+            self._process = process
+        elif await process.wait() != 0:
             ours.close()
             raise SpawnerError(
                 f"the command spawner exited {process.returncode} at start (see the daemon log)"
@@ -118,17 +139,32 @@ class Spawner:
         loop.add_reader(ours, self._readable)
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                self.pid = await self._ready
+                pid = await self._ready
         except TimeoutError:
             self._lost(f"it did not say it was ready within {START_TIMEOUT:g} s")
             raise SpawnerError(
                 f"the command spawner did not start within {START_TIMEOUT:g} s"
             ) from None
-        except SpawnerError:
-            raise
+        except SpawnerError as exc:
+            raise SpawnerError(f"{exc}{await self._sandbox_error()}") from None
         except BaseException:
             self._lost("its start was cancelled")
             raise
+        self.pid = process.pid if self.sandbox else pid
+        if self._process is not None and self._process.stderr is not None:
+            self._drain = loop.create_task(self._process.stderr.read())  # it never blocks on it
+
+    async def _sandbox_error(self) -> str:
+        """What bubblewrap said when the sandbox could not be built."""
+        process = self._process
+        if process is None or process.stderr is None:
+            return ""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                said = (await process.stderr.read()).decode(errors="replace").strip()
+                await process.wait()
+                return f" (bubblewrap exited {process.returncode}: {said or 'it said nothing'})"
+        return ""
 
     async def spawn(self, command: str, *, cwd: str, env: Mapping[str, str]) -> Child:
         """Start ``bash -c command`` in ``cwd`` with exactly ``env``; returns once it runs.
@@ -139,6 +175,7 @@ class Spawner:
         await self.start()
         loop = self._loop
         assert loop is not None
+        self.last_used = time.monotonic()
         self._ids = self._ids % 0xFFFFFFFF + 1
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(read_end, False)  # the command's end stays blocking
@@ -160,18 +197,36 @@ class Spawner:
         return child
 
     async def aclose(self) -> None:
-        """Close the socket: the spawner process exits (running commands go on)."""
+        """Close the socket: the spawner process exits (running commands go on,
+        except in a sandbox, which ends with it)."""
         if self._starting is not None:
             self._starting.cancel()
             await asyncio.gather(self._starting, return_exceptions=True)
         self._lost("it was closed")
+        process, self._process = self._process, None
+        if process is not None:
+            try:
+                async with asyncio.timeout(2):
+                    await process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
 
     # -- the socket -----------------------------------------------------------------------
     def _readable(self) -> None:
         sock = self._sock
         assert sock is not None
         try:
-            data = sock.recv(1 << 16)
+            if self.sandbox:
+                data, ancillary, _, _ = sock.recvmsg(1 << 16, PIDFD_SPACE)
+                for level, kind, payload in ancillary:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds = array.array("i")
+                        fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+                        self._pidfds.extend(fds)
+            else:
+                data = sock.recv(1 << 16)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -195,9 +250,11 @@ class Spawner:
         if child is None:
             return
         if kind == wire.STARTED:
+            if self.sandbox:  # the sandbox's pid: the host's comes from the pidfd
+                value = _host_pid(self._pidfds.popleft())
             child.pid = value
             child.started.set_result(value)
-            if child.abandoned:
+            if child.abandoned and value > 1:
                 with contextlib.suppress(OSError):
                     os.killpg(value, signal.SIGKILL)
             return
@@ -252,6 +309,8 @@ class Spawner:
             if fd is not None:
                 os.close(fd)
         self._outbox.clear()
+        while self._pidfds:
+            os.close(self._pidfds.popleft())
         self._buffer = b""
         error = f"the command spawner stopped: {why}"
         children, self._children = self._children, {}
@@ -262,3 +321,16 @@ class Spawner:
                 waiting.exception()  # nobody waits for it any more
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(SpawnerError(error))
+
+
+def _host_pid(pidfd: int) -> int:
+    """The pid (in the kernel's PID namespace) of the process a pidfd refers to;
+    0 when it has already ended and been reaped (nothing left to signal)."""
+    try:
+        with open(f"/proc/self/fdinfo/{pidfd}", "rb") as info:
+            for line in info:
+                if line.startswith(b"Pid:"):
+                    return max(int(line.split()[1]), 0)
+    finally:
+        os.close(pidfd)
+    return 0

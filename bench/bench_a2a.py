@@ -368,7 +368,7 @@ async def _ping_pong(
         start = now_ns()
         done = await run_bash(
             f"exec {shlex.quote(sys.executable)} -c pass",
-            spawner=kernel.spawner,
+            spawner=kernel.sandboxes.spawner_for(str(daemon.paths.service_dir)),
             cwd=str(daemon.paths.service_dir),
             env=dict(os.environ),
             time_limit=30,

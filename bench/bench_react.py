@@ -416,7 +416,7 @@ async def _measure_steps(
             start = now_ns()
             result = await run_bash(
                 COMMAND,
-                spawner=kernel.spawner,
+                spawner=kernel.sandboxes.spawner_for(str(workspace)),
                 cwd=str(workspace),
                 env=env,
                 time_limit=limits.tool_timeout,
@@ -909,6 +909,19 @@ def _cpu_of(pid: int, *, children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _spawnerd_of(pid: int) -> int:
+    """The spawner process itself: ``pid``, or inside its sandbox (bubblewrap's
+    descendant), whose children's CPU is the commands'."""
+    for _ in range(3):
+        if "_spawnerd" in Path(f"/proc/{pid}/cmdline").read_text():
+            return pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if not children:
+            break
+        pid = int(children[0])
+    return pid
+
+
 def _cpu_self() -> float:
     me = resource.getrusage(resource.RUSAGE_SELF)
     return me.ru_utime + me.ru_stime
@@ -942,9 +955,10 @@ async def scale_child(sessions: int, steps: int, delay: float) -> dict[str, Any]
                         raise RuntimeError(f"dispatch ended {outcome.status}: {outcome}")
                     return (now_ns() - start) / 1e9
 
-                await kernel.spawner.start()
-                spawner = kernel.spawner.pid
-                assert spawner is not None
+                box = kernel.sandboxes.spawner_for(str(workspace))
+                await box.start()
+                assert box.pid is not None
+                spawner = _spawnerd_of(box.pid)
                 cpu_self = _cpu_self()
                 cpu_children = _cpu_of(spawner, children=True)
                 cpu_server = _cpu_of(llm.process.pid)
@@ -964,7 +978,7 @@ async def scale_child(sessions: int, steps: int, delay: float) -> dict[str, Any]
                 env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
                 bash = str(workspace)
                 figures["bash_wall_s"] = await _concurrent_wall(
-                    sessions, steps, lambda: _one_bash(kernel.spawner, bash, env)
+                    sessions, steps, lambda: _one_bash(kernel.sandboxes.spawner_for(bash), bash, env)
                 )
             finally:
                 await kernel.close()

@@ -107,6 +107,9 @@ def test_no_model_is_one_clear_sentence(project: Project) -> None:
 
 
 def test_kill_9_during_a_command_then_continue(project: Project, llm: ScriptedLLM) -> None:
+    """Unsandboxed, a command outlives a killed daemon until recovery ends it (a
+    sandbox ends with its daemon: tests/test_sandbox.py)."""
+    project.env["AOS_SANDBOX"] = "off"
     llm.add(Reply.tool_call("sleep 30"))
     started = project.aos("start")
     assert started.returncode == 0, started.stderr

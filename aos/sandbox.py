@@ -1,0 +1,319 @@
+"""The agents' sandbox: where every bash command runs, and what the node says of it.
+
+Every agent command runs inside a bubblewrap sandbox (one per workspace and
+network setting, kept while it is used, so a command's start costs no more than
+an unsandboxed one). What exists in it (docs/specs/aos-security.md):
+
+- the system read-only (``/usr``, ``/etc``, ``/opt`` and the like), the Python
+  the kernel runs on and the packages of AgentOS, and the skill roots
+  read-only (their ``scripts/`` are on the agent's PATH);
+- the agent's workspace, writable, as the working directory (and ``HOME``);
+- a private ``/tmp``, ``/dev`` and ``/proc`` (its own PID namespace: no
+  process of the node is visible or signalable);
+- ``agent.sock``, the agent's one door to the kernel.
+
+Nothing else of the node: no control socket, database, node home (state, key,
+logs), other workspaces, service sockets, ``/home``, ``/root`` or ``/run``.
+Network is the host's (``network: on``, the default) or none
+(``network: none``, its own empty network namespace). As root, every
+capability is dropped.
+
+:func:`probe` says at start what the host supports; :class:`Sandboxes` gives
+each command its spawner (sandboxed or not, per the ``sandbox`` setting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from aos.spawner import Spawner
+
+SandboxMode = Literal["auto", "required", "off"]
+Network = Literal["on", "none"]
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+"""Read-only in every sandbox (those that exist on the host)."""
+IDLE_AFTER = 60.0
+"""Seconds a sandbox with no running command is kept before it is closed."""
+PROBE_TIMEOUT = 10.0
+INSTALL_HINT = (
+    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
+)
+
+
+class SandboxUnavailable(Exception):
+    """An agent must run sandboxed and this node cannot build a sandbox."""
+
+
+class Isolation(msgspec.Struct, kw_only=True):
+    """What protects the agents' commands on this node (``aos doctor``, ``kernel.status``)."""
+
+    mode: SandboxMode
+    """The node's ``sandbox`` setting."""
+    available: bool
+    """Whether this host can build the sandbox (bubblewrap found and working)."""
+    sandboxed: bool
+    """Whether agent commands run sandboxed (an admin may turn it off per agent)."""
+    bwrap: str | None
+    """The bubblewrap found on PATH."""
+    detail: str
+    """One sentence: what is in force."""
+    problem: str
+    """Why no sandbox can be built, and what to do ("" when one can)."""
+    user_namespaces: str
+    """What the host allows: "not needed (root)", "allowed", or why they are denied."""
+
+
+def probe(mode: SandboxMode, path: str | None = None) -> Isolation:
+    """Check for real whether a sandbox can be built here (runs bubblewrap once)."""
+    bwrap = shutil.which("bwrap", path=path if path is not None else os.environ.get("PATH"))
+    userns = _user_namespaces()
+    problem = _problem(bwrap, userns)
+    available = not problem
+    if mode == "off":
+        detail = "sandbox: off: agent commands run unsandboxed, as the daemon's own user"
+    elif available:
+        detail = f"every agent command runs in a bubblewrap sandbox ({bwrap})"
+    elif mode == "required":
+        detail = f"sandbox: required and no sandbox can be built: dispatches are refused: {problem}"
+    else:
+        detail = f"agent commands run UNSANDBOXED: {problem}"
+    return Isolation(
+        mode=mode,
+        available=available,
+        sandboxed=available and mode != "off",
+        bwrap=bwrap,
+        detail=detail,
+        problem=problem,
+        user_namespaces=userns,
+    )
+
+
+def _problem(bwrap: str | None, userns: str) -> str:
+    """Why bubblewrap cannot build a sandbox here ("" when it can)."""
+    if bwrap is None:
+        return f"bubblewrap (bwrap) is not on PATH: {INSTALL_HINT}"
+    argv = [bwrap, *_isolation_flags("on"), "--ro-bind", "/", "/", "--proc", "/proc"]
+    argv += ["--dev", "/dev", "--", "true"]
+    try:
+        ran = subprocess.run(argv, capture_output=True, timeout=PROBE_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        failure = str(exc)
+    else:
+        if ran.returncode == 0:
+            return ""
+        failure = ran.stderr.decode(errors="replace").strip() or f"exit {ran.returncode}"
+    return f"bubblewrap cannot build a sandbox here ({failure}): {_userns_hint(userns)}"
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _user_namespaces() -> str:
+    if os.geteuid() == 0:
+        return "not needed (root)"
+    if _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return "restricted by AppArmor (kernel.apparmor_restrict_unprivileged_userns=1)"
+    if _read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+        return "disabled (kernel.unprivileged_userns_clone=0)"
+    if _read("/proc/sys/user/max_user_namespaces") == "0":
+        return "disabled (user.max_user_namespaces=0)"
+    return "allowed"
+
+
+def _userns_hint(userns: str) -> str:
+    if userns.startswith("restricted by AppArmor"):
+        return (
+            "this host's AppArmor forbids unprivileged user namespaces: give bwrap an AppArmor "
+            "profile that allows them (or sysctl kernel.apparmor_restrict_unprivileged_userns=0)"
+        )
+    if userns.startswith("disabled"):
+        setting = userns[userns.index("(") + 1 : userns.index("=")]
+        return f"user namespaces are disabled: enable them (sysctl {setting}=...) "
+    return (
+        "in a container, allow user namespaces (e.g. docker run --security-opt "
+        "seccomp=unconfined) or run the daemon as root; or set sandbox: off to run unsandboxed"
+    )
+
+
+def _isolation_flags(network: Network) -> list[str]:
+    flags = ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
+    flags += ["--unshare-uts", "--unshare-cgroup-try"]
+    if network == "none":
+        flags.append("--unshare-net")
+    if os.geteuid() == 0:  # root's capabilities would undo every wall
+        flags += ["--cap-drop", "ALL"]
+    return flags
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a node's sandboxes are built from."""
+
+    readable: tuple[str, ...]
+    """Host directories bound read-only (system, Python, AgentOS, skill roots)."""
+    links: tuple[tuple[str, str], ...]
+    """Top-level symlinks of the system (``/bin -> usr/bin``), made again inside."""
+    hidden: tuple[str, ...]
+    """The node's own directories: never visible, even under a readable one."""
+    agent_socket: str | None
+
+    @classmethod
+    def of(
+        cls, *, readable: Iterable[Path], hidden: Iterable[Path], agent_socket: Path | None
+    ) -> Layout:
+        python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+        python.add(str(Path(sys.executable).resolve().parent.parent))
+        system = [d for d in SYSTEM_DIRS if os.path.isdir(d)]
+        links = tuple((d, os.readlink(d)) for d in system if os.path.islink(d))
+        wanted = [d for d in system if not os.path.islink(d)]
+        wanted += [*sorted(python), *_package_dirs(), *map(str, readable)]
+        return cls(
+            readable=_outermost(os.path.realpath(p) for p in wanted if os.path.isdir(p)),
+            links=links,
+            hidden=tuple(sorted({os.path.realpath(p) for p in hidden})),
+            agent_socket=str(agent_socket) if agent_socket else None,
+        )
+
+    def argv(self, bwrap: str, workspace: str, network: Network) -> list[str]:
+        """The bubblewrap command line of the sandbox of one workspace (ends with
+        ``--``). Mounts go parents first, so a hidden node directory under a
+        readable one is covered, and a workspace under a hidden one shows."""
+        mounts: list[tuple[str, list[str]]] = [(p, ["--ro-bind", p, p]) for p in self.readable]
+        mounts += [(p, ["--tmpfs", p]) for p in self.hidden if _within(p, self.readable)]
+        mounts.append((workspace, ["--bind", workspace, workspace]))
+        if self.agent_socket:
+            mounts.append((self.agent_socket, ["--bind", self.agent_socket, self.agent_socket]))
+        mounts.sort(key=lambda mount: Path(mount[0]).parts)
+        argv = [bwrap, *_isolation_flags(network)]
+        for path, target in self.links:
+            argv += ["--symlink", target, path]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        for _, mount in mounts:
+            argv += mount
+        argv += ["--chdir", workspace, "--"]
+        return argv
+
+
+def _package_dirs() -> list[str]:
+    """Where AgentOS's own packages are (found, not imported: the kernel never
+    imports a standard skill)."""
+    dirs = []
+    for name in ("aos", "aos_sdk", "aos_stdskills"):
+        spec = importlib.util.find_spec(name)
+        dirs += list(spec.submodule_search_locations or []) if spec else []
+    return dirs
+
+
+def _within(path: str, dirs: Iterable[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
+def _outermost(paths: Iterable[str]) -> tuple[str, ...]:
+    """The paths, without those inside another (a bind of the outer one has them)."""
+    kept: list[str] = []
+    for path in sorted(set(paths)):
+        if not _within(path, kept):
+            kept.append(path)
+    return tuple(kept)
+
+
+class Sandboxes:
+    """The node's command spawners: one per sandbox (workspace and network), or
+    one unsandboxed spawner for the commands that run without a sandbox."""
+
+    def __init__(self, isolation: Isolation, layout: Callable[[], Layout]) -> None:
+        self.isolation = isolation
+        self._layout = layout
+        self.layout: Layout | None = None
+        """Built on the first sandboxed command (the node's sockets exist by then)."""
+        self.plain = Spawner()
+        """The unsandboxed spawner (``sandbox: off``, or no sandbox possible)."""
+        self._boxes: dict[tuple[str, Network], tuple[Spawner, tuple[int, int] | None]] = {}
+        """Each sandbox's spawner, and the workspace directory it was built on."""
+        self._retiring: list[Spawner] = []
+        """Sandboxes of a workspace made anew since: closed once idle."""
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def wanted(self, mode: SandboxMode) -> bool:
+        """Whether an agent whose ``sandbox`` setting is ``mode`` runs sandboxed here;
+        raises :class:`SandboxUnavailable` when it must and cannot."""
+        if mode == "off":
+            return False
+        if self.isolation.available:
+            return True
+        if mode == "required":
+            raise SandboxUnavailable(
+                f"this agent requires a sandbox (sandbox: required) and none can be built on "
+                f"this node: {self.isolation.problem}"
+            )
+        return False
+
+    def spawner_for(
+        self, workspace: str, network: Network = "on", *, sandboxed: bool | None = None
+    ) -> Spawner:
+        """The spawner that runs a command of this workspace, kept while it is used
+        (``sandboxed``: as :meth:`wanted` decided; None: as the node does)."""
+        if sandboxed is None:
+            sandboxed = self.isolation.sandboxed
+        if not sandboxed:
+            return self.plain
+        assert self.isolation.bwrap is not None, "wanted() said no sandbox can be built"
+        if self.layout is None:
+            self.layout = self._layout()
+        self._close_idle()
+        key = (workspace, network)
+        box = self._boxes.get(key)
+        try:
+            where = os.stat(workspace)
+            inode = (where.st_dev, where.st_ino)
+        except OSError:
+            inode = None  # it cannot start: the spawner says so
+        if box is not None and box[1] != inode:  # the directory was made anew
+            self._retiring.append(box[0])  # its commands finish in the old one
+            box = None
+        if box is None:
+            box = (Spawner(self.layout.argv(self.isolation.bwrap, workspace, network)), inode)
+            self._boxes[key] = box
+        return box[0]
+
+    def _spawners(self) -> list[Spawner]:
+        return [self.plain, *(box for box, _ in self._boxes.values()), *self._retiring]
+
+    def pids(self) -> frozenset[int]:
+        """Every running spawner's pid on the host: agent commands descend from one."""
+        return frozenset(s.pid for s in self._spawners() if s.pid is not None)
+
+    def _close_idle(self) -> None:
+        now = time.monotonic()
+        idle = [s for s in self._retiring if not s.busy]
+        for key, (spawner, _) in list(self._boxes.items()):
+            if not spawner.busy and now - spawner.last_used > IDLE_AFTER:
+                del self._boxes[key]
+                idle.append(spawner)
+        self._retiring = [s for s in self._retiring if s.busy]
+        for spawner in idle:
+            task = asyncio.get_running_loop().create_task(spawner.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        spawners = self._spawners()
+        self._boxes.clear()
+        self._retiring.clear()
+        await asyncio.gather(*(s.aclose() for s in spawners), *self._closing)
