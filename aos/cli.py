@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 from aos_sdk import Client, NotConnected, SyscallFailed
 
 from aos import __version__, cli_sessions
@@ -23,6 +24,7 @@ from aos.daemon import Daemon, DaemonError, DaemonPaths, alive, read_pid, setup_
 from aos.hooks import HookRunner
 from aos.llm import LLMSettings, missing_configuration
 from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
+from aos.sandbox import probe
 from aos.skills import manifest
 from aos.skills.registry import SKILL_FILE, Skill, SkillRegistry, default_roots
 from aos.store import StoreError, backend_of, open_store
@@ -88,8 +90,10 @@ def doctor(ctx: Context, as_json: bool) -> None:
         database["schema_version"] = asyncio.run(_schema_version(config.db_url))
     except StoreError as exc:
         database["error"] = str(exc)
+    isolation = msgspec.to_builtins(probe(config.aoscb.sandbox, config.getenv("PATH")))
     report = {
-        "ok": database["error"] is None,
+        "ok": database["error"] is None
+        and not (isolation["mode"] == "required" and not isolation["available"]),
         "version": __version__,
         "python": platform.python_version(),
         "config_file": str(config.aoscb_file) if config.aoscb_file else None,
@@ -100,13 +104,16 @@ def doctor(ctx: Context, as_json: bool) -> None:
             for name in ("config_dir", "data_dir", "state_dir", "runtime_dir", "skills_dir")
         },
         "database": database,
+        "isolation": isolation,
     }
     if as_json:
         _emit_json(report)
     else:
         _print_doctor(report)
-    if not report["ok"]:
+    if database["error"] is not None:
         click.echo(f"aos: database unavailable: {database['error']}", err=True)
+    if not report["ok"]:
+        cli_sessions.warn_isolation(isolation)
         sys.exit(1)
 
 
@@ -135,6 +142,9 @@ def _print_doctor(report: dict[str, Any]) -> None:
     click.echo(f"  {'url':<{width}}  {db['url']}")
     if db["error"] is None:
         click.echo(f"  {'schema':<{width}}  version {db['schema_version']}")
+    iso = report["isolation"]
+    click.echo(f"\nisolation: {iso['detail']}")
+    click.echo(f"  user namespaces: {iso['user_namespaces']}")
     click.echo(f"\nok: {'yes' if report['ok'] else 'no'}")
 
 
@@ -238,6 +248,7 @@ def start(ctx: Context, timeout: float) -> None:
         click.echo(f"started: pid {status['pid']}")
         click.echo(f"socket:  {paths.control_socket}")
         click.echo(f"log:     {paths.log_file}")
+        cli_sessions.warn_isolation(status["isolation"])
         return
     raise click.ClickException(
         f"the daemon (pid {process.pid}) was not ready after {timeout:g}s: see {paths.log_file}"
@@ -290,6 +301,7 @@ def status(ctx: Context, as_json: bool) -> None:
         "database": kernel["database"],
         "skills": [{k: s[k] for k in ("name", "status", "kind", "root", "reason")} for s in skills],
         "services": kernel["services"],
+        "isolation": kernel["isolation"],
     }
     if as_json:
         _emit_json(report)
@@ -298,6 +310,7 @@ def status(ctx: Context, as_json: bool) -> None:
         f"running: pid {report['pid']}, up {report['uptime']:.0f}s, version {report['version']}"
     )
     click.echo(f"socket:  {report['socket']}")
+    click.echo(f"isolation: {report['isolation']['detail']}")
     click.echo(
         f"database: {report['database']['backend']} {report['database']['url']} (schema {report['database']['schema_version']})"
     )

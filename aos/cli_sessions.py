@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +189,7 @@ async def run_once(
         assert socket_path is not None
         async with Client(socket_path, token="") as client:
             try:
+                warn_isolation((await client.call("kernel.status"))["isolation"])
                 session_id, agent_id = await open_session(client, agent, session)
                 before = len(await client.call("session.history", {"id": session_id}))
                 result = await dispatch(client, session_id, message, printer=Printer(quiet=as_json))
@@ -212,6 +213,13 @@ async def run_once(
     else:
         click.echo(click.style(f"session {session_id}", dim=True), err=True)
     return 0 if result["status"] == "completed" else 1
+
+
+def warn_isolation(isolation: Mapping[str, Any]) -> None:
+    """Say on stderr when agent commands are not sandboxed though they could be
+    asked to be (``sandbox: auto`` on a host without bubblewrap)."""
+    if isolation.get("warning"):
+        click.echo(click.style(f"aos: warning: {isolation['warning']}", fg="yellow"), err=True)
 
 
 async def open_session(client: Client, agent: str | None, session: str | None) -> tuple[str, str]:

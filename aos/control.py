@@ -5,7 +5,8 @@ Two Unix sockets under the runtime dir, both mode 0600:
 ``aos.sock`` (the control socket)
     A connection that presents a token runs as that token's principal; one
     without a token is **admin** only when its peer uid (SO_PEERCRED) is the
-    daemon's own.
+    daemon's own and the peer is neither an agent's command (nor anything it
+    started) nor a skill's service: those use their tokens.
 ``agent.sock``
     Tokens only: this is the path handed to agents' bash and to services
     (``AOS_SOCKET``). Nothing reaching it is ever admin.
@@ -37,7 +38,7 @@ from aos_sdk.protocol import (
 from aos import __version__
 from aos.events import Stream, current_stream
 from aos.principals import ADMIN, InvalidToken, Principal
-from aos.processes import Credentials, peer_credentials
+from aos.processes import Credentials, descends_from, peer_credentials
 from aos.runtimelog import LogEntry
 from aos.syscalls import SyscallError
 
@@ -137,15 +138,30 @@ class ControlServer:
     def _principal(self, hello: Hello, writer: asyncio.StreamWriter) -> Principal:
         if hello.token:
             return self.kernel.tokens.verify(hello.token)
+        if not self.admin_by_uid:
+            raise InvalidToken("this socket needs a token")
         peer = peer_of(writer)
-        if self.admin_by_uid and peer is not None and peer.uid == os.getuid():
-            return ADMIN
-        where = (
-            "this socket needs a token"
-            if not self.admin_by_uid
-            else "only the daemon's own user is admin without a token"
-        )
-        raise InvalidToken(where)
+        if peer is None or peer.uid != os.getuid():
+            raise InvalidToken("only the daemon's own user is admin without a token")
+        services = self.kernel.services.status() if self.kernel.services else []
+        if peer.pid != os.getpid() and (
+            self.kernel.sandboxes.started_by_agent(peer.pid)
+            or descends_from(peer.pid, frozenset(s["pid"] for s in services if s["pid"]))
+        ):
+            self.kernel.log(
+                LogEntry(
+                    kind="connection.refused",
+                    level="warning",
+                    message=f"{self.path.name}: refused admin to pid {peer.pid}: "
+                    "it was started by the daemon (an agent's command or a service)",
+                    data={"pid": peer.pid},
+                )
+            )
+            raise InvalidToken(
+                "a process started by the daemon (an agent's command, or a skill's service) "
+                "is never admin: use your token (AOS_TOKEN) on agent.sock (AOS_SOCKET)"
+            )
+        return ADMIN
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = Peer(reader, writer)

@@ -35,29 +35,46 @@ def peer_credentials(sock: socket.socket | None) -> Credentials | None:
     return Credentials(*_PEERCRED.unpack(raw))
 
 
-def parent_of(pid: int) -> int | None:
-    """The parent pid of ``pid`` (None if it is gone)."""
+class ProcessIds(NamedTuple):
+    ppid: int
+    pgrp: int
+    session: int
+
+
+def ids_of(pid: int) -> ProcessIds | None:
+    """A process's parent, process group and session (None if it is gone)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return int(fields[1])
+    return ProcessIds(int(fields[1]), int(fields[2]), int(fields[3]))
 
 
-def lineage(pid: int) -> Iterator[int]:
-    """``pid``, then its parent, grandparent... up to (not including) pid 0."""
+def lineage(pid: int) -> Iterator[ProcessIds]:
+    """The ids of ``pid``, then of its parent, grandparent... (up to pid 1)."""
     seen: set[int] = set()
-    current: int | None = pid
-    while current and current not in seen:
+    current = pid
+    while current > 0 and current not in seen:
         seen.add(current)
-        yield current
-        current = parent_of(current)
+        ids = ids_of(current)
+        if ids is None:
+            return
+        yield ids
+        current = ids.ppid
 
 
-def descends_from(pid: int, ancestors: set[int] | frozenset[int]) -> bool:
-    """Whether ``pid`` is one of ``ancestors`` or descends from one of them."""
-    return bool(ancestors) and any(p in ancestors for p in lineage(pid))
+def descends_from(
+    pid: int, ancestors: frozenset[int], groups: frozenset[int] = frozenset()
+) -> bool:
+    """Whether ``pid`` is one of ``ancestors``, descends from one, is in a session
+    one of them leads, or in one of the process ``groups``."""
+    if pid in ancestors:
+        return True
+    return any(
+        ids.ppid in ancestors or ids.session in ancestors or ids.pgrp in groups
+        for ids in lineage(pid)
+    )
 
 
 def _namespace(pid: int | str) -> str | None:

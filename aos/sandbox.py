@@ -38,6 +38,7 @@ from typing import Literal
 
 import msgspec
 
+from aos.processes import descends_from, in_other_pid_namespace
 from aos.spawner import Spawner
 
 SandboxMode = Literal["auto", "required", "off"]
@@ -71,6 +72,8 @@ class Isolation(msgspec.Struct, kw_only=True):
     """One sentence: what is in force."""
     problem: str
     """Why no sandbox can be built, and what to do ("" when one can)."""
+    warning: str
+    """What ``aos up``, ``aos start`` and ``aos run`` warn of ("" when nothing)."""
     user_namespaces: str
     """What the host allows: "not needed (root)", "allowed", or why they are denied."""
 
@@ -96,6 +99,11 @@ def probe(mode: SandboxMode, path: str | None = None) -> Isolation:
         bwrap=bwrap,
         detail=detail,
         problem=problem,
+        warning=f"{detail} (set sandbox: off to run unsandboxed knowingly)"
+        if mode == "auto" and not available
+        else detail
+        if mode == "required" and not available
+        else "",
         user_namespaces=userns,
     )
 
@@ -298,6 +306,19 @@ class Sandboxes:
     def pids(self) -> frozenset[int]:
         """Every running spawner's pid on the host: agent commands descend from one."""
         return frozenset(s.pid for s in self._spawners() if s.pid is not None)
+
+    def started_by_agent(self, pid: int) -> bool:
+        """Whether process ``pid`` is an agent's command or descends from one: in a
+        sandbox (another PID namespace), below a spawner (whose session the commands
+        share, and which reaps what they leave), or in a running command's group."""
+        if in_other_pid_namespace(pid):
+            return True
+        spawners = self._spawners()
+        return descends_from(
+            pid,
+            frozenset(s.pid for s in spawners if s.pid is not None),
+            frozenset(g for s in spawners for g in s.groups()),
+        )
 
     def _close_idle(self) -> None:
         now = time.monotonic()

@@ -101,6 +101,10 @@ class Spawner:
                 if starting.done():
                     self._starting = None
 
+    def groups(self) -> list[int]:
+        """The process groups of the commands running now (host pids)."""
+        return [c.pid for c in self._children.values() if c.pid > 1]
+
     @property
     def busy(self) -> bool:
         """Whether a command it started still runs."""

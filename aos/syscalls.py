@@ -28,6 +28,7 @@ from aos.ids import new_id
 from aos.principals import ADMIN_ONLY, GRANTABLE_SCOPES, SCOPES, Principal
 from aos.reactunit import DispatchRefused
 from aos.runtimelog import LogEntry
+from aos.sandbox import Isolation
 from aos.session import SCB, SessionStatus
 from aos.skills.registry import Skill
 from aos.store import StoreError
@@ -242,6 +243,8 @@ class KernelStatus(msgspec.Struct):
     """How many skills are active, broken and shadowed."""
     services: list[dict[str, Any]]
     """Each service: skill, state, pid, restarts, last_error (when a daemon runs them)."""
+    isolation: Isolation
+    """What protects the agents' commands (aos/sandbox.py)."""
 
 
 @syscall(
@@ -268,6 +271,7 @@ async def kernel_status(kernel: Kernel, principal: Principal, params: NoParams) 
             for status in ("active", "broken", "shadowed")
         },
         services=kernel.services.status() if kernel.services else [],
+        isolation=kernel.sandboxes.isolation,
     )
 
 
