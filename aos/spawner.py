@@ -120,6 +120,7 @@ class Spawner:
                 *argv,
                 *(["--sandboxed"] if self.sandbox else []),
                 pass_fds=[theirs.fileno()],
+                env={},  # nothing of the daemon's environment: each command gets its own
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE if self.sandbox else None,
