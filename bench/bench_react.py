@@ -978,7 +978,9 @@ async def scale_child(sessions: int, steps: int, delay: float) -> dict[str, Any]
                 env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
                 bash = str(workspace)
                 figures["bash_wall_s"] = await _concurrent_wall(
-                    sessions, steps, lambda: _one_bash(kernel.sandboxes.spawner_for(bash), bash, env)
+                    sessions,
+                    steps,
+                    lambda: _one_bash(kernel.sandboxes.spawner_for(bash), bash, env),
                 )
             finally:
                 await kernel.close()
