@@ -345,7 +345,8 @@ async def test_a_configured_token_is_required_on_every_request(
             assert opened.headers["location"] == "/"
             cookie = opened.headers["set-cookie"]
             assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
-            assert client.cookies.get("aos_frontend_token") == token
+            port = client.base_url.port
+            assert client.cookies.get(f"aos_frontend_token_{port}") == token  # one per port
             assert (await client.get("/")).status_code == 200
             assert (await client.get("/api/agents")).status_code == 200
             client.cookies.clear()

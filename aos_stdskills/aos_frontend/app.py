@@ -16,7 +16,7 @@ id, so a reconnecting browser resumes where it stopped) and the model's
 
 Security (:class:`Guard`): every request must carry the access token, on a
 loopback address too (an agent's processes share the host's loopback):
-``Authorization: Bearer``, the ``aos_frontend_token`` cookie, or ``?token=``,
+``Authorization: Bearer``, the ``aos_frontend_token_<port>`` cookie, or ``?token=``,
 which sets that HttpOnly cookie (``access.py`` says where the token comes
 from); on a loopback address the ``Host`` header must
 name a loopback host (no DNS rebinding); state-changing requests must be JSON
@@ -62,6 +62,8 @@ from access import HOW_TO_OPEN, page_url  # noqa: E402
 
 STATIC = HERE / "static"
 COOKIE = "aos_frontend_token"
+"""The cookie's name, followed by ``_<port>``: cookies ignore ports, and two nodes' UIs on
+one host must not overwrite each other's."""
 TOPICS = ["history.append", "stream", "skill", "service"]
 QUEUE_LIMIT = 10_000
 """Events one open stream may fall behind by; past it the stream ends and the
@@ -102,6 +104,10 @@ class Settings:
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def cookie(self) -> str:
+        return f"{COOKIE}_{self.port}"
 
     @property
     def url(self) -> str:
@@ -260,7 +266,7 @@ class Guard:
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             offered.append(header[7:].strip())
-        offered.append(request.cookies.get(COOKIE, ""))
+        offered.append(request.cookies.get(self.settings.cookie, ""))
         offered.append(request.query_params.get("token", ""))
         wanted = token.encode()
         return any(hmac.compare_digest(o.encode(), wanted) for o in offered if o)
@@ -278,7 +284,9 @@ class Guard:
         rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
         target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, self.settings.token, httponly=True, samesite="strict", path="/")
+        response.set_cookie(
+            self.settings.cookie, self.settings.token, httponly=True, samesite="strict", path="/"
+        )
         return response
 
 
