@@ -105,6 +105,7 @@ def doctor(ctx: Context, as_json: bool) -> None:
         },
         "database": database,
         "isolation": isolation,
+        "ui": ui_address(config, create=False),
     }
     if as_json:
         _emit_json(report)
@@ -145,6 +146,8 @@ def _print_doctor(report: dict[str, Any]) -> None:
     iso = report["isolation"]
     click.echo(f"\nisolation: {iso['detail']}")
     click.echo(f"  user namespaces: {iso['user_namespaces']}")
+    if report["ui"]:
+        click.echo(f"\nweb UI: {report['ui']}")
     click.echo(f"\nok: {'yes' if report['ok'] else 'no'}")
 
 
@@ -159,6 +162,41 @@ def model_line(config: Config) -> str:
     if problem is not None:
         return f"dispatch is not ready: {problem.message}"
     return f"model {model} ({config.sources['model']}) at {settings.base_url}"
+
+
+def ui_address(config: Config, *, create: bool = True) -> str | None:
+    """The web UI's address with its access token, to open once (``?token=`` sets
+    its cookie), when aos-frontend is a default skill. The token is
+    ``AOS_FRONTEND_TOKEN`` or the node's own in the state dir (made now when
+    ``create``; without it and with none yet, the address says it comes at start)."""
+    if "aos-frontend" not in config.aoscb.default_skills:
+        return None
+    from aos_stdskills.aos_frontend import access  # stdlib only: the CLI stays fast
+
+    env = config.environ()
+    host = env.get("AOS_FRONTEND_HOST") or "127.0.0.1"
+    port = env.get("AOS_FRONTEND_PORT") or "3000"
+    path = access.token_file(config.paths.state_dir)
+    try:
+        token = (
+            access.token_for(env, config.paths.state_dir)
+            if create
+            else env.get(access.TOKEN_VARIABLE) or access.read_token(path)
+        )
+    except OSError as exc:
+        return f"{access.page_url(host, port)} (its token could not be kept in {path}: {exc})"
+    if token is None:
+        return f"{access.page_url(host, port)} (its token is made at the first start, in {path})"
+    return access.page_url(host, port, token)
+
+
+async def _service_ui_address(ctx: Context) -> str | None:
+    """The running UI's address with its token, from the service itself (admin only)."""
+    try:
+        found = await _call(ctx, "skill.call", {"skill": "aos-frontend", "method": "address"})
+    except click.ClickException:
+        return None
+    return found.get("url") if isinstance(found, dict) else None
 
 
 def _no_daemon(paths: DaemonPaths) -> click.ClickException:
@@ -191,11 +229,9 @@ def up(ctx: Context, quiet: bool) -> None:
     if not quiet:
         click.echo(f"aos: starting; control socket {paths.control_socket}, log {paths.log_file}")
         click.echo(f"aos: {model_line(config)}")
-        if "aos-frontend" in config.aoscb.default_skills:
-            env = config.environ()
-            host = env.get("AOS_FRONTEND_HOST") or "127.0.0.1"
-            port = env.get("AOS_FRONTEND_PORT") or "3000"
-            click.echo(f"aos: UI at http://{f'[{host}]' if ':' in host else host}:{port}/")
+        ui = ui_address(config)
+        if ui:
+            click.echo(f"aos: UI at {ui}")
     try:
         asyncio.run(Daemon(config).run())
     except (DaemonError, StoreError) as exc:
@@ -249,6 +285,9 @@ def start(ctx: Context, timeout: float) -> None:
         click.echo(f"socket:  {paths.control_socket}")
         click.echo(f"log:     {paths.log_file}")
         cli_sessions.warn_isolation(status["isolation"])
+        ui = ui_address(config)
+        if ui:
+            click.echo(f"ui:      {ui}")
         return
     raise click.ClickException(
         f"the daemon (pid {process.pid}) was not ready after {timeout:g}s: see {paths.log_file}"
@@ -285,6 +324,7 @@ def status(ctx: Context, as_json: bool) -> None:
     try:
         kernel = asyncio.run(_call(ctx, "kernel.status"))
         skills = asyncio.run(_call(ctx, "skill.list"))
+        ui = asyncio.run(_service_ui_address(ctx))
     except click.ClickException:
         if as_json:
             _emit_json({"running": False, "socket": str(paths.control_socket)})
@@ -298,6 +338,7 @@ def status(ctx: Context, as_json: bool) -> None:
         "uptime": kernel["uptime"],
         "socket": str(paths.control_socket),
         "log": str(paths.log_file),
+        "ui": ui,
         "database": kernel["database"],
         "skills": [{k: s[k] for k in ("name", "status", "kind", "root", "reason")} for s in skills],
         "services": kernel["services"],
@@ -311,6 +352,8 @@ def status(ctx: Context, as_json: bool) -> None:
     )
     click.echo(f"socket:  {report['socket']}")
     click.echo(f"isolation: {report['isolation']['detail']}")
+    if ui:
+        click.echo(f"ui:      {ui}")
     click.echo(
         f"database: {report['database']['backend']} {report['database']['url']} (schema {report['database']['schema_version']})"
     )

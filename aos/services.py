@@ -3,8 +3,9 @@
 For every active skill with ``service:`` the daemon creates a Unix socket under
 the runtime dir, spawns the program (a ``.py`` file through the SDK's runner
 with the daemon's interpreter, a ``.js``/``.mjs`` file with node, anything else
-directly) with ``AOS_SERVICE_SOCKET``, ``AOS_SKILL``, ``AOS_TOKEN`` and
-``AOS_SOCKET`` in its environment, and waits for its ``hello``. The hooks it
+directly) with ``AOS_SERVICE_SOCKET``, ``AOS_SKILL``, ``AOS_TOKEN``, ``AOS_SOCKET`` and
+``AOS_STATE_DIR`` (the node's state dir, for a service's own files) in its
+environment, and waits for its ``hello``. The hooks it
 declares are registered through a proxy plugin into the same PluginManager as
 in-process plugins; its syscalls run as ``service:<skill>``.
 
@@ -306,6 +307,7 @@ class Service:
             "AOS_SKILL": self.skill.name,
             "AOS_TOKEN": token,
             "AOS_SOCKET": str(self.supervisor.agent_socket),
+            "AOS_STATE_DIR": str(self.kernel.config.paths.state_dir),  # a service's own state
         }
         try:
             self._process = await asyncio.create_subprocess_exec(

@@ -68,6 +68,7 @@ async def test_the_node_does_not_exist_in_the_sandbox(tmp_path: Path, secrets: N
             ("read the database file", f"head -c 100 {db}"),
             ("copy the database file", f"cp {db} ./stolen.db && ls -la stolen.db"),
             ("read the node key (to forge tokens)", f"base64 {key}"),
+            ("read the web UI's token", f"cat {key.parent / 'frontend.token'}"),
             ("list the node's state", f"ls {key.parent}"),
         ):
             result = await evil.bash(command)

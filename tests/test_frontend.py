@@ -1,5 +1,7 @@
 """aos-frontend over HTTP: a real daemon, the skill's real service serving on a
-free port, the scripted model; requests with httpx."""
+free port, the scripted model; requests with httpx. Every request needs the UI's
+access token: the tests learn its address as `aos status` does (the service's
+``address`` method, as admin) and open it once, as a person would."""
 
 from __future__ import annotations
 
@@ -8,22 +10,32 @@ import contextlib
 import json
 import os
 import re
+import shutil
+import signal
 import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aos_sdk import Client
 from conftest import REPO, poll_until, running_daemon
 
 from aos.daemon import Daemon
 from aos.testing import Reply, ScriptedLLM
+from aos_stdskills.aos_frontend import access
 
 pytestmark = pytest.mark.anyio
 
 SKILL = "aos-frontend"
 FRONTEND = REPO / "aos_stdskills" / "aos_frontend"
+AOS = str(Path(sys.executable).with_name("aos"))
 SCOPES = [
     "agent.read",
     "agent.write",
@@ -66,17 +78,28 @@ async def wait_for_http(base_url: str, seconds: float = 30) -> None:
                     await asyncio.sleep(0.05)
 
 
+async def ui_address(daemon: Daemon) -> str:
+    """The UI's address with its token, as `aos status` learns it: the service's
+    ``address`` method, called as the node's admin."""
+    async with Client(daemon.paths.control_socket, token="") as admin:
+        found = await admin.call("skill.call", {"skill": SKILL, "method": "address"})
+    return found["url"]
+
+
 @contextlib.asynccontextmanager
 async def frontend(
     project: Path,
     monkeypatch: pytest.MonkeyPatch,
     llm: ScriptedLLM,
     settings: dict[str, str] | None = None,
+    *,
+    opened: bool = True,
     **env: str,
 ) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
     """A daemon (with ``settings`` as its configuration) whose aos-frontend serves
-    on a free port, and an HTTP client of it. ``env`` goes into the process
-    environment, which the service reads."""
+    on a free port, and an HTTP client of it, which has opened the UI's address
+    with its token once (its cookie set) unless not ``opened``. ``env`` goes into
+    the process environment, which the service reads."""
     port = free_port()
     monkeypatch.setenv("AOS_FRONTEND_PORT", str(port))
     for name, value in env.items():
@@ -87,6 +110,9 @@ async def frontend(
     ) as daemon:
         await wait_for_http(base_url)
         async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
+            if opened:
+                page = await client.get(await ui_address(daemon))
+                assert page.status_code == 303, page.text  # to the page, the cookie set
             yield daemon, client
 
 
@@ -296,9 +322,11 @@ async def test_a_configured_token_is_required_on_every_request(
             tmp_path,
             monkeypatch,
             llm,
+            opened=False,
             AOS_FRONTEND_HOST="127.0.0.1",
             AOS_FRONTEND_TOKEN=token,
-        ) as (_, client):
+        ) as (daemon, client):
+            assert await ui_address(daemon) == f"{str(client.base_url).rstrip('/')}/?token={token}"
             for path in ("/", "/static/app.js", "/api/agents", "/api/log/stream", "/api/events"):
                 refused = await client.get(path)
                 assert refused.status_code == 401, path
@@ -317,11 +345,123 @@ async def test_a_configured_token_is_required_on_every_request(
             assert opened.headers["location"] == "/"
             cookie = opened.headers["set-cookie"]
             assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
-            assert client.cookies.get("aos_frontend_token") == token
+            port = client.base_url.port
+            assert client.cookies.get(f"aos_frontend_token_{port}") == token  # one per port
             assert (await client.get("/")).status_code == 200
             assert (await client.get("/api/agents")).status_code == 200
             client.cookies.clear()
             assert (await client.get("/api/agents")).status_code == 401
+
+
+def token_file(daemon: Daemon) -> Path:
+    assert daemon.kernel is not None
+    return daemon.kernel.config.paths.state_dir / "frontend.token"
+
+
+async def test_loopback_needs_the_token_too_and_it_survives_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AOS_FRONTEND_TOKEN", raising=False)
+    with ScriptedLLM() as llm:
+        async with frontend(tmp_path, monkeypatch, llm, opened=False) as (daemon, client):
+            for path in ("/", "/static/app.js", "/api/agents", "/api/sessions", "/api/events"):
+                assert (await client.get(path)).status_code == 401, path
+            posted = await client.post("/api/agents", json={"name": "x"})
+            assert posted.status_code == 401
+            assert posted.json()["error"]["message"] == (
+                "aos-frontend needs its access token: run `aos status` for the UI's address "
+                "with its token (or send Authorization: Bearer TOKEN)"
+            )
+            assert "run `aos status`" in (await client.get("/")).text
+
+            # the node's own token: generated at start, private, the one in the address
+            stored = token_file(daemon)
+            assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+            token = stored.read_text().strip()
+            assert len(token) >= 40  # 32 random bytes
+            url = await ui_address(daemon)
+            assert url == f"{str(client.base_url).rstrip('/')}/?token={token}"
+            assert (await client.get(url)).status_code == 303  # opened once: the cookie
+            assert (await client.get("/api/agents")).status_code == 200
+
+            # the service dies and comes back: the same token, so the cookie still works
+            killed = (frontend_status(daemon) or {})["pid"]
+            os.kill(killed, signal.SIGKILL)
+
+            def restarted() -> bool:
+                status = frontend_status(daemon) or {}
+                return status.get("state") == "running" and status.get("pid") != killed
+
+            await poll_until(restarted, 30)
+            await wait_for_http(str(client.base_url))
+            assert (await client.get("/api/agents")).status_code == 200
+            assert stored.read_text().strip() == token
+            assert await ui_address(daemon) == url
+
+
+def test_the_token_file_stays_private_and_whole(tmp_path: Path) -> None:
+    stored = access.token_file(tmp_path / "state")
+    token = access.load_or_create_token(stored)  # the directory is made too
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert access.load_or_create_token(stored) == token  # reused
+    stored.chmod(0o644)  # loosened by another hand: tightened on the next read
+    assert access.read_token(stored) == token
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    stored.write_text("short\n")  # truncated: not trusted, replaced by a new one
+    fresh = access.load_or_create_token(stored)
+    assert fresh != token and len(fresh) >= 40
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert [f.name for f in stored.parent.iterdir()] == [access.TOKEN_FILE]  # no leftovers
+    assert access.token_for({"AOS_FRONTEND_TOKEN": "set-by-hand"}, stored.parent) == "set-by-hand"
+
+
+def test_the_cli_shows_the_address_with_its_token(tmp_path: Path) -> None:
+    """`aos start` and `aos status` print the address to open, with the node's
+    token; `aos doctor` too; a daemon restart keeps it (a bookmark works)."""
+    home = Path(tempfile.mkdtemp(prefix="aos-", dir="/tmp"))
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AOS_", "OPENROUTER_"))}
+    env = {**clean, "AOS_HOME": str(home), "AOS_FRONTEND_PORT": str(port)}
+
+    def aos(*args: str) -> str:
+        done = subprocess.run(
+            [AOS, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def ui_line(output: str, label: str) -> str:
+        [line] = [line for line in output.splitlines() if line.startswith(label)]
+        return line.removeprefix(label).strip()
+
+    def open_page(url: str) -> httpx.Response:
+        """Open the address as a browser would (once it listens), then use the API."""
+        with httpx.Client(timeout=5) as browser:
+            for _ in range(600):
+                try:
+                    page = browser.get(url, follow_redirects=True)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            else:
+                raise AssertionError(f"nothing listens at {url}")
+            assert page.status_code == 200
+            return browser.get(f"http://127.0.0.1:{port}/api/agents")
+
+    try:
+        url = ui_line(aos("start"), "ui:")
+        token = (home / "state" / "frontend.token").read_text().strip()
+        assert url == f"http://127.0.0.1:{port}/?token={token}"
+        assert open_page(url).status_code == 200
+        assert ui_line(aos("status"), "ui:") == url  # from the running service
+        assert json.loads(aos("status", "--json"))["ui"] == url
+        assert ui_line(aos("doctor"), "web UI:") == url
+        aos("stop")
+        assert ui_line(aos("start"), "ui:") == url  # the same after a restart: bookmarks work
+        assert open_page(url).status_code == 200
+    finally:
+        subprocess.run([AOS, "stop"], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 async def test_another_interface_needs_a_token(

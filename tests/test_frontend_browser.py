@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aos_sdk import Client
 from conftest import IN_CI, copy_skill, poll_until
-from test_frontend import frontend
+from test_frontend import frontend, ui_address
 
 from aos.daemon import Daemon
 from aos.testing import Reply, ScriptedLLM
@@ -112,11 +112,13 @@ async def test_the_ui_in_a_real_browser(
 
                 page.on("dialog", dismiss)
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
-                await page.goto(str(client.base_url))
+                # opened once with its token, as `aos status` prints it: the cookie keeps it
+                await page.goto(await ui_address(daemon))
 
                 # the agents page shows the default agent (created by the service)
                 tree = page.locator("#agent-tree")
                 await expect(tree.locator(".agent-name", has_text="default")).to_be_visible()
+                assert "token" not in page.url  # the address bar no longer shows it
 
                 # create an agent under it
                 await page.fill("#agent-name", "browser-agent")

@@ -14,9 +14,11 @@ id, so a reconnecting browser resumes where it stopped) and the model's
 ``stream`` deltas; ``/api/events`` tells pages that something changed;
 ``/api/log/stream`` tails the RuntimeLog (``log.read`` with ``after_id``).
 
-Security (:class:`Guard`): with a token configured, every request must carry it
-(``Authorization: Bearer``, the ``aos_frontend_token`` cookie, or ``?token=``,
-which sets that HttpOnly cookie); on a loopback address the ``Host`` header must
+Security (:class:`Guard`): every request must carry the access token, on a
+loopback address too (an agent's processes share the host's loopback):
+``Authorization: Bearer``, the ``aos_frontend_token_<port>`` cookie, or ``?token=``,
+which sets that HttpOnly cookie (``access.py`` says where the token comes
+from); on a loopback address the ``Host`` header must
 name a loopback host (no DNS rebinding); state-changing requests must be JSON
 from the page's own origin (no cross-site form posts); every response carries a
 strict Content-Security-Policy. User content is escaped by the page, which
@@ -53,8 +55,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # access.py beside this file (also in a copy of the skill)
+    sys.path.insert(0, str(HERE))
+
+from access import HOW_TO_OPEN, page_url  # noqa: E402
+
 STATIC = HERE / "static"
 COOKIE = "aos_frontend_token"
+"""The cookie's name, followed by ``_<port>``: cookies ignore ports, and two nodes' UIs on
+one host must not overwrite each other's."""
 TOPICS = ["history.append", "stream", "skill", "service"]
 QUEUE_LIMIT = 10_000
 """Events one open stream may fall behind by; past it the stream ends and the
@@ -87,18 +96,23 @@ EventSource = Callable[[], AsyncIterator[tuple[str, Any]]]
 
 @dataclass(frozen=True)
 class Settings:
+    token: str
+    """The access token every request must carry: there is no open mode."""
     host: str = "127.0.0.1"
     port: int = 3000
-    token: str | None = None
 
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
 
     @property
+    def cookie(self) -> str:
+        return f"{COOKIE}_{self.port}"
+
+    @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        """The address without its token (what logs may show)."""
+        return page_url(self.host, self.port)
 
 
 def is_loopback(host: str) -> bool:
@@ -231,14 +245,13 @@ class Guard:
             return _refuse(
                 api, 421, "misdirected", f"aos-frontend answers to a loopback host, not {host!r}"
             )
-        token = self.settings.token
-        if token and not self.authorized(request, token):
+        if not self.authorized(request, self.settings.token):
             return _refuse(
                 api,
                 401,
                 "unauthorized",
-                "aos-frontend needs its access token: open the page with ?token=... "
-                "or send Authorization: Bearer ...",
+                f"aos-frontend needs its access token: {HOW_TO_OPEN} "
+                "(or send Authorization: Bearer TOKEN)",
             )
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             origin = request.headers.get("origin")
@@ -253,16 +266,15 @@ class Guard:
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             offered.append(header[7:].strip())
-        offered.append(request.cookies.get(COOKIE, ""))
+        offered.append(request.cookies.get(self.settings.cookie, ""))
         offered.append(request.query_params.get("token", ""))
         wanted = token.encode()
         return any(hmac.compare_digest(o.encode(), wanted) for o in offered if o)
 
     def wants_cookie(self, request: Request) -> bool:
         """The page opened with a right ?token=: it is remembered in a cookie."""
-        return bool(
-            self.settings.token
-            and request.method == "GET"
+        return (
+            request.method == "GET"
             and "token" in request.query_params
             and not request.url.path.startswith("/api/")
         )
@@ -273,7 +285,7 @@ class Guard:
         target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
-            COOKIE, str(self.settings.token), httponly=True, samesite="strict", path="/"
+            self.settings.cookie, self.settings.token, httponly=True, samesite="strict", path="/"
         )
         return response
 

@@ -9,7 +9,13 @@ connection, as ``service:aos-frontend``.
 
 Settings: ``AOS_FRONTEND_HOST`` (default 127.0.0.1), ``AOS_FRONTEND_PORT``
 (default 3000), ``AOS_FRONTEND_TOKEN`` (required when the host is not a
-loopback address; when set, every request must carry it).
+loopback address). Every request must carry the access token, on loopback too:
+without ``AOS_FRONTEND_TOKEN`` it is the node's own, generated at the first
+start into ``frontend.token`` in the state directory (``AOS_STATE_DIR``, which
+the supervisor sets) and reused (``access.py``). The admin learns the address
+with its token from this service's ``address`` method (``aos status`` calls it);
+the log line shows the address without it (service stderr reaches
+``aos status``'s ``last_error``, which agents may read).
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ from typing import Any, NoReturn
 
 import uvicorn
 from aos_sdk import SyscallFailed, define_service, syscall
-from aos_sdk.service import subscribe
+from aos_sdk.service import MethodError, subscribe
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # app.py beside this file (also in a copy of the skill)
     sys.path.insert(0, str(HERE))
 
-from app import TOPICS, Hub, Settings, create_app  # noqa: E402
+from access import TOKEN_VARIABLE, page_url, token_for  # noqa: E402
+from app import TOPICS, Hub, Settings, create_app, is_loopback  # noqa: E402
 
 SKILL = "aos-frontend"
 DEFAULT_AGENT = "default"
@@ -45,6 +52,7 @@ class State:
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
         self.hub: Hub | None = None
+        self.settings: Settings | None = None
 
 
 state = State()
@@ -66,7 +74,23 @@ def settings_from(metadata: dict[str, str], environ: dict[str, str] | os._Enviro
             raise ValueError
     except ValueError:
         fail(f"aos-frontend: AOS_FRONTEND_PORT={raw_port!r} is not a port number (1-65535)")
-    return Settings(host=host, port=port, token=environ.get("AOS_FRONTEND_TOKEN") or None)
+    if not is_loopback(host) and not environ.get(TOKEN_VARIABLE):
+        fail(
+            f"aos-frontend: AOS_FRONTEND_HOST={host} is not a loopback address: "
+            f"serving on another interface needs an access token: set {TOKEN_VARIABLE} "
+            "(or serve on 127.0.0.1)"
+        )
+    state_dir = environ.get("AOS_STATE_DIR")
+    if not state_dir and not environ.get(TOKEN_VARIABLE):
+        fail(
+            "aos-frontend: AOS_STATE_DIR is not set, so there is nowhere to keep the UI's "
+            f"access token: run the service under `aos up`, or set {TOKEN_VARIABLE}"
+        )
+    try:
+        token = token_for(environ, Path(state_dir or "."))
+    except OSError as exc:
+        fail(f"aos-frontend: cannot keep the UI's access token in {state_dir}: {exc}")
+    return Settings(host=host, port=port, token=token)
 
 
 # -- who holds a port ---------------------------------------------------------------------------
@@ -203,12 +227,6 @@ async def start() -> None:
     except SyscallFailed:
         metadata = {}
     settings = settings_from(metadata, os.environ)
-    if not settings.loopback and not settings.token:
-        fail(
-            f"aos-frontend: AOS_FRONTEND_HOST={settings.host} is not a loopback address: "
-            "serving on another interface needs an access token: set AOS_FRONTEND_TOKEN "
-            "(or serve on 127.0.0.1)"
-        )
     sock = bind(settings)
     await ensure_default_agent()
     hub = Hub(events)
@@ -225,10 +243,28 @@ async def start() -> None:
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     task.add_done_callback(_server_ended)
-    state.server, state.task, state.hub = server, task, hub
-    print(f"aos-frontend: serving {settings.url}", file=sys.stderr)
+    state.server, state.task, state.hub, state.settings = server, task, hub, settings
+    # without the token: this line reaches `last_error`, which agents may read
+    print(
+        f"aos-frontend: serving {settings.url} (`aos status` shows it with its token)",
+        file=sys.stderr,
+    )
+
+
+def address(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, str]:
+    """The UI's address with its token, for the node's admin only (``aos status``)."""
+    if caller.get("kind") != "admin":
+        raise MethodError(
+            "denied",
+            f"only the node's admin learns the UI's address with its token, not "
+            f"{caller.get('principal', 'this caller')}",
+        )
+    settings = state.settings
+    if settings is None:
+        raise MethodError("unavailable", "the UI is still starting: try again in a moment")
+    return {"url": page_url(settings.host, settings.port, settings.token), "plain": settings.url}
 
 
 @define_service
 def service() -> dict[str, Any]:
-    return {"hooks": {}, "start": start}
+    return {"hooks": {}, "start": start, "methods": {"address": address}}
