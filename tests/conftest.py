@@ -65,6 +65,15 @@ def _drop_schema(base: str, schema: str) -> None:
     asyncio.run(drop())
 
 
+@pytest.fixture
+def bubblewrap() -> None:
+    """The sandbox's tests need bubblewrap: CI installs it and fails without it."""
+    if shutil.which("bwrap") is None:
+        if IN_CI:
+            pytest.fail("CI must run the sandbox tests: install bubblewrap (.ci/run does)")
+        pytest.skip("needs bubblewrap: apt-get install bubblewrap")
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an empty database on each backend."""

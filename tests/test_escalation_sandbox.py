@@ -19,12 +19,7 @@ from aos_sdk import SyscallFailed
 from conftest import REPO
 from escalation import attempt, hostile_node, new_agent
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.skipif(
-        not os.path.exists("/usr/bin/bwrap"), reason="needs bubblewrap (.ci/run installs it)"
-    ),
-]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("bubblewrap")]
 
 MODEL_KEY = "sk-or-v1-escalation-test-key"
 DECOY = "decoy-db-password-7f3a"
