@@ -106,10 +106,9 @@ def test_no_model_is_one_clear_sentence(project: Project) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_kill_9_during_a_command_then_continue(project: Project, llm: ScriptedLLM) -> None:
-    """Unsandboxed, a command outlives a killed daemon until recovery ends it (a
-    sandbox ends with its daemon: tests/test_sandbox.py)."""
-    project.env["AOS_SANDBOX"] = "off"
+def kill_9_during_sleep(project: Project, llm: ScriptedLLM) -> tuple[int, str, int]:
+    """Start a daemon, `aos run` a `sleep 30`, kill -9 the daemon while it runs:
+    ``(daemon pid, session id, the command's process group)``."""
     llm.add(Reply.tool_call("sleep 30"))
     started = project.aos("start")
     assert started.returncode == 0, started.stderr
@@ -134,6 +133,28 @@ def test_kill_9_during_a_command_then_continue(project: Project, llm: ScriptedLL
     assert pgid is not None
     os.kill(pid, signal.SIGKILL)
     run.wait(timeout=30)
+    return pid, session, pgid
+
+
+@pytest.mark.usefixtures("bubblewrap")
+def test_a_sandbox_ends_with_its_killed_daemon(project: Project, llm: ScriptedLLM) -> None:
+    _, session, pgid = kill_9_during_sleep(project, llm)
+    deadline = time.monotonic() + 10
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not group_alive(pgid)  # nothing of the sandbox outlives its daemon
+    restarted = project.aos("start")
+    assert restarted.returncode == 0, restarted.stderr
+    history = json.loads(project.aos("session", "history", session, "--json").stdout)
+    [result] = [f for f in history if f["kind"] == "tool.result"]
+    assert result["status"] == "lost"
+
+
+def test_kill_9_during_a_command_then_continue(project: Project, llm: ScriptedLLM) -> None:
+    """Unsandboxed, a command outlives a killed daemon until recovery ends it (a
+    sandbox ends with its daemon: tests/test_sandbox.py)."""
+    project.env["AOS_SANDBOX"] = "off"
+    pid, session, pgid = kill_9_during_sleep(project, llm)
     assert group_alive(pgid)  # the command outlived its daemon...
     while alive(pid):
         time.sleep(0.05)
