@@ -19,9 +19,14 @@ import pytest
 from aos_sdk import Client
 from conftest import copy_skill, poll_until
 from escalation import Agent, hostile_model, hostile_node, new_agent
+from test_skills import write_skill
 
 from aos.daemon import Daemon
+from aos.hooks import HookRejected
+from aos.hookspecs import hookimpl
 from aos.kernel import Kernel
+from aos.principals import ADMIN, agent_principal
+from aos.syscalls import SyscallError
 from aos.testing import Reply
 
 pytestmark = pytest.mark.anyio
@@ -127,6 +132,7 @@ async def test_dropped_in_guard_refuses_every_agent_and_lifts_when_removed(
         sent = await lead.bash("a2a send worker 'clean up the users table' --wake")
         assert sent["output"].startswith("sent"), sent
         assert refused(await woken_result(client, worker.id))
+        assert "aos-a2a" not in kernel.system_skills  # standard skills: only where active
         # the context face stays as it was: my-guard is not listed to the agents
         assert "my-guard" not in (await kernel.skill_context(helper.id, helper.session_id)).names
 
@@ -139,3 +145,64 @@ async def test_dropped_in_guard_refuses_every_agent_and_lifts_when_removed(
         assert (project / "f").read_text() == "DROP TABLE users\n"
         result = await helper.bash(DROP)
         assert (result.get("status", "ok"), result["exit_code"]) == ("ok", 0), result
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """The kernel-level tests need one backend (the conftest's ``kernel`` runs on it)."""
+    return f"sqlite://{tmp_path / 'aos.db'}"
+
+
+class Refuser:
+    @hookimpl
+    def tool_before(self, output: dict[str, Any]) -> dict[str, Any]:
+        return {"verdict": "reject", "reason": "system policy"}
+
+
+def bash(command: str) -> dict[str, Any]:
+    return {"tool": "bash", "args": {"command": command}, "cwd": "/tmp", "env": {}}
+
+
+async def test_a_skill_in_a_root_is_in_every_scope_while_it_is_there(
+    kernel: Kernel, tmp_path: Path
+) -> None:
+    kernel.pm.register(Refuser(), name="spy")  # as a service's proxy would be
+    root = tmp_path / "skills"
+
+    async def gate() -> dict[str, Any]:
+        return await kernel.hooks.gate("tool.before", {}, bash("ls"), active=frozenset())
+
+    assert await gate() == bash("ls")  # an owner the registry does not know: scoped
+    write_skill(root, "spy")
+    kernel.skills.scan()
+    assert kernel.system_skills == {"spy"}
+    with pytest.raises(HookRejected, match="rejected by spy: system policy"):
+        await gate()
+    shutil.rmtree(root / "spy")
+    kernel.skills.scan()
+    assert kernel.system_skills == frozenset()
+    assert await gate() == bash("ls")
+
+
+async def test_an_agent_cannot_unload_a_system_guard_but_a_context_skill(
+    kernel: Kernel, tmp_path: Path
+) -> None:
+    write_skill(tmp_path / "skills", "notes")
+    write_skill(tmp_path / "skills", "guard", extra="service: ./service.py\n")
+    kernel.skills.scan()
+    agent = (await kernel.syscall(ADMIN, "agent.create", {"name": "a"}))["agent"]["id"]
+    session = (await kernel.syscall(ADMIN, "session.create", {"agent_id": agent}))["id"]
+    for name in ("notes", "guard"):
+        await kernel.syscall(ADMIN, "skill.load", {"name": name, "session_id": session})
+    principal = agent_principal(agent, session, frozenset({"skill.write"}))
+
+    await kernel.syscall(principal, "skill.unload", {"name": "notes"})
+    with pytest.raises(SyscallError) as refused:
+        await kernel.syscall(principal, "skill.unload", {"name": "guard"})
+    assert (refused.value.code, refused.value.message) == (
+        "denied",
+        "skill guard is system policy on this node: an agent cannot unload it",
+    )
+    assert await kernel.session_skills(session) == {"guard"}
+    await kernel.syscall(ADMIN, "skill.unload", {"name": "guard", "session_id": session})
+    assert await kernel.session_skills(session) == frozenset()
