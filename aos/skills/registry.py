@@ -65,7 +65,8 @@ class Skill(msgspec.Struct, kw_only=True):
     @property
     def system(self) -> bool:
         """Installed on the node (a skill root or a pip plugin), not a standard skill:
-        its hooks are system policy and apply to every agent (docs/specs/aos-security.md)."""
+        its hooks are system policy and apply to every agent (docs/specs/aos-skills.md,
+        System skills)."""
         return self.root != "standard"
 
     @property
