@@ -2,8 +2,9 @@
 
 Pluggy is synchronous, so the kernel walks each hook's implementations itself
 (in pluggy's call order) to await coroutine implementations, apply timeouts and
-failure policies, scope implementations to the skills active for a session,
-and record verdicts, errors and timeouts in RuntimeLog.
+failure policies, scope implementations to the skills active for a session
+(the node's system skills are in every scope), and record verdicts, errors and
+timeouts in RuntimeLog.
 """
 
 from __future__ import annotations
@@ -143,6 +144,14 @@ class HookRunner:
         self._policies: dict[tuple[str, str], HookPolicy] = {}
         self._cache: dict[str, tuple[int, tuple[Impl, ...]]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.system: frozenset[str] = frozenset()
+        """Owners in every scope: the node's system skills (installed in a skill root
+        or by pip), whose hooks are policy for every agent. The kernel keeps it in
+        step with the skill registry."""
+
+    def in_scope(self, impl: Impl, active: Container[str] | None) -> bool:
+        """Whether ``impl`` applies where ``active`` skills are active (None: everywhere)."""
+        return active is None or impl.owner in self.system or impl.owner in active
 
     # -- implementations ------------------------------------------------------------
     def set_policy(self, owner: str, hook: str, value: HookPolicy) -> None:
@@ -291,12 +300,13 @@ class HookRunner:
     ) -> dict[str, Any]:
         """Run a gate chain; return the final output or raise :class:`HookRejected`.
 
-        ``active``: the skills active for the session (None: every implementation).
+        ``active``: the skills active for the session (None: every implementation);
+        the system skills' implementations run whatever it holds.
         """
         spec = HOOKS[hook]
         args = {"input": MappingProxyType(dict(input)), "output": output}
         for impl in self.impls(hook):
-            if active is not None and impl.owner not in active:
+            if not self.in_scope(impl, active):
                 continue
             started = time.perf_counter()
             try:
@@ -329,7 +339,7 @@ class HookRunner:
         self, hook: str, event: Mapping[str, Any], *, active: Container[str] | None = None
     ) -> None:
         """Fire and forget: schedule every implementation; never raises."""
-        impls = [i for i in self.impls(hook) if active is None or i.owner in active]
+        impls = [i for i in self.impls(hook) if self.in_scope(i, active)]
         if not impls:
             return
         task = asyncio.get_running_loop().create_task(
@@ -362,7 +372,7 @@ class HookRunner:
         """The first non-None result; a required hook without any provider is an error."""
         spec = HOOKS[hook]
         args = {"input": MappingProxyType(dict(input))}
-        providers = [i for i in self.impls(hook) if active is None or i.owner in active]
+        providers = [i for i in self.impls(hook) if self.in_scope(i, active)]
         for impl in providers:
             started = time.perf_counter()
             try:

@@ -262,10 +262,14 @@ class Kernel:
 
     # -- skills ----------------------------------------------------------------------
     def _on_skill_event(self, event: SkillEvent) -> None:
-        """Keep hook registrations and declared policies in step with the registry:
-        a plugin skill's hooks fire only while it is the active skill of its name."""
+        """Keep hook registrations, declared policies and the system skills in step
+        with the registry: a plugin skill's hooks fire only while it is the active
+        skill of its name, and a node-installed skill's for every agent."""
         self._faces.clear()
         skill = event.skill
+        self.hooks.system = frozenset(
+            s.name for s in self.skills.all() if s.system and s.status != "shadowed"
+        )
         self._sync_plugin(skill.name)
         if event.kind != "removed" and self.skills.get(skill.name) != skill:
             return  # a shadowed copy: the winner of its name decides
@@ -298,6 +302,14 @@ class Kernel:
             self.pm.register(plugin, name=name)
         elif not wanted and self.pm.is_registered(plugin):
             self.pm.unregister(plugin)
+
+    @property
+    def system_skills(self) -> frozenset[str]:
+        """The skills installed on the node (a skill root, pip), not standard ones:
+        their hooks apply to every agent's operations whatever its active skills
+        (docs/specs/aos-hooks.md#scoping-to-active-skills). The context face does not
+        list them unless they are active too."""
+        return self.hooks.system
 
     async def session_skills(self, session_id: str) -> frozenset[str]:
         """Skills loaded in a session (skill.loaded facts not undone by skill.unloaded),

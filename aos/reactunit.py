@@ -182,7 +182,7 @@ class ReActUnit:
                 self.scb.agent_id, self.scb.id, effective=self.effective
             )
             if kernel.services is not None:  # their hooks are in place before anything runs
-                await kernel.services.settle(self.active)
+                await kernel.services.settle(self.active | kernel.system_skills)
             decided = await kernel.hooks.gate(
                 "dispatch.before",
                 {

@@ -765,11 +765,23 @@ async def skill_load(kernel: Kernel, principal: Principal, params: SkillSessionP
 
 
 @syscall(
-    "skill.unload", scope="skill.write", doc="Stop a skill loaded in a session; fires skill.unload."
+    "skill.unload",
+    scope="skill.write",
+    doc="Stop a skill loaded in a session; fires skill.unload. "
+    "An agent cannot unload a system skill.",
 )
 async def skill_unload(
     kernel: Kernel, principal: Principal, params: SkillSessionParams
 ) -> Appended:
+    skill = kernel.skills.get(params.name)
+    if principal.kind == "agent" and skill is not None and skill.system and skill.kind != "context":
+        # A node-installed skill with hooks: they apply whatever the session loaded, and
+        # the refusal says so to an agent trying to switch a guard off (the admin may
+        # still drop its text from a context; a context-only skill unloads as any other).
+        raise SyscallError(
+            "denied",
+            f"skill {params.name} is system policy on this node: an agent cannot unload it",
+        )
     scb = await _skill_session(kernel, principal, params)
     if params.name not in await kernel.session_skills(scb.id):
         raise SyscallError("conflict", f"skill {params.name} is not loaded in session {scb.id}")

@@ -9,7 +9,7 @@ prints how many attempts were made and how many succeeded (the goal: none).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +73,12 @@ async def new_agent(client: Client, name: str, **create: Any) -> Agent:
 
 
 @asynccontextmanager
-async def hostile_node(project: Path, **environ: str) -> AsyncIterator[tuple[Daemon, Client]]:
-    """A daemon for ``project`` whose model runs what it is told, and an admin client."""
-    with ScriptedLLM(default=hostile_model) as llm:
+async def hostile_node(
+    project: Path, model: Callable[[dict[str, Any]], Reply] = hostile_model, **environ: str
+) -> AsyncIterator[tuple[Daemon, Client]]:
+    """A daemon for ``project`` whose model runs what it is told (``model``), and an
+    admin client."""
+    with ScriptedLLM(default=model) as llm:
         async with running_daemon(
             project, OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL="m", **environ
         ) as daemon:

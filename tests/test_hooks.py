@@ -192,6 +192,39 @@ async def test_scoping_to_active_skills(
         await runner.gate("tool.before", {}, bash("ls"), active={"other-skill"})
 
 
+async def test_system_owners_are_in_every_scope(
+    pm: AOSPluginManager, runner: HookRunner, rec: Recorder
+) -> None:
+    @hookimpl
+    def reject(output: dict[str, Any]) -> Any:
+        return {"verdict": "reject", "reason": "system policy"}
+
+    @hookimpl
+    def heard(event: Any) -> None:
+        rec.calls.append(event["fact"])
+
+    @hookimpl
+    def assemble(input: Any) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": "from the node"}]
+
+    pm.register(
+        plugin(tool_before=reject, history_append=heard, session_assemble=assemble), name="guard"
+    )
+    nothing: frozenset[str] = frozenset()
+    assert await runner.gate("tool.before", {}, bash("ls"), active=nothing) == bash("ls")
+    runner.system = frozenset({"guard"})
+    with pytest.raises(HookRejected, match="rejected by guard: system policy"):
+        await runner.gate("tool.before", {}, bash("ls"), active=nothing)
+    runner.notify("history.append", {"fact": "f1"}, active=nothing)
+    await runner.drain()
+    assert rec.calls == ["f1"]
+    assert await runner.provide("session.assemble", {}, active=nothing) == [
+        {"role": "system", "content": "from the node"}
+    ]
+    runner.system = frozenset()
+    assert await runner.gate("tool.before", {}, bash("ls"), active=nothing) == bash("ls")
+
+
 async def test_unregister_during_a_chain_applies_to_the_next_chain(
     pm: AOSPluginManager, runner: HookRunner, rec: Recorder
 ) -> None:

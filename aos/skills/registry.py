@@ -15,6 +15,7 @@ notifies subscribers with ``added`` / ``changed`` / ``removed`` events.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
 import importlib.util
@@ -37,6 +38,8 @@ SkillStatus = Literal["active", "broken", "shadowed"]
 EventKind = Literal["added", "changed", "removed"]
 SKILL_FILE = "SKILL.md"
 STANDARD_PACKAGE = "aos_stdskills"
+MISSING_ROOT_POLL = 0.2
+"""Seconds between looks for a skill root that does not exist yet."""
 
 
 class Skill(msgspec.Struct, kw_only=True):
@@ -62,7 +65,8 @@ class Skill(msgspec.Struct, kw_only=True):
     @property
     def system(self) -> bool:
         """Installed on the node (a skill root or a pip plugin), not a standard skill:
-        its hooks are system policy and apply to every agent (docs/specs/aos-security.md)."""
+        its hooks are system policy and apply to every agent (docs/specs/aos-skills.md,
+        System skills)."""
         return self.root != "standard"
 
     @property
@@ -295,14 +299,31 @@ class SkillRegistry:
     async def watch(
         self, *, started: anyio.Event | None = None, stop: anyio.Event | None = None
     ) -> None:
-        """Apply file changes under the directory roots until ``stop`` is set."""
+        """Apply file changes under the directory roots until ``stop`` is set.
+
+        A root that does not exist yet (a project's fresh ``skills/``) is watched
+        from when it appears: what it holds then is scanned, no restart needed."""
+        while stop is None or not stop.is_set():
+            if not await self._watch_roots(started=started, stop=stop):
+                return
+            self.scan()  # a missing root appeared: read it (and whatever changed meanwhile)
+
+    def _missing_roots(self) -> list[Path]:
+        return [r.path for r in self.roots if r.path is not None and not r.path.is_dir()]
+
+    async def _watch_roots(self, *, started: anyio.Event | None, stop: anyio.Event | None) -> bool:
+        """Watch the existing roots until ``stop`` (False) or until a missing root
+        exists (True). ``started`` is set once the watches are in place."""
         dirs = self.watched_dirs()
+        missing = self._missing_roots()
         if not dirs:
             if started is not None:
                 started.set()
-            if stop is not None:
-                await stop.wait()
-            return
+            while not any(path.is_dir() for path in missing):
+                if stop is not None and stop.is_set():
+                    return False
+                await asyncio.sleep(MISSING_ROOT_POLL)  # a stat per root: nothing to watch yet
+            return True
         # awatch yields an empty set every rust_timeout ms without changes: the
         # first one proves the watches are in place, so ``started`` means watching.
         async for changes in watchfiles.awatch(
@@ -318,6 +339,9 @@ class SkillRegistry:
                 started.set()
             if changes:
                 self.refresh(Path(path) for _, path in changes)
+            if any(path.is_dir() for path in missing):
+                return True
+        return False
 
 
 def default_roots(config: Config) -> list[Root]:
