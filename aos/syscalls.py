@@ -960,8 +960,15 @@ async def events_subscribe(
         )
 
     holder: list[int] = []
+
+    def deliver(topic: str, data: Any) -> None:
+        if principal.kind == "agent" and not _dispatch_runs(kernel, principal):
+            kernel.events.unsubscribe(holder[0])  # the token's dispatch has ended: so has this
+            return
+        stream.deliver(holder[0], topic, data)
+
     sub = kernel.events.subscribe(
-        lambda topic, data: stream.deliver(holder[0], topic, data),
+        deliver,
         topics=frozenset(params.topics),
         session_id=params.session_id,
         agent_ids=agent_ids,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from conftest import live_token
 
+from aos.events import Stream, current_stream
 from aos.hooks import HookPolicy
 from aos.hookspecs import hookimpl
 from aos.kernel import Kernel
@@ -289,6 +290,33 @@ async def test_archiving_an_agent_ends_its_dispatches_and_their_tokens(
     assert "is archived" in await expect(
         "conflict", kernel, ADMIN, "session.dispatch", {"id": own, "message": "again"}
     )
+
+
+async def test_an_agents_subscription_ends_with_its_dispatch(
+    model_kernel: Kernel, scripted_llm: ScriptedLLM
+) -> None:
+    kernel = model_kernel
+    texts: list[str] = []
+
+    def deliver(subscription: int, topic: str, data: Any) -> None:
+        if data["fact"]["kind"] == "message.user":
+            texts.append(data["fact"]["text"])
+
+    async def say(session_id: str, text: str) -> None:
+        fact = {"kind": "message.user", "text": text}
+        await kernel.syscall(ADMIN, "session.append", {"id": session_id, "fact": fact})
+
+    scopes = ["session.read", "events.subscribe"]
+    async with agent_with_token(kernel, scripted_llm, "watcher", scopes=scopes) as (_, own, me):
+        connection = current_stream.set(Stream(deliver=deliver, on_close=lambda _: None))
+        try:
+            params = {"topics": ["history.append"], "session_id": own}
+            await kernel.syscall(me, "events.subscribe", params)
+        finally:
+            current_stream.reset(connection)
+        await say(own, "during")
+    await say(own, "after")
+    assert texts == ["during"]
 
 
 async def test_admin_calls_never_meet_syscall_before(
