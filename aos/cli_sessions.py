@@ -301,11 +301,17 @@ def register(cli: click.Group, pass_context: Any) -> None:
         "--skill", "skills", multiple=True, help="A skill active for this agent (repeat)."
     )
     @click.option("--workspace", help="Directory its bash runs in.")
+    @click.option(
+        "--scope",
+        "scopes",
+        multiple=True,
+        help="A syscall scope its tokens hold (repeat; default: the default agent scopes).",
+    )
     @click.option("--json", "as_json", is_flag=True)
     @pass_context
     def agent_create(
         ctx: Any, name: str, parent: str | None, model: str | None, skills: tuple[str, ...],
-        workspace: str | None, as_json: bool,
+        workspace: str | None, scopes: tuple[str, ...], as_json: bool,
     ) -> None:  # fmt: skip
         """Create an agent."""
         config: dict[str, Any] = {
@@ -317,6 +323,7 @@ def register(cli: click.Group, pass_context: Any) -> None:
             "name": name,
             "parent": parent,
             "config": {k: v for k, v in config.items() if v is not None},
+            "scopes": list(scopes) or None,
         }
         info = asyncio.run(call(ctx.config, "agent.create", params))
         if as_json:

@@ -150,6 +150,28 @@ FACT_KINDS: tuple[str, ...] = tuple(
 )
 
 
+APPENDABLE: dict[str, frozenset[str]] = {
+    "agent": frozenset({"message.user"}),
+    "service": frozenset({"message.user", "a2a.message"}),
+}
+"""The fact kinds agent and service principals may append with ``session.append``
+(the admin may append any). Their ``message.user`` facts carry their own name as
+``sender``; every other kind is written by the kernel, or by aos-a2a's service."""
+_DISPATCH_WRITES = "written by the dispatch that runs the model and the command"
+APPENDED_BY: dict[str, str] = {
+    "message.assistant": _DISPATCH_WRITES,
+    "tool.call": _DISPATCH_WRITES,
+    "tool.result": _DISPATCH_WRITES,
+    "skill.loaded": "the skill.load syscall records it (`skill load NAME`)",
+    "skill.unloaded": "the skill.unload syscall records it (`skill unload NAME`)",
+    "a2a.message": "messages between agents go through aos-a2a (`a2a send`)",
+    "context.compacted": "the kernel records compaction",
+    "dispatch.started": "dispatch markers are the kernel's",
+    "dispatch.finished": "dispatch markers are the kernel's",
+}
+"""Who writes each kind, for the refusal of an append that is not meant for the caller."""
+
+
 class HistoryEntry(msgspec.Struct, kw_only=True):
     """A fact as stored: where it sits in its session and when it was appended."""
 

@@ -8,7 +8,8 @@ service:<skill>
     A skill's service, with the scopes the skill declares and the system grants.
 agent
     A ReActUnit's bash, through ``AOS_TOKEN``: the scopes of its agent, limited
-    to its own session and its agent's subtree.
+    to its own session and its agent's subtree, and only while the dispatch that
+    issued the token runs.
 
 What is not granted is denied. Agent tokens are HMAC-signed by the node's key
 (a 0600 file in the state dir), so a token cannot be forged or widened.
@@ -50,17 +51,14 @@ ADMIN_ONLY = frozenset({"kernel.admin"})
 GRANTABLE_SCOPES = frozenset(SCOPES) - ADMIN_ONLY
 """Every scope an agent or service may hold."""
 DEFAULT_AGENT_SCOPES: tuple[str, ...] = (
-    "kernel.read",
-    "agent.read",
-    "agent.write",
     "session.read",
-    "session.write",
-    "session.dispatch",
     "skill.read",
     "skill.write",
     "skill.call",
 )
-"""Scopes of a root agent that names none."""
+"""Scopes of a root agent that names none: what the standard harness needs (its
+own session's history for ``skill list``, ``skill load``, ``skill.call`` for
+aos-a2a and other active skills' services). Everything else an admin grants."""
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +69,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """For agent principals: the agent whose subtree bounds what it may touch."""
     session_id: str | None = None
     """For agent principals: the session the token was issued for."""
+    dispatch_id: str | None = None
+    """For agent principals: the dispatch that issued the token; the token is
+    valid only while that dispatch runs (checked on every syscall)."""
 
     def allows(self, scope: str) -> bool:
         return self.kind == "admin" or scope in self.scopes
@@ -83,13 +84,20 @@ def service_principal(skill: str, scopes: frozenset[str]) -> Principal:
     return Principal(kind="service", name=f"service:{skill}", scopes=scopes - ADMIN_ONLY)
 
 
-def agent_principal(agent_id: str, session_id: str | None, scopes: frozenset[str]) -> Principal:
+def agent_principal(
+    agent_id: str,
+    session_id: str | None,
+    scopes: frozenset[str],
+    dispatch_id: str | None = None,
+) -> Principal:
+    """An agent's principal; without a ``dispatch_id`` it can call nothing."""
     return Principal(
         kind="agent",
         name=f"agent:{agent_id}",
         scopes=scopes - ADMIN_ONLY,
         agent_id=agent_id,
         session_id=session_id,
+        dispatch_id=dispatch_id,
     )
 
 
@@ -104,6 +112,8 @@ class _TokenBody(msgspec.Struct, array_like=True):
     session_id: str | None
     scopes: list[str]
     expires: float
+    dispatch_id: str | None = None
+    """The dispatch an agent token is bound to (``None`` for services)."""
 
 
 class TokenAuthority:
@@ -156,7 +166,12 @@ class TokenAuthority:
         else:
             raise ValueError("tokens are issued to agent and service principals only")
         body = _TokenBody(
-            principal.kind, name, principal.session_id, sorted(principal.scopes), time.time() + ttl
+            principal.kind,
+            name,
+            principal.session_id,
+            sorted(principal.scopes),
+            time.time() + ttl,
+            principal.dispatch_id,
         )
         payload = msgspec.msgpack.encode(body)
         return ".".join((self.PREFIX, _b64(payload), _b64(self._sign(payload))))
@@ -174,7 +189,7 @@ class TokenAuthority:
             raise InvalidToken("token expired")
         if body.kind == "service":
             return service_principal(body.name, frozenset(body.scopes))
-        return agent_principal(body.name, body.session_id, frozenset(body.scopes))
+        return agent_principal(body.name, body.session_id, frozenset(body.scopes), body.dispatch_id)
 
 
 def _b64(data: bytes) -> str:

@@ -57,7 +57,8 @@ LEASE_TTL = 30.0
 RAW_LOG_CAP = 256 * 1024
 """Bytes of raw tool output stored per RuntimeLog record."""
 TOKEN_REISSUE = 3600.0
-"""Seconds a dispatch reuses the agent token it issued for bash (tokens last a day)."""
+"""Seconds a dispatch reuses the agent token it issued for bash (tokens last a day,
+and are refused as soon as the dispatch that issued them ends)."""
 SECRET_VARIABLES = ("OPENROUTER_API_KEY",)
 AGENT_VARIABLES = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "COLORTERM"}
@@ -162,6 +163,10 @@ class ReActUnit:
         """Everything that can refuse the dispatch before anything is recorded."""
         kernel = self.kernel
         self.chain = await kernel.lineage(self.scb.agent_id)
+        if self.chain[-1].status != "active":  # its tokens die with its last dispatch
+            raise DispatchRefused(
+                "conflict", f"agent {self.scb.agent_id} is archived: its sessions cannot run"
+            )
         self.effective = kernel.effective_of(self.chain)
         problem = missing_configuration(self.effective.model, kernel.llm_settings)
         if problem is not None:
@@ -536,7 +541,7 @@ class ReActUnit:
         token, issued = self._token
         if token is None or time.monotonic() - issued > TOKEN_REISSUE:  # valid for a day
             principal = agent_principal(
-                self.scb.agent_id, self.scb.id, frozenset(self.effective.scopes)
+                self.scb.agent_id, self.scb.id, frozenset(self.effective.scopes), self.dispatch_id
             )
             token = self.kernel.tokens.issue(principal)
             self._token = (token, time.monotonic())

@@ -22,7 +22,16 @@ from aos import __version__
 from aos.agent import ACB, AgentConfig, AgentStatus, EffectiveConfig
 from aos.config import mask_url
 from aos.events import current_stream
-from aos.history import Fact, HistoryEntry, SkillLoaded, SkillUnloaded
+from aos.history import (
+    APPENDABLE,
+    APPENDED_BY,
+    Fact,
+    HistoryEntry,
+    SkillLoaded,
+    SkillUnloaded,
+    UserMessage,
+    fact_kind,
+)
 from aos.hooks import HookError, HookRejected
 from aos.ids import new_id
 from aos.principals import ADMIN_ONLY, GRANTABLE_SCOPES, SCOPES, Principal
@@ -97,6 +106,9 @@ async def call(
     sc = SYSCALLS.get(name)
     if sc is None:
         raise SyscallError("unknown", f"unknown syscall {name!r} (see docs/specs/aos-syscall.md)")
+    if principal.kind == "agent" and not _dispatch_runs(kernel, principal):
+        _audit(kernel, principal, name, f"denied: {DISPATCH_ENDED}")
+        raise SyscallError("denied", f"{principal.name}: {DISPATCH_ENDED}")
     if not principal.allows(sc.scope):
         _audit(kernel, principal, name, "denied")
         raise SyscallError(
@@ -104,7 +116,7 @@ async def call(
         )
     typed = _convert(sc, params or {})
     try:
-        if kernel.hooks.impls("syscall.before"):
+        if kernel.hooks.impls("syscall.before") and _gated(kernel, principal):
             typed = await _gate(kernel, principal, sc, typed)
         result = await sc.handler(kernel, principal, typed)
     except StoreError as exc:
@@ -118,11 +130,40 @@ async def call(
     return msgspec.to_builtins(result)
 
 
+DISPATCH_ENDED = (
+    "this token's dispatch has ended: an agent token is valid only while the dispatch "
+    "that issued it runs (use the AOS_TOKEN of the current command)"
+)
+
+
+def _dispatch_runs(kernel: Kernel, principal: Principal) -> bool:
+    """Whether the dispatch that issued an agent's token still runs on this node
+    (a dict lookup: no store read per syscall)."""
+    unit = kernel.dispatches.get(principal.session_id) if principal.session_id else None
+    return (
+        unit is not None
+        and principal.dispatch_id is not None
+        and unit.dispatch_id == principal.dispatch_id
+    )
+
+
 def _convert(sc: Syscall, params: Mapping[str, Any]) -> Any:
     try:
         return msgspec.convert(params, sc.params)
     except msgspec.ValidationError as exc:
         raise SyscallError("invalid", f"{sc.name}: invalid params: {exc}") from None
+
+
+def _gated(kernel: Kernel, principal: Principal) -> bool:
+    """Whether ``syscall.before`` sees this caller's calls: agents' and third-party
+    services', never the admin's nor those of the standard package's services (the
+    web UI acts for the operator), so no skill's gate can delay or deny them."""
+    if principal.kind == "admin":
+        return False
+    if principal.kind == "service":
+        skill = kernel.skills.get(principal.name.removeprefix("service:"))
+        return skill is None or skill.system
+    return True
 
 
 async def _gate(kernel: Kernel, principal: Principal, sc: Syscall, typed: Any) -> Any:
@@ -207,6 +248,40 @@ def _check_scopes(requested: list[str] | None, ceiling: list[str], whose: str) -
     if wider:
         raise SyscallError(
             "denied", f"{whose} lacks scope(s) {', '.join(wider)}: scopes are never widened"
+        )
+
+
+ADMIN_SET_CONFIG = ("workspace", "model")
+"""AgentConfig fields only the admin sets: where an agent's bash runs, which model it uses."""
+
+
+def _check_config(
+    principal: Principal, old: AgentConfig, new: AgentConfig, max_steps: int, target: str
+) -> None:
+    """An agent principal never widens an agent's config (``target`` names the agent):
+    ``workspace`` and ``model`` are the admin's, skills are only added, and
+    ``max_steps`` is not raised above ``max_steps`` (the effective value now, or the
+    parent's for a new agent)."""
+    if principal.kind != "agent":
+        return
+    changed = [f for f in ADMIN_SET_CONFIG if getattr(new, f) != getattr(old, f)]
+    if changed:
+        keep = "keep its current value" if old != AgentConfig() else "leave it out to inherit"
+        raise SyscallError(
+            "denied",
+            f"{principal.name} may not set {' or '.join(changed)} of {target}: "
+            f"only the admin may ({keep})",
+        )
+    dropped = [name for name in old.skills or () if name not in (new.skills or ())]
+    if dropped:
+        raise SyscallError(
+            "denied",
+            f"{principal.name} may not remove skill(s) {', '.join(dropped)} from {target}: "
+            "only the admin may",
+        )
+    if new.max_steps is not None and new.max_steps != old.max_steps and new.max_steps > max_steps:
+        raise SyscallError(
+            "denied", f"{principal.name} may not raise max_steps of {target} above {max_steps}"
         )
 
 
@@ -338,6 +413,9 @@ async def agent_create(
             if params.scopes is None:
                 params = msgspec.structs.replace(params, scopes=ceiling)
     _check_scopes(params.scopes, ceiling, whose)
+    target = f"new agent {params.name!r}"
+    steps = parent_effective.max_steps if parent_effective else kernel.config.aoscb.limits.max_steps
+    _check_config(principal, AgentConfig(), params.config, steps, target)
 
     proposed = {
         "name": params.name,
@@ -368,6 +446,7 @@ async def agent_create(
             "invalid", f"agent.create: the agent.create gate returned an invalid agent: {exc}"
         ) from None
     _check_scopes(final.scopes, ceiling, whose)
+    _check_config(principal, AgentConfig(), final.config, steps, target)
     acb = await kernel.store.create_agent(
         ACB(
             id=new_id("agt"),
@@ -440,6 +519,9 @@ async def agent_update(
             ceiling = sorted(set(ceiling) & principal.scopes)
             whose = f"{principal.name} or {whose}"
         _check_scopes(params.scopes, ceiling, whose)
+    if params.config is not None:
+        steps = kernel.effective_of(chain).max_steps
+        _check_config(principal, acb.config, params.config, steps, f"agent {acb.id}")
     updated = msgspec.structs.replace(
         acb,
         name=params.name if params.name is not None else acb.name,
@@ -466,7 +548,16 @@ async def agent_archive(kernel: Kernel, principal: Principal, params: AgentIdPar
         )
     if acb.status == "archived":
         return acb
-    return await kernel.store.update_agent(msgspec.structs.replace(acb, status="archived"))
+    archived = await kernel.store.update_agent(msgspec.structs.replace(acb, status="archived"))
+    # Its running dispatches end now, and their tokens with them: a dispatch that
+    # read the agent as active before this write holds its lease and is found here;
+    # one that starts later sees it archived and is refused.
+    units = [u for u in kernel.dispatches.values() if u.scb.agent_id == acb.id]
+    for unit in units:
+        unit.cancel(f"interrupted: agent {acb.id} was archived by {principal.name}")
+    if units:
+        await asyncio.shield(asyncio.gather(*(u.task for u in units), return_exceptions=True))
+    return archived
 
 
 # -- session.* -----------------------------------------------------------------------------
@@ -553,7 +644,34 @@ async def session_append(
     scb = await _session_for(kernel, principal, params.id)
     if scb.status == "archived":
         raise SyscallError("conflict", f"session {scb.id} is archived")
-    return Appended(session_id=scb.id, seq=await kernel.append(scb, params.fact))
+    return Appended(
+        session_id=scb.id, seq=await kernel.append(scb, _authored(principal, params.fact))
+    )
+
+
+def _authored(principal: Principal, fact: Fact) -> Fact:
+    """The fact as ``principal`` may append it: agents and services only the kinds
+    meant for them (``APPENDABLE``), and a ``message.user`` always says who sent it."""
+    if principal.kind == "admin":
+        return fact
+    kind = fact_kind(fact)
+    allowed = APPENDABLE[principal.kind]
+    if kind not in allowed:
+        raise SyscallError(
+            "denied",
+            f"{principal.name} may not append {kind} facts: "
+            f"{APPENDED_BY.get(kind, 'they are written by the kernel')} "
+            f"(it may append: {', '.join(sorted(allowed))})",
+        )
+    if isinstance(fact, UserMessage) and fact.sender != principal.name:
+        if fact.sender != UserMessage(text="").sender:  # named someone else explicitly
+            raise SyscallError(
+                "denied",
+                f"{principal.name} may not append a message.user as {fact.sender!r}: "
+                f"the kernel sets sender to {principal.name} (leave sender out)",
+            )
+        fact = msgspec.structs.replace(fact, sender=principal.name)
+    return fact
 
 
 class SessionHistoryParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -858,8 +976,15 @@ async def events_subscribe(
         )
 
     holder: list[int] = []
+
+    def deliver(topic: str, data: Any) -> None:
+        if principal.kind == "agent" and not _dispatch_runs(kernel, principal):
+            kernel.events.unsubscribe(holder[0])  # the token's dispatch has ended: so has this
+            return
+        stream.deliver(holder[0], topic, data)
+
     sub = kernel.events.subscribe(
-        lambda topic, data: stream.deliver(holder[0], topic, data),
+        deliver,
         topics=frozenset(params.topics),
         session_id=params.session_id,
         agent_ids=agent_ids,

@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -20,8 +21,11 @@ import pytest
 
 from aos.config import load_config
 from aos.kernel import Kernel
+from aos.principals import ADMIN
 from aos.store import Store, open_store
+from aos.testing import Reply, ScriptedLLM
 from aos.testing import temporary_daemon as running_daemon
+from aos_stdskills import aos_context
 
 ENABLE_PG = (
     "PostgreSQL tests need AOS_TEST_DB_URL, e.g. "
@@ -104,6 +108,48 @@ async def kernel(db_url: str, tmp_path: Path) -> AsyncIterator[Kernel]:
         await k.close()
 
 
+@pytest.fixture
+async def model_kernel(
+    db_url: str, tmp_path: Path, scripted_llm: ScriptedLLM
+) -> AsyncIterator[Kernel]:
+    """A kernel on each backend whose model is the scripted server, with aos-context."""
+    config = load_config(
+        environ={
+            "AOS_HOME": str(tmp_path / "home"),
+            "AOS_DB_URL": db_url,
+            "AOS_MODEL": scripted_llm.model,
+            "OPENROUTER_BASE_URL": scripted_llm.base_url,
+        },
+        cwd=tmp_path,
+    )
+    kernel = await Kernel.open(config, load_plugins=False)
+    kernel.pm.register(aos_context, name="aos-context")
+    try:
+        yield kernel
+    finally:
+        await kernel.close()
+
+
+@asynccontextmanager
+async def live_token(kernel: Kernel, llm: ScriptedLLM, session_id: str) -> AsyncIterator[str]:
+    """The ``AOS_TOKEN`` a real dispatch of the session hands its bash, while that
+    dispatch runs (its one command waits); the dispatch is interrupted at the end."""
+    out = kernel.config.paths.data_dir / f"token-{session_id}"
+    llm.add(
+        Reply.tool_call(f'printf %s "$AOS_TOKEN" > {out}.tmp && mv {out}.tmp {out} && sleep 60'),
+        Reply.text("done"),
+    )
+    await kernel.syscall(
+        ADMIN, "session.dispatch", {"id": session_id, "message": "hold", "wait": False}
+    )
+    await poll_until(out.exists)
+    try:
+        yield out.read_text()
+    finally:
+        if session_id in kernel.dispatches:
+            await kernel.syscall(ADMIN, "session.interrupt", {"id": session_id})
+
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -121,7 +167,7 @@ async def poll_until(predicate: Callable[[], bool], seconds: float = 15.0) -> No
             await asyncio.sleep(0.02)
 
 
-__all__ = ["REPO", "copy_skill", "poll_until", "running_daemon"]
+__all__ = ["REPO", "copy_skill", "live_token", "poll_until", "running_daemon"]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

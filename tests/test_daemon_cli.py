@@ -74,6 +74,10 @@ def test_start_status_hooks_stop(node: Node) -> None:
 
     result = node.aos("syscall", "agent.create", '{"name": "cli"}')
     assert json.loads(result.stdout)["agent"]["name"] == "cli"
+    granted = node.aos(
+        "agent", "create", "lead", "--scope", "agent.read", "--scope", "agent.write", "--json"
+    )
+    assert json.loads(granted.stdout)["effective"]["scopes"] == ["agent.read", "agent.write"]
     denied = node.aos("syscall", "agent.get", '{"id": "nope"}')
     assert denied.returncode == 1
     assert denied.stderr.strip() == "Error: agent.get failed: not_found: agent nope not found"

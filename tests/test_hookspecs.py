@@ -8,7 +8,6 @@ import asyncio
 import re
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,8 @@ from aos.config import load_config
 from aos.daemon import Daemon
 from aos.hookspecs import HOOKS, hookimpl
 from aos.kernel import Kernel
-from aos.principals import ADMIN
+from aos.principals import ADMIN, service_principal
 from aos.testing import Reply, ScriptedLLM
-from aos_stdskills import aos_context
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "specs" / "aos-hooks.md"
 
@@ -116,28 +114,6 @@ def test_recorder_implements_every_hook() -> None:
     assert implemented == set(HOOKS)
 
 
-@pytest.fixture
-async def model_kernel(
-    db_url: str, tmp_path: Path, scripted_llm: ScriptedLLM
-) -> AsyncIterator[Kernel]:
-    """A kernel on each backend whose model is the scripted server, with aos-context."""
-    config = load_config(
-        environ={
-            "AOS_HOME": str(tmp_path / "home"),
-            "AOS_DB_URL": db_url,
-            "AOS_MODEL": scripted_llm.model,
-            "OPENROUTER_BASE_URL": scripted_llm.base_url,
-        },
-        cwd=tmp_path,
-    )
-    kernel = await Kernel.open(config, load_plugins=False)
-    kernel.pm.register(aos_context, name="aos-context")
-    try:
-        yield kernel
-    finally:
-        await kernel.close()
-
-
 async def exercise(kernel: Kernel, llm: ScriptedLLM) -> set[str]:
     """Everything the kernel does, with a recorder registered as a default skill."""
     recorder = Recorder()
@@ -155,6 +131,8 @@ async def exercise(kernel: Kernel, llm: ScriptedLLM) -> set[str]:
     kernel.skills.refresh([skill_dir])
     await kernel.syscall(ADMIN, "skill.load", {"name": "notes", "session_id": session["id"]})
     await kernel.syscall(ADMIN, "skill.unload", {"name": "notes", "session_id": session["id"]})
+    # a third-party service's call (the admin's never reach syscall.before)
+    await kernel.syscall(service_principal("recorder", frozenset({"agent.read"})), "agent.list")
     llm.add(Reply.tool_call("true"), Reply.text("done"))
     outcome = await kernel.syscall(
         ADMIN, "session.dispatch", {"id": session["id"], "message": "go"}

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from conftest import live_token
 
+from aos.events import Stream, current_stream
+from aos.hooks import HookPolicy
 from aos.hookspecs import hookimpl
 from aos.kernel import Kernel
 from aos.principals import (
@@ -19,6 +25,7 @@ from aos.principals import (
     service_principal,
 )
 from aos.syscalls import SYSCALLS, SyscallError
+from aos.testing import ScriptedLLM
 
 pytestmark = pytest.mark.anyio
 
@@ -27,11 +34,16 @@ async def make_agent(kernel: Kernel, name: str, **params: Any) -> dict[str, Any]
     return await kernel.syscall(ADMIN, "agent.create", {"name": name, **params})
 
 
-async def token_principal(kernel: Kernel, agent_id: str, session_id: str | None) -> Principal:
-    """The principal a bash command holding AOS_TOKEN would be (through a real token)."""
-    effective = (await kernel.syscall(ADMIN, "agent.get", {"id": agent_id}))["effective"]
-    issued = agent_principal(agent_id, session_id, frozenset(effective["scopes"]))
-    return kernel.tokens.verify(kernel.tokens.issue(issued))
+@asynccontextmanager
+async def agent_with_token(
+    kernel: Kernel, llm: ScriptedLLM, name: str, **params: Any
+) -> AsyncIterator[tuple[dict[str, Any], str, Principal]]:
+    """A new agent, a session of it, and the principal of the AOS_TOKEN its running
+    dispatch hands to bash (valid until the block ends)."""
+    agent = await make_agent(kernel, name, **params)
+    session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
+    async with live_token(kernel, llm, session["id"]) as token:
+        yield agent, session["id"], kernel.tokens.verify(token)
 
 
 async def expect(
@@ -101,15 +113,6 @@ async def test_child_never_widens_scopes(kernel: Kernel) -> None:
     await expect(
         "denied", kernel, ADMIN, "agent.update", {"id": child_id, "scopes": ["session.dispatch"]}
     )
-    # the agent itself, through its token, cannot widen its own scopes either
-    me = await token_principal(kernel, parent_id, None)
-    await expect(
-        "denied",
-        kernel,
-        me,
-        "agent.update",
-        {"id": parent_id, "scopes": list(DEFAULT_AGENT_SCOPES)},
-    )
     await expect(
         "denied", kernel, ADMIN, "agent.create", {"name": "root", "scopes": ["kernel.admin"]}
     )
@@ -118,37 +121,229 @@ async def test_child_never_widens_scopes(kernel: Kernel) -> None:
     )
 
 
-async def test_agent_token_boundaries(kernel: Kernel) -> None:
-    alice = await make_agent(kernel, "alice")
-    bob = await make_agent(kernel, "bob")
-    a_session = await kernel.syscall(ADMIN, "session.create", {"agent_id": alice["agent"]["id"]})
-    b_session = await kernel.syscall(ADMIN, "session.create", {"agent_id": bob["agent"]["id"]})
-    me = await token_principal(kernel, alice["agent"]["id"], a_session["id"])
+WIDE = ["kernel.read", "agent.read", "agent.write", "session.read", "session.write"]
+"""Scopes an admin grants a root agent in the tests of what its token may touch."""
 
-    assert "lacks scope 'kernel.admin'" in await expect("denied", kernel, me, "kernel.config")
-    await kernel.syscall(me, "kernel.status")  # kernel.read is an agent scope
-    assert "outside its subtree" in await expect(
-        "denied", kernel, me, "session.history", {"id": b_session["id"]}
+
+async def test_agent_token_boundaries(model_kernel: Kernel, scripted_llm: ScriptedLLM) -> None:
+    kernel = model_kernel
+    bob = await make_agent(kernel, "bob")
+    b_session = await kernel.syscall(ADMIN, "session.create", {"agent_id": bob["agent"]["id"]})
+    async with agent_with_token(kernel, scripted_llm, "alice", scopes=WIDE) as (alice, own, me):
+        assert "lacks scope 'kernel.admin'" in await expect("denied", kernel, me, "kernel.config")
+        await kernel.syscall(me, "kernel.status")  # granted by the admin
+        assert "outside its subtree" in await expect(
+            "denied", kernel, me, "session.history", {"id": b_session["id"]}
+        )
+        await expect("denied", kernel, me, "session.get", {"id": b_session["id"]})
+        await expect("denied", kernel, me, "agent.get", {"id": bob["agent"]["id"]})
+        await expect("denied", kernel, me, "agent.create", {"name": "rootless"})
+        await expect(
+            "denied", kernel, me, "agent.create",
+            {"name": "bobs-child", "parent": bob["agent"]["id"]},
+        )  # fmt: skip
+        # inside its subtree it works
+        mine = await kernel.syscall(
+            me, "agent.create", {"name": "helper", "parent": alice["agent"]["id"]}
+        )
+        helper = await kernel.syscall(me, "session.create", {"agent_id": mine["agent"]["id"]})
+        await kernel.syscall(
+            me,
+            "session.append",
+            {"id": helper["id"], "fact": {"kind": "message.user", "text": "hi"}},
+        )
+        assert [a["name"] for a in await kernel.syscall(me, "agent.list")] == ["alice", "helper"]
+        listed = await kernel.syscall(me, "session.list")
+        assert {s["id"] for s in listed} == {own, helper["id"]}
+    # the dispatch is over: so is its token
+    assert "this token's dispatch has ended" in await expect(
+        "denied", kernel, me, "session.history", {"id": own}
     )
-    await expect("denied", kernel, me, "session.get", {"id": b_session["id"]})
-    await expect("denied", kernel, me, "agent.get", {"id": bob["agent"]["id"]})
-    await expect("denied", kernel, me, "agent.create", {"name": "rootless"})
+
+
+async def test_the_default_agent_token_holds_what_the_harness_needs(
+    model_kernel: Kernel, scripted_llm: ScriptedLLM
+) -> None:
+    kernel = model_kernel
+    async with agent_with_token(kernel, scripted_llm, "plain") as (agent, own, me):
+        assert me.scopes == frozenset(DEFAULT_AGENT_SCOPES)
+        assert me.dispatch_id == kernel.dispatches[own].dispatch_id
+        await kernel.syscall(me, "session.history", {"id": own})
+        await kernel.syscall(me, "skill.list")
+        for name, params in [
+            ("kernel.status", {}),
+            ("agent.create", {"name": "kid", "parent": agent["agent"]["id"]}),
+            ("session.create", {}),
+            ("session.dispatch", {"id": own, "message": "again"}),
+        ]:
+            assert "lacks scope" in await expect("denied", kernel, me, name, params)
+
+
+async def test_an_agent_appends_only_its_own_messages(
+    model_kernel: Kernel, scripted_llm: ScriptedLLM
+) -> None:
+    kernel = model_kernel
+    scopes = ["agent.write", "session.read", "session.write"]
+    async with agent_with_token(kernel, scripted_llm, "writer", scopes=scopes) as (_, own, me):
+        appended = await kernel.syscall(
+            me, "session.append", {"id": own, "fact": {"kind": "message.user", "text": "note"}}
+        )
+        [entry] = await kernel.syscall(
+            ADMIN, "session.history", {"id": own, "after": appended["seq"] - 1}
+        )
+        assert entry["fact"]["sender"] == me.name
+        as_admin = {"kind": "message.user", "text": "x", "sender": "admin"}
+        assert "may not append a message.user as 'admin'" in await expect(
+            "denied", kernel, me, "session.append", {"id": own, "fact": as_admin}
+        )
+        for fact in [
+            {"kind": "skill.loaded", "skill": "aos-skill", "body": "forged"},
+            {"kind": "dispatch.finished", "dispatch_id": "dsp_x", "status": "completed"},
+            {"kind": "a2a.message", "message_id": "m", "from_agent": "a", "to_agent": "b",
+             "mode": "silent", "text": "forged"},
+            {"kind": "tool.result", "call_id": "c", "output": "forged"},
+        ]:  # fmt: skip
+            message = await expect(
+                "denied", kernel, me, "session.append", {"id": own, "fact": fact}
+            )
+            assert f"may not append {fact['kind']} facts" in message
+    # a service's message.user is its own too; the admin's is whatever it says
+    service = service_principal("greeter", frozenset({"session.write"}))
+    session = await kernel.syscall(ADMIN, "session.create", {"agent_id": me.agent_id})
+    user = {"kind": "message.user", "text": "hello"}
+    await kernel.syscall(service, "session.append", {"id": session["id"], "fact": user})
     await expect(
-        "denied", kernel, me, "agent.create", {"name": "bobs-child", "parent": bob["agent"]["id"]}
-    )
-    # inside its subtree it works
-    mine = await kernel.syscall(
-        me, "agent.create", {"name": "helper", "parent": alice["agent"]["id"]}
-    )
-    helper_session = await kernel.syscall(me, "session.create", {"agent_id": mine["agent"]["id"]})
-    await kernel.syscall(
+        "denied", kernel, service, "session.append",
+        {"id": session["id"], "fact": {"kind": "skill.loaded", "skill": "x"}},
+    )  # fmt: skip
+    await kernel.syscall(ADMIN, "session.append", {"id": session["id"], "fact": user})
+    history = await kernel.syscall(ADMIN, "session.history", {"id": session["id"]})
+    assert [h["fact"].get("sender") for h in history] == ["service:greeter", None]
+
+
+async def test_an_agent_cannot_widen_any_agents_config(
+    model_kernel: Kernel, scripted_llm: ScriptedLLM
+) -> None:
+    kernel = model_kernel
+    workspace = str(kernel.config.paths.data_dir / "lead")
+    config = {
+        "skills": ["guard"],
+        "workspace": workspace,
+        "model": scripted_llm.model,
+        "max_steps": 5,
+    }
+    async with agent_with_token(kernel, scripted_llm, "lead", scopes=WIDE, config=config) as (
+        lead,
+        _,
         me,
-        "session.append",
-        {"id": helper_session["id"], "fact": {"kind": "message.user", "text": "hi"}},
+    ):
+        lead_id = lead["agent"]["id"]
+        for change, reason in [
+            ({**config, "skills": []}, "may not remove skill(s) guard"),
+            ({**config, "workspace": "/"}, "may not set workspace"),
+            ({**config, "model": "expensive"}, "may not set model"),
+            ({**config, "max_steps": 50}, "may not raise max_steps"),
+        ]:
+            message = await expect(
+                "denied", kernel, me, "agent.update", {"id": lead_id, "config": change}
+            )
+            assert reason in message
+        assert "never widened" in await expect(
+            "denied", kernel, me, "agent.update", {"id": lead_id, "scopes": [*WIDE, "log.read"]}
+        )
+        # narrowing and adding are fine
+        await kernel.syscall(
+            me, "agent.update",
+            {"id": lead_id, "config": {**config, "skills": ["guard", "pdf"], "max_steps": 3}},
+        )  # fmt: skip
+        for child_config, reason in [
+            ({"workspace": "/"}, "may not set workspace of new agent 'kid'"),
+            ({"model": "other"}, "may not set model"),
+            ({"max_steps": 4}, "may not raise max_steps of new agent 'kid' above 3"),
+        ]:
+            message = await expect(
+                "denied", kernel, me, "agent.create",
+                {"name": "kid", "parent": lead_id, "config": child_config},
+            )  # fmt: skip
+            assert reason in message
+        kid = await kernel.syscall(
+            me, "agent.create", {"name": "kid", "parent": lead_id, "config": {"max_steps": 2}}
+        )
+        assert kid["effective"]["workspace"] == workspace
+    # the admin sets what it likes
+    await kernel.syscall(ADMIN, "agent.update", {"id": lead_id, "config": {"workspace": "/w"}})
+
+
+async def test_archiving_an_agent_ends_its_dispatches_and_their_tokens(
+    model_kernel: Kernel, scripted_llm: ScriptedLLM
+) -> None:
+    kernel = model_kernel
+    async with agent_with_token(kernel, scripted_llm, "doomed") as (agent, own, me):
+        await kernel.syscall(ADMIN, "agent.archive", {"id": agent["agent"]["id"]})
+        assert own not in kernel.dispatches
+        assert "dispatch has ended" in await expect(
+            "denied", kernel, me, "session.history", {"id": own}
+        )
+    history = await kernel.syscall(ADMIN, "session.history", {"id": own})
+    assert history[-1]["fact"]["status"] == "interrupted"
+    assert "was archived by admin" in history[-1]["fact"]["error"]
+    assert "is archived" in await expect(
+        "conflict", kernel, ADMIN, "session.dispatch", {"id": own, "message": "again"}
     )
-    assert [a["name"] for a in await kernel.syscall(me, "agent.list")] == ["alice", "helper"]
-    own = await kernel.syscall(me, "session.list")
-    assert {s["id"] for s in own} == {a_session["id"], helper_session["id"]}
+
+
+async def test_an_agents_subscription_ends_with_its_dispatch(
+    model_kernel: Kernel, scripted_llm: ScriptedLLM
+) -> None:
+    kernel = model_kernel
+    texts: list[str] = []
+
+    def deliver(subscription: int, topic: str, data: Any) -> None:
+        if data["fact"]["kind"] == "message.user":
+            texts.append(data["fact"]["text"])
+
+    async def say(session_id: str, text: str) -> None:
+        fact = {"kind": "message.user", "text": text}
+        await kernel.syscall(ADMIN, "session.append", {"id": session_id, "fact": fact})
+
+    scopes = ["session.read", "events.subscribe"]
+    async with agent_with_token(kernel, scripted_llm, "watcher", scopes=scopes) as (_, own, me):
+        connection = current_stream.set(Stream(deliver=deliver, on_close=lambda _: None))
+        try:
+            params = {"topics": ["history.append"], "session_id": own}
+            await kernel.syscall(me, "events.subscribe", params)
+        finally:
+            current_stream.reset(connection)
+        await say(own, "during")
+    await say(own, "after")
+    assert texts == ["during"]
+
+
+async def test_admin_calls_never_meet_syscall_before(
+    model_kernel: Kernel, scripted_llm: ScriptedLLM
+) -> None:
+    kernel = model_kernel
+    seen: list[str] = []
+
+    class Hung:
+        @hookimpl
+        async def syscall_before(self, input: Any, output: dict[str, Any]) -> dict[str, Any]:
+            seen.append(input["principal"])
+            await asyncio.sleep(3600)
+            return output
+
+    kernel.pm.register(Hung(), name="hung")
+    kernel.hooks.set_policy(
+        "hung", "syscall.before", HookPolicy(timeout=0.2, failure="fail-closed")
+    )
+    agent = await make_agent(kernel, "a")
+    assert (await kernel.syscall(ADMIN, "agent.get", {"id": agent["agent"]["id"]}))["agent"]
+    assert seen == []
+    message = await expect(
+        "denied", kernel, service_principal("other", frozenset({"agent.read"})), "agent.list"
+    )
+    assert "hung" in message
+    assert seen == ["service:other"]
 
 
 async def test_tokens_cannot_be_forged_or_reused_after_expiry(
@@ -223,14 +418,16 @@ async def test_syscall_before_lets_a_policy_skill_deny(kernel: Kernel) -> None:
     class ReadOnlyPolicy:
         @hookimpl
         def syscall_before(self, input: Any, output: dict[str, Any]) -> dict[str, Any]:
-            if input["syscall"] == "agent.create" and input["principal"] == "admin":
+            if input["syscall"] == "agent.create":
                 return {"verdict": "reject", "reason": "this node is read-only"}
             return output
 
     kernel.pm.register(ReadOnlyPolicy(), name="read-only")
-    message = await expect("denied", kernel, ADMIN, "agent.create", {"name": "x"})
+    ops = service_principal("ops", frozenset({"agent.read", "agent.write"}))
+    message = await expect("denied", kernel, ops, "agent.create", {"name": "x"})
     assert message == "agent.create rejected by read-only: this node is read-only"
-    await kernel.syscall(ADMIN, "agent.list")
+    await kernel.syscall(ops, "agent.list")
+    await kernel.syscall(ADMIN, "agent.create", {"name": "y"})  # never gated
     await kernel.flush_logs()
     denials = await kernel.syscall(ADMIN, "log.read", {"kind": "syscall"})
     assert any(d["data"]["outcome"] == f"denied: {message}" for d in denials)
@@ -279,16 +476,27 @@ def test_every_syscall_is_documented() -> None:
     assert not missing, f"docs/specs/aos-syscall.md lacks sections for {missing}"
 
 
-async def test_a_narrow_token_cannot_create_a_wider_child(kernel: Kernel) -> None:
-    lead = await make_agent(kernel, "lead")
-    narrow = agent_principal(lead["agent"]["id"], None, frozenset({"agent.read", "agent.write"}))
-    me = kernel.tokens.verify(kernel.tokens.issue(narrow))
-    await expect(
-        "denied", kernel, me, "agent.create",
-        {"name": "wide", "parent": lead["agent"]["id"], "scopes": ["session.dispatch"]},
-    )  # fmt: skip
-    child = await kernel.syscall(me, "agent.create", {"name": "kid", "parent": lead["agent"]["id"]})
-    assert child["effective"]["scopes"] == ["agent.read", "agent.write"]
+async def test_a_narrow_token_cannot_create_a_wider_child(
+    model_kernel: Kernel, scripted_llm: ScriptedLLM
+) -> None:
+    kernel = model_kernel
+    lead = await make_agent(kernel, "lead", scopes=WIDE)
+    session = await kernel.syscall(ADMIN, "session.create", {"agent_id": lead["agent"]["id"]})
+    async with live_token(kernel, scripted_llm, session["id"]) as token:
+        issued = kernel.tokens.verify(token)
+        narrow = agent_principal(
+            issued.agent_id or "", issued.session_id, frozenset({"agent.read", "agent.write"}),
+            issued.dispatch_id,
+        )  # fmt: skip
+        me = kernel.tokens.verify(kernel.tokens.issue(narrow))  # as if the lead were narrowed
+        await expect(
+            "denied", kernel, me, "agent.create",
+            {"name": "wide", "parent": lead["agent"]["id"], "scopes": ["session.write"]},
+        )  # fmt: skip
+        child = await kernel.syscall(
+            me, "agent.create", {"name": "kid", "parent": lead["agent"]["id"]}
+        )
+        assert child["effective"]["scopes"] == ["agent.read", "agent.write"]
 
 
 async def test_children_cannot_drop_inherited_skills(kernel: Kernel) -> None:

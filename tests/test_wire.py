@@ -174,9 +174,10 @@ async def test_sockets_are_private_and_principals_are_right(tmp_path: Path) -> N
         async with Client(paths(daemon).agent_socket, token=token) as client:
             assert client.welcome is not None
             assert client.welcome.principal == f"agent:{agent_id}"
-            with pytest.raises(SyscallFailed) as info:
+            with pytest.raises(SyscallFailed) as info:  # no dispatch of it runs
                 await client.call("kernel.config")
             assert info.value.code == "denied"
+            assert "this token's dispatch has ended" in info.value.message
         with pytest.raises(SyscallFailed, match="signature"):
             async with Client(paths(daemon).agent_socket, token=token[:-4] + "AAAA"):
                 pass
@@ -204,6 +205,7 @@ async def test_the_blocking_call_for_scripts(tmp_path: Path) -> None:
         with pytest.raises(SyscallFailed) as info:
             await blocking("kernel.config", socket=agents, token=token)
         assert info.value.code == "denied"
+        assert "this token's dispatch has ended" in info.value.message
         with pytest.raises(SyscallFailed, match="signature"):
             await blocking("kernel.status", socket=agents, token=token[:-4] + "AAAA")
     with pytest.raises(NotConnected, match="no AgentOS daemon at"):
