@@ -251,17 +251,18 @@ def _check_scopes(requested: list[str] | None, ceiling: list[str], whose: str) -
         )
 
 
-ADMIN_SET_CONFIG = ("workspace", "model")
-"""AgentConfig fields only the admin sets: where an agent's bash runs, which model it uses."""
+ADMIN_SET_CONFIG = ("workspace", "model", "sandbox")
+"""AgentConfig fields only the admin sets: where an agent's bash runs, which model it
+uses, whether its commands are sandboxed."""
 
 
 def _check_config(
     principal: Principal, old: AgentConfig, new: AgentConfig, max_steps: int, target: str
 ) -> None:
     """An agent principal never widens an agent's config (``target`` names the agent):
-    ``workspace`` and ``model`` are the admin's, skills are only added, and
-    ``max_steps`` is not raised above ``max_steps`` (the effective value now, or the
-    parent's for a new agent)."""
+    ``workspace``, ``model`` and ``sandbox`` are the admin's, skills are only added,
+    ``network: none`` is never lifted, and ``max_steps`` is not raised above
+    ``max_steps`` (the effective value now, or the parent's for a new agent)."""
     if principal.kind != "agent":
         return
     changed = [f for f in ADMIN_SET_CONFIG if getattr(new, f) != getattr(old, f)]
@@ -278,6 +279,10 @@ def _check_config(
             "denied",
             f"{principal.name} may not remove skill(s) {', '.join(dropped)} from {target}: "
             "only the admin may",
+        )
+    if old.network == "none" and new.network != "none":
+        raise SyscallError(
+            "denied", f"{principal.name} may not lift network: none of {target}: only the admin may"
         )
     if new.max_steps is not None and new.max_steps != old.max_steps and new.max_steps > max_steps:
         raise SyscallError(

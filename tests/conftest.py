@@ -134,9 +134,12 @@ async def model_kernel(
 async def live_token(kernel: Kernel, llm: ScriptedLLM, session_id: str) -> AsyncIterator[str]:
     """The ``AOS_TOKEN`` a real dispatch of the session hands its bash, while that
     dispatch runs (its one command waits); the dispatch is interrupted at the end."""
-    out = kernel.config.paths.data_dir / f"token-{session_id}"
+    agent_id = (await kernel.store.get_session(session_id)).agent_id
+    workspace = (await kernel.effective(agent_id)).workspace
+    name = f"token-{session_id}"  # in the agent's workspace: its sandbox holds nothing else
+    out = Path(workspace or kernel.config.paths.data_dir / "workspaces" / agent_id) / name
     llm.add(
-        Reply.tool_call(f'printf %s "$AOS_TOKEN" > {out}.tmp && mv {out}.tmp {out} && sleep 60'),
+        Reply.tool_call(f'printf %s "$AOS_TOKEN" > {name}.tmp && mv {name}.tmp {name} && sleep 60'),
         Reply.text("done"),
     )
     await kernel.syscall(

@@ -231,6 +231,7 @@ async def test_an_agent_cannot_widen_any_agents_config(
         "workspace": workspace,
         "model": scripted_llm.model,
         "max_steps": 5,
+        "network": "none",
     }
     async with agent_with_token(kernel, scripted_llm, "lead", scopes=WIDE, config=config) as (
         lead,
@@ -243,6 +244,8 @@ async def test_an_agent_cannot_widen_any_agents_config(
             ({**config, "workspace": "/"}, "may not set workspace"),
             ({**config, "model": "expensive"}, "may not set model"),
             ({**config, "max_steps": 50}, "may not raise max_steps"),
+            ({**config, "sandbox": "off"}, "may not set sandbox"),
+            ({**config, "network": "on"}, "may not lift network: none"),
         ]:
             message = await expect(
                 "denied", kernel, me, "agent.update", {"id": lead_id, "config": change}
