@@ -289,8 +289,9 @@ class Service:
             try:
                 await self._run_once()
             except ServiceError as exc:
-                self.last_error = str(exc)
-                self.log(str(exc), "error")
+                if not self._stop.is_set():  # else it was only cut short
+                    self.last_error = str(exc)
+                    self.log(str(exc), "error")
             self.settled.set()
             if self._stop.is_set():
                 break
@@ -494,18 +495,24 @@ class Service:
         """The service's checked hello, or ServiceError (exited, timed out, bad hello)."""
         assert self._process is not None
         exited = asyncio.ensure_future(self._process.wait())
+        stopping = asyncio.ensure_future(self._stop.wait())
         try:
             done, _ = await asyncio.wait(
-                [ready, exited], timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+                [ready, exited, stopping],
+                timeout=HELLO_TIMEOUT,
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             exited.cancel()
+            stopping.cancel()
         if ready in done:
             try:
                 return ready.result()
             except ServiceError:
                 self.state = "failed"
                 raise
+        if stopping in done:
+            raise ServiceError("stopped before saying hello")
         self.state = "failed"
         if exited in done:
             await asyncio.sleep(0.05)  # let the last stderr lines arrive
