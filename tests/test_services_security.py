@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -169,8 +170,9 @@ async def test_the_last_hello_s_hooks_hold_after_a_daemon_restart(tmp_path: Path
         await poll_until(lambda: service(daemon, "broken-later")["last_error"] is not None)
         with pytest.raises(HookRejected) as info:
             await kernel.hooks.gate("tool.before", {}, bash("ls"))
-        assert "the service of broken-later is not running (failed: exited with code 1" in (
-            info.value.reason
+        assert re.search(
+            r"the service of broken-later is not running \(\w+: exited with code 1",
+            info.value.reason,
         )
         # removed for good: no longer expected, at this start or the next
         for path in sorted((tmp_path / "skills" / "broken-later").rglob("*"), reverse=True):
