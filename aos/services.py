@@ -133,10 +133,12 @@ def make_proxy(skill: str, hooks: list[HookDecl], call: Any) -> SimpleNamespace:
     return SimpleNamespace(**attrs)
 
 
-def servable(hook: str) -> bool:
-    """Whether a service may implement ``hook`` (it exists and is not a register hook)."""
+def enforceable(hook: str) -> bool:
+    """Whether a placeholder must hold ``hook`` before its service says hello: a
+    gate or a provide hook, whose failure policy can refuse an operation (a
+    notify hook refuses nothing; a register hook is never a service's)."""
     spec = HOOKS.get(hook)
-    return spec is not None and spec.kind != "register"
+    return spec is not None and spec.kind in ("gate", "provide")
 
 
 def check_hooks(hooks: list[HookDecl]) -> None:
@@ -261,15 +263,14 @@ class Service:
             self.kernel.events.publish("service", self.status())
 
     def expected_hooks(self) -> list[HookDecl]:
-        """The hooks to enforce before the service says hello: those of its last
-        accepted hello (remembered across daemon restarts) and those its SKILL.md
-        declares under ``hooks:``."""
-        hooks = {
-            d.name: d for d in self.supervisor.remembered.get(self.skill.name) if servable(d.name)
-        }
+        """The gate and provide hooks to enforce before the service says hello:
+        those of its last accepted hello (remembered across daemon restarts) and
+        those its SKILL.md declares under ``hooks:``."""
+        remembered = self.supervisor.remembered.get(self.skill.name)
+        hooks = {d.name: d for d in remembered if enforceable(d.name)}
         declared = self.skill.manifest.hooks if self.skill.manifest else {}
         for name in declared:
-            if name not in hooks and servable(name):
+            if name not in hooks and enforceable(name):
                 hooks[name] = HookDecl(name=name)
         return list(hooks.values())
 
@@ -283,9 +284,9 @@ class Service:
     async def run(self) -> None:
         """Start, watch, restart with backoff, until stopped."""
         backoff = BACKOFF_START
+        self.state = "starting"  # a retry keeps showing backoff or failed until its hello
         while not self._stop.is_set():
             started = time.monotonic()
-            self.state = "starting"
             try:
                 await self._run_once()
             except ServiceError as exc:
