@@ -86,6 +86,8 @@ PING_INTERVAL = 3.0
 """Seconds between two pings of a running service."""
 PING_DEADLINE = 10.0
 """A running service that does not answer a ping this long is killed and restarted."""
+EXIT_GRACE = 1.0
+"""After ``bye``, how long a stopped service has to exit before it gets SIGTERM."""
 HOOKS_FILE = "service-hooks.json"
 """Under the node's state dir: each service's hooks, as its last accepted hello declared them."""
 
@@ -582,12 +584,17 @@ class Service:
             # A stopped process never handles SIGTERM; SIGKILL ends it, stopped or not.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+        said_bye = peer is not None and self._stop.is_set()
         if peer is not None:
-            if self._stop.is_set():
+            if said_bye:
                 peer.send(Bye(reason="the daemon is stopping the service"))
             await peer.close("service stopping")
         if process is None:
             return None
+        if said_bye and process.returncode is None:  # a moment to exit on its own
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(EXIT_GRACE):
+                    await process.wait()
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)

@@ -221,3 +221,43 @@ async def test_a_stopped_service_is_reported_killed_and_restarted(
         )
         with pytest.raises(HookRejected, match="blocked: DROP TABLE"):
             await kernel.hooks.gate("tool.before", {}, bash("echo 'DROP TABLE users'"))
+
+
+RAW_SERVICE = """
+import os, socket
+from aos_sdk.protocol import HEADER, Hello, HookDecl, Ping, Pong, decode, encode
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "received")
+out = open(OUT, "a", buffering=1)  # a line at a time
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(os.environ["AOS_SERVICE_SOCKET"])
+sock.sendall(encode(Hello(role="service", sdk="raw/0", skill=os.environ["AOS_SKILL"],
+                          hooks=[HookDecl(name="tool.before")])))
+stream = sock.makefile("rb")
+while (header := stream.read(HEADER.size)):
+    message = decode(stream.read(HEADER.unpack(header)[0]))
+    print(type(message).__name__ + ":" + getattr(message, "reason", ""), file=out)
+    if isinstance(message, Ping):
+        sock.sendall(encode(Pong(id=message.id)))
+"""
+
+
+async def test_a_stopped_service_is_told_bye(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the SDK: the wire protocol alone; pinged while it runs, told why it
+    is stopped before its connection closes, and given a moment to exit."""
+    monkeypatch.setattr("aos.services.PING_INTERVAL", 0.05)
+    write_service(tmp_path, "raw", RAW_SERVICE)
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "raw"))
+        first = service(daemon, "raw")["pid"]
+        await poll_until(lambda: (tmp_path / "received").read_text().count("Ping:") >= 2)
+        await kernel.syscall(ADMIN, "skill.reload", {"name": "raw"})
+        await poll_until(lambda: running(daemon, "raw") and service(daemon, "raw")["pid"] != first)
+        received = (tmp_path / "received").read_text().splitlines()
+        assert received[0] == "Welcome:"
+        assert received[received.index("Bye:the daemon is stopping the service") - 1] == "Ping:"
+        assert "service raw: crashed" not in " ".join(await log_messages(daemon))
