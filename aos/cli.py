@@ -362,8 +362,10 @@ def status(ctx: Context, as_json: bool) -> None:
     )
     for service in report["services"]:
         error = f", last error: {service['last_error']}" if service["last_error"] else ""
+        peer = service.get("peer_pid")
+        connected = f" (connected: pid {peer})" if peer and peer != service["pid"] else ""
         click.echo(
-            f"service {service['skill']}: {service['state']}, pid {service['pid']}, "
+            f"service {service['skill']}: {service['state']}, pid {service['pid']}{connected}, "
             f"restarts {service['restarts']}{error}"
         )
 

@@ -9,10 +9,25 @@ environment, and waits for its ``hello``. The hooks it
 declares are registered through a proxy plugin into the same PluginManager as
 in-process plugins; its syscalls run as ``service:<skill>``.
 
+Authentication: the service socket accepts only a connection whose peer
+(``SO_PEERCRED``) is the spawned process or one of its descendants; any other
+process of the same user that connects is refused and logged, so no one can
+take a service's place by racing it to its socket.
+
+Hooks from the first second: when the supervisor takes a service skill on (at
+daemon start, before any socket opens, or when the skill appears) it registers
+a placeholder proxy for the hooks the skill's SKILL.md declares and those its
+last accepted hello declared (remembered in ``state/service-hooks.json``). Until
+the service says hello, and whenever it is down, each of them fails with "the
+service of X is not running" and its failure policy decides: a gate fails
+closed unless declared ``fail-open``.
+
 Supervision: a crashed service restarts with exponential backoff (capped), each
 crash logged with its exit code and its last stderr lines; a service that does
-not say hello in time is killed and marked failed (and retried with backoff);
-hot reload restarts a changed service and stops a removed one.
+not say hello in time is killed and marked failed (and retried with backoff); a
+running service is pinged, and one that does not answer within the deadline
+(stopped, hung) is reported, its process group killed and restarted; hot reload
+restarts a changed service and stops a removed one.
 """
 
 from __future__ import annotations
@@ -29,23 +44,27 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
-from aos_sdk.peer import ConnectionClosed, Peer
+import msgspec
+from aos_sdk.peer import ConnectionClosed, Peer, RemoteError
 from aos_sdk.protocol import (
     MAX_FRAME,
+    Bye,
     Error,
     Hello,
     HookCall,
     HookDecl,
     HookResult,
+    Ping,
     ProtocolError,
     Welcome,
 )
 
 from aos import __version__
-from aos.control import read_hello, syscall_handler
+from aos.control import peer_of, read_hello, syscall_handler
 from aos.hooks import HookPolicy
 from aos.hookspecs import HOOKS, hookimpl
 from aos.principals import GRANTABLE_SCOPES, service_principal
+from aos.processes import descends_from
 from aos.reactunit import SECRET_VARIABLES
 from aos.runtimelog import LogEntry
 from aos.skills.registry import Skill, SkillEvent
@@ -64,6 +83,14 @@ BACKOFF_CAP = 30.0
 STABLE_AFTER = 60.0
 """A service that ran this long before crashing restarts from the shortest backoff."""
 STDERR_LINES = 20
+PING_INTERVAL = 3.0
+"""Seconds between two pings of a running service."""
+PING_DEADLINE = 10.0
+"""A running service that does not answer a ping this long is killed and restarted."""
+EXIT_GRACE = 1.0
+"""After ``bye``, how long a stopped service has to exit before it gets SIGTERM."""
+HOOKS_FILE = "service-hooks.json"
+"""Under the node's state dir: each service's hooks, as its last accepted hello declared them."""
 
 
 class ServiceError(Exception):
@@ -109,6 +136,14 @@ def make_proxy(skill: str, hooks: list[HookDecl], call: Any) -> SimpleNamespace:
     return SimpleNamespace(**attrs)
 
 
+def enforceable(hook: str) -> bool:
+    """Whether a placeholder must hold ``hook`` before its service says hello: a
+    gate or a provide hook, whose failure policy can refuse an operation (a
+    notify hook refuses nothing; a register hook is never a service's)."""
+    spec = HOOKS.get(hook)
+    return spec is not None and spec.kind in ("gate", "provide")
+
+
 def check_hooks(hooks: list[HookDecl]) -> None:
     for decl in hooks:
         spec = HOOKS.get(decl.name)
@@ -122,6 +157,53 @@ def check_hooks(hooks: list[HookDecl]) -> None:
             )
 
 
+class _HooksFile(msgspec.Struct, kw_only=True):
+    version: int = 1
+    skills: dict[str, list[HookDecl]] = {}
+
+
+class RememberedHooks:
+    """The hooks of each service's last accepted hello, kept in the node's state
+    dir: at the next daemon start they are enforced before the service says hello."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problem: str | None = None
+        """Why the file could not be used (it is then ignored, and rewritten at the next hello)."""
+        self._skills: dict[str, list[HookDecl]] = {}
+        try:
+            self._skills = msgspec.json.decode(path.read_bytes(), type=_HooksFile).skills
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self.problem = f"cannot read {path}: {exc.strerror}"
+        except msgspec.DecodeError as exc:
+            self.problem = f"{path} is not a valid hooks file ({exc}): it is ignored"
+
+    def get(self, skill: str) -> list[HookDecl]:
+        return list(self._skills.get(skill, []))
+
+    def remember(self, skill: str, hooks: list[HookDecl]) -> None:
+        """Record ``hooks`` for ``skill`` (OSError when the file cannot be written)."""
+        if self._skills.get(skill) != hooks:
+            self._skills[skill] = list(hooks)
+            self._write()
+
+    def forget(self, skill: str) -> None:
+        if self._skills.pop(skill, None) is not None:
+            self._write()
+
+    def _write(self) -> None:
+        """Replace the file atomically: a crash leaves the old one or the new one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staged = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            out.write(msgspec.json.encode(_HooksFile(skills=self._skills)))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staged, self.path)
+
+
 class Service:
     """One skill's service process, supervised."""
 
@@ -130,6 +212,9 @@ class Service:
         self.skill = skill
         self.state: State = "starting"
         self.pid: int | None = None
+        """The spawned process."""
+        self.peer_pid: int | None = None
+        """The process really connected (SO_PEERCRED): the spawned one or a descendant."""
         self.restarts = 0
         self.last_error: str | None = None
         self.started_at: float | None = None
@@ -142,6 +227,8 @@ class Service:
         """Set once the first start said hello or failed."""
         self._process: asyncio.subprocess.Process | None = None
         self._peer: Peer | None = None
+        self._unresponsive = False
+        """This run did not answer a ping in time: it is killed, not asked to stop."""
         self._plugin_name = skill.name
         self.methods: frozenset[str] = frozenset()
         self.task: asyncio.Task[None] | None = None
@@ -155,6 +242,7 @@ class Service:
             "skill": self.skill.name,
             "state": self.state,
             "pid": self.pid,
+            "peer_pid": self.peer_pid,
             "restarts": self.restarts,
             "last_error": self.last_error,
             "socket": str(self.socket_path),
@@ -177,17 +265,37 @@ class Service:
         if self.kernel.events.has_subscribers():
             self.kernel.events.publish("service", self.status())
 
+    def expected_hooks(self) -> list[HookDecl]:
+        """The gate and provide hooks to enforce before the service says hello:
+        those of its last accepted hello (remembered across daemon restarts) and
+        those its SKILL.md declares under ``hooks:``."""
+        remembered = self.supervisor.remembered.get(self.skill.name)
+        hooks = {d.name: d for d in remembered if enforceable(d.name)}
+        declared = self.skill.manifest.hooks if self.skill.manifest else {}
+        for name in declared:
+            if name not in hooks and enforceable(name):
+                hooks[name] = HookDecl(name=name)
+        return list(hooks.values())
+
+    def guard(self) -> None:
+        """Register the placeholder proxy: until the service says hello each
+        expected hook fails with "not running" and its failure policy decides."""
+        hooks = self.expected_hooks()
+        if hooks:
+            self._register(hooks)
+
     async def run(self) -> None:
         """Start, watch, restart with backoff, until stopped."""
         backoff = BACKOFF_START
+        self.state = "starting"  # a retry keeps showing backoff or failed until its hello
         while not self._stop.is_set():
             started = time.monotonic()
-            self.state = "starting"
             try:
                 await self._run_once()
             except ServiceError as exc:
-                self.last_error = str(exc)
-                self.log(str(exc), "error")
+                if not self._stop.is_set():  # else it was only cut short
+                    self.last_error = str(exc)
+                    self.log(str(exc), "error")
             self.settled.set()
             if self._stop.is_set():
                 break
@@ -215,6 +323,9 @@ class Service:
                 f"socket path {self.socket_path} is over {MAX_SOCKET_PATH} bytes, too long for a "
                 "Unix socket: set AOS_HOME to a shorter directory"
             )
+        self._process = None  # a connection before the spawn is nobody's
+        self.peer_pid = None
+        self._unresponsive = False
         ready: asyncio.Future[tuple[Peer, Hello]] = asyncio.get_running_loop().create_future()
         self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileNotFoundError):
@@ -231,15 +342,18 @@ class Service:
                 peer, hello = await self._await_hello(ready)
                 self._peer = peer
                 self.methods = frozenset(hello.methods)
-                self._register(hello, peer)
+                self._register(hello.hooks)
+                self._remember(hello.hooks)
                 self.state = "running"
                 self.settled.set()
                 self.started_at = time.time()
-                self.log(f"running (pid {self.pid})")
+                child = f", connected from pid {self.peer_pid}" if self.peer_pid != self.pid else ""
+                self.log(f"running (pid {self.pid}{child})")
                 waits = [
                     asyncio.ensure_future(self._process.wait()),
                     asyncio.ensure_future(self._stop.wait()),
                     asyncio.ensure_future(peer.closed.wait()),
+                    asyncio.ensure_future(self._watch(peer)),
                 ]
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 for w in waits:
@@ -251,7 +365,9 @@ class Service:
                 # default) until it is back: a policy skill never lapses while it restarts.
                 code = await self._terminate()
                 await asyncio.wait([stderr_task], timeout=1)
-            if not self._stop.is_set():
+            if self._unresponsive:
+                self.last_error = f"did not answer a ping within {PING_DEADLINE:g}s: killed"
+            elif not self._stop.is_set():
                 tail = " | ".join(self.stderr_tail)
                 self.last_error = f"exited with code {code}" + (f"; stderr: {tail}" if tail else "")
                 self.log(
@@ -271,8 +387,15 @@ class Service:
         writer: asyncio.StreamWriter,
         ready: asyncio.Future[tuple[Peer, Hello]],
     ) -> None:
-        """The service's connection: check its hello, then serve it until it ends."""
+        """The service's connection: check who it is and its hello, then serve it
+        until it ends."""
         peer = Peer(reader, writer)
+        credentials = peer_of(writer)
+        pid = credentials.pid if credentials is not None else None
+        process = self._process
+        if process is None or not pid or not descends_from(pid, {process.pid}):
+            await self._refuse(peer, pid)
+            return
         if ready.done():  # one connection per service run
             peer.send(
                 Error(code="protocol", message=f"service {self.skill.name} is already connected")
@@ -295,8 +418,49 @@ class Service:
         principal = service_principal(self.skill.name, frozenset(self._granted()))
         peer.send(Welcome(node=self.kernel.node_id, version=__version__, principal=principal.name))
         peer.handler = syscall_handler(self.kernel, principal, peer)
+        self.peer_pid = pid
         ready.set_result((peer, hello))
         await peer.serve()
+
+    async def _refuse(self, peer: Peer, pid: int | None) -> None:
+        """Turn away a connection from a process that is not the service's."""
+        who = (
+            f"pid {pid}"
+            if pid
+            else "a process in another PID namespace"
+            if pid == 0
+            else "a process the kernel cannot identify"
+        )
+        peer.send(
+            Error(
+                code="protocol",
+                message=f"the socket of service {self.skill.name} accepts only the process the "
+                f"daemon spawned for it (or its descendants), and {who} is not one of them",
+            )
+        )
+        await peer.close()
+        self.log(f"refused a connection from {who}: not the service's process", "warning", pid=pid)
+
+    async def _watch(self, peer: Peer) -> None:
+        """Ping the service; return when it does not answer within the deadline
+        (stopped, hung) or its connection ended."""
+        while not peer.closed.is_set():
+            await asyncio.sleep(PING_INTERVAL)
+            try:
+                async with asyncio.timeout(PING_DEADLINE):
+                    await peer.request(Ping(id=peer.next_id()))
+            except TimeoutError:
+                self._unresponsive = True
+                self.log(
+                    f"not answering: no pong within {PING_DEADLINE:g}s; killing its process "
+                    f"group (pid {self.pid}) and restarting it",
+                    "error",
+                )
+                return
+            except ConnectionClosed:
+                return
+            except RemoteError:
+                continue  # it answered, if with an error: it is alive
 
     async def _spawn(self, path: Path) -> None:
         scopes = frozenset(self._granted())
@@ -336,18 +500,24 @@ class Service:
         """The service's checked hello, or ServiceError (exited, timed out, bad hello)."""
         assert self._process is not None
         exited = asyncio.ensure_future(self._process.wait())
+        stopping = asyncio.ensure_future(self._stop.wait())
         try:
             done, _ = await asyncio.wait(
-                [ready, exited], timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+                [ready, exited, stopping],
+                timeout=HELLO_TIMEOUT,
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             exited.cancel()
+            stopping.cancel()
         if ready in done:
             try:
                 return ready.result()
             except ServiceError:
                 self.state = "failed"
                 raise
+        if stopping in done:
+            raise ServiceError("stopped before saying hello")
         self.state = "failed"
         if exited in done:
             await asyncio.sleep(0.05)  # let the last stderr lines arrive
@@ -362,24 +532,26 @@ class Service:
         asked = self.skill.manifest.scopes if self.skill.manifest else []
         return [s for s in asked if s in GRANTABLE_SCOPES]
 
-    def _register(self, hello: Hello, peer: Peer) -> None:
-        async def call(hook: str, args: dict[str, Any]) -> Any:
-            live = self._peer
-            if live is None or live.closed.is_set():  # down: its policy decides, as on error
-                why = self.last_error.split("; stderr:")[0] if self.last_error else ""
-                raise RuntimeError(
-                    f"the service of {self.skill.name} is not running "
-                    f"({self.state}{': ' + why if why else ''}): try again shortly"
-                )
-            reply: HookResult = await live.request(
-                HookCall(id=live.next_id(), hook=hook, args=args)
+    async def _call(self, hook: str, args: dict[str, Any]) -> Any:
+        """One hook call forwarded to the service; raises (its policy decides)
+        when the service is down or its implementation failed."""
+        live = self._peer
+        if live is None or live.closed.is_set():
+            why = self.last_error.split("; stderr:")[0] if self.last_error else ""
+            raise RuntimeError(
+                f"the service of {self.skill.name} is not running "
+                f"({self.state}{': ' + why if why else ''}): try again shortly"
             )
-            if reply.error is not None:
-                raise RuntimeError(reply.error)
-            return reply.result
+        reply: HookResult = await live.request(HookCall(id=live.next_id(), hook=hook, args=args))
+        if reply.error is not None:
+            raise RuntimeError(reply.error)
+        return reply.result
 
+    def _register(self, hooks: list[HookDecl]) -> None:
+        """Register (or replace) the proxy plugin for ``hooks``, each with its
+        policy: SKILL.md's, else the hook declaration's, else the kind's default."""
         declared = self.skill.manifest.hooks if self.skill.manifest else {}
-        for decl in hello.hooks:
+        for decl in hooks:
             from_md = declared.get(decl.name)
             policy = HookPolicy(
                 timeout=from_md.timeout if from_md and from_md.timeout else decl.timeout,
@@ -389,8 +561,19 @@ class Service:
         if self.kernel.pm.has_plugin(self._plugin_name):
             self.kernel.pm.unregister(name=self._plugin_name)
         self.kernel.pm.register(
-            make_proxy(self.skill.name, hello.hooks, call), name=self._plugin_name
+            make_proxy(self.skill.name, hooks, self._call), name=self._plugin_name
         )
+
+    def _remember(self, hooks: list[HookDecl]) -> None:
+        try:
+            self.supervisor.remembered.remember(self.skill.name, hooks)
+        except OSError as exc:
+            self.log(
+                f"cannot record its hooks in {self.supervisor.remembered.path}: {exc.strerror}; "
+                "after a daemon restart only the hooks its SKILL.md declares are enforced "
+                "before it says hello",
+                "warning",
+            )
 
     def _unregister(self) -> None:
         if self.kernel.pm.has_plugin(self._plugin_name):
@@ -398,11 +581,22 @@ class Service:
 
     async def _terminate(self) -> int | None:
         peer, self._peer = self._peer, None  # hook calls from now on: "not running"
-        if peer is not None:
-            await peer.close("service stopping")
         process = self._process
+        if self._unresponsive and process is not None and process.returncode is None:
+            # A stopped process never handles SIGTERM; SIGKILL ends it, stopped or not.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        said_bye = peer is not None and self._stop.is_set()
+        if peer is not None:
+            if said_bye:
+                peer.send(Bye(reason="the daemon is stopping the service"))
+            await peer.close("service stopping")
         if process is None:
             return None
+        if said_bye and process.returncode is None:  # a moment to exit on its own
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(EXIT_GRACE):
+                    await process.wait()
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -450,6 +644,9 @@ class Service:
         self._stop.set()
         if self.task is not None:
             await self.task
+        elif not handover:  # taken on but never started: its placeholder goes
+            self._unregister()
+            self.state = "stopped"
 
 
 class ServiceSupervisor:
@@ -462,6 +659,14 @@ class ServiceSupervisor:
         self.services: dict[str, Service] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         """One change at a time per skill: a restart never overlaps a stop."""
+        self.remembered = RememberedHooks(kernel.config.paths.state_dir / HOOKS_FILE)
+        if self.remembered.problem:
+            kernel.log(LogEntry(kind="service", level="warning", message=self.remembered.problem))
+        # Every service skill's hooks are in place from now on, before any socket
+        # opens and before its service says hello: see Service.guard.
+        for skill in kernel.skills.active():
+            if self.runs(skill):
+                self._take_on(skill)
         self._unsubscribe = kernel.skills.subscribe(self._on_event)
 
     def status(self) -> list[dict[str, Any]]:
@@ -476,13 +681,20 @@ class ServiceSupervisor:
         return skill.root != "standard" or skill.name in self.kernel.config.aoscb.default_skills
 
     def start_all(self) -> None:
-        for skill in self.kernel.skills.active():
-            if self.runs(skill):
-                self._start(skill)
+        """Start the services taken on when the supervisor was made."""
+        for service in self.services.values():
+            if service.task is None:
+                service.task = asyncio.get_running_loop().create_task(service.run())
 
-    def _start(self, skill: Skill) -> None:
+    def _take_on(self, skill: Skill) -> Service:
+        """A service for ``skill``, its expected hooks registered, not started yet."""
         service = Service(self, skill)
         self.services[skill.name] = service
+        service.guard()
+        return service
+
+    def _start(self, skill: Skill) -> None:
+        service = self._take_on(skill)
         service.task = asyncio.get_running_loop().create_task(service.run())
 
     def _on_event(self, event: SkillEvent) -> None:
@@ -497,6 +709,9 @@ class ServiceSupervisor:
                 await current.stop(handover=follows)
             if follows:
                 self._start(skill)
+            elif current is not None:  # gone for good: its hooks are no longer expected
+                with contextlib.suppress(OSError):
+                    self.remembered.forget(skill.name)
 
     async def call_method(
         self, skill: str, method: str, caller: dict[str, Any], params: dict[str, Any]
