@@ -393,7 +393,7 @@ class Service:
         credentials = peer_of(writer)
         pid = credentials.pid if credentials is not None else None
         process = self._process
-        if process is None or not pid or not descends_from(pid, {process.pid}):
+        if process is None or not pid or not descends_from(pid, frozenset({process.pid})):
             await self._refuse(peer, pid)
             return
         if ready.done():  # one connection per service run

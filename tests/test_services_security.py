@@ -19,7 +19,7 @@ from test_services import bash, running, service, slow_guard, write_service
 from aos.daemon import Daemon, alive
 from aos.hooks import HookRejected
 from aos.principals import ADMIN
-from aos.processes import parent_of
+from aos.processes import ids_of
 from aos.services import HOOKS_FILE
 
 pytestmark = pytest.mark.anyio
@@ -104,7 +104,8 @@ async def test_status_reports_the_pid_really_connected(tmp_path: Path) -> None:
         await poll_until(lambda: running(daemon, "wrapped"))
         state = service(daemon, "wrapped")
         assert state["peer_pid"] not in (None, state["pid"])
-        assert parent_of(state["peer_pid"]) == state["pid"]
+        parent = ids_of(state["peer_pid"])
+        assert parent is not None and parent.ppid == state["pid"]
         assert (
             f"service wrapped: running (pid {state['pid']}, connected from pid {state['peer_pid']})"
             in await log_messages(daemon)

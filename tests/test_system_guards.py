@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from aos_sdk import Client
-from conftest import copy_skill, poll_until
+from conftest import copy_skill, live_token, poll_until
 from escalation import Agent, hostile_model, hostile_node, new_agent
 from test_skills import write_skill
 
@@ -25,9 +25,9 @@ from aos.daemon import Daemon
 from aos.hooks import HookRejected
 from aos.hookspecs import hookimpl
 from aos.kernel import Kernel
-from aos.principals import ADMIN, agent_principal
+from aos.principals import ADMIN
 from aos.syscalls import SyscallError
-from aos.testing import Reply
+from aos.testing import Reply, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
 
@@ -185,8 +185,9 @@ async def test_a_skill_in_a_root_is_in_every_scope_while_it_is_there(
 
 
 async def test_an_agent_cannot_unload_a_system_guard_but_a_context_skill(
-    kernel: Kernel, tmp_path: Path
+    model_kernel: Kernel, scripted_llm: ScriptedLLM, tmp_path: Path
 ) -> None:
+    kernel = model_kernel
     write_skill(tmp_path / "skills", "notes")
     write_skill(tmp_path / "skills", "guard", extra="service: ./service.py\n")
     kernel.skills.scan()
@@ -194,11 +195,11 @@ async def test_an_agent_cannot_unload_a_system_guard_but_a_context_skill(
     session = (await kernel.syscall(ADMIN, "session.create", {"agent_id": agent}))["id"]
     for name in ("notes", "guard"):
         await kernel.syscall(ADMIN, "skill.load", {"name": name, "session_id": session})
-    principal = agent_principal(agent, session, frozenset({"skill.write"}))
-
-    await kernel.syscall(principal, "skill.unload", {"name": "notes"})
-    with pytest.raises(SyscallError) as refused:
-        await kernel.syscall(principal, "skill.unload", {"name": "guard"})
+    async with live_token(kernel, scripted_llm, session) as token:
+        principal = kernel.tokens.verify(token)  # the agent's own, while its dispatch runs
+        await kernel.syscall(principal, "skill.unload", {"name": "notes"})
+        with pytest.raises(SyscallError) as refused:
+            await kernel.syscall(principal, "skill.unload", {"name": "guard"})
     assert (refused.value.code, refused.value.message) == (
         "denied",
         "skill guard is system policy on this node: an agent cannot unload it",
