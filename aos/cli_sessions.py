@@ -103,6 +103,11 @@ class Printer:
         self.quiet = quiet
         self.mid_line = False
         self.finished = asyncio.Event()
+        self.pending: list[str] = []
+        """Ids of tool calls whose result has not been printed yet (ids may repeat)."""
+        self.held: list[tuple[str, dict[str, Any]]] = []
+        """The next step's streamed text, which can arrive before the last result
+        (a result is announced once committed, while the next step already runs)."""
 
     def write(self, text: str, **style: Any) -> None:
         if self.quiet:
@@ -117,18 +122,21 @@ class Printer:
 
     def event(self, topic: str, data: dict[str, Any]) -> None:
         if topic == "stream":
-            if data["kind"] == "content":
-                self.write(data["text"])
+            if self.pending:
+                self.held.append((topic, data))
             else:
-                self.write(data["text"], dim=True)
+                self.write(data["text"], **({} if data["kind"] == "content" else {"dim": True}))
             return
         fact = data["fact"]
         kind = fact["kind"]
         if kind == "message.assistant":
             self.newline()
             for call in fact.get("tool_calls") or ():
+                self.pending.append(call["id"])
                 self.write(f"$ {call['command'] or call.get('error', '')}\n", fg="cyan")
         elif kind == "tool.result":
+            if fact["call_id"] in self.pending:
+                self.pending.remove(fact["call_id"])
             lines = fact["output"].rstrip("\n").splitlines()
             shown = lines[:SHOWN_OUTPUT_LINES]
             for line in shown:
@@ -140,11 +148,21 @@ class Printer:
                 self.write(f"  [rejected by {fact.get('rejected_by')}]\n", fg="red")
             elif status != "ok" or fact.get("exit_code") not in (0, None):
                 self.write(f"  [{status}, exit {fact.get('exit_code')}]\n", fg="yellow")
+            if not self.pending:
+                self._release()
         elif kind == "dispatch.finished":
+            self.pending.clear()
+            self._release()
             self.newline()
             if fact["status"] != "completed":
                 self.write(f"[{fact['status']}] {fact.get('error') or ''}\n", fg="red")
             self.finished.set()
+
+    def _release(self) -> None:
+        """Print the streamed text held while results were awaited."""
+        held, self.held = self.held, []
+        for topic, data in held:
+            self.event(topic, data)
 
 
 async def dispatch(
