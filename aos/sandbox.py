@@ -47,6 +47,8 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 """Read-only in every sandbox (those that exist on the host)."""
 IDLE_AFTER = 60.0
 """Seconds a sandbox with no running command is kept before it is closed."""
+RECHECK = 1.0
+"""Seconds between two looks at a workspace's directory (made anew?) and at idle sandboxes."""
 PROBE_TIMEOUT = 10.0
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
@@ -241,6 +243,14 @@ def _outermost(paths: Iterable[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        where = os.stat(path)
+    except OSError:
+        return None  # it cannot start: the spawner says so
+    return (where.st_dev, where.st_ino)
+
+
 class Sandboxes:
     """The node's command spawners: one per sandbox (workspace and network), or
     one unsandboxed spawner for the commands that run without a sandbox."""
@@ -252,8 +262,10 @@ class Sandboxes:
         """Built on the first sandboxed command (the node's sockets exist by then)."""
         self.plain = Spawner()
         """The unsandboxed spawner (``sandbox: off``, or no sandbox possible)."""
-        self._boxes: dict[tuple[str, Network], tuple[Spawner, tuple[int, int] | None]] = {}
-        """Each sandbox's spawner, and the workspace directory it was built on."""
+        self._boxes: dict[tuple[str, Network], tuple[Spawner, tuple[int, int] | None, float]] = {}
+        """Each sandbox's spawner, the workspace directory it was built on, and when
+        that was last checked."""
+        self._swept = 0.0
         self._retiring: list[Spawner] = []
         """Sandboxes of a workspace made anew since: closed once idle."""
         self._closing: set[asyncio.Task[None]] = set()
@@ -284,24 +296,26 @@ class Sandboxes:
         assert self.isolation.bwrap is not None, "wanted() said no sandbox can be built"
         if self.layout is None:
             self.layout = self._layout()
-        self._close_idle()
+        now = time.monotonic()
         key = (workspace, network)
         box = self._boxes.get(key)
-        try:
-            where = os.stat(workspace)
-            inode = (where.st_dev, where.st_ino)
-        except OSError:
-            inode = None  # it cannot start: the spawner says so
-        if box is not None and box[1] != inode:  # the directory was made anew
-            self._retiring.append(box[0])  # its commands finish in the old one
-            box = None
-        if box is None:
-            box = (Spawner(self.layout.argv(self.isolation.bwrap, workspace, network)), inode)
-            self._boxes[key] = box
+        if box is None or now - box[2] > RECHECK:
+            if now - self._swept > RECHECK:
+                self._swept = now
+                self._close_idle(now)
+                box = self._boxes.get(key)  # it may have been idle: closed now
+            inode = _inode(workspace)
+            if box is not None and box[1] != inode:  # the directory was made anew
+                self._retiring.append(box[0])  # its commands finish in the old one
+                box = None
+            spawner = box[0] if box is not None else None
+            if spawner is None:
+                spawner = Spawner(self.layout.argv(self.isolation.bwrap, workspace, network))
+            box = self._boxes[key] = (spawner, inode, now)
         return box[0]
 
     def _spawners(self) -> list[Spawner]:
-        return [self.plain, *(box for box, _ in self._boxes.values()), *self._retiring]
+        return [self.plain, *(box[0] for box in self._boxes.values()), *self._retiring]
 
     def pids(self) -> frozenset[int]:
         """Every running spawner's pid on the host: agent commands descend from one."""
@@ -320,10 +334,9 @@ class Sandboxes:
             frozenset(g for s in spawners for g in s.groups()),
         )
 
-    def _close_idle(self) -> None:
-        now = time.monotonic()
+    def _close_idle(self, now: float) -> None:
         idle = [s for s in self._retiring if not s.busy]
-        for key, (spawner, _) in list(self._boxes.items()):
+        for key, (spawner, _, _) in list(self._boxes.items()):
             if not spawner.busy and now - spawner.last_used > IDLE_AFTER:
                 del self._boxes[key]
                 idle.append(spawner)

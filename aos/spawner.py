@@ -332,10 +332,12 @@ def _host_pid(pidfd: int) -> int:
     """The pid (in the kernel's PID namespace) of the process a pidfd refers to;
     0 when it has already ended and been reaped (nothing left to signal)."""
     try:
-        with open(f"/proc/self/fdinfo/{pidfd}", "rb") as info:
-            for line in info:
-                if line.startswith(b"Pid:"):
-                    return max(int(line.split()[1]), 0)
+        info = os.open(f"/proc/self/fdinfo/{pidfd}", os.O_RDONLY)
+        try:
+            text = os.read(info, 1024)
+        finally:
+            os.close(info)
     finally:
         os.close(pidfd)
-    return 0
+    start = text.find(b"\nPid:")
+    return max(int(text[start + 5 : text.index(b"\n", start + 5)]), 0) if start >= 0 else 0

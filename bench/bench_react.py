@@ -231,6 +231,8 @@ def _skipped_peer(reason: str) -> list[Result]:
 
 def kernel_config(tmp: Path, base_url: str, db_url: str | None, **extra: str) -> Config:
     environ = {"AOS_HOME": str(tmp), "AOS_MODEL": MODEL, "OPENROUTER_BASE_URL": base_url}
+    if "AOS_SANDBOX" in os.environ:  # compare: AOS_SANDBOX=off python bench/run.py react
+        environ["AOS_SANDBOX"] = os.environ["AOS_SANDBOX"]
     if db_url is not None:
         environ["AOS_DB_URL"] = db_url
     return load_config(environ={**environ, **extra}, cwd=tmp)
@@ -912,8 +914,9 @@ def _cpu_of(pid: int, *, children: bool = False) -> float:
 def _spawnerd_of(pid: int) -> int:
     """The spawner process itself: ``pid``, or inside its sandbox (bubblewrap's
     descendant), whose children's CPU is the commands'."""
-    for _ in range(3):
-        if "_spawnerd" in Path(f"/proc/{pid}/cmdline").read_text():
+    for _ in range(4):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"bwrap" not in argv[0] and any(b"_spawnerd" in arg for arg in argv):
             return pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         if not children:

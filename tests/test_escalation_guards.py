@@ -14,7 +14,10 @@ import pytest
 from conftest import copy_skill, poll_until
 from escalation import Agent, attempt, hostile_node, new_agent
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize("sandbox", ["auto", "off"]),  # the token holds the line alone
+]
 
 DROP = "echo 'DROP TABLE users' > f"
 REFUSED = "rejected by my-guard: blocked: DROP TABLE"
@@ -30,9 +33,9 @@ async def still_refused(agent: Agent) -> dict[str, Any]:
     return result
 
 
-async def test_an_agent_cannot_switch_the_guard_off(tmp_path: Path) -> None:
+async def test_an_agent_cannot_switch_the_guard_off(tmp_path: Path, sandbox: str) -> None:
     copy_skill("my-guard", tmp_path)
-    async with hostile_node(tmp_path) as (daemon, client):
+    async with hostile_node(tmp_path, AOS_SANDBOX=sandbox) as (daemon, client):
         assert daemon.kernel is not None
         kernel = daemon.kernel
         await poll_until(lambda: "my-guard" in kernel.system_skills)

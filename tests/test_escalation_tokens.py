@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 from escalation import Agent, attempt, hostile_node, new_agent
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.parametrize("sandbox", ["auto", "off"]),  # the token holds the line alone
+]
 
 GRANTED = [
     "agent.read",
@@ -54,8 +57,10 @@ async def refused(agent: Agent, what: str, command: str, reason: str) -> None:
     assert "FAILED denied" in output and reason in output, output
 
 
-async def test_a_hostile_agent_stays_in_its_tree_and_its_config(tmp_path: Path) -> None:
-    async with hostile_node(tmp_path) as (_, admin):
+async def test_a_hostile_agent_stays_in_its_tree_and_its_config(
+    tmp_path: Path, sandbox: str
+) -> None:
+    async with hostile_node(tmp_path, AOS_SANDBOX=sandbox) as (_, admin):
         victim = await new_agent(admin, "victim")
         mal = await new_agent(
             admin, "mal", scopes=GRANTED, config={"skills": ["aos-a2a"], "max_steps": 5}
@@ -144,8 +149,8 @@ async def test_a_hostile_agent_stays_in_its_tree_and_its_config(tmp_path: Path) 
         assert not any(h["fact"]["kind"] == "skill.loaded" for h in history)
 
 
-async def test_a_token_dies_with_its_dispatch_and_its_agent(tmp_path: Path) -> None:
-    async with hostile_node(tmp_path) as (daemon, admin):
+async def test_a_token_dies_with_its_dispatch_and_its_agent(tmp_path: Path, sandbox: str) -> None:
+    async with hostile_node(tmp_path, AOS_SANDBOX=sandbox) as (daemon, admin):
         mal = await new_agent(admin, "mal", scopes=GRANTED)
         saved = await mal.bash('printf %s "$AOS_TOKEN" > token && echo saved')
         assert "saved" in saved["output"]

@@ -259,3 +259,32 @@ def test_session_interrupt_from_the_cli(project: Project, llm: ScriptedLLM) -> N
     out, _ = run.communicate(timeout=30)
     assert run.returncode == 1
     assert "[interrupted] interrupted by session.interrupt" in out
+
+
+def test_the_cli_tells_the_isolation_in_force(project: Project, llm: ScriptedLLM) -> None:
+    """``aos doctor --json`` reports the sandbox; without bubblewrap on PATH (a PATH
+    of its own here) ``aos run`` warns, and ``sandbox: required`` fails doctor."""
+    found = json.loads(project.aos("doctor", "--json").stdout)["isolation"]
+    assert found["mode"] == "auto"
+    assert found["available"] == (shutil.which("bwrap") is not None)
+    assert found["sandboxed"] == found["available"]
+    assert found["user_namespaces"]
+
+    empty = project.root / "no-bwrap"
+    empty.mkdir()
+    project.env["PATH"] = str(empty)
+    missing = json.loads(project.aos("doctor", "--json").stdout)["isolation"]
+    assert (missing["available"], missing["sandboxed"], missing["bwrap"]) == (False, False, None)
+    assert "apt-get install bubblewrap" in missing["problem"]
+
+    llm.add(Reply.text("Done."))
+    run = project.aos("run", "hi")
+    assert run.returncode == 0, run.stderr
+    assert "aos: warning: agent commands run UNSANDBOXED: bubblewrap (bwrap) is not on PATH" in (
+        run.stderr
+    )
+
+    project.env["AOS_SANDBOX"] = "required"
+    doctor = project.aos("doctor")
+    assert doctor.returncode == 1
+    assert "sandbox: required and no sandbox can be built" in doctor.stderr
