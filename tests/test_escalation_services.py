@@ -86,26 +86,22 @@ async def test_a_guard_that_fails_at_start_refuses_every_command(tmp_path: Path)
         r"service of strict-guard is not running \((starting|failed|backoff): exited with code 1 "
         r"before saying hello\): try again shortly"
     )
-    async with hostile_node(tmp_path, AOS_HOME=home) as (_, client):
-        agent = await new_agent(client, "mallory", config={"skills": ["strict-guard"]})
+
+    async def all_refused(agent: Agent, when: str) -> None:
         for command in (DROP, "echo hi"):
             result = await agent.bash(command)
             attempt(
-                f"{command!r} past a guard that failed at start",
+                f"{command!r} past a guard that failed at start{when}",
                 result,
                 succeeded=not refused_by(result, "strict-guard"),
             )
             assert reason.fullmatch(result["output"])
+
     async with hostile_node(tmp_path, AOS_HOME=home) as (_, client):
-        again = Agent(client, agent.id, agent.session_id)
-        for command in (DROP, "echo hi"):
-            result = await again.bash(command)
-            attempt(
-                f"{command!r} past a guard that failed at start, after a daemon restart",
-                result,
-                succeeded=not refused_by(result, "strict-guard"),
-            )
-            assert reason.fullmatch(result["output"])
+        agent = await new_agent(client, "mallory", config={"skills": ["strict-guard"]})
+        await all_refused(agent, "")
+    async with hostile_node(tmp_path, AOS_HOME=home) as (_, client):
+        await all_refused(Agent(client, agent.id, agent.session_id), ", after a daemon restart")
 
 
 async def test_a_stopped_guard_is_replaced_and_guards_again(

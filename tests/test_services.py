@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from conftest import copy_skill, poll_until, running_daemon
 
 from aos.daemon import Daemon, alive
 from aos.hooks import HookRejected
+from aos.kernel import Kernel
 from aos.principals import ADMIN
 from aos.testing import Reply, ScriptedLLM
 
@@ -34,6 +37,18 @@ def service(daemon: Daemon, name: str) -> dict[str, Any]:
 
 def running(daemon: Daemon, name: str) -> bool:
     return service(daemon, name)["state"] == "running"
+
+
+@contextlib.asynccontextmanager
+async def my_guard_node(project: Path) -> AsyncIterator[tuple[Daemon, Kernel, int]]:
+    """A daemon for ``project`` with the repository's my-guard copied in and its
+    service running: ``(daemon, kernel, the service's pid)``."""
+    copy_skill("my-guard", project)
+    async with running_daemon(project) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "my-guard"))
+        yield daemon, kernel, service(daemon, "my-guard")["pid"]
 
 
 def write_service(project: Path, name: str, code: str, extra: str = "") -> Path:
@@ -64,12 +79,7 @@ async def test_seed_example_guards_tool_before(tmp_path: Path) -> None:
 
 
 async def test_killed_service_restarts_and_its_hooks_come_back(tmp_path: Path) -> None:
-    copy_skill("my-guard", tmp_path)
-    async with running_daemon(tmp_path) as daemon:
-        kernel = daemon.kernel
-        assert kernel is not None
-        await poll_until(lambda: running(daemon, "my-guard"))
-        first = service(daemon, "my-guard")["pid"]
+    async with my_guard_node(tmp_path) as (daemon, kernel, first):
         os.kill(first, signal.SIGKILL)
         await poll_until(lambda: service(daemon, "my-guard")["state"] != "running")
         # the kernel keeps serving meanwhile
@@ -262,12 +272,8 @@ async def test_crash_is_logged_with_exit_code_and_stderr(tmp_path: Path) -> None
 
 
 async def test_hot_reload_restarts_changed_and_stops_removed_services(tmp_path: Path) -> None:
-    guard = copy_skill("my-guard", tmp_path)
-    async with running_daemon(tmp_path) as daemon:
-        kernel = daemon.kernel
-        assert kernel is not None
-        await poll_until(lambda: running(daemon, "my-guard"))
-        first = service(daemon, "my-guard")["pid"]
+    guard = tmp_path / "skills" / "my-guard"
+    async with my_guard_node(tmp_path) as (daemon, kernel, first):
         code = (
             (guard / "service.py")
             .read_text()
@@ -303,12 +309,7 @@ async def test_hot_reload_restarts_changed_and_stops_removed_services(tmp_path: 
 
 
 async def test_skill_reload_restarts_on_demand(tmp_path: Path) -> None:
-    copy_skill("my-guard", tmp_path)
-    async with running_daemon(tmp_path) as daemon:
-        kernel = daemon.kernel
-        assert kernel is not None
-        await poll_until(lambda: running(daemon, "my-guard"))
-        first = service(daemon, "my-guard")["pid"]
+    async with my_guard_node(tmp_path) as (daemon, kernel, first):
         await kernel.syscall(ADMIN, "skill.reload", {"name": "my-guard"})
         await poll_until(
             lambda: running(daemon, "my-guard") and service(daemon, "my-guard")["pid"] != first

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, copy_skill, poll_until, running_daemon
-from test_services import bash, running, service, slow_guard, write_service
+from test_services import bash, my_guard_node, running, service, slow_guard, write_service
 
 from aos.daemon import Daemon, alive
 from aos.hooks import HookRejected
@@ -68,12 +68,7 @@ async def test_a_process_that_connects_first_is_refused(tmp_path: Path) -> None:
 async def test_a_process_that_binds_the_path_gets_no_hook_call(tmp_path: Path) -> None:
     """Replacing the socket path intercepts at most the service's hello: the kernel
     never calls the impostor, the guard stays closed, then comes back."""
-    copy_skill("my-guard", tmp_path)
-    async with running_daemon(tmp_path) as daemon:
-        kernel = daemon.kernel
-        assert kernel is not None
-        await poll_until(lambda: running(daemon, "my-guard"))
-        first = service(daemon, "my-guard")["pid"]
+    async with my_guard_node(tmp_path) as (daemon, kernel, first):
         _, out = await intrude(daemon, "my-guard", "kill-bind")
         assert f"KILLED pid {first}" in out
         with pytest.raises(HookRejected):
@@ -202,12 +197,7 @@ async def test_a_stopped_service_is_reported_killed_and_restarted(
 ) -> None:
     monkeypatch.setattr("aos.services.PING_INTERVAL", 0.1)
     monkeypatch.setattr("aos.services.PING_DEADLINE", 0.5)
-    copy_skill("my-guard", tmp_path)
-    async with running_daemon(tmp_path) as daemon:
-        kernel = daemon.kernel
-        assert kernel is not None
-        await poll_until(lambda: running(daemon, "my-guard"))
-        first = service(daemon, "my-guard")["pid"]
+    async with my_guard_node(tmp_path) as (daemon, kernel, first):
         os.kill(first, signal.SIGSTOP)
         await poll_until(
             lambda: running(daemon, "my-guard") and service(daemon, "my-guard")["pid"] != first
