@@ -224,7 +224,10 @@ def _become_subreaper() -> None:
 
 
 def main() -> None:
-    sock = socket.socket(fileno=int(sys.argv[1]))
+    fd = int(sys.argv[1])
+    os.closerange(3, fd)  # nothing else it was handed (bubblewrap's info fd...)
+    os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+    sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)  # a command must never reach the spawner
     sandboxed = "--sandboxed" in sys.argv[2:]
     if not sandboxed:

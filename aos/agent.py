@@ -21,7 +21,8 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit
     """Directory bash runs in; defaults to a directory under the data dir."""
     max_steps: Annotated[int, msgspec.Meta(ge=1)] | None = None
     network: Network | None = None
-    """``on`` (the host's network) or ``none`` (no network in its sandbox)."""
+    """``on`` (the internet, not the node's own ports), ``none`` (no network) or
+    ``host`` (the host's network, the node's ports included: admin only)."""
     sandbox: SandboxMode | None = None
     """Overrides the node's ``sandbox`` setting for this agent (admin only)."""
 

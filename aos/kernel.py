@@ -205,7 +205,9 @@ class Kernel:
         self.llm_settings = LLMSettings.from_env(config.getenv)
         self._llm: LLMClient | None = None
         self.sandboxes = Sandboxes(
-            probe(config.aoscb.sandbox, config.getenv("PATH")), self._sandbox_layout
+            probe(config.aoscb.sandbox, config.getenv("PATH")),
+            self._sandbox_layout,
+            config.paths.runtime_dir / "pasta",
         )
         """Start the agents' bash commands, each in its sandbox (aos/sandbox.py)."""
         self.dispatches: dict[str, ReActUnit] = {}
@@ -387,7 +389,7 @@ class Kernel:
         """Inherit along a root-first lineage.
 
         The nearest override wins for model, workspace, max_steps and sandbox;
-        ``network: none`` holds for the whole subtree below it. Skills add
+        ``network`` too, except that ``none`` holds for the whole subtree below it. Skills add
         up: a child adds skills but cannot drop its ancestors' (policy skills
         stay active below them). Scopes narrow: a root agent has the scopes it
         names (else the default agent scopes), each descendant the intersection
@@ -405,7 +407,8 @@ class Kernel:
             skills.update(dict.fromkeys(c.skills or ()))
             workspace = c.workspace if c.workspace is not None else workspace
             max_steps = c.max_steps if c.max_steps is not None else max_steps
-            network = "none" if c.network == "none" else network  # never widened below
+            if network != "none" and c.network is not None:  # none is never widened below
+                network = c.network
             sandbox = c.sandbox if c.sandbox is not None else sandbox
             if scopes is None:
                 scopes = set(DEFAULT_AGENT_SCOPES if acb.scopes is None else acb.scopes)

@@ -14,8 +14,12 @@ an unsandboxed one). What exists in it (docs/specs/aos-security.md):
 
 Nothing else of the node: no control socket, database, node home (state, key,
 logs), other workspaces, service sockets, ``/home``, ``/root`` or ``/run``.
-Network is the host's (``network: on``, the default) or none
-(``network: none``, its own empty network namespace). As root, every
+Network (``network``): ``on`` (the default) is the internet without the node:
+the sandbox's own network namespace, connected out through ``pasta`` (passt),
+in which the host's loopback (the web UI, a database, every local service) does
+not exist; without pasta on the host it is the host's network, and the node
+says so. ``none`` is no network at all; ``host`` (the admin's choice) is the
+host's network, the node's own ports included. As root, every
 capability is dropped.
 
 :func:`probe` says at start what the host supports; :class:`Sandboxes` gives
@@ -25,9 +29,11 @@ each command its spawner (sandboxed or not, per the ``sandbox`` setting).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -42,7 +48,7 @@ from aos.processes import descends_from, in_other_pid_namespace
 from aos.spawner import Spawner
 
 SandboxMode = Literal["auto", "required", "off"]
-Network = Literal["on", "none"]
+Network = Literal["on", "none", "host"]
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 """Read-only in every sandbox (those that exist on the host)."""
 IDLE_AFTER = 60.0
@@ -76,6 +82,10 @@ class Isolation(msgspec.Struct, kw_only=True):
     """Why no sandbox can be built, and what to do ("" when one can)."""
     warning: str
     """What ``aos up``, ``aos start`` and ``aos run`` warn of ("" when nothing)."""
+    pasta: str | None = None
+    """The pasta (passt) found on PATH: it connects ``network: on`` sandboxes."""
+    network: str = ""
+    """What ``network: on`` means here, in one sentence."""
     user_namespaces: str
     """What the host allows: "not needed (root)", "allowed", or why they are denied."""
 
@@ -94,7 +104,15 @@ def probe(mode: SandboxMode, path: str | None = None) -> Isolation:
         detail = f"sandbox: required and no sandbox can be built: dispatches are refused: {problem}"
     else:
         detail = f"agent commands run UNSANDBOXED: {problem}"
+    pasta = shutil.which("pasta", path=path if path is not None else os.environ.get("PATH"))
     return Isolation(
+        pasta=pasta,
+        network=(
+            f"network: on is the internet without the node's own ports ({pasta})"
+            if pasta
+            else "network: on is the host's network, the node's loopback ports included: "
+            "install passt (apt-get install passt) to keep them out"
+        ),
         mode=mode,
         available=available,
         sandboxed=available and mode != "off",
@@ -161,10 +179,10 @@ def _userns_hint(userns: str) -> str:
     )
 
 
-def _isolation_flags(network: Network) -> list[str]:
+def _isolation_flags(network: Network, own_network: bool = False) -> list[str]:
     flags = ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
     flags += ["--unshare-uts", "--unshare-cgroup-try"]
-    if network == "none":
+    if network == "none" or (network == "on" and own_network):
         flags.append("--unshare-net")
     if os.geteuid() == 0:  # root's capabilities would undo every wall
         flags += ["--cap-drop", "ALL"]
@@ -200,7 +218,9 @@ class Layout:
             agent_socket=str(agent_socket) if agent_socket else None,
         )
 
-    def argv(self, bwrap: str, workspace: str, network: Network) -> list[str]:
+    def argv(
+        self, bwrap: str, workspace: str, network: Network, *, own_network: bool = False
+    ) -> list[str]:
         """The bubblewrap command line of the sandbox of one workspace (ends with
         ``--``). Mounts go parents first, so a hidden node directory under a
         readable one is covered, and a workspace under a hidden one shows."""
@@ -210,7 +230,7 @@ class Layout:
         if self.agent_socket:
             mounts.append((self.agent_socket, ["--bind", self.agent_socket, self.agent_socket]))
         mounts.sort(key=lambda mount: Path(mount[0]).parts)
-        argv = [bwrap, *_isolation_flags(network)]
+        argv = [bwrap, *_isolation_flags(network, own_network)]
         for path, target in self.links:
             argv += ["--symlink", target, path]
         argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
@@ -243,6 +263,16 @@ def _outermost(paths: Iterable[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def _end_stale_pasta(pasta_dir: Path) -> None:
+    """End the pasta processes a killed daemon left (their sandboxes died with it)."""
+    for pidfile in pasta_dir.glob("*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pidfile.read_text())
+            if Path(f"/proc/{pid}/comm").read_text().startswith(("pasta", "passt")):
+                os.kill(pid, signal.SIGTERM)
+        pidfile.unlink(missing_ok=True)
+
+
 def _inode(path: str) -> tuple[int, int] | None:
     try:
         where = os.stat(path)
@@ -255,9 +285,13 @@ class Sandboxes:
     """The node's command spawners: one per sandbox (workspace and network), or
     one unsandboxed spawner for the commands that run without a sandbox."""
 
-    def __init__(self, isolation: Isolation, layout: Callable[[], Layout]) -> None:
+    def __init__(self, isolation: Isolation, layout: Callable[[], Layout], pasta_dir: Path) -> None:
         self.isolation = isolation
         self._layout = layout
+        self.pasta_dir = pasta_dir
+        """pasta's pid files (in the node's run dir): what a killed daemon left is
+        ended by the next one."""
+        _end_stale_pasta(pasta_dir)
         self.layout: Layout | None = None
         """Built on the first sandboxed command (the node's sockets exist by then)."""
         self.plain = Spawner()
@@ -310,9 +344,49 @@ class Sandboxes:
                 box = None
             spawner = box[0] if box is not None else None
             if spawner is None:
-                spawner = Spawner(self.layout.argv(self.isolation.bwrap, workspace, network))
+                own = network == "on" and self.isolation.pasta is not None
+                spawner = Spawner(
+                    self.layout.argv(self.isolation.bwrap, workspace, network, own_network=own),
+                    attach=self._connect if own else None,
+                )
             box = self._boxes[key] = (spawner, inode, now)
         return box[0]
+
+    async def _connect(self, pid: int) -> Callable[[], None]:
+        """Connect the network namespace of the sandbox whose first process is
+        ``pid`` to the internet with pasta: no port of the host is forwarded in and
+        the gateway is not the host (``--no-map-gw``), so the node's loopback does
+        not exist in there. Returns what ends it (with the sandbox)."""
+        assert self.isolation.pasta is not None
+        self.pasta_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pidfile = self.pasta_dir / f"{pid}.pid"
+        argv = [self.isolation.pasta, "--config-net", "--no-map-gw", "--quiet"]
+        argv += ["-t", "none", "-u", "none", "-T", "none", "-U", "none", "--pid", str(pidfile)]
+        if os.geteuid() == 0:  # it must stay root to enter the namespace (it drops its caps)
+            argv += ["--runas", "0", "--netns", f"/proc/{pid}/ns/net", "--netns-only"]
+        else:  # rootless: it joins the sandbox's user namespace, then its network
+            argv.append(str(pid))
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                _, said = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise OSError(f"pasta did not set it up within {PROBE_TIMEOUT:g} s") from None
+        if process.returncode != 0:
+            lines = [x for x in said.decode(errors="replace").splitlines() if "syslog" not in x]
+            raise OSError(f"pasta exited {process.returncode}: {' '.join(lines) or 'no reason'}")
+        pasta = int(pidfile.read_text())
+
+        def end() -> None:
+            with contextlib.suppress(OSError):
+                os.kill(pasta, signal.SIGTERM)
+            pidfile.unlink(missing_ok=True)
+
+        return end
 
     def _spawners(self) -> list[Spawner]:
         return [self.plain, *(box[0] for box in self._boxes.values()), *self._retiring]

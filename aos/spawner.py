@@ -28,13 +28,14 @@ import array
 import asyncio
 import collections
 import contextlib
+import json
 import marshal
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path, PurePath
 
 from aos import _spawnerd as wire
@@ -70,9 +71,18 @@ class Child:
 
 
 class Spawner:
-    def __init__(self, sandbox: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        sandbox: Sequence[str] = (),
+        attach: Callable[[int], Awaitable[Callable[[], None]]] | None = None,
+    ) -> None:
         self.sandbox = tuple(sandbox)
         """The command line that wraps the spawner in its sandbox (empty: none)."""
+        self.attach = attach
+        """Called with the sandbox's first process (a host pid) once it exists and
+        before any command runs (to give it its network); what it returns is called
+        when the sandbox ends."""
+        self._detach: Callable[[], None] | None = None
         self.pid: int | None = None
         """The spawner's pid on the host while it runs (sandboxed: bubblewrap's):
         every command it starts descends from it."""
@@ -114,12 +124,17 @@ class Spawner:
         loop = self._loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = [sys.executable, "-I", "-S", PROGRAM, str(theirs.fileno())]
+        wrap, passed = list(self.sandbox), [theirs.fileno()]
+        info_r, info_w = os.pipe2(os.O_CLOEXEC) if self.attach else (-1, -1)
+        if self.attach:  # bubblewrap says which pid the sandbox's first process has
+            wrap[-1:-1] = ["--info-fd", str(info_w)]
+            passed.append(info_w)
         try:
             process = await asyncio.create_subprocess_exec(
-                *self.sandbox,
+                *wrap,
                 *argv,
                 *(["--sandboxed"] if self.sandbox else []),
-                pass_fds=[theirs.fileno()],
+                pass_fds=passed,
                 env={},  # nothing of the daemon's environment: each command gets its own
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
@@ -131,8 +146,19 @@ class Spawner:
             raise SpawnerError(f"cannot start the command spawner ({what}): {exc}") from exc
         finally:
             theirs.close()
+            if self.attach:
+                os.close(info_w)
+        sandbox_pid = 0
         if self.sandbox:  # bubblewrap stays: the sandbox lives while it runs
             self._process = process
+            if self.attach:
+                try:
+                    sandbox_pid = await _sandbox_pid(info_r)
+                except (OSError, ValueError) as exc:
+                    ours.close()
+                    raise SpawnerError(
+                        f"the sandbox could not be built: {exc}{await self._sandbox_error()}"
+                    ) from None
         elif await process.wait() != 0:
             ours.close()
             raise SpawnerError(
@@ -156,6 +182,12 @@ class Spawner:
             self._lost("its start was cancelled")
             raise
         self.pid = process.pid if self.sandbox else pid
+        if self.attach:  # ready, so the sandbox is whole; no command has run yet
+            try:
+                self._detach = await self.attach(sandbox_pid)
+            except OSError as exc:
+                self._lost(f"its network could not be set up: {exc}")
+                raise SpawnerError(f"the sandbox's network could not be set up: {exc}") from None
         if self._process is not None and self._process.stderr is not None:
             self._drain = loop.create_task(self._process.stderr.read())  # it never blocks on it
 
@@ -316,6 +348,9 @@ class Spawner:
         self._outbox.clear()
         while self._pidfds:
             os.close(self._pidfds.popleft())
+        detach, self._detach = self._detach, None
+        if detach is not None:
+            detach()
         self._buffer = b""
         error = f"the command spawner stopped: {why}"
         children, self._children = self._children, {}
@@ -326,6 +361,19 @@ class Spawner:
                 waiting.exception()  # nobody waits for it any more
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(SpawnerError(error))
+
+
+async def _sandbox_pid(info: int) -> int:
+    """The ``child-pid`` of the JSON bubblewrap writes on its info fd."""
+    data = b""
+    try:
+        while chunk := await asyncio.to_thread(os.read, info, 4096):
+            data += chunk
+            with contextlib.suppress(ValueError):  # whole once it parses
+                return int(json.loads(data)["child-pid"])
+    finally:
+        os.close(info)
+    raise ValueError("bubblewrap exited before it started the sandbox")
 
 
 def _host_pid(pidfd: int) -> int:

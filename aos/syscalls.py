@@ -261,7 +261,7 @@ def _check_config(
 ) -> None:
     """An agent principal never widens an agent's config (``target`` names the agent):
     ``workspace``, ``model`` and ``sandbox`` are the admin's, skills are only added,
-    ``network: none`` is never lifted, and ``max_steps`` is not raised above
+    ``network`` only ever becomes ``none``, and ``max_steps`` is not raised above
     ``max_steps`` (the effective value now, or the parent's for a new agent)."""
     if principal.kind != "agent":
         return
@@ -280,9 +280,12 @@ def _check_config(
             f"{principal.name} may not remove skill(s) {', '.join(dropped)} from {target}: "
             "only the admin may",
         )
-    if old.network == "none" and new.network != "none":
+    if new.network != old.network and new.network != "none":
+        what = "lift network: none of" if old.network == "none" else "widen the network of"
         raise SyscallError(
-            "denied", f"{principal.name} may not lift network: none of {target}: only the admin may"
+            "denied",
+            f"{principal.name} may not {what} {target}: only the admin may (an agent may set "
+            "network: none)",
         )
     if new.max_steps is not None and new.max_steps != old.max_steps and new.max_steps > max_steps:
         raise SyscallError(

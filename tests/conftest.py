@@ -69,13 +69,22 @@ def _drop_schema(base: str, schema: str) -> None:
     asyncio.run(drop())
 
 
+def _needs(program: str, package: str) -> None:
+    """The sandbox's tests need ``program``: CI installs it and fails without it."""
+    if shutil.which(program) is None:
+        if IN_CI:
+            pytest.fail(f"CI must run the sandbox tests: install {package} (.ci/run does)")
+        pytest.skip(f"needs {program}: apt-get install {package}")
+
+
 @pytest.fixture
 def bubblewrap() -> None:
-    """The sandbox's tests need bubblewrap: CI installs it and fails without it."""
-    if shutil.which("bwrap") is None:
-        if IN_CI:
-            pytest.fail("CI must run the sandbox tests: install bubblewrap (.ci/run does)")
-        pytest.skip("needs bubblewrap: apt-get install bubblewrap")
+    _needs("bwrap", "bubblewrap")
+
+
+@pytest.fixture
+def pasta(bubblewrap: None) -> None:
+    _needs("pasta", "passt")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

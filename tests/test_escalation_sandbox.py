@@ -157,8 +157,11 @@ async def test_the_workspace_is_writable_and_tmp_is_private(tmp_path: Path) -> N
         assert output(result).split()[0] == str(workspace)
 
 
-async def test_network_none_has_no_network(tmp_path: Path) -> None:
-    """``network: none``: not even the node's own ports on the loopback."""
+@pytest.mark.usefixtures("pasta")
+async def test_the_network_reaches_out_but_not_the_node(tmp_path: Path) -> None:
+    """``network: on`` has a route out (through pasta) but not the node's own ports
+    on the loopback; ``none`` has nothing; ``host`` (the admin's choice) is the
+    host's network, the node's ports included."""
     import socket
 
     with socket.socket() as listener:
@@ -166,26 +169,41 @@ async def test_network_none_has_no_network(tmp_path: Path) -> None:
         listener.listen()
         port = listener.getsockname()[1]
         probe = (
-            f"import socket; socket.create_connection(('127.0.0.1', {port}), 2); print('REACHED')"
+            "import socket\n"
+            "out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "try: out.connect(('198.51.100.1', 9)); print('ROUTE OUT')\n"
+            "except OSError as exc: print('NO ROUTE', exc)\n"
+            f"socket.create_connection(('127.0.0.1', {port}), 2); print('REACHED')"
         )
         command = f'"$AOS_PYTHON" -c {shlex.quote(probe)}'
         async with hostile_node(tmp_path) as (_, client):
+            host = await new_agent(client, "host", config={"network": "host"})
+            assert "REACHED" in output(await host.bash(command))  # the probe works
+
             online = await new_agent(client, "online")
-            assert "REACHED" in output(await online.bash(command))  # network on: the host's
+            result = await online.bash(command)
+            assert "ROUTE OUT" in output(result)
+            attempt(
+                "reach the node's own ports (network: on)",
+                result,
+                succeeded="REACHED" in output(result),
+            )
+            assert "Connection refused" in output(result)
+
             offline = await new_agent(client, "offline", config={"network": "none"})
             result = await offline.bash(command)
+            assert "NO ROUTE" in output(result)
             attempt(
                 "reach the node's ports with network: none",
                 result,
                 succeeded="REACHED" in output(result),
             )
-            assert "Connection refused" in output(result) or "unreachable" in output(result)
             child = await new_agent(client, "child", parent=offline.id, config={"network": "on"})
             result = await child.bash(command)  # inherited: a child cannot switch it back on
             attempt(
                 "switch the network back on in a child",
                 result,
-                succeeded="REACHED" in output(result),
+                succeeded="ROUTE OUT" in output(result) or "REACHED" in output(result),
             )
 
 

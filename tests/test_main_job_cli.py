@@ -143,8 +143,10 @@ def test_a_sandbox_ends_with_its_killed_daemon(project: Project, llm: ScriptedLL
     while group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not group_alive(pgid)  # nothing of the sandbox outlives its daemon
+    left = [int(p.read_text()) for p in (project.home / "run" / "pasta").glob("*.pid")]
     restarted = project.aos("start")
     assert restarted.returncode == 0, restarted.stderr
+    assert not [pid for pid in left if alive(pid)]  # its network helper is ended too
     history = json.loads(project.aos("session", "history", session, "--json").stdout)
     [result] = [f for f in history if f["kind"] == "tool.result"]
     assert result["status"] == "lost"
