@@ -187,7 +187,10 @@ class Spawner:
                 self._detach = await self.attach(sandbox_pid)
             except OSError as exc:
                 self._lost(f"its network could not be set up: {exc}")
-                raise SpawnerError(f"the sandbox's network could not be set up: {exc}") from None
+                raise SpawnerError(
+                    f"the sandbox's network could not be set up ({exc}): fix pasta (aos doctor), "
+                    "or give the agent network: none or host"
+                ) from None
         if self._process is not None and self._process.stderr is not None:
             self._drain = loop.create_task(self._process.stderr.read())  # it never blocks on it
 

@@ -62,8 +62,9 @@ def read_message(sock: socket.socket) -> Message | None:
     return decode(body)
 
 
-def kill_service(skill: str) -> None:
-    """SIGKILL every process whose command line runs the skill's service."""
+def kill_service(skill: str, path: str) -> None:
+    """SIGKILL the processes that run the skill's service on ``path`` (this node's
+    only: other nodes on the machine keep theirs)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
@@ -72,7 +73,12 @@ def kill_service(skill: str) -> None:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"aos_sdk.run" in argv and any(f"/{skill}/".encode() in a for a in argv):
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                ours = f"AOS_SERVICE_SOCKET={path}".encode() in f.read().split(b"\0")
+        except OSError:
+            ours = False
+        if ours and b"aos_sdk.run" in argv and any(f"/{skill}/".encode() in a for a in argv):
             try:
                 os.kill(int(entry), signal.SIGKILL)
                 print(f"KILLED pid {entry}")
@@ -160,7 +166,7 @@ def main(argv: list[str]) -> None:
         )
     )
     if mode.startswith("kill-"):
-        kill_service(skill)
+        kill_service(skill, path)
         mode = mode.removeprefix("kill-")
     if mode == "connect":
         connect(skill, path)
