@@ -146,6 +146,7 @@ def _print_doctor(report: dict[str, Any]) -> None:
     iso = report["isolation"]
     click.echo(f"\nisolation: {iso['detail']}")
     click.echo(f"  user namespaces: {iso['user_namespaces']}")
+    click.echo(f"  {iso['network']}")
     if report["ui"]:
         click.echo(f"\nweb UI: {report['ui']}")
     click.echo(f"\nok: {'yes' if report['ok'] else 'no'}")

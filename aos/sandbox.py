@@ -30,17 +30,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import msgspec
 
@@ -105,13 +108,20 @@ def probe(mode: SandboxMode, path: str | None = None) -> Isolation:
     else:
         detail = f"agent commands run UNSANDBOXED: {problem}"
     pasta = shutil.which("pasta", path=path if path is not None else os.environ.get("PATH"))
+    pasta_problem = (
+        "install passt (apt-get install passt) to keep them out"
+        if pasta is None
+        else _pasta_problem(bwrap, pasta)
+        if available
+        else "no sandbox"
+    )
     return Isolation(
-        pasta=pasta,
+        pasta=None if pasta_problem else pasta,
         network=(
             f"network: on is the internet without the node's own ports ({pasta})"
-            if pasta
-            else "network: on is the host's network, the node's loopback ports included: "
-            "install passt (apt-get install passt) to keep them out"
+            if not pasta_problem
+            else f"network: on is the host's network, the node's loopback ports included: "
+            f"{pasta_problem}"
         ),
         mode=mode,
         available=available,
@@ -126,6 +136,75 @@ def probe(mode: SandboxMode, path: str | None = None) -> Isolation:
         else "",
         user_namespaces=userns,
     )
+
+
+@functools.cache
+def _pasta_problem(bwrap: str, pasta: str) -> str:
+    """Why pasta cannot connect a sandbox's network here ("" when it can): tried
+    once per process on a throwaway sandbox."""
+    info_r, info_w = os.pipe()
+    argv = [bwrap, *_isolation_flags("on", own_network=True), "--ro-bind", "/", "/"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--info-fd", str(info_w), "--", "sleep", "30"]
+    with tempfile.TemporaryDirectory(prefix="aos-probe-") as tmp:
+        pidfile = Path(tmp) / "pasta.pid"
+        try:
+            sandbox = subprocess.Popen(
+                argv, pass_fds=[info_w], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        except OSError as exc:
+            os.close(info_r)
+            return f"cannot start bubblewrap: {exc}"
+        finally:
+            os.close(info_w)
+        pid = 0
+        try:
+            with os.fdopen(info_r, "rb") as info:
+                pid = _child_pid(info)
+            ran = subprocess.run(
+                pasta_argv(pasta, pid, pidfile), capture_output=True, timeout=PROBE_TIMEOUT
+            )
+            if ran.returncode != 0:
+                said = [
+                    x for x in ran.stderr.decode(errors="replace").splitlines() if "syslog" not in x
+                ]
+                return (
+                    f"pasta cannot join this host's sandboxes ({' '.join(said) or ran.returncode})"
+                )
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+            return ""
+        except (OSError, ValueError, KeyError, subprocess.TimeoutExpired) as exc:
+            return f"pasta cannot join this host's sandboxes ({exc})"
+        finally:  # its first process first: bubblewrap then reaps it and exits
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL) if pid else sandbox.kill()
+            try:
+                sandbox.wait(timeout=PROBE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                sandbox.kill()
+                sandbox.wait()
+
+
+def _child_pid(info: BinaryIO) -> int:
+    """The ``child-pid`` of the JSON bubblewrap writes on its info fd (line by
+    line: the fd may stay open)."""
+    data = b""
+    while line := info.readline():
+        data += line
+        with contextlib.suppress(ValueError):
+            return int(json.loads(data)["child-pid"])
+    raise ValueError("bubblewrap exited before it started the sandbox")
+
+
+def pasta_argv(pasta: str, pid: int, pidfile: Path) -> list[str]:
+    """pasta connecting the network namespace of sandbox process ``pid`` to the
+    internet: no port of the host forwarded in, and the gateway not the host
+    (``--no-map-gw``), so the host's loopback does not exist in there."""
+    argv = [pasta, "--config-net", "--no-map-gw", "--quiet"]
+    argv += ["-t", "none", "-u", "none", "-T", "none", "-U", "none", "--pid", str(pidfile)]
+    if os.geteuid() == 0:  # it must stay root to enter the namespace (it drops its caps)
+        return [*argv, "--runas", "0", "--netns", f"/proc/{pid}/ns/net", "--netns-only"]
+    return [*argv, str(pid)]  # rootless: it joins the sandbox's user namespace, then its network
 
 
 def _problem(bwrap: str | None, userns: str) -> str:
@@ -354,20 +433,16 @@ class Sandboxes:
 
     async def _connect(self, pid: int) -> Callable[[], None]:
         """Connect the network namespace of the sandbox whose first process is
-        ``pid`` to the internet with pasta: no port of the host is forwarded in and
-        the gateway is not the host (``--no-map-gw``), so the node's loopback does
-        not exist in there. Returns what ends it (with the sandbox)."""
+        ``pid`` to the internet with pasta (:func:`pasta_argv`). Returns what ends
+        it (with the sandbox)."""
         assert self.isolation.pasta is not None
         self.pasta_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         pidfile = self.pasta_dir / f"{pid}.pid"
-        argv = [self.isolation.pasta, "--config-net", "--no-map-gw", "--quiet"]
-        argv += ["-t", "none", "-u", "none", "-T", "none", "-U", "none", "--pid", str(pidfile)]
-        if os.geteuid() == 0:  # it must stay root to enter the namespace (it drops its caps)
-            argv += ["--runas", "0", "--netns", f"/proc/{pid}/ns/net", "--netns-only"]
-        else:  # rootless: it joins the sandbox's user namespace, then its network
-            argv.append(str(pid))
         process = await asyncio.create_subprocess_exec(
-            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            *pasta_argv(self.isolation.pasta, pid, pidfile),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
