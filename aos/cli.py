@@ -439,6 +439,7 @@ def hooks(ctx: Context, as_json: bool) -> None:
             click.echo(
                 f"  {n}. {impl['owner']}  {impl['where']}  {impl['failure']}  "
                 f"timeout {impl['timeout']:g}s  {impl['function']}"
+                + ("  [system: every agent]" if impl.get("system") else "")
             )
     for error in errors:
         click.echo(

@@ -203,7 +203,10 @@ class HookRunner:
                 "hook": spec.name,
                 "kind": spec.kind,
                 "required": spec.required,
-                "implementations": [impl.describe() for impl in self.impls(spec.name)],
+                "implementations": [
+                    {**impl.describe(), "system": impl.owner in self.system}
+                    for impl in self.impls(spec.name)
+                ],
             }
             for spec in HOOKS.values()
         ]

@@ -732,6 +732,8 @@ class HookImplInfo(msgspec.Struct):
     timeout: float
     tryfirst: bool
     trylast: bool
+    system: bool
+    """Its owner is a system skill: it applies to every agent, not only where active."""
 
 
 class HookInfo(msgspec.Struct):

@@ -133,6 +133,8 @@ async def test_dropped_in_guard_refuses_every_agent_and_lifts_when_removed(
         assert sent["output"].startswith("sent"), sent
         assert refused(await woken_result(client, worker.id))
         assert "aos-a2a" not in kernel.system_skills  # standard skills: only where active
+        listed = next(h for h in await client.call("hook.list") if h["hook"] == "tool.before")
+        assert ("my-guard", True) in [(i["owner"], i["system"]) for i in listed["implementations"]]
         # the context face stays as it was: my-guard is not listed to the agents
         assert "my-guard" not in (await kernel.skill_context(helper.id, helper.session_id)).names
 
