@@ -252,3 +252,36 @@ async def test_a_stopped_service_is_told_bye(
         assert received[0] == "Welcome:"
         assert received[received.index("Bye:the daemon is stopping the service") - 1] == "Ping:"
         assert "service raw: crashed" not in " ".join(await log_messages(daemon))
+
+
+ADMIN_SEEKER = """
+import os
+from pathlib import Path
+
+import aos_sdk
+from aos_sdk import define_service
+
+control = os.path.join(os.path.dirname(os.environ["AOS_SOCKET"]), "aos.sock")
+try:
+    said = f"ADMIN: {aos_sdk.call('kernel.status', socket=control, token='', connect_timeout=5)}"
+except aos_sdk.SyscallFailed as exc:
+    said = f"REFUSED: {exc}"
+Path("said.txt").write_text(said)
+
+
+@define_service
+def service():
+    return {}
+"""
+
+
+async def test_a_service_is_never_admin_on_the_control_socket(tmp_path: Path) -> None:
+    """A service (or anything it starts) runs as the daemon's user, but it uses its
+    own token: the control socket does not make it admin."""
+    skill = write_service(tmp_path, "admin-seeker", ADMIN_SEEKER)
+    async with running_daemon(tmp_path) as daemon:
+        await poll_until(lambda: (skill / "said.txt").exists())
+        said = (skill / "said.txt").read_text()
+        assert not said.startswith("ADMIN"), said
+        assert "is never admin" in said
+        assert daemon.paths.control_socket.name == "aos.sock"
