@@ -355,14 +355,18 @@ class Kernel:
 
     def _sandbox_layout(self) -> Layout:
         """What the agents' sandboxes hold: skill roots readable, the node's own
-        directories (and an SQLite database's) hidden, agent.sock their door."""
+        directories (and an SQLite database's) and its ``.env`` hidden, agent.sock
+        their door."""
         paths = self.config.paths
         hidden = [paths.config_dir, paths.data_dir, paths.state_dir, paths.runtime_dir]
         if self.store.backend == "sqlite":
             hidden.append(Path(self.store.url.removeprefix("sqlite://")).parent)
         roots = [root.path for root in self.skills.roots if root.path is not None]
         roots += [Path(s.path) for s in self.skills.all() if s.root in ("plugin", "standard")]
-        return Layout.of(readable=roots, hidden=hidden, agent_socket=self.agent_socket)
+        env_file = [self.config.env_file] if self.config.env_file else []
+        return Layout.of(
+            readable=roots, hidden=hidden, agent_socket=self.agent_socket, hidden_files=env_file
+        )
 
     # -- RuntimeLog ------------------------------------------------------------------
     def log(self, entry: LogEntry) -> None:

@@ -277,12 +277,21 @@ class Layout:
     links: tuple[tuple[str, str], ...]
     """Top-level symlinks of the system (``/bin -> usr/bin``), made again inside."""
     hidden: tuple[str, ...]
-    """The node's own directories: never visible, even under a readable one."""
+    """The node's own directories: never visible, even under a readable directory
+    or the workspace."""
+    hidden_files: tuple[str, ...]
+    """Files never readable there either (the ``.env`` that holds the node's keys):
+    an empty one takes their place."""
     agent_socket: str | None
 
     @classmethod
     def of(
-        cls, *, readable: Iterable[Path], hidden: Iterable[Path], agent_socket: Path | None
+        cls,
+        *,
+        readable: Iterable[Path],
+        hidden: Iterable[Path],
+        agent_socket: Path | None,
+        hidden_files: Iterable[Path] = (),
     ) -> Layout:
         python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
         python.add(str(Path(sys.executable).resolve().parent.parent))
@@ -294,6 +303,7 @@ class Layout:
             readable=_outermost(os.path.realpath(p) for p in wanted if os.path.isdir(p)),
             links=links,
             hidden=tuple(sorted({os.path.realpath(p) for p in hidden})),
+            hidden_files=tuple(sorted({os.path.realpath(p) for p in hidden_files})),
             agent_socket=str(agent_socket) if agent_socket else None,
         )
 
@@ -301,10 +311,15 @@ class Layout:
         self, bwrap: str, workspace: str, network: Network, *, own_network: bool = False
     ) -> list[str]:
         """The bubblewrap command line of the sandbox of one workspace (ends with
-        ``--``). Mounts go parents first, so a hidden node directory under a
-        readable one is covered, and a workspace under a hidden one shows."""
+        ``--``). Mounts go parents first, so a hidden node directory (or file)
+        under a readable one or the workspace is covered, and a workspace under a
+        hidden one shows."""
         mounts: list[tuple[str, list[str]]] = [(p, ["--ro-bind", p, p]) for p in self.readable]
-        mounts += [(p, ["--tmpfs", p]) for p in self.hidden if _within(p, self.readable)]
+        shown = (*self.readable, workspace)
+        mounts += [(p, ["--tmpfs", p]) for p in self.hidden if _within(p, shown)]
+        mounts += [
+            (p, ["--ro-bind", "/dev/null", p]) for p in self.hidden_files if _within(p, shown)
+        ]
         mounts.append((workspace, ["--bind", workspace, workspace]))
         if self.agent_socket:
             mounts.append((self.agent_socket, ["--bind", self.agent_socket, self.agent_socket]))

@@ -248,3 +248,33 @@ async def test_sandbox_required_without_bubblewrap_refuses_in_one_sentence(
         assert "requires a sandbox (sandbox: required)" in message
         assert "apt-get install bubblewrap" in message
         assert message.count(". ") == 0  # one sentence
+
+
+async def test_aos_runs_working_directory_hides_the_nodes_secrets(tmp_path: Path) -> None:
+    """`aos run` runs bash in the caller's directory (the admin's ``cwd``): there the
+    project's ``.env`` and a node home kept inside it stay hidden."""
+    (tmp_path / ".env").write_text(f"OPENROUTER_API_KEY={MODEL_KEY}\n")
+    async with hostile_node(tmp_path, AOS_HOME=str(tmp_path / "h")) as (_, client):
+        evil = await new_agent(client, "evil")
+        look = "cat .env; ls h/state h/data h/run; echo made > mine.txt"
+        await client.call(
+            "session.dispatch",
+            {"id": evil.session_id, "message": f"RUN {look}", "cwd": str(tmp_path)},
+        )
+        [result] = [
+            h["fact"]
+            for h in await client.call("session.history", {"id": evil.session_id})
+            if h["fact"]["kind"] == "tool.result"
+        ]
+        attempt(
+            "read the project's .env from aos run's directory",
+            result,
+            succeeded=MODEL_KEY in output(result),
+        )
+        attempt(
+            "read the node home kept in its working directory",
+            result,
+            succeeded="token.key" in output(result) or "aos.db" in output(result),
+        )
+        assert "agent.sock" in output(result)  # its one door is there
+    assert (tmp_path / "mine.txt").read_text() == "made\n"  # the directory itself is its own
