@@ -256,7 +256,10 @@ async def test_aos_runs_working_directory_hides_the_nodes_secrets(tmp_path: Path
     (tmp_path / ".env").write_text(f"OPENROUTER_API_KEY={MODEL_KEY}\n")
     async with hostile_node(tmp_path, AOS_HOME=str(tmp_path / "h")) as (_, client):
         evil = await new_agent(client, "evil")
-        look = "cat .env; ls h/state h/data h/run; echo made > mine.txt"
+        look = (
+            "cat .env; ls h/state h/data h/run; echo made > mine.txt; "
+            "mkdir skills/evil && echo INSTALLED; mkdir .agents/skills/evil && echo INSTALLED"
+        )
         await client.call(
             "session.dispatch",
             {"id": evil.session_id, "message": f"RUN {look}", "cwd": str(tmp_path)},
@@ -276,5 +279,11 @@ async def test_aos_runs_working_directory_hides_the_nodes_secrets(tmp_path: Path
             result,
             succeeded="token.key" in output(result) or "aos.db" in output(result),
         )
+        attempt(
+            "create a skill root in its working directory (to install a skill)",
+            result,
+            succeeded="INSTALLED" in output(result),
+        )
+        assert output(result).count("Read-only file system") == 2
         assert "agent.sock" in output(result)  # its one door is there
     assert (tmp_path / "mine.txt").read_text() == "made\n"  # the directory itself is its own

@@ -344,12 +344,16 @@ class SkillRegistry:
         return False
 
 
+def agents_skills_dirs(config: Config) -> list[Path]:
+    """The cross-client ``.agents/skills`` folders: the project's, then the home's."""
+    return [config.project_dir / ".agents" / "skills", Path.home() / ".agents" / "skills"]
+
+
 def default_roots(config: Config) -> list[Root]:
     """The discovery roots of a node, highest precedence first."""
     roots = [Root("configured", path) for path in config.skill_root_paths]
-    for label, path in (
-        ("project-agents", config.project_dir / ".agents" / "skills"),
-        ("home-agents", Path.home() / ".agents" / "skills"),
+    for label, path in zip(
+        ("project-agents", "home-agents"), agents_skills_dirs(config), strict=True
     ):
         if path.is_dir():
             roots.append(Root(label, path.resolve()))
