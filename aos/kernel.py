@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import logging
 import socket
@@ -365,9 +364,6 @@ class Kernel:
             hidden.append(Path(self.store.url.removeprefix("sqlite://")).parent)
         roots = [root.path for root in self.skills.roots if root.path is not None]
         roots += agents_skills_dirs(self.config)  # roots at the next start if they appear
-        for root in roots:  # made now, so that they are read-only in there: a root an
-            with contextlib.suppress(OSError):  # agent could create would install skills
-                root.mkdir(parents=True, exist_ok=True)
         roots += [Path(s.path) for s in self.skills.all() if s.root in ("plugin", "standard")]
         env_file = [self.config.env_file] if self.config.env_file else []
         return Layout.of(

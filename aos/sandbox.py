@@ -279,6 +279,9 @@ class Layout:
     hidden: tuple[str, ...]
     """The node's own directories: never visible, even under a readable directory
     or the workspace."""
+    roots: tuple[str, ...]
+    """Every skill root, present or not: read-only wherever it shows (a root an
+    agent could create in its workspace would install a skill at the next start)."""
     hidden_files: tuple[str, ...]
     """Files never readable there either (the ``.env`` that holds the node's keys):
     an empty one takes their place."""
@@ -301,11 +304,20 @@ class Layout:
         wanted += [*sorted(python), *_package_dirs(), *map(str, readable)]
         return cls(
             readable=_outermost(os.path.realpath(p) for p in wanted if os.path.isdir(p)),
+            roots=tuple(sorted({os.path.realpath(p) for p in readable})),
             links=links,
             hidden=tuple(sorted({os.path.realpath(p) for p in hidden})),
             hidden_files=tuple(sorted({os.path.realpath(p) for p in hidden_files})),
             agent_socket=str(agent_socket) if agent_socket else None,
         )
+
+    def make_roots_in(self, workspace: str) -> None:
+        """Create the skill roots missing inside ``workspace``, so that they can be
+        read-only in its sandbox (an empty skill root is no skill)."""
+        for root in self.roots:
+            if _within(root, (workspace,)):
+                with contextlib.suppress(OSError):
+                    os.makedirs(root, exist_ok=True)
 
     def argv(
         self, bwrap: str, workspace: str, network: Network, *, own_network: bool = False
@@ -316,6 +328,11 @@ class Layout:
         hidden one shows."""
         mounts: list[tuple[str, list[str]]] = [(p, ["--ro-bind", p, p]) for p in self.readable]
         shown = (*self.readable, workspace)
+        mounts += [
+            (p, ["--ro-bind", p, p])
+            for p in self.roots
+            if _within(p, (workspace,)) and not _within(p, self.readable) and os.path.isdir(p)
+        ]
         mounts += [(p, ["--tmpfs", p]) for p in self.hidden if _within(p, shown)]
         mounts += [
             (p, ["--ro-bind", "/dev/null", p]) for p in self.hidden_files if _within(p, shown)
@@ -438,6 +455,7 @@ class Sandboxes:
                 box = None
             spawner = box[0] if box is not None else None
             if spawner is None:
+                self.layout.make_roots_in(workspace)
                 own = network == "on" and self.isolation.pasta is not None
                 spawner = Spawner(
                     self.layout.argv(self.isolation.bwrap, workspace, network, own_network=own),

@@ -51,6 +51,7 @@ def llm() -> Iterator[ScriptedLLM]:
 @pytest.fixture
 def project(tmp_path: Path, llm: ScriptedLLM) -> Iterator[Project]:
     (tmp_path / "notes.txt").write_text("remember the milk\n")
+    (tmp_path / "skills").mkdir()  # the project's skill root (a sandbox would make it)
     p = Project(tmp_path, llm)
     yield p
     p.aos("stop")
@@ -64,6 +65,7 @@ def test_aos_run_streams_a_tool_call_and_answers(project: Project, llm: Scripted
     assert result.stdout.splitlines() == [
         "$ ls",
         "  notes.txt",
+        "  skills",
         "This directory holds notes.txt.",
     ]
     session = result.stderr.strip().split()[-1]
@@ -79,7 +81,7 @@ def test_aos_run_streams_a_tool_call_and_answers(project: Project, llm: Scripted
         "message.assistant",
     ]
     assert history[2]["tool_calls"][0]["command"] == "ls"
-    assert history[4]["output"] == "notes.txt\n"
+    assert history[4]["output"] == "notes.txt\nskills\n"
     listed = json.loads(project.aos("session", "list", "--json").stdout)
     assert [(s["id"], s["status"]) for s in listed] == [(session, "idle")]
 
