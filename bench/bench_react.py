@@ -876,6 +876,14 @@ async def _scale_figures(ctx: Context) -> list[Result]:
         ),
         Result(
             case=case,
+            figure="dispatch max",
+            value=f["dispatch_max_s"],
+            unit="s",
+            samples=sessions,
+            note="the slowest session's start_dispatch -> outcome",
+        ),
+        Result(
+            case=case,
             figure="kernel process CPU",
             value=f["cpu_self_s"],
             unit="s",
@@ -973,6 +981,7 @@ async def scale_child(sessions: int, steps: int, delay: float) -> dict[str, Any]
                 figures["cpu_children_s"] = _cpu_of(spawner, children=True) - cpu_children
                 figures["cpu_server_s"] = _cpu_of(llm.process.pid) - cpu_server
                 figures["dispatch_p50_s"] = percentile(durations, 50.0)
+                figures["dispatch_max_s"] = max(durations)
                 await kernel.flush_logs()
 
                 figures["model_wall_s"] = await _concurrent_wall(
