@@ -661,7 +661,13 @@ class Kernel:
 
     # -- dispatch, interrupt, recovery -------------------------------------------------
     async def start_dispatch(
-        self, principal: Principal, scb: SCB, message: str, *, cwd: str | None = None
+        self,
+        principal: Principal,
+        scb: SCB,
+        message: str,
+        *,
+        cwd: str | None = None,
+        model: str | None = None,
     ) -> ReActUnit:
         """Start a ReActUnit on a session (raises DispatchRefused if it cannot);
         its ``task`` ends with the DispatchOutcome."""
@@ -671,7 +677,7 @@ class Kernel:
                 f"session {scb.id} is running a dispatch: wait for it, or stop it with "
                 f"`aos session interrupt {scb.id}`",
             )
-        unit = ReActUnit(self, scb, principal, message, cwd=cwd)
+        unit = ReActUnit(self, scb, principal, message, cwd=cwd, model=model)
         self._starting.add(scb.id)  # a second dispatch arriving meanwhile is refused
         try:
             await unit.prepare()

@@ -133,6 +133,8 @@ class ReActUnit:
     message: str
     cwd: str | None = None
     """Where bash runs, instead of the agent's workspace (set by admin callers)."""
+    model: str | None = None
+    """The model for this dispatch, instead of the agent's (``aos run --model``)."""
     dispatch_id: str = field(default_factory=lambda: new_id("dsp"))
     active: frozenset[str] = frozenset()
     """Skills active for this dispatch (hooks are scoped to them); set by prepare()."""
@@ -168,6 +170,8 @@ class ReActUnit:
                 "conflict", f"agent {self.scb.agent_id} is archived: its sessions cannot run"
             )
         self.effective = kernel.effective_of(self.chain)
+        if self.model is not None:
+            self.effective = msgspec.structs.replace(self.effective, model=self.model)
         problem = missing_configuration(self.effective.model, kernel.llm_settings)
         if problem is not None:
             raise DispatchRefused("unavailable", problem.message)

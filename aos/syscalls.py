@@ -1035,6 +1035,8 @@ class DispatchParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Return when the dispatch finishes (else at once, with its id)."""
     cwd: str | None = None
     """Where bash runs instead of the agent's workspace (admin only)."""
+    model: str | None = None
+    """The model for this dispatch instead of the agent's (not for agents)."""
 
 
 class Dispatched(msgspec.Struct, kw_only=True):
@@ -1063,8 +1065,18 @@ async def session_dispatch(
         raise SyscallError(
             "denied", f"{principal.name} may not choose where bash runs (cwd): admin only"
         )
+    if params.model is not None:
+        if principal.kind == "agent":
+            raise SyscallError(
+                "denied",
+                f"{principal.name} may not choose the model of a dispatch: its own is used",
+            )
+        if not params.model.strip():
+            raise SyscallError("invalid", "session.dispatch: model must be a model id, not empty")
     try:
-        unit = await kernel.start_dispatch(principal, scb, params.message, cwd=params.cwd)
+        unit = await kernel.start_dispatch(
+            principal, scb, params.message, cwd=params.cwd, model=params.model
+        )
     except DispatchRefused as exc:
         raise SyscallError(exc.code, exc.message) from None  # type: ignore[arg-type]
     if not params.wait:

@@ -25,7 +25,7 @@ from aos.principals import (
     service_principal,
 )
 from aos.syscalls import SYSCALLS, SyscallError
-from aos.testing import ScriptedLLM
+from aos.testing import Reply, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
 
@@ -527,3 +527,27 @@ async def test_invalid_agent_create_gate_output_is_a_clear_error(kernel: Kernel)
     kernel.pm.register(Broken(), name="broken")
     message = await expect("invalid", kernel, ADMIN, "agent.create", {"name": "x"})
     assert message.startswith("agent.create: the agent.create gate returned an invalid agent:")
+
+
+async def test_a_dispatch_may_name_its_model_but_an_agent_may_not(
+    model_kernel: Kernel, scripted_llm: ScriptedLLM
+) -> None:
+    kernel = model_kernel
+    scripted_llm.add(Reply.text("from the other"), Reply.text("from the default"))
+    agent = await make_agent(kernel, "chooser")
+    session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
+    once = {"id": session["id"], "message": "hi", "model": "other/model"}
+    assert (await kernel.syscall(ADMIN, "session.dispatch", once))["answer"] == "from the other"
+    await kernel.syscall(ADMIN, "session.dispatch", {"id": session["id"], "message": "again"})
+    assert [r.body["model"] for r in scripted_llm.requests] == ["other/model", scripted_llm.model]
+    blank = {**once, "model": "  "}
+    assert "model must be a model id" in await expect(
+        "invalid", kernel, ADMIN, "session.dispatch", blank
+    )
+    wide = [*WIDE, "session.dispatch"]
+    async with agent_with_token(kernel, scripted_llm, "picky", scopes=wide) as (picky, _, me):
+        helper = await kernel.syscall(me, "session.create", {"agent_id": picky["agent"]["id"]})
+        assert "may not choose the model" in await expect(
+            "denied", kernel, me, "session.dispatch", {**once, "id": helper["id"]}
+        )
+    assert len(scripted_llm.requests) == 3  # the token's holder only: nothing else was sent
