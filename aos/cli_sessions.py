@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from aos_sdk import Client, NotConnected, SyscallFailed
@@ -26,6 +28,9 @@ from aos.syscalls import SyscallError
 
 DEFAULT_AGENT = "default"
 SHOWN_OUTPUT_LINES = 40
+T = TypeVar("T")
+LEAVING_SIGNALS = (signal.SIGINT, signal.SIGHUP)
+"""Ctrl-C and a closed terminal: they interrupt the dispatch the CLI started."""
 
 
 @contextlib.asynccontextmanager
@@ -165,16 +170,135 @@ class Printer:
             self.event(topic, data)
 
 
+class Left(Exception):
+    """The user left the CLI (a second Ctrl-C during a dispatch, or one outside it)."""
+
+
+def say(text: str) -> None:
+    """A line on stderr, if the terminal is still there (SIGHUP closes it)."""
+    with contextlib.suppress(OSError):
+        click.echo(click.style(text, fg="yellow"), err=True)
+
+
+class Interrupts:
+    """Ctrl-C (SIGINT) and a closed terminal (SIGHUP) while ``aos run`` or ``aos chat``
+    runs. During a dispatch the first one interrupts it (``session.interrupt``) and
+    lets it settle; a second one leaves at once, the dispatch going on in the daemon.
+    Outside a dispatch one leaves."""
+
+    def __init__(self, client: Client, status: Mapping[str, Any]) -> None:
+        self.client = client
+        self.embedded = status["pid"] == os.getpid()
+        """Whether the daemon lives in this process (it stops when the CLI leaves)."""
+        self.signum: int | None = None
+        """The first signal received: the CLI exits with 128 + it."""
+        self.left = asyncio.Event()
+        self._session_id: str | None = None
+        self._call: asyncio.Future[Any] | None = None
+        self._printer: Printer | None = None
+        self._stopping: asyncio.Task[None] | None = None
+
+    def carry_on(self) -> bool:
+        """After a dispatch of ``aos chat``: back to the prompt after Ctrl-C (forgotten),
+        not after a closed terminal."""
+        if self.signum == signal.SIGHUP:
+            return False
+        self.signum = None
+        return True
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+    def __enter__(self) -> Interrupts:
+        loop = asyncio.get_running_loop()
+        for signum in LEAVING_SIGNALS:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in LEAVING_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+    @contextlib.contextmanager
+    def during(
+        self, session_id: str, call: asyncio.Future[Any], printer: Printer
+    ) -> Iterator[None]:
+        """Signals now concern this dispatch (``call``, the ``session.dispatch`` syscall)."""
+        self._session_id, self._call, self._printer = session_id, call, printer
+        try:
+            yield
+        finally:
+            self._call = self._printer = None
+            if self._stopping is not None:
+                self._stopping.cancel()
+                self._stopping = None
+
+    async def settled(self, waited: asyncio.Future[T]) -> T:
+        """``waited``'s result, or :class:`Left` when the user leaves first."""
+        leaving = asyncio.ensure_future(self.left.wait())
+        try:
+            await asyncio.wait([waited, leaving], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            leaving.cancel()
+        if not waited.done():
+            waited.cancel()
+            raise Left
+        return waited.result()
+
+    def _on_signal(self, signum: int) -> None:
+        self.signum = self.signum or signum
+        if signum == signal.SIGHUP and self._printer is not None:
+            self._printer.quiet = True  # the terminal is gone
+        call = self._call
+        if call is None or call.done():
+            self.left.set()
+        elif self._stopping is None:
+            say("aos: interrupting the dispatch (Ctrl-C again to leave it running)")
+            self._stopping = asyncio.ensure_future(self._interrupt(call))
+        else:
+            sid = self._session_id
+            say(
+                "aos: left; the embedded daemon stops, and the dispatch with it"
+                if self.embedded
+                else f"aos: left without waiting for the dispatch to settle: "
+                f"`aos session show {sid}` shows it, `aos session interrupt {sid}` stops it"
+            )
+            self.left.set()
+
+    async def _interrupt(self, call: asyncio.Future[Any]) -> None:
+        """``session.interrupt``, again while the dispatch is still starting."""
+        while not call.done():
+            try:
+                await self.client.call("session.interrupt", {"id": self._session_id})
+                return
+            except SyscallFailed as exc:
+                if exc.code != "conflict":
+                    say(f"aos: the interrupt failed: {exc.code}: {exc.message}")
+                    return
+            await asyncio.sleep(0.05)  # not running yet: it is being prepared
+
+
 async def dispatch(
-    client: Client, session_id: str, message: str, *, printer: Printer
+    client: Client,
+    session_id: str,
+    message: str,
+    *,
+    printer: Printer,
+    interrupts: Interrupts,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """Dispatch ``message`` on a session, printing as it streams. Bash runs in the
-    current directory unless the agent has a workspace of its own."""
+    current directory unless the agent has a workspace of its own; ``model``
+    overrides the agent's for this dispatch. Raises :class:`Left` if the user leaves."""
     agent_id = (await client.call("session.get", {"id": session_id}))["agent_id"]
     effective = (await client.call("agent.get", {"id": agent_id}))["effective"]
     params: dict[str, Any] = {"id": session_id, "message": message}
     if effective["workspace"] is None:
         params["cwd"] = os.getcwd()
+    if model is not None:
+        params["model"] = model
     events = client.subscribe(topics=["stream", "history.append"], session_id=session_id)
     first = asyncio.ensure_future(anext(events))
 
@@ -189,7 +313,9 @@ async def dispatch(
     printing = asyncio.ensure_future(pump())
     await asyncio.sleep(0.05)  # the subscription is in place before the dispatch starts
     try:
-        result = await client.call("session.dispatch", params)
+        call = asyncio.ensure_future(client.call("session.dispatch", params))
+        with interrupts.during(session_id, call, printer):
+            result = await interrupts.settled(call)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
                 await printing
@@ -201,35 +327,56 @@ async def dispatch(
 
 
 async def run_once(
-    config: Any, agent: str | None, session: str | None, message: str, *, as_json: bool
+    config: Any,
+    agent: str | None,
+    session: str | None,
+    message: str,
+    *,
+    as_json: bool,
+    model: str | None = None,
 ) -> int:
     async with daemon_socket(config, embed=True) as socket_path:
         assert socket_path is not None
         async with Client(socket_path, token="") as client:
+            status = await client.call("kernel.status")
+            warn_isolation(status["isolation"])
+            interrupts = Interrupts(client, status)
             try:
-                warn_isolation((await client.call("kernel.status"))["isolation"])
                 session_id, agent_id = await open_session(client, agent, session)
                 before = len(await client.call("session.history", {"id": session_id}))
-                result = await dispatch(client, session_id, message, printer=Printer(quiet=as_json))
+                with interrupts:
+                    result = await dispatch(
+                        client,
+                        session_id,
+                        message,
+                        printer=Printer(quiet=as_json),
+                        interrupts=interrupts,
+                        model=model,
+                    )
                 facts = await client.call("session.history", {"id": session_id, "after": before})
             except SyscallFailed as exc:
                 raise click.ClickException(f"{exc.code}: {exc.message}") from None
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "session_id": session_id,
-                    "agent_id": agent_id,
-                    "status": result["status"],
-                    "answer": result["answer"],
-                    "error": result["error"],
-                    "facts": [flat_fact(f) for f in facts],
-                },
-                indent=2,
+            except Left:
+                return interrupts.exit_code
+    with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more output
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "session_id": session_id,
+                        "agent_id": agent_id,
+                        "status": result["status"],
+                        "answer": result["answer"],
+                        "error": result["error"],
+                        "facts": [flat_fact(f) for f in facts],
+                    },
+                    indent=2,
+                )
             )
-        )
-    else:
-        click.echo(click.style(f"session {session_id}", dim=True), err=True)
+        else:
+            click.echo(click.style(f"session {session_id}", dim=True), err=True)
+    if interrupts.signum is not None:
+        return interrupts.exit_code
     return 0 if result["status"] == "completed" else 1
 
 
@@ -256,23 +403,50 @@ def flat_fact(entry: dict[str, Any]) -> dict[str, Any]:
 def register(cli: click.Group, pass_context: Any) -> None:
     """Add run, chat and session to the root group."""
 
-    @cli.command()
-    @click.option("-a", "--agent", help="Agent id or name (default: the 'default' agent).")
-    @click.option("-s", "--session", help="Continue this session (default: a new one).")
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
-    @click.argument("message")
-    @pass_context
-    def run(ctx: Any, agent: str | None, session: str | None, as_json: bool, message: str) -> None:
-        """Dispatch MESSAGE and stream the agent's work; prints the session id."""
-        sys.exit(asyncio.run(run_once(ctx.config, agent, session, message, as_json=as_json)))
+    agent_option = click.option(
+        "-a", "--agent", help="Agent id or name (default: the 'default' agent)."
+    )
+    session_option = click.option(
+        "-s", "--session", help="Continue this session (default: a new one)."
+    )
+    model_option = click.option(
+        "-m", "--model", help="Model id for these dispatches, instead of the agent's."
+    )
 
     @cli.command()
-    @click.option("-a", "--agent", help="Agent id or name (default: the 'default' agent).")
-    @click.option("-s", "--session", help="Continue this session (default: a new one).")
+    @agent_option
+    @session_option
+    @model_option
+    @click.option(
+        "-f",
+        "--file",
+        "path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Read the message from this file.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+    @click.argument("message", required=False)
     @pass_context
-    def chat(ctx: Any, agent: str | None, session: str | None) -> None:
+    def run(
+        ctx: Any, agent: str | None, session: str | None, model: str | None, path: Path | None,
+        as_json: bool, message: str | None,
+    ) -> None:  # fmt: skip
+        """Dispatch MESSAGE and stream the agent's work; prints the session id.
+
+        MESSAGE `-`, or none with stdin piped, reads the message from stdin."""
+        text = read_message(message, path)
+        sys.exit(
+            asyncio.run(run_once(ctx.config, agent, session, text, as_json=as_json, model=model))
+        )
+
+    @cli.command()
+    @agent_option
+    @session_option
+    @model_option
+    @pass_context
+    def chat(ctx: Any, agent: str | None, session: str | None, model: str | None) -> None:
         """An interactive loop on one session (Ctrl-D to leave)."""
-        asyncio.run(chat_loop(ctx.config, agent, session))
+        sys.exit(asyncio.run(chat_loop(ctx.config, agent, session, model=model)))
 
     @cli.group(name="agent")
     def agent_group() -> None:
@@ -450,28 +624,80 @@ def describe_fact(fact: dict[str, Any]) -> str:
     return f"{head} {json.dumps(rest)[:200]}"
 
 
-async def chat_loop(config: Any, agent: str | None, session: str | None) -> None:
+def read_message(message: str | None, path: Path | None) -> str:
+    """The message to dispatch: MESSAGE, stdin (``-``, or no MESSAGE with stdin
+    piped) or the file; empty or blank is a usage error."""
+    if path is not None and message is not None:
+        raise click.UsageError("give MESSAGE or --file, not both")
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.UsageError(f"cannot read the message from {path}: {exc}") from None
+    elif message == "-" or (message is None and not sys.stdin.isatty()):
+        text = sys.stdin.read()
+    elif message is None:
+        raise click.UsageError("give MESSAGE, `-` to read it from stdin, or --file PATH")
+    else:
+        text = message
+    if not text.strip():
+        raise click.UsageError("the message is empty: give the text to send the agent")
+    return text
+
+
+async def chat_loop(
+    config: Any, agent: str | None, session: str | None, *, model: str | None = None
+) -> int:
+    """Dispatch each line typed; 0 at Ctrl-D, 128 + the signal when a signal leaves
+    (Ctrl-C during a dispatch interrupts it and comes back to the prompt)."""
     async with daemon_socket(config, embed=True) as socket_path:
         assert socket_path is not None
         async with Client(socket_path, token="") as client:
+            status = await client.call("kernel.status")
             session_id, _ = await open_session(client, agent, session)
             click.echo(click.style(f"session {session_id} — Ctrl-D to leave", dim=True))
-            loop = asyncio.get_running_loop()
-            while True:
-                line = await loop.run_in_executor(None, _prompt)
-                if line is None:
-                    break
-                if not line.strip():
-                    continue
+            with Interrupts(client, status) as interrupts:
                 try:
-                    await dispatch(client, session_id, line, printer=Printer(quiet=False))
-                except SyscallFailed as exc:
-                    click.echo(f"{exc.code}: {exc.message}", err=True)
-            click.echo(f"session {session_id}")
+                    while (line := await interrupts.settled(read_line())) is not None:
+                        if not line.strip():
+                            continue
+                        try:
+                            await dispatch(
+                                client,
+                                session_id,
+                                line,
+                                printer=Printer(quiet=False),
+                                interrupts=interrupts,
+                                model=model,
+                            )
+                        except SyscallFailed as exc:
+                            click.echo(f"{exc.code}: {exc.message}", err=True)
+                        if not interrupts.carry_on():
+                            break
+                except Left:
+                    pass
+            with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more
+                click.echo(f"session {session_id}")
+    return 0 if interrupts.signum is None else interrupts.exit_code
 
 
-def _prompt() -> str | None:
-    try:
-        return input("> ")
-    except EOFError:
-        return None
+def read_line() -> asyncio.Future[str | None]:
+    """The next line typed at the ``> `` prompt (None at Ctrl-D), read in a thread of
+    its own: a signal that leaves the loop does not wait for the line."""
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[str | None] = loop.create_future()
+
+    def deliver(text: str | None) -> None:
+        if not line.done():
+            line.set_result(text)
+
+    def read() -> None:
+        try:
+            text: str | None = input("> ")
+        except (EOFError, OSError):  # Ctrl-D, or the terminal is gone
+            text = None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(deliver, text)
+
+    threading.Thread(target=read, daemon=True).start()
+    return line

@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RecordedRequest", "Reply", "ScriptedLLM", "ScriptedToolCall", "temporary_daemon"]
 
+MAX_REQUEST = 32 * 1024 * 1024
+"""The largest request body the scripted server takes: providers take prompts of
+megabytes (aiohttp's own limit is 1 MiB)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class ScriptedToolCall:
@@ -305,7 +309,7 @@ class ScriptedLLM:
     # --- the HTTP side -----------------------------------------------------------
 
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_REQUEST)
         for prefix in ("/v1", ""):
             app.router.add_post(f"{prefix}/chat/completions", self._chat)
             app.router.add_get(f"{prefix}/models", self._models)
