@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -105,6 +107,8 @@ def doctor(ctx: Context, as_json: bool) -> None:
         },
         "database": database,
         "isolation": isolation,
+        "model": model_report(config),
+        "daemon": _daemon_report(ctx),
         "ui": ui_address(config, create=False),
     }
     if as_json:
@@ -143,6 +147,21 @@ def _print_doctor(report: dict[str, Any]) -> None:
     click.echo(f"  {'url':<{width}}  {db['url']}")
     if db["error"] is None:
         click.echo(f"  {'schema':<{width}}  version {db['schema_version']}")
+    model = report["model"]
+    click.echo("\nmodel:")
+    click.echo(f"  {'model':<{width}}  {model['model'] or '(none)'}  [{model['source']}]")
+    click.echo(f"  {'server':<{width}}  {model['base_url']}")
+    key = "set" if model["key_set"] else "not set"
+    click.echo(f"  {'key':<{width}}  {model['key_variable']} {key}")
+    if model["problem"]:
+        click.echo(f"  {'problem':<{width}}  {model['problem']}")
+    daemon = report["daemon"]
+    click.echo("\ndaemon:")
+    click.echo(f"  {'socket':<{width}}  {daemon['socket']}")
+    if daemon["running"]:
+        click.echo(f"  {'running':<{width}}  pid {daemon['pid']}, node {daemon['node']}")
+    else:
+        click.echo(f"  {'running':<{width}}  no (`aos start` starts it)")
     iso = report["isolation"]
     click.echo(f"\nisolation: {iso['detail']}")
     click.echo(f"  user namespaces: {iso['user_namespaces']}")
@@ -155,14 +174,48 @@ def _print_doctor(report: dict[str, Any]) -> None:
 # -- the daemon ---------------------------------------------------------------------------
 
 
+def model_report(config: Config) -> dict[str, Any]:
+    """Which model dispatches use and where it was set, the model server, whether
+    its key is set (never the key itself) and what is missing, if anything."""
+    settings = LLMSettings.from_env(config.getenv)
+    problem = missing_configuration(config.aoscb.model, settings)
+    return {
+        "model": config.aoscb.model,
+        "source": config.sources["model"],
+        "base_url": mask_url(settings.base_url),
+        "key_variable": settings.key_variable,
+        "key_set": settings.api_key is not None,
+        "problem": problem.message if problem is not None else None,
+    }
+
+
 def model_line(config: Config) -> str:
     """Which model dispatches will use, or what to set."""
-    model = config.aoscb.model
-    settings = LLMSettings.from_env(config.getenv)
-    problem = missing_configuration(model, settings)
-    if problem is not None:
-        return f"dispatch is not ready: {problem.message}"
-    return f"model {model} ({config.sources['model']}) at {settings.base_url}"
+    model = model_report(config)
+    if model["problem"] is not None:
+        return f"dispatch is not ready: {model['problem']}"
+    return f"model {model['model']} ({model['source']}) at {model['base_url']}"
+
+
+def _daemon_report(ctx: Context) -> dict[str, Any]:
+    """The daemon serving this directory's configuration: its socket, and its pid
+    and node when it answers."""
+    paths = DaemonPaths.of(ctx.config)
+    try:
+        status = asyncio.run(_call(ctx, "kernel.status"))
+    except click.ClickException:
+        status = None
+    return {
+        "socket": str(paths.control_socket),
+        "log": str(paths.log_file),
+        "running": status is not None,
+        "pid": status["pid"] if status else None,
+        "node": status["node"] if status else None,
+    }
+
+
+UI_SKILL = "aos-frontend"
+"""The standard skill whose service serves the web UI."""
 
 
 def ui_address(config: Config, *, create: bool = True) -> str | None:
@@ -170,13 +223,12 @@ def ui_address(config: Config, *, create: bool = True) -> str | None:
     its cookie), when aos-frontend is a default skill. The token is
     ``AOS_FRONTEND_TOKEN`` or the node's own in the state dir (made now when
     ``create``; without it and with none yet, the address says it comes at start)."""
-    if "aos-frontend" not in config.aoscb.default_skills:
+    if UI_SKILL not in config.aoscb.default_skills:
         return None
     from aos_stdskills.aos_frontend import access  # stdlib only: the CLI stays fast
 
     env = config.environ()
-    host = env.get("AOS_FRONTEND_HOST") or "127.0.0.1"
-    port = env.get("AOS_FRONTEND_PORT") or "3000"
+    host, port = ui_host_port(config)
     path = access.token_file(config.paths.state_dir)
     try:
         token = (
@@ -191,10 +243,41 @@ def ui_address(config: Config, *, create: bool = True) -> str | None:
     return access.page_url(host, port, token)
 
 
+def ui_host_port(config: Config) -> tuple[str, str]:
+    """Where the web UI listens: ``AOS_FRONTEND_HOST`` and ``AOS_FRONTEND_PORT``."""
+    env = config.environ()
+    return env.get("AOS_FRONTEND_HOST") or "127.0.0.1", env.get("AOS_FRONTEND_PORT") or "3000"
+
+
+def ui_port_taken(config: Config) -> bool:
+    """Whether another program already listens on the web UI's port (the UI's
+    service reports any other problem with its settings itself)."""
+    host, port = ui_host_port(config)
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError):
+        return False
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe_socket:
+        probe_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the UI binds
+        try:
+            probe_socket.bind(address)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+UI_FIX = (
+    "set AOS_FRONTEND_PORT to a free port (in .env or the environment) and restart the "
+    "daemon, or stop the program holding it and run `aos skill reload aos-frontend`"
+)
+"""What to do when the web UI's port is taken."""
+
+
 async def _service_ui_address(ctx: Context) -> str | None:
     """The running UI's address with its token, from the service itself (admin only)."""
     try:
-        found = await _call(ctx, "skill.call", {"skill": "aos-frontend", "method": "address"})
+        found = await _call(ctx, "skill.call", {"skill": UI_SKILL, "method": "address"})
     except click.ClickException:
         return None
     return found.get("url") if isinstance(found, dict) else None
@@ -231,7 +314,10 @@ def up(ctx: Context, quiet: bool) -> None:
         click.echo(f"aos: starting; control socket {paths.control_socket}, log {paths.log_file}")
         click.echo(f"aos: {model_line(config)}")
         ui = ui_address(config)
-        if ui:
+        if ui and ui_port_taken(config):
+            host, port = ui_host_port(config)
+            click.echo(f"aos: the web UI cannot start: port {port} on {host} is taken: {UI_FIX}")
+        elif ui:
             click.echo(f"aos: UI at {ui}")
     try:
         asyncio.run(Daemon(config).run())
@@ -270,6 +356,8 @@ def start(ctx: Context, timeout: float) -> None:
             start_new_session=True,
         )
     deadline = time.monotonic() + timeout
+    status: dict[str, Any] | None = None
+    ui: str | None = None
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = paths.log_file.read_text(errors="replace").splitlines()[-5:]
@@ -280,19 +368,55 @@ def start(ctx: Context, timeout: float) -> None:
         try:
             status = asyncio.run(_call(ctx, "kernel.status"))
         except click.ClickException:
-            time.sleep(0.1)
-            continue
-        click.echo(f"started: pid {status['pid']}")
-        click.echo(f"socket:  {paths.control_socket}")
-        click.echo(f"log:     {paths.log_file}")
-        cli_sessions.warn_isolation(status["isolation"])
-        ui = ui_address(config)
-        if ui:
-            click.echo(f"ui:      {ui}")
-        return
-    raise click.ClickException(
-        f"the daemon (pid {process.pid}) was not ready after {timeout:g}s: see {paths.log_file}"
+            status = None
+        if status is not None and _services_settled(status, paths):
+            if not _serves_ui(status):
+                break
+            ui = asyncio.run(_service_ui_address(ctx))  # once it listens, not at its hello
+            if ui is not None:
+                break
+        time.sleep(0.1)
+    if status is None:
+        raise click.ClickException(
+            f"the daemon (pid {process.pid}) was not ready after {timeout:g}s: see {paths.log_file}"
+        )
+    click.echo(f"started: pid {status['pid']}")
+    click.echo(f"socket:  {paths.control_socket}")
+    click.echo(f"log:     {paths.log_file}")
+    cli_sessions.warn_isolation(status["isolation"])
+    if ui is not None:
+        click.echo(f"ui:      {ui}")
+    problems = [
+        f"service {s['skill']} {_service_problem(s, timeout)}"
+        for s in status["services"]
+        if s["state"] != "running" or (s["skill"] == UI_SKILL and ui is None)
+    ]
+    if problems:
+        raise click.ClickException("; ".join(problems))
+
+
+def _serves_ui(status: dict[str, Any]) -> bool:
+    return any(s["skill"] == UI_SKILL and s["state"] == "running" for s in status["services"])
+
+
+def _services_settled(status: dict[str, Any], paths: DaemonPaths) -> bool:
+    """Whether the daemon has started its services (it writes its pidfile then) and
+    each is running or has failed."""
+    return read_pid(paths.pidfile) == status["pid"] and all(
+        s["state"] != "starting" for s in status["services"]
     )
+
+
+def _service_problem(service: dict[str, Any], timeout: float) -> str:
+    """Why a service is not running, with the fix, as the end of one sentence."""
+    if service["state"] in ("starting", "running"):
+        return f"was still starting after {timeout:g}s: `aos status` shows it"
+    fix = (
+        UI_FIX
+        if service["skill"] == UI_SKILL
+        else f"`aos logs` shows why; after fixing it, `aos skill reload {service['skill']}`"
+    )
+    return f"failed ({service['last_error'] or service['state']}): {fix}"
 
 
 @cli.command()

@@ -15,7 +15,7 @@ from conftest import poll_until, running_daemon
 
 from aos.daemon import Daemon
 from aos.hookspecs import hookimpl
-from aos.testing import Reply, ScriptedLLM
+from aos.testing import Reply, ScriptedLLM, free_port
 from aos_stdskills.aos_a2a.__main__ import UsageError, parse
 
 pytestmark = pytest.mark.anyio
@@ -276,6 +276,7 @@ def test_a_wake_cut_by_a_crash_is_completed_after_restart(tmp_path: Path) -> Non
             "AOS_HOME": str(home),
             "AOS_MODEL": "m",
             "OPENROUTER_BASE_URL": llm.base_url,
+            "AOS_FRONTEND_PORT": str(free_port()),  # `aos start` fails when the UI's is taken
         }
 
         def run(*args: str) -> Any:

@@ -5,13 +5,15 @@ dispatch they started; the message comes from MESSAGE, stdin or a file."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from test_main_job_cli import AOS, Project, llm, project
+from test_main_job_cli import AOS, Project, first_lines, llm, project
 
 from aos.testing import Reply, ScriptedLLM
 
@@ -188,3 +190,72 @@ def test_ctrl_c_in_chat_interrupts_and_comes_back_to_the_prompt(
     assert [f["status"] for f in facts if f["kind"] == "dispatch.finished"] == [
         "interrupted", "completed",
     ]  # fmt: skip
+
+
+# -- aos start, aos up and aos doctor ----------------------------------------------------------
+
+
+def test_start_waits_for_every_service(project: Project) -> None:
+    started = project.aos("start")
+    assert started.returncode == 0, started.stderr
+    port = project.env["AOS_FRONTEND_PORT"]
+    assert started.stdout.splitlines()[-1].startswith(f"ui:      http://127.0.0.1:{port}/?token=")
+    status = json.loads(project.aos("status", "--json").stdout)
+    assert {s["skill"]: s["state"] for s in status["services"]} == {
+        "aos-a2a": "running",
+        "aos-frontend": "running",
+    }
+
+
+def test_a_taken_ui_port_is_reported_with_the_fix(project: Project) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        project.env["AOS_FRONTEND_PORT"] = str(port)
+        up = first_lines(project, 3)
+        assert up[2] == (
+            f"aos: the web UI cannot start: port {port} on 127.0.0.1 is taken: set "
+            "AOS_FRONTEND_PORT to a free port (in .env or the environment) and restart the "
+            "daemon, or stop the program holding it and run `aos skill reload aos-frontend`\n"
+        )
+        started = project.aos("start")
+        assert started.returncode == 1
+        assert started.stdout.startswith("started: pid ")
+        assert "ui:" not in started.stdout  # never another program's address
+        [error] = started.stderr.strip().splitlines()
+        assert error.startswith("Error: service aos-frontend failed (exited with code 2")
+        assert f"port {port} on 127.0.0.1 is taken by {os.getpid()} " in error
+        assert error.endswith("run `aos skill reload aos-frontend`")
+
+
+def test_doctor_shows_the_model_server_the_key_and_the_daemon(
+    project: Project, llm: ScriptedLLM
+) -> None:
+    project.env["OPENROUTER_API_KEY"] = "sk-never-shown-42"
+    socket_path = str(project.home / "run" / "aos.sock")
+    before = project.aos("doctor", "--json")
+    assert before.returncode == 0, before.stderr
+    report = json.loads(before.stdout)
+    assert report["model"] == {
+        "model": "test-model",
+        "source": "environment AOS_MODEL",
+        "base_url": llm.base_url,
+        "key_variable": "OPENROUTER_API_KEY",
+        "key_set": True,
+        "problem": None,
+    }
+    assert report["daemon"]["socket"] == socket_path
+    assert (report["daemon"]["running"], report["daemon"]["pid"]) == (False, None)
+    started = project.aos("start")
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split()[2])
+    text = project.aos("doctor").stdout
+    assert "sk-never-shown-42" not in text + before.stdout
+    lines = [line.split() for line in text.splitlines()]
+    assert ["server", llm.base_url] in lines
+    assert ["key", "OPENROUTER_API_KEY", "set"] in lines
+    assert ["socket", socket_path] in lines
+    assert f"pid {pid}, node" in text
+    del project.env["OPENROUTER_API_KEY"]
+    assert json.loads(project.aos("doctor", "--json").stdout)["model"]["key_set"] is False

@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO
 
 from aos.daemon import alive
+from aos.testing import free_port
 
 AOS = str(Path(sys.executable).with_name("aos"))
 
@@ -25,11 +26,12 @@ class Node:
     def __init__(self, project: Path) -> None:
         self.project = project
         self.home = Path(tempfile.mkdtemp(prefix="aos-", dir="/tmp"))
+        self.ui = {"AOS_FRONTEND_PORT": str(free_port())}  # `aos start` fails when it is taken
 
     def aos(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
         return subprocess.run(
-            [AOS, *args], cwd=self.project, env={**env, "AOS_HOME": str(self.home)},
+            [AOS, *args], cwd=self.project, env={**env, "AOS_HOME": str(self.home), **self.ui},
             capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
         )  # fmt: skip
 

@@ -18,7 +18,7 @@ import pytest
 
 from aos.bash import group_alive
 from aos.daemon import alive
-from aos.testing import Reply, ScriptedLLM
+from aos.testing import Reply, ScriptedLLM, free_port
 
 AOS = str(Path(sys.executable).with_name("aos"))
 
@@ -33,6 +33,7 @@ class Project:
             "AOS_HOME": str(self.home),
             "AOS_MODEL": "test-model",
             "OPENROUTER_BASE_URL": llm.base_url,
+            "AOS_FRONTEND_PORT": str(free_port()),  # `aos start` fails when the UI's is taken
         }
 
     def aos(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
