@@ -21,6 +21,15 @@ import msgspec
 from aos_sdk import Client, NotConnected, SyscallFailed
 
 from aos import __version__, cli_sessions
+from aos.cli_output import (
+    CLIError,
+    ExitCode,
+    Group,
+    colour_callback,
+    emit_json,
+    json_option,
+    syscall_error,
+)
 from aos.config import Config, ConfigError, load_config, mask_url
 from aos.daemon import Daemon, DaemonError, DaemonPaths, alive, read_pid, setup_logging
 from aos.hooks import HookRunner
@@ -45,14 +54,16 @@ class Context:
             try:
                 self._config = load_config(self.flags)
             except ConfigError as exc:
-                raise click.ClickException(f"configuration error: {exc}") from None
+                raise CLIError(
+                    f"configuration error: {exc}", code="config", exit_code=ExitCode.USAGE
+                ) from None
         return self._config
 
 
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="aos")
 @click.option(
     "--home",
@@ -66,18 +77,19 @@ pass_context = click.make_pass_decorator(Context)
     help="aoscb.json to read (AOS_CONFIG).",
 )
 @click.option("--db-url", help="Database URL (AOS_DB_URL): sqlite:///PATH or postgresql://...")
+@click.option("--no-color", is_flag=True, help="No colour (also: NO_COLOR set to anything).")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, config_file: str | None, db_url: str | None) -> None:
+def cli(
+    ctx: click.Context, home: str | None, config_file: str | None, db_url: str | None,
+    no_color: bool,
+) -> None:  # fmt: skip
     """AgentOS: an operating system for AI agents."""
+    colour_callback(ctx, no_color, os.environ)
     ctx.obj = Context({"home": home, "config": config_file, "db_url": db_url})
 
 
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @pass_context
 def doctor(ctx: Context, as_json: bool) -> None:
     """Check the configuration and the database; say where each setting came from."""
@@ -112,7 +124,7 @@ def doctor(ctx: Context, as_json: bool) -> None:
         "ui": ui_address(config, create=False),
     }
     if as_json:
-        _emit_json(report)
+        emit_json(report)
     else:
         _print_doctor(report)
     if database["error"] is not None:
@@ -283,10 +295,12 @@ async def _service_ui_address(ctx: Context) -> str | None:
     return found.get("url") if isinstance(found, dict) else None
 
 
-def _no_daemon(paths: DaemonPaths) -> click.ClickException:
-    return click.ClickException(
+def _no_daemon(paths: DaemonPaths) -> CLIError:
+    return CLIError(
         f"no AgentOS daemon is running (no answer at {paths.control_socket}): "
-        "start one with `aos start` (background) or `aos up` (foreground)"
+        "start one with `aos start` (background) or `aos up` (foreground)",
+        code="unavailable",
+        exit_code=ExitCode.UNAVAILABLE,
     )
 
 
@@ -299,46 +313,73 @@ async def _call(ctx: Context, name: str, params: dict[str, Any] | None = None) -
     except NotConnected:
         raise _no_daemon(paths) from None
     except SyscallFailed as exc:
-        raise click.ClickException(f"{name} failed: {exc.code}: {exc.message}") from None
+        raise syscall_error(exc.code, exc.message, name=name) from None
 
 
 @cli.command()
 @click.option("--quiet", is_flag=True, help="Log to the log file only (used by `aos start`).")
+@json_option
 @pass_context
-def up(ctx: Context, quiet: bool) -> None:
-    """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
+def up(ctx: Context, quiet: bool, as_json: bool) -> None:
+    """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it cleanly).
+
+    With --json, one object says where it listens and logs before it runs (and its
+    log lines go to the log file only)."""
     config = ctx.config
     paths = DaemonPaths.of(config)
-    setup_logging(paths.log_file, foreground=not quiet)
+    setup_logging(paths.log_file, foreground=not (quiet or as_json))
     if not quiet:
-        click.echo(f"aos: starting; control socket {paths.control_socket}, log {paths.log_file}")
-        click.echo(f"aos: {model_line(config)}")
         ui = ui_address(config)
+        ui_problem = None
         if ui and ui_port_taken(config):
             host, port = ui_host_port(config)
-            click.echo(f"aos: the web UI cannot start: port {port} on {host} is taken: {UI_FIX}")
-        elif ui:
-            click.echo(f"aos: UI at {ui}")
+            ui, ui_problem = (
+                None,
+                f"the web UI cannot start: port {port} on {host} is taken: {UI_FIX}",
+            )
+        if as_json:
+            emit_json(
+                {
+                    "socket": str(paths.control_socket),
+                    "log": str(paths.log_file),
+                    "model": model_report(config),
+                    "ui": ui,
+                    "ui_problem": ui_problem,
+                }
+            )
+        else:
+            click.echo(
+                f"aos: starting; control socket {paths.control_socket}, log {paths.log_file}"
+            )
+            click.echo(f"aos: {model_line(config)}")
+            if ui_problem:
+                click.echo(f"aos: {ui_problem}")
+            elif ui:
+                click.echo(f"aos: UI at {ui}")
     try:
         asyncio.run(Daemon(config).run())
-    except (DaemonError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except StoreError as exc:
+        raise CLIError(str(exc), code="unavailable", exit_code=ExitCode.UNAVAILABLE) from None
+    except DaemonError as exc:
+        raise CLIError(str(exc)) from None
 
 
 @cli.command()
 @click.option(
     "--timeout", default=30.0, show_default=True, help="Seconds to wait for it to be ready."
 )
+@json_option
 @pass_context
-def start(ctx: Context, timeout: float) -> None:
+def start(ctx: Context, timeout: float, as_json: bool) -> None:
     """Start the daemon in the background; print its pid, socket and log."""
     config = ctx.config
     paths = DaemonPaths.of(config)
     pid = read_pid(paths.pidfile)
     if pid is not None:
-        raise click.ClickException(
+        raise CLIError(
             f"a daemon is already running (pid {pid}, socket {paths.control_socket}): "
-            "`aos status` shows it, `aos stop` stops it"
+            "`aos status` shows it, `aos stop` stops it",
+            code="conflict",
         )
     paths.log_file.parent.mkdir(parents=True, exist_ok=True)
     flags = [
@@ -361,9 +402,11 @@ def start(ctx: Context, timeout: float) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = paths.log_file.read_text(errors="replace").splitlines()[-5:]
-            raise click.ClickException(
+            raise CLIError(
                 f"the daemon exited with code {process.returncode} while starting; "
-                f"last lines of {paths.log_file}:\n  " + "\n  ".join(tail)
+                f"last lines of {paths.log_file}:\n  " + "\n  ".join(tail),
+                code="unavailable",
+                exit_code=ExitCode.UNAVAILABLE,
             )
         try:
             status = asyncio.run(_call(ctx, "kernel.status"))
@@ -377,22 +420,36 @@ def start(ctx: Context, timeout: float) -> None:
                 break
         time.sleep(0.1)
     if status is None:
-        raise click.ClickException(
-            f"the daemon (pid {process.pid}) was not ready after {timeout:g}s: see {paths.log_file}"
+        raise CLIError(
+            f"the daemon (pid {process.pid}) was not ready after {timeout:g}s: "
+            f"see {paths.log_file}",
+            code="unavailable",
+            exit_code=ExitCode.UNAVAILABLE,
         )
-    click.echo(f"started: pid {status['pid']}")
-    click.echo(f"socket:  {paths.control_socket}")
-    click.echo(f"log:     {paths.log_file}")
-    cli_sessions.warn_isolation(status["isolation"])
-    if ui is not None:
-        click.echo(f"ui:      {ui}")
     problems = [
         f"service {s['skill']} {_service_problem(s, timeout)}"
         for s in status["services"]
         if s["state"] != "running" or (s["skill"] == UI_SKILL and ui is None)
     ]
+    if as_json and not problems:
+        emit_json(
+            {
+                "pid": status["pid"],
+                "socket": str(paths.control_socket),
+                "log": str(paths.log_file),
+                "ui": ui,
+                "isolation": status["isolation"],
+            }
+        )
+    elif not as_json:
+        click.echo(f"started: pid {status['pid']}")
+        click.echo(f"socket:  {paths.control_socket}")
+        click.echo(f"log:     {paths.log_file}")
+        cli_sessions.warn_isolation(status["isolation"])
+        if ui is not None:
+            click.echo(f"ui:      {ui}")
     if problems:
-        raise click.ClickException("; ".join(problems))
+        raise CLIError("; ".join(problems), code="unavailable", exit_code=ExitCode.UNAVAILABLE)
 
 
 def _serves_ui(status: dict[str, Any]) -> bool:
@@ -421,8 +478,9 @@ def _service_problem(service: dict[str, Any], timeout: float) -> str:
 
 @cli.command()
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for it to exit.")
+@json_option
 @pass_context
-def stop(ctx: Context, timeout: float) -> None:
+def stop(ctx: Context, timeout: float, as_json: bool) -> None:
     """Stop the running daemon cleanly."""
     paths = DaemonPaths.of(ctx.config)
     pid = read_pid(paths.pidfile)
@@ -436,12 +494,15 @@ def stop(ctx: Context, timeout: float) -> None:
     while pid is not None and alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     if pid is not None and alive(pid):
-        raise click.ClickException(f"the daemon (pid {pid}) did not stop within {timeout:g}s")
-    click.echo(f"stopped{f' (pid {pid})' if pid else ''}")
+        raise CLIError(f"the daemon (pid {pid}) did not stop within {timeout:g}s")
+    if as_json:
+        emit_json({"stopped": True, "pid": pid})
+    else:
+        click.echo(f"stopped{f' (pid {pid})' if pid else ''}")
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """Is the daemon running: pid, uptime, database, skills, services."""
@@ -450,10 +511,11 @@ def status(ctx: Context, as_json: bool) -> None:
         kernel = asyncio.run(_call(ctx, "kernel.status"))
         skills = asyncio.run(_call(ctx, "skill.list"))
         ui = asyncio.run(_service_ui_address(ctx))
-    except click.ClickException:
-        if as_json:
-            _emit_json({"running": False, "socket": str(paths.control_socket)})
-            sys.exit(1)
+    except CLIError as exc:
+        if as_json and exc.exit_status == ExitCode.UNAVAILABLE:
+            error = {"code": exc.code, "message": exc.message}
+            emit_json({"running": False, "socket": str(paths.control_socket), "error": error})
+            sys.exit(exc.exit_status)
         raise
     report = {
         "running": True,
@@ -470,7 +532,7 @@ def status(ctx: Context, as_json: bool) -> None:
         "isolation": kernel["isolation"],
     }
     if as_json:
-        _emit_json(report)
+        emit_json(report)
         return
     click.echo(
         f"running: pid {report['pid']}, up {report['uptime']:.0f}s, version {report['version']}"
@@ -498,21 +560,28 @@ def status(ctx: Context, as_json: bool) -> None:
 @cli.command()
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", default=50, show_default=True, help="Lines to show first.")
+@click.option("--json", "as_json", is_flag=True, help='JSON Lines: {"line": ...} per line.')
 @pass_context
-def logs(ctx: Context, follow: bool, lines: int) -> None:
+def logs(ctx: Context, follow: bool, lines: int, as_json: bool) -> None:
     """The daemon log (aos.log under the state dir)."""
     log_file = DaemonPaths.of(ctx.config).log_file
     if not log_file.exists():
-        raise click.ClickException(
-            f"no daemon log yet at {log_file}: start the daemon with `aos start`"
+        raise CLIError(
+            f"no daemon log yet at {log_file}: start the daemon with `aos start`",
+            code="not_found",
+            exit_code=ExitCode.NOT_FOUND,
         )
+
+    def show(line: str) -> None:
+        click.echo(json.dumps({"line": line.rstrip("\n")}) if as_json else line.rstrip("\n"))
+
     with log_file.open(errors="replace") as handle:
         for line in handle.readlines()[-lines:]:
-            click.echo(line, nl=False)
+            show(line)
         while follow:
             line = handle.readline()
             if line:
-                click.echo(line, nl=False)
+                show(line)
             else:
                 time.sleep(0.2)
 
@@ -520,16 +589,18 @@ def logs(ctx: Context, follow: bool, lines: int) -> None:
 @cli.command(name="syscall")
 @click.argument("name")
 @click.argument("params", required=False, default="{}")
+@click.option("--json", "as_json", is_flag=True, help="Errors as JSON too (results always are).")
 @pass_context
-def syscall_cmd(ctx: Context, name: str, params: str) -> None:
+def syscall_cmd(ctx: Context, name: str, params: str, as_json: bool) -> None:
     """Call any syscall on the running daemon: aos syscall NAME '{"json": "params"}'."""
+    del as_json  # the result is JSON either way; the root group renders errors by it
     try:
         decoded = json.loads(params)
     except json.JSONDecodeError as exc:
-        raise click.ClickException(f"PARAMS is not JSON: {exc}") from None
+        raise click.UsageError(f"PARAMS is not JSON: {exc}") from None
     if not isinstance(decoded, dict):
-        raise click.ClickException("PARAMS must be a JSON object")
-    _emit_json(asyncio.run(_call(ctx, name, decoded)))
+        raise click.UsageError("PARAMS must be a JSON object")
+    emit_json(asyncio.run(_call(ctx, name, decoded)))
 
 
 @functools.cache
@@ -540,7 +611,7 @@ def plugins() -> tuple[AOSPluginManager, list[PluginLoad]]:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_context
 def hooks(ctx: Context, as_json: bool) -> None:
     """Every hook with its kind and implementations in call order."""
@@ -554,7 +625,7 @@ def hooks(ctx: Context, as_json: bool) -> None:
         timeout = ctx.config.aoscb.limits.hook_timeout
         described = HookRunner(pm, default_timeout=timeout).describe()
     if as_json:
-        _emit_json({"hooks": described, "plugin_errors": errors})
+        emit_json({"hooks": described, "plugin_errors": errors})
         return
     for hook in described:
         required = ", required" if hook["required"] else ""
@@ -597,13 +668,13 @@ def _skill_row(s: Skill) -> dict[str, Any]:
 
 
 @skill.command(name="list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @pass_context
 def skill_list(ctx: Context, as_json: bool) -> None:
     """Every skill found in the discovery roots, shadowed and broken ones included."""
     rows = [_skill_row(s) for s in _registry(ctx).all()]
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     if not rows:
         click.echo(
@@ -622,12 +693,30 @@ def skill_list(ctx: Context, as_json: bool) -> None:
 
 @skill.command(name="show")
 @click.argument("name")
+@json_option
 @pass_context
-def skill_show(ctx: Context, name: str) -> None:
-    """One skill: where it is, its status and its SKILL.md body."""
+def skill_show(ctx: Context, name: str, as_json: bool) -> None:
+    """One skill: where it is, its status and its SKILL.md body (shadowed copies too)."""
     found = [s for s in _registry(ctx).all() if s.name == name]
     if not found:
-        raise click.ClickException(f"no skill named {name!r} (see `aos skill list`)")
+        raise CLIError(
+            f"no skill named {name!r} (see `aos skill list`)",
+            code="not_found",
+            exit_code=ExitCode.NOT_FOUND,
+        )
+    if as_json:
+        emit_json(
+            [
+                {
+                    **_skill_row(s),
+                    "service": str(s.service_path) if s.service_path else None,
+                    "scripts": str(s.scripts_dir) if s.scripts_dir else None,
+                    "body": s.body,
+                }
+                for s in found
+            ]
+        )
+        return
     for s in found:
         click.echo(f"{s.name}  [{s.status}, {s.kind}, {s.root}]")
         click.echo(f"path: {s.path}")
@@ -647,15 +736,28 @@ def skill_show(ctx: Context, name: str) -> None:
 
 @skill.command(name="validate")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-def skill_validate(path: Path) -> None:
+@json_option
+def skill_validate(path: Path, as_json: bool) -> None:
     """Check a skill directory strictly against the Agent Skills spec (exit 1 on errors)."""
     skill_dir = path.parent if path.is_file() else path
     result = manifest.parse(skill_dir / SKILL_FILE, strict=True)
-    for diagnostic in result.diagnostics:
-        click.echo(f"{diagnostic.level}: {diagnostic}", err=True)
-    if result.manifest is None:
-        raise SystemExit(1)
-    click.echo(f"ok: {skill_dir} is a valid skill ({result.manifest.name})")
+    valid = result.manifest is not None
+    if as_json:
+        emit_json(
+            {
+                "valid": valid,
+                "path": str(skill_dir),
+                "name": result.manifest.name if result.manifest is not None else None,
+                "diagnostics": [{"level": d.level, "message": str(d)} for d in result.diagnostics],
+            }
+        )
+    else:
+        for diagnostic in result.diagnostics:
+            click.echo(f"{diagnostic.level}: {diagnostic}", err=True)
+        if result.manifest is not None:
+            click.echo(f"ok: {skill_dir} is a valid skill ({result.manifest.name})")
+    if not valid:
+        sys.exit(ExitCode.ERROR)
 
 
 _SERVICE_TEMPLATE = '''"""The service face of {name}: the hooks it implements (see docs/specs/aos-service.md)."""
@@ -682,16 +784,19 @@ def service():
     type=click.Path(file_okay=False, path_type=Path),
     help="Create it here (default: the first configured skill root).",
 )
+@json_option
 @pass_context
-def skill_new(ctx: Context, name: str, with_service: bool, directory: Path | None) -> None:
+def skill_new(
+    ctx: Context, name: str, with_service: bool, directory: Path | None, as_json: bool
+) -> None:
     """Scaffold a valid skill directory."""
     root = directory or ctx.config.skill_root_paths[0]
     skill_dir = root / name
     problems = manifest.check_name(name, expected=name)
     if problems:
-        raise click.ClickException(f"invalid skill name {name!r}: {'; '.join(problems)}")
+        raise click.UsageError(f"invalid skill name {name!r}: {'; '.join(problems)}")
     if skill_dir.exists():
-        raise click.ClickException(f"{skill_dir} already exists")
+        raise CLIError(f"{skill_dir} already exists", code="conflict")
     skill_dir.mkdir(parents=True)
     service_line = "service: ./service.py\n" if with_service else ""
     (skill_dir / SKILL_FILE).write_text(
@@ -703,16 +808,23 @@ def skill_new(ctx: Context, name: str, with_service: bool, directory: Path | Non
     )
     if with_service:
         (skill_dir / "service.py").write_text(_SERVICE_TEMPLATE.format(name=name), encoding="utf-8")
+    if as_json:
+        emit_json({"name": name, "path": str(skill_dir), "service": with_service})
+        return
     click.echo(f"created {skill_dir}")
     click.echo(f"check it with: aos skill validate {skill_dir}")
 
 
 @skill.command(name="reload")
 @click.argument("name")
+@json_option
 @pass_context
-def skill_reload(ctx: Context, name: str) -> None:
+def skill_reload(ctx: Context, name: str, as_json: bool) -> None:
     """Re-read a skill on the running daemon and restart its service."""
     info = asyncio.run(_call(ctx, "skill.reload", {"name": name}))
+    if as_json:
+        emit_json(info)
+        return
     reason = f": {info['reason']}" if info["reason"] else ""
     click.echo(f"reloaded {info['name']} [{info['status']}, {info['kind']}]{reason}")
 

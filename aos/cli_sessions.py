@@ -9,18 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from aos_sdk import Client, NotConnected, SyscallFailed
 
+from aos.cli_output import (
+    CLIError,
+    ExitCode,
+    ago,
+    emit_json,
+    is_time,
+    json_option,
+    local_time,
+    syscall_error,
+)
 from aos.daemon import Daemon, DaemonPaths, setup_logging
 from aos.kernel import Kernel
 from aos.principals import ADMIN
@@ -65,39 +84,64 @@ async def daemon_socket(config: Any, *, embed: bool) -> AsyncIterator[Path | Non
     yield paths.control_socket
 
 
-async def call(config: Any, name: str, params: dict[str, Any] | None = None) -> Any:
-    """A syscall as admin: on the running daemon, else on a kernel opened in process."""
-    async with daemon_socket(config, embed=False) as socket_path:
+Syscall = Callable[[str, "dict[str, Any] | None"], Awaitable[Any]]
+"""A syscall as the admin: ``await syscall(name, params)``; failures are CLI errors."""
+
+
+def cli_errors(call: Callable[[str, Any], Awaitable[Any]]) -> Syscall:
+    """``call`` with its syscall failures turned into CLI errors (with exit codes)."""
+
+    async def syscall(name: str, params: dict[str, Any] | None = None) -> Any:
         try:
-            if socket_path is not None:
-                async with Client(socket_path, token="", connect_timeout=0) as client:
-                    return await client.call(name, params)
-            kernel = await Kernel.open(config)
-            try:
-                return await kernel.syscall(ADMIN, name, params)
-            finally:
-                await kernel.close()
+            return await call(name, params)
         except (SyscallFailed, SyscallError) as exc:
-            raise click.ClickException(f"{name} failed: {exc.code}: {exc.message}") from None
+            raise syscall_error(exc.code, exc.message, name=name) from None
+
+    return syscall
 
 
-async def resolve_agent(client: Client, agent: str | None) -> str:
-    """An agent id from an id or a name; the default agent is created on first use."""
+@contextlib.asynccontextmanager
+async def admin(config: Any) -> AsyncIterator[Syscall]:
+    """Syscalls as admin for one command: on the running daemon, else on a kernel
+    opened in process."""
+    async with daemon_socket(config, embed=False) as socket_path:
+        if socket_path is not None:
+            async with Client(socket_path, token="", connect_timeout=0) as client:
+                yield cli_errors(client.call)
+            return
+        kernel = await Kernel.open(config)
+        try:
+            yield cli_errors(functools.partial(kernel.syscall, ADMIN))
+        finally:
+            await kernel.close()
+
+
+async def call(config: Any, name: str, params: dict[str, Any] | None = None) -> Any:
+    """One syscall as admin (see :func:`admin`)."""
+    async with admin(config) as syscall:
+        return await syscall(name, params)
+
+
+async def resolve_agent(syscall: Syscall, agent: str | None, *, create: bool = False) -> str:
+    """An active agent's id from its id or its name (``None``: the default agent,
+    made on first use when ``create``)."""
     wanted = agent or DEFAULT_AGENT
     try:
-        return (await client.call("agent.get", {"id": wanted}))["agent"]["id"]
-    except SyscallFailed as exc:
+        return (await syscall("agent.get", {"id": wanted}))["agent"]["id"]
+    except CLIError as exc:
         if exc.code != "not_found":
             raise
-    for found in await client.call("agent.list", {"status": "active"}):
+    for found in await syscall("agent.list", {"status": "active"}):
         if found["name"] == wanted:
             return found["id"]
-    if agent is not None:  # only the default agent is created on first use
-        raise click.ClickException(
-            f"no active agent named or numbered {agent!r}: `aos agent list` shows them, "
-            f"`aos agent create {agent}` makes one"
+    if agent is not None or not create:  # only the default agent is made on first use
+        raise CLIError(
+            f"no active agent named or numbered {wanted!r}: `aos agent list` shows them, "
+            f"`aos agent create {wanted}` makes one",
+            code="not_found",
+            exit_code=ExitCode.NOT_FOUND,
         )
-    return (await client.call("agent.create", {"name": wanted}))["agent"]["id"]
+    return (await syscall("agent.create", {"name": wanted}))["agent"]["id"]
 
 
 class Printer:
@@ -355,23 +399,20 @@ async def run_once(
                     )
                 facts = await client.call("session.history", {"id": session_id, "after": before})
             except SyscallFailed as exc:
-                raise click.ClickException(f"{exc.code}: {exc.message}") from None
+                raise syscall_error(exc.code, exc.message) from None
             except Left:
                 return interrupts.exit_code
     with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more output
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "session_id": session_id,
-                        "agent_id": agent_id,
-                        "status": result["status"],
-                        "answer": result["answer"],
-                        "error": result["error"],
-                        "facts": [flat_fact(f) for f in facts],
-                    },
-                    indent=2,
-                )
+            emit_json(
+                {
+                    "session_id": session_id,
+                    "agent_id": agent_id,
+                    "status": result["status"],
+                    "answer": result["answer"],
+                    "error": result["error"],
+                    "facts": [flat_fact(f) for f in facts],
+                }
             )
         else:
             click.echo(click.style(f"session {session_id}", dim=True), err=True)
@@ -391,7 +432,7 @@ async def open_session(client: Client, agent: str | None, session: str | None) -
     """``(session id, agent id)``: the named session, or a new one of the agent."""
     if session is not None:
         return session, (await client.call("session.get", {"id": session}))["agent_id"]
-    agent_id = await resolve_agent(client, agent)
+    agent_id = await resolve_agent(cli_errors(client.call), agent, create=True)
     return (await client.call("session.create", {"agent_id": agent_id}))["id"], agent_id
 
 
@@ -450,44 +491,54 @@ def register(cli: click.Group, pass_context: Any) -> None:
 
     @cli.group(name="agent")
     def agent_group() -> None:
-        """List, show, create and archive agents."""
+        """List, show, create and archive agents (by id or by name)."""
 
     @agent_group.command(name="list")
-    @click.option("--json", "as_json", is_flag=True)
+    @json_option
     @pass_context
     def agent_list(ctx: Any, as_json: bool) -> None:
         """Agents as a tree (children under their parent)."""
         agents = asyncio.run(call(ctx.config, "agent.list", {}))
         if as_json:
-            click.echo(json.dumps(agents, indent=2))
+            emit_json(agents)
             return
         children: dict[str | None, list[dict[str, Any]]] = {}
         for a in agents:
             children.setdefault(a["parent"], []).append(a)
+        rows = [("NAME", "ID", "STATUS", "CREATED")]
 
-        def show(parent: str | None, depth: int) -> None:
+        def walk(parent: str | None, depth: int) -> None:
             for a in children.get(parent, []):
-                click.echo(f"{'  ' * depth}{a['name']}  {a['id']}  [{a['status']}]")
-                show(a["id"], depth + 1)
+                rows.append(
+                    (f"{'  ' * depth}{a['name']}", a["id"], a["status"], ago(a["created_at"]))
+                )
+                walk(a["id"], depth + 1)
 
-        show(None, 0)
+        walk(None, 0)
+        print_table(rows, empty="no agents yet: `aos run` makes the default one")
 
     @agent_group.command(name="show")
-    @click.argument("agent_id")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.argument("agent")
+    @json_option
     @pass_context
-    def agent_show(ctx: Any, agent_id: str, as_json: bool) -> None:
-        """One agent with its effective (inherited) configuration."""
-        info = asyncio.run(call(ctx.config, "agent.get", {"id": agent_id}))
+    def agent_show(ctx: Any, agent: str, as_json: bool) -> None:
+        """One agent (id or name) with its effective (inherited) configuration."""
+
+        async def get() -> Any:
+            async with admin(ctx.config) as syscall:
+                return await syscall("agent.get", {"id": await resolve_agent(syscall, agent)})
+
+        info = asyncio.run(get())
         if as_json:
-            click.echo(json.dumps(info, indent=2))
+            emit_json(info)
             return
-        for key, value in {**info["agent"], "effective": info["effective"]}.items():
-            click.echo(f"{key}: {json.dumps(value)}")
+        print_record({**info["agent"], "effective": info["effective"]})
 
     @agent_group.command(name="create")
     @click.argument("name")
-    @click.option("--parent", help="Parent agent id (the child inherits its configuration).")
+    @click.option(
+        "--parent", help="Parent agent id or name (the child inherits its configuration)."
+    )
     @click.option("--model", help="Model id for this agent.")
     @click.option(
         "--skill", "skills", multiple=True, help="A skill active for this agent (repeat)."
@@ -499,36 +550,52 @@ def register(cli: click.Group, pass_context: Any) -> None:
         multiple=True,
         help="A syscall scope its tokens hold (repeat; default: the default agent scopes).",
     )
-    @click.option("--json", "as_json", is_flag=True)
+    @json_option
     @pass_context
     def agent_create(
         ctx: Any, name: str, parent: str | None, model: str | None, skills: tuple[str, ...],
         workspace: str | None, scopes: tuple[str, ...], as_json: bool,
     ) -> None:  # fmt: skip
         """Create an agent."""
+        if not name.strip():
+            raise click.UsageError("an agent needs a name: `aos agent create NAME`")
         config: dict[str, Any] = {
             "model": model,
             "workspace": workspace,
             "skills": list(skills) or None,
         }
-        params = {
-            "name": name,
-            "parent": parent,
-            "config": {k: v for k, v in config.items() if v is not None},
-            "scopes": list(scopes) or None,
-        }
-        info = asyncio.run(call(ctx.config, "agent.create", params))
+
+        async def create() -> Any:
+            async with admin(ctx.config) as syscall:
+                params = {
+                    "name": name,
+                    "parent": await resolve_agent(syscall, parent) if parent else None,
+                    "config": {k: v for k, v in config.items() if v is not None},
+                    "scopes": list(scopes) or None,
+                }
+                return await syscall("agent.create", params)
+
+        info = asyncio.run(create())
         if as_json:
-            click.echo(json.dumps(info, indent=2))
+            emit_json(info)
             return
         click.echo(f"created agent {info['agent']['name']} {info['agent']['id']}")
 
     @agent_group.command(name="archive")
-    @click.argument("agent_id")
+    @click.argument("agent")
+    @json_option
     @pass_context
-    def agent_archive(ctx: Any, agent_id: str) -> None:
-        """Archive an agent (refused while it has active children)."""
-        acb = asyncio.run(call(ctx.config, "agent.archive", {"id": agent_id}))
+    def agent_archive(ctx: Any, agent: str, as_json: bool) -> None:
+        """Archive an agent, by id or name (refused while it has active children)."""
+
+        async def archive() -> Any:
+            async with admin(ctx.config) as syscall:
+                return await syscall("agent.archive", {"id": await resolve_agent(syscall, agent)})
+
+        acb = asyncio.run(archive())
+        if as_json:
+            emit_json(acb)
+            return
         click.echo(f"archived agent {acb['name']} {acb['id']}")
 
     @cli.group(name="session")
@@ -536,50 +603,67 @@ def register(cli: click.Group, pass_context: Any) -> None:
         """List and inspect sessions; interrupt a running dispatch."""
 
     @session_group.command(name="list")
-    @click.option("-a", "--agent", help="Only this agent's sessions (id).")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("-a", "--agent", help="Only this agent's sessions (id or name).")
+    @json_option
     @pass_context
     def session_list(ctx: Any, agent: str | None, as_json: bool) -> None:
-        """Sessions with their status."""
-        params = {"agent_id": agent} if agent else {}
-        sessions = asyncio.run(call(ctx.config, "session.list", params))
+        """Sessions, newest activity first: id, status, agent, title, last activity."""
+
+        async def listing() -> tuple[list[dict[str, Any]], dict[str, str]]:
+            async with admin(ctx.config) as syscall:
+                params = {"agent_id": await resolve_agent(syscall, agent)} if agent else {}
+                sessions = await syscall("session.list", params)
+                names = {a["id"]: a["name"] for a in await syscall("agent.list", {})}
+                return sessions, names
+
+        sessions, names = asyncio.run(listing())
         if as_json:
-            click.echo(json.dumps(sessions, indent=2))
+            emit_json(sessions)
             return
-        for s in sessions:
-            click.echo(f"{s['id']}  {s['status']:<8} agent {s['agent_id']}  {s['title']}")
+        sessions.sort(key=lambda s: s["updated_at"], reverse=True)
+        rows = [("ID", "STATUS", "AGENT", "ACTIVE", "TITLE")]
+        rows += [
+            (
+                s["id"],
+                s["status"],
+                str(names.get(s["agent_id"], s["agent_id"])),
+                ago(s["updated_at"]),
+                s["title"] or "(no message yet)",
+            )
+            for s in sessions
+        ]
+        print_table(rows, empty='no sessions yet: `aos run "..."` starts one')
 
     @session_group.command(name="show")
     @click.argument("session_id")
-    @click.option("--json", "as_json", is_flag=True)
+    @json_option
     @pass_context
     def session_show(ctx: Any, session_id: str, as_json: bool) -> None:
         """One session's control block."""
         scb = asyncio.run(call(ctx.config, "session.get", {"id": session_id}))
         if as_json:
-            click.echo(json.dumps(scb, indent=2))
+            emit_json(scb)
             return
-        for key, value in scb.items():
-            click.echo(f"{key}: {value}")
+        print_record(scb)
 
     @session_group.command(name="history")
     @click.argument("session_id")
-    @click.option("--json", "as_json", is_flag=True)
+    @json_option
     @pass_context
     def session_history(ctx: Any, session_id: str, as_json: bool) -> None:
         """A session's facts, oldest first."""
         entries = asyncio.run(call(ctx.config, "session.history", {"id": session_id}))
         facts = [flat_fact(e) for e in entries]
         if as_json:
-            click.echo(json.dumps(facts, indent=2))
+            emit_json(facts)
             return
-        for fact in facts:
-            click.echo(describe_fact(fact))
+        for line in describe_history(facts):
+            click.echo(line)
 
     @session_group.command(name="context")
     @click.argument("session_id")
     @click.option("--rebuild", is_flag=True, help="Assemble from the whole history.")
-    @click.option("--json", "as_json", is_flag=True)
+    @json_option
     @pass_context
     def session_context(ctx: Any, session_id: str, rebuild: bool, as_json: bool) -> None:
         """The messages the next step would send to the model."""
@@ -587,7 +671,7 @@ def register(cli: click.Group, pass_context: Any) -> None:
             call(ctx.config, "session.context", {"id": session_id, "rebuild": rebuild})
         )
         if as_json:
-            click.echo(json.dumps(messages, indent=2))
+            emit_json(messages)
             return
         for m in messages:
             click.echo(click.style(f"[{m['role']}]", bold=True) + f" {m.get('content') or ''}")
@@ -596,14 +680,53 @@ def register(cli: click.Group, pass_context: Any) -> None:
 
     @session_group.command(name="interrupt")
     @click.argument("session_id")
+    @json_option
     @pass_context
-    def session_interrupt(ctx: Any, session_id: str) -> None:
+    def session_interrupt(ctx: Any, session_id: str, as_json: bool) -> None:
         """Stop the session's running dispatch (its running command is killed)."""
         outcome = asyncio.run(call(ctx.config, "session.interrupt", {"id": session_id}))
+        if as_json:
+            emit_json({"session_id": session_id, **outcome})
+            return
         click.echo(f"interrupted dispatch {outcome['dispatch_id']} of session {session_id}")
 
 
-def describe_fact(fact: dict[str, Any]) -> str:
+def print_table(rows: Sequence[Sequence[str]], *, empty: str) -> None:
+    """A header row and its rows in aligned columns; ``empty`` when there are none."""
+    if len(rows) == 1:
+        click.echo(empty)
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for n, row in enumerate(rows):
+        line = "  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False))
+        line = f"{line}  {row[-1]}"
+        click.echo(click.style(line, bold=True) if n == 0 else line)
+
+
+def print_record(record: Mapping[str, Any]) -> None:
+    """A control block as ``key: value`` lines, its times for people."""
+    for key, value in record.items():
+        if is_time(key, value):
+            shown = f"{ago(value)} ({local_time(value)})"
+        elif isinstance(value, str):
+            shown = value
+        else:
+            shown = json.dumps(value)
+        click.echo(f"{key}: {shown}")
+
+
+def describe_history(facts: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """A session's facts, a line each (more for multi-line text). Each command is
+    shown once: where the model asked for it; its ``tool.call`` says only how it ran,
+    and the command only when a ``tool.before`` hook rewrote it."""
+    requested: dict[str, str] = {}
+    for fact in facts:
+        if fact["kind"] == "message.assistant":
+            requested.update({c["id"]: c["command"] for c in fact.get("tool_calls") or ()})
+        yield describe_fact(fact, requested)
+
+
+def describe_fact(fact: dict[str, Any], requested: Mapping[str, str]) -> str:
     kind = fact["kind"]
     head = f"{fact['seq']:>5} {kind:<18}"
     if kind in ("message.user", "message.assistant"):
@@ -614,7 +737,12 @@ def describe_fact(fact: dict[str, Any]) -> str:
         first = fact["output"].splitlines()[0] if fact["output"] else ""
         return f"{head} [{fact.get('status', 'ok')}{extra}, exit {fact.get('exit_code')}] {first}"
     if kind == "tool.call":
-        return f"{head} $ {fact['command']}"
+        ran = fact["command"]
+        rewritten = f", rewritten: $ {ran}" if requested.get(fact["call_id"], ran) != ran else ""
+        return (
+            f"{head} {fact['call_id']} in {fact['cwd']} (timeout {fact['timeout']:g}s){rewritten}"
+        )
+
     if kind == "a2a.message":
         reply = f" reply to {fact['reply_to']}" if fact.get("reply_to") else ""
         return f"{head} {fact['from_agent']} -> {fact['to_agent']} ({fact['mode']}{reply}): {fact['text']}"

@@ -45,7 +45,7 @@ from aos.llm import BASH_TOOL, LLMError, missing_configuration
 from aos.principals import Principal, agent_principal
 from aos.runtimelog import LogEntry
 from aos.sandbox import SandboxUnavailable
-from aos.session import SCB
+from aos.session import SCB, title_of
 from aos.spawner import SpawnerError
 from aos.store import StoreError
 
@@ -220,7 +220,12 @@ class ReActUnit:
         error: str | None = None
         try:
             self.scb = await kernel.store.update_session(
-                msgspec.structs.replace(self.scb, status="running", phase="dispatch")
+                msgspec.structs.replace(
+                    self.scb,
+                    status="running",
+                    phase="dispatch",
+                    title=self.scb.title or title_of(self.message),
+                )
             )
             self._deferred.append(
                 DispatchStarted(dispatch_id=self.dispatch_id, node=kernel.node_id)

@@ -15,6 +15,7 @@ class SCB(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: str
     agent_id: str
     title: str = ""
+    """Given at ``session.create``, else the first dispatched message's first line."""
     status: SessionStatus = "idle"
     phase: str = ""
     """What a running dispatch is doing (assemble, compute, tool, ...); empty when idle."""
@@ -25,3 +26,14 @@ class SCB(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The node running this session's dispatch, while its lease holds."""
     lease_expires: float | None = None
     """Unix time the lease ends unless renewed; past it, another node may claim it."""
+
+
+TITLE_LENGTH = 60
+"""Characters of a title made from a message (:func:`title_of`)."""
+
+
+def title_of(message: str) -> str:
+    """A session's title from its first dispatched message: its first non-blank
+    line, trimmed to :data:`TITLE_LENGTH` characters."""
+    line = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
