@@ -313,6 +313,8 @@ async def dispatch(
     printing = asyncio.ensure_future(pump())
     await asyncio.sleep(0.05)  # the subscription is in place before the dispatch starts
     try:
+        if interrupts.left.is_set():  # a signal before anything was sent: nothing to stop
+            raise Left
         call = asyncio.ensure_future(client.call("session.dispatch", params))
         with interrupts.during(session_id, call, printer):
             result = await interrupts.settled(call)
