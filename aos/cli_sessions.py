@@ -183,8 +183,8 @@ def say(text: str) -> None:
 class Interrupts:
     """Ctrl-C (SIGINT) and a closed terminal (SIGHUP) while ``aos run`` or ``aos chat``
     runs. During a dispatch the first one interrupts it (``session.interrupt``) and
-    lets it settle; a second one leaves at once, the dispatch going on in the daemon.
-    Outside a dispatch one leaves."""
+    lets it settle; a second one leaves at once, without waiting for it (it goes on
+    in a daemon of its own, saying how to stop it). Outside a dispatch one leaves."""
 
     def __init__(self, client: Client, status: Mapping[str, Any]) -> None:
         self.client = client
