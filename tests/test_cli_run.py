@@ -202,10 +202,9 @@ def test_start_waits_for_every_service(project: Project) -> None:
     port = project.env["AOS_FRONTEND_PORT"]
     assert started.stdout.splitlines()[-1].startswith(f"ui:      http://127.0.0.1:{port}/?token=")
     status = json.loads(project.aos("status", "--json").stdout)
-    assert {s["skill"]: s["state"] for s in status["services"]} == {
-        "aos-a2a": "running",
-        "aos-frontend": "running",
-    }
+    states = {s["skill"]: s["state"] for s in status["services"]}
+    assert "aos-frontend" in states
+    assert set(states.values()) == {"running"}  # none still starting
 
 
 def test_a_taken_ui_port_is_reported_with_the_fix(project: Project) -> None:
