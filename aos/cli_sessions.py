@@ -227,8 +227,8 @@ def say(text: str) -> None:
 class Interrupts:
     """Ctrl-C (SIGINT) and a closed terminal (SIGHUP) while ``aos run`` or ``aos chat``
     runs. During a dispatch the first one interrupts it (``session.interrupt``) and
-    lets it settle; a second one leaves at once, the dispatch going on in the daemon.
-    Outside a dispatch one leaves."""
+    lets it settle; a second one leaves at once, without waiting for it (it goes on
+    in a daemon of its own, saying how to stop it). Outside a dispatch one leaves."""
 
     def __init__(self, client: Client, status: Mapping[str, Any]) -> None:
         self.client = client
@@ -357,6 +357,8 @@ async def dispatch(
     printing = asyncio.ensure_future(pump())
     await asyncio.sleep(0.05)  # the subscription is in place before the dispatch starts
     try:
+        if interrupts.left.is_set():  # a signal before anything was sent: nothing to stop
+            raise Left
         call = asyncio.ensure_future(client.call("session.dispatch", params))
         with interrupts.during(session_id, call, printer):
             result = await interrupts.settled(call)
