@@ -2,7 +2,7 @@
 
 One place decides, for every command:
 
-- an error is one sentence on stderr (``aos: error: ...``), or with ``--json`` one
+- an error is one sentence on stderr (``Error: ...``), or with ``--json`` one
   object on stdout, ``{"error": {"code": ..., "message": ...}}``;
 - the exit code says what kind of failure it was (:class:`ExitCode`);
 - colour is off with ``--no-color``, with ``NO_COLOR`` set, and in pipes;
@@ -81,8 +81,7 @@ def _as_cli_error(exc: click.ClickException) -> CLIError:
     if isinstance(exc, CLIError):
         return exc
     if isinstance(exc, click.UsageError):
-        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-        return CLIError(exc.format_message() + hint, code="usage", exit_code=ExitCode.USAGE)
+        return CLIError(exc.format_message(), code="usage", exit_code=ExitCode.USAGE)
     return CLIError(exc.format_message(), exit_code=exc.exit_code)
 
 
@@ -119,7 +118,7 @@ def _report(error: CLIError, as_json: bool) -> NoReturn:
     if as_json:
         emit_json({"error": {"code": error.code, "message": error.message}})
     else:
-        click.echo(click.style(f"aos: error: {error.message}", fg="red"), err=True)
+        click.echo(click.style(f"Error: {error.message}", fg="red"), err=True)
     sys.exit(error.exit_status)
 
 

@@ -100,7 +100,7 @@ def test_bad_configuration_is_one_line(tmp_path: Path) -> None:
     result = run_aos(
         "doctor", cwd=tmp_path, env={"AOS_HOME": str(tmp_path), "AOS_MAX_STEPS": "many"}
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error: the input is wrong
     assert result.stderr.strip() == (
         "Error: configuration error: invalid setting limits.max_steps "
         "(from environment AOS_MAX_STEPS): Expected `int`, got `str`"
