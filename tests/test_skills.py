@@ -310,5 +310,5 @@ def test_cli_new_then_validate(tmp_path: Path) -> None:
     assert again.returncode == 1
     assert "already exists" in again.stderr
     bad = run_aos("skill", "new", "Bad_Name", cwd=tmp_path)
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # a usage error
     assert "invalid skill name 'Bad_Name'" in bad.stderr
