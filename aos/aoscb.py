@@ -32,11 +32,17 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     """Token budget of an assembled SessionContext."""
 
 
+DEFAULT_MODEL = "deepseek/deepseek-v4.1-flash"
+"""The model a node uses when nothing names one: on OpenRouter, current, capable
+with tool calls and inexpensive, so that the key alone is enough to start."""
+
+
 class AOSCB(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """System control block: the defaults of the whole node."""
 
-    model: str | None = None
-    """Default model id (OpenAI-compatible); agents may override it."""
+    model: str | None = DEFAULT_MODEL
+    """Default model id (OpenAI-compatible); agents, ``AOS_MODEL`` and ``aos run
+    --model`` override it; ``null`` means none (every agent must name one)."""
     default_skills: list[str] = msgspec.field(
         default_factory=lambda: ["aos-context", "aos-skill", "aos-a2a", "aos-frontend"]
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from aos.aoscb import DEFAULT_MODEL
 from aos.bash import group_alive
 from aos.daemon import alive
 from aos.testing import Reply, ScriptedLLM, free_port
@@ -99,8 +100,22 @@ def test_aos_run_json(project: Project, llm: ScriptedLLM) -> None:
     ]  # fmt: skip
 
 
+def test_the_key_alone_is_enough(project: Project, llm: ScriptedLLM) -> None:
+    """The seed's promise: one required variable (here with the scripted server's URL)."""
+    del project.env["AOS_MODEL"]
+    project.env["OPENROUTER_API_KEY"] = "sk-or-test"
+    llm.add(Reply.text("hello"))
+    result = project.aos("run", "hi")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hello"
+    [request] = llm.requests
+    assert request.body["model"] == DEFAULT_MODEL
+    assert request.headers["authorization"] == "Bearer sk-or-test"
+
+
 def test_no_model_is_one_clear_sentence(project: Project) -> None:
     del project.env["AOS_MODEL"]
+    (project.root / "aoscb.json").write_text('{"model": null}')  # the default taken away
     result = project.aos("run", "hi")
     assert result.returncode == 5  # unavailable
     assert result.stderr.strip().startswith(
@@ -230,6 +245,9 @@ def test_aos_up_says_which_model(project: Project) -> None:
     lines = first_lines(project, 2)
     assert lines[1].startswith("aos: model test-model (environment AOS_MODEL) at http://127.0.0.1:")
     del project.env["AOS_MODEL"]
+    lines = first_lines(project, 2)
+    assert lines[1].startswith(f"aos: model {DEFAULT_MODEL} (default) at http://127.0.0.1:")
+    (project.root / "aoscb.json").write_text('{"model": null}')
     lines = first_lines(project, 2)
     assert lines[1].startswith("aos: dispatch is not ready: No model is configured: set AOS_MODEL")
 

@@ -187,6 +187,7 @@ async def test_llm_errors_reach_the_user_as_one_sentence(
 
 
 async def test_no_model_configured_fails_at_once(tmp_path: Path) -> None:
+    (tmp_path / "aoscb.json").write_text('{"model": null}')  # no default model
     async with running_daemon(tmp_path, OPENROUTER_BASE_URL="http://127.0.0.1:9/v1") as daemon:
         async with Client(daemon.paths.control_socket, token="") as client:
             session = await new_session(client)
