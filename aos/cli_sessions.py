@@ -146,10 +146,14 @@ async def resolve_agent(syscall: Syscall, agent: str | None, *, create: bool = F
 
 class Printer:
     """Prints a dispatch as it happens: the model's text token by token, each
-    tool call and its result."""
+    tool call and its result. The model's reasoning, when ``reasoning``, comes as a
+    dim block labelled ``thinking:``, apart from the answer; else it is left out."""
 
-    def __init__(self, *, quiet: bool) -> None:
+    def __init__(self, *, quiet: bool, reasoning: bool = False) -> None:
         self.quiet = quiet
+        self.reasoning = reasoning
+        self.thinking = False
+        """Whether the reasoning block is open (the answer's first text closes it)."""
         self.mid_line = False
         self.finished = asyncio.Event()
         self.pending: list[str] = []
@@ -174,11 +178,12 @@ class Printer:
             if self.pending:
                 self.held.append((topic, data))
             else:
-                self.write(data["text"], **({} if data["kind"] == "content" else {"dim": True}))
+                self.stream(data["kind"], data["text"])
             return
         fact = data["fact"]
         kind = fact["kind"]
         if kind == "message.assistant":
+            self.thinking = False
             self.newline()
             for call in fact.get("tool_calls") or ():
                 self.pending.append(call["id"])
@@ -206,6 +211,21 @@ class Printer:
             if fact["status"] != "completed":
                 self.write(f"[{fact['status']}] {fact.get('error') or ''}\n", fg="red")
             self.finished.set()
+
+    def stream(self, kind: str, text: str) -> None:
+        """A piece of the model's reply: ``content`` or ``reasoning``."""
+        if kind != "content":
+            if self.reasoning:
+                if not self.thinking:
+                    self.newline()
+                    self.write("thinking: ", dim=True, italic=True)
+                    self.thinking = True
+                self.write(text, dim=True)
+            return
+        if self.thinking:
+            self.write("\n\n" if self.mid_line else "\n")
+            self.thinking = False
+        self.write(text)
 
     def _release(self) -> None:
         """Print the streamed text held while results were awaited."""
@@ -379,6 +399,7 @@ async def run_once(
     message: str,
     *,
     as_json: bool,
+    reasoning: bool = False,
     model: str | None = None,
 ) -> int:
     async with daemon_socket(config, embed=True) as socket_path:
@@ -395,7 +416,7 @@ async def run_once(
                         client,
                         session_id,
                         message,
-                        printer=Printer(quiet=as_json),
+                        printer=Printer(quiet=as_json, reasoning=reasoning),
                         interrupts=interrupts,
                         model=model,
                     )
@@ -421,6 +442,12 @@ async def run_once(
     if interrupts.signum is not None:
         return interrupts.exit_code
     return 0 if result["status"] == "completed" else 1
+
+
+def shows_reasoning(asked: bool | None) -> bool:
+    """Whether to print the model's reasoning: as asked (``--reasoning``), else only
+    when stdout is a terminal (a pipe gets the answer alone)."""
+    return sys.stdout.isatty() if asked is None else asked
 
 
 def warn_isolation(isolation: Mapping[str, Any]) -> None:
@@ -455,11 +482,17 @@ def register(cli: click.Group, pass_context: Any) -> None:
     model_option = click.option(
         "-m", "--model", help="Model id for these dispatches, instead of the agent's."
     )
+    reasoning_option = click.option(
+        "--reasoning/--no-reasoning",
+        default=None,
+        help="Show the model's reasoning (default: on a terminal only, never in a pipe).",
+    )
 
     @cli.command()
     @agent_option
     @session_option
     @model_option
+    @reasoning_option
     @click.option(
         "-f",
         "--file",
@@ -471,25 +504,35 @@ def register(cli: click.Group, pass_context: Any) -> None:
     @click.argument("message", required=False)
     @pass_context
     def run(
-        ctx: Any, agent: str | None, session: str | None, model: str | None, path: Path | None,
-        as_json: bool, message: str | None,
+        ctx: Any, agent: str | None, session: str | None, model: str | None,
+        reasoning: bool | None, path: Path | None, as_json: bool, message: str | None,
     ) -> None:  # fmt: skip
         """Dispatch MESSAGE and stream the agent's work; prints the session id.
 
         MESSAGE `-`, or none with stdin piped, reads the message from stdin."""
         text = read_message(message, path)
+        show = shows_reasoning(reasoning)
         sys.exit(
-            asyncio.run(run_once(ctx.config, agent, session, text, as_json=as_json, model=model))
+            asyncio.run(
+                run_once(
+                    ctx.config, agent, session, text, as_json=as_json, reasoning=show, model=model
+                )
+            )
         )
 
     @cli.command()
     @agent_option
     @session_option
     @model_option
+    @reasoning_option
     @pass_context
-    def chat(ctx: Any, agent: str | None, session: str | None, model: str | None) -> None:
+    def chat(
+        ctx: Any, agent: str | None, session: str | None, model: str | None,
+        reasoning: bool | None,
+    ) -> None:  # fmt: skip
         """An interactive loop on one session (Ctrl-D to leave)."""
-        sys.exit(asyncio.run(chat_loop(ctx.config, agent, session, model=model)))
+        show = shows_reasoning(reasoning)
+        sys.exit(asyncio.run(chat_loop(ctx.config, agent, session, model=model, reasoning=show)))
 
     @cli.group(name="agent")
     def agent_group() -> None:
@@ -776,7 +819,12 @@ def read_message(message: str | None, path: Path | None) -> str:
 
 
 async def chat_loop(
-    config: Any, agent: str | None, session: str | None, *, model: str | None = None
+    config: Any,
+    agent: str | None,
+    session: str | None,
+    *,
+    model: str | None = None,
+    reasoning: bool = False,
 ) -> int:
     """Dispatch each line typed; 0 at Ctrl-D, 128 + the signal when a signal leaves
     (Ctrl-C during a dispatch interrupts it and comes back to the prompt)."""
@@ -796,7 +844,7 @@ async def chat_loop(
                                 client,
                                 session_id,
                                 line,
-                                printer=Printer(quiet=False),
+                                printer=Printer(quiet=False, reasoning=reasoning),
                                 interrupts=interrupts,
                                 model=model,
                             )

@@ -44,6 +44,9 @@ class UserMessage(_Fact, tag="message.user"):
 class AssistantMessage(_Fact, tag="message.assistant"):
     text: str = ""
     reasoning: str = ""
+    reasoning_details: list[dict[str, Any]] = []
+    """The provider's structured reasoning (OpenRouter ``reasoning_details``), kept
+    as received: the next request sends it back with this message."""
     tool_calls: list[ToolCallRequest] = []
     finish_reason: str | None = None
     model: str | None = None

@@ -180,6 +180,10 @@ class Completion(msgspec.Struct, kw_only=True):
 
     content: str = ""
     reasoning: str = ""
+    reasoning_details: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    """OpenRouter's structured reasoning (``reasoning.text`` with its ``signature``,
+    ``reasoning.summary``, ``reasoning.encrypted``), assembled by ``index``: sent back
+    as is with the assistant message so that signed reasoning chains continue."""
     tool_calls: list[ToolCallOut] = msgspec.field(default_factory=list)
     finish_reason: str | None = None
     usage: Usage | None = None
@@ -305,6 +309,7 @@ class _Assembly:
         self.delivered = False
         self.content: list[str] = []
         self.reasoning: list[str] = []
+        self.reasoning_details: dict[int, dict[str, Any]] = {}
         self.calls: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
@@ -329,6 +334,7 @@ class _Assembly:
         return Completion(
             content="".join(self.content),
             reasoning="".join(self.reasoning),
+            reasoning_details=[d for _, d in sorted(self.reasoning_details.items())],
             tool_calls=calls,
             finish_reason=self.finish_reason,
             usage=self.usage,
@@ -574,6 +580,8 @@ class LLMClient:
                 reasoning = delta.get("reasoning_content")
             if isinstance(reasoning, str) and reasoning:
                 assembly.emit("reasoning", reasoning)
+            for detail in delta.get("reasoning_details") or ():
+                _merge_reasoning_detail(assembly.reasoning_details, detail)
             content = delta.get("content")
             if isinstance(content, str) and content:
                 assembly.emit("content", content)
@@ -641,6 +649,25 @@ def _proxy_for(url: str) -> str | None:
     if proxy_bypass(parts.hostname or ""):
         return None
     return getproxies().get(parts.scheme)
+
+
+_DETAIL_TEXTS = ("text", "summary", "data")
+"""The fields of a reasoning detail that stream in pieces; the others come whole."""
+
+
+def _merge_reasoning_detail(details: dict[int, dict[str, Any]], delta: Any) -> None:
+    """Merge one ``reasoning_details`` delta into the detail of its ``index``."""
+    if not isinstance(delta, dict):
+        return
+    index = delta.get("index")
+    if not isinstance(index, int):
+        index = max(details, default=0)
+    detail = details.setdefault(index, {})
+    for key, value in delta.items():
+        if key in _DETAIL_TEXTS and isinstance(value, str):
+            detail[key] = detail.get(key, "") + value
+        elif value is not None:
+            detail[key] = value
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: Any) -> None:

@@ -347,6 +347,7 @@ class ReActUnit:
         reply = AssistantMessage(
             text=content,
             reasoning=str(decided.get("reasoning") or ""),
+            reasoning_details=completion.reasoning_details,
             tool_calls=tool_calls,
             finish_reason=decided.get("finish_reason"),
             model=completion.model or str(request["model"]),

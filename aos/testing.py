@@ -87,6 +87,10 @@ class Reply:
     reasoning_field: str = "reasoning"
     """The delta field reasoning is sent in: ``reasoning`` (OpenRouter) or
     ``reasoning_content`` (DeepSeek, vLLM)."""
+    signature: str | None = None
+    """With ``reasoning``: also send it as OpenRouter's ``reasoning_details``
+    (``reasoning.text`` pieces at index 0, the last one carrying this signature),
+    as reasoning models that need their signed reasoning back do."""
     calls: tuple[ScriptedToolCall, ...] = ()
     """Tool calls (build with :meth:`tool_call` / :meth:`tool_calls`)."""
     finish_reason: str | None = None
@@ -120,6 +124,7 @@ class Reply:
         chunk: int = 8,
         reasoning: str = "",
         reasoning_field: str = "reasoning",
+        signature: str | None = None,
         delay: float = 0.0,
         usage: Usage | None = None,
         model: str | None = None,
@@ -131,6 +136,7 @@ class Reply:
             chunk=chunk,
             reasoning=reasoning,
             reasoning_field=reasoning_field,
+            signature=signature,
             delay=delay,
             usage=usage,
             model=model,
@@ -406,8 +412,14 @@ def _stream(reply: Reply, request: dict[str, Any], model: str, number: int) -> I
 
     yield ": OPENROUTER PROCESSING\n\n"  # a keep-alive comment, as OpenRouter sends
     yield delta({"role": "assistant", "content": ""})
-    for piece in _pieces(reply.reasoning, reply.chunk):
-        yield delta({reply.reasoning_field: piece})
+    reasoning = _pieces(reply.reasoning, reply.chunk)
+    for n, piece in enumerate(reasoning):
+        fields: dict[str, Any] = {reply.reasoning_field: piece}
+        if reply.signature is not None:
+            detail = {"type": "reasoning.text", "text": piece, "format": "anthropic-claude-v1"}
+            last = {"signature": reply.signature} if n == len(reasoning) - 1 else {}
+            fields["reasoning_details"] = [{**detail, "index": 0, **last}]
+        yield delta(fields)
     for piece in _pieces(reply.content, reply.chunk):
         yield delta({"content": piece})
     if reply.cut:

@@ -514,3 +514,33 @@ async def test_a_spawner_that_cannot_start_fails_the_dispatch_clearly(
         "tool.result",
         "dispatch.finished",
     ]
+
+
+async def test_signed_reasoning_goes_back_to_the_provider(
+    aos_client: Client, scripted_llm: ScriptedLLM
+) -> None:
+    """OpenRouter's reasoning_details (signed reasoning) are kept with the assistant
+    message and sent back with it on the next request, as OpenRouter documents."""
+    thought = "I should list the files first, then answer."
+    scripted_llm.add(
+        Reply.tool_call("true", reasoning=thought, signature="sig-123", chunk=5),
+        Reply.text("done"),
+    )
+    session = await new_session(aos_client)
+    outcome = await aos_client.call("session.dispatch", {"id": session, "message": "go"})
+    assert outcome["status"] == "completed", outcome
+    expected = [
+        {
+            "type": "reasoning.text",
+            "text": thought,
+            "format": "anthropic-claude-v1",
+            "index": 0,
+            "signature": "sig-123",
+        }
+    ]
+    [first, _] = await facts(aos_client, session, "message.assistant")
+    assert first["reasoning"] == thought
+    assert first["reasoning_details"] == expected
+    [assistant] = [m for m in scripted_llm.requests[1].body["messages"] if m["role"] == "assistant"]
+    assert assistant["reasoning_details"] == expected
+    assert "reasoning_details" not in scripted_llm.requests[0].body["messages"][-1]

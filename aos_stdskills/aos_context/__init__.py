@@ -95,6 +95,8 @@ def _convert(state: _State, seq: int, fact: Mapping[str, Any]) -> None:
         message: dict[str, Any] = {"role": "user", "content": fact["text"]}
     elif kind == "message.assistant":
         message = {"role": "assistant", "content": fact.get("text") or None}
+        if fact.get("reasoning_details"):  # signed reasoning continues (OpenRouter)
+            message["reasoning_details"] = fact["reasoning_details"]
         calls = fact.get("tool_calls") or []
         if calls:
             message["tool_calls"] = [
