@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -9,6 +10,17 @@ import msgspec
 from aos.sandbox import Network, SandboxMode
 
 AgentStatus = Literal["active", "archived"]
+
+NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+"""What an agent's name may be: a word for the command line (``aos run -a NAME``)."""
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an agent, or None (see :data:`NAME_RULE`)."""
+    if _NAME.fullmatch(name):
+        return None
+    return f"invalid agent name {name!r}: a name is {NAME_RULE}"
 
 
 class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):

@@ -389,6 +389,7 @@ def start(ctx: Context, timeout: float, as_json: bool) -> None:
         for arg in (flag, str(ctx.flags[key]))
     ]
     with paths.log_file.open("ab") as log:
+        log_start = log.tell()
         process = subprocess.Popen(
             [sys.executable, "-m", "aos", *flags, "up", "--quiet"],
             stdin=subprocess.DEVNULL,
@@ -401,10 +402,8 @@ def start(ctx: Context, timeout: float, as_json: bool) -> None:
     ui: str | None = None
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = paths.log_file.read_text(errors="replace").splitlines()[-5:]
             raise CLIError(
-                f"the daemon exited with code {process.returncode} while starting; "
-                f"last lines of {paths.log_file}:\n  " + "\n  ".join(tail),
+                _why_it_exited(paths.log_file, log_start, process.returncode),
                 code="unavailable",
                 exit_code=ExitCode.UNAVAILABLE,
             )
@@ -450,6 +449,21 @@ def start(ctx: Context, timeout: float, as_json: bool) -> None:
             click.echo(f"ui:      {ui}")
     if problems:
         raise CLIError("; ".join(problems), code="unavailable", exit_code=ExitCode.UNAVAILABLE)
+
+
+def _why_it_exited(log_file: Path, start: int, code: int) -> str:
+    """Why the daemon ``aos start`` spawned exited: the error it printed (``Error:
+    ...``, one sentence), else the last lines it logged."""
+    with log_file.open("rb") as log:
+        log.seek(start)
+        lines = log.read().decode(errors="replace").splitlines()
+    errors = [line.removeprefix("Error: ") for line in lines if line.startswith("Error: ")]
+    if errors:
+        return f"the daemon could not start: {errors[-1]}"
+    return (
+        f"the daemon exited with code {code} while starting; last lines of {log_file}:\n  "
+        + "\n  ".join(lines[-5:])
+    )
 
 
 def _serves_ui(status: dict[str, Any]) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 from dotenv import dotenv_values
@@ -135,6 +135,31 @@ def _set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
+def _check_db_url(url: str, source: str) -> None:
+    """A database URL given by the user names a backend and, for SQLite, a file in
+    a directory that exists (a typo must not leave a stray database behind)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("postgresql", "postgres"):
+        return
+    if parts.scheme != "sqlite":
+        raise ConfigError(
+            f"invalid setting db_url (from {source}): {mask_url(url)!r} is not a database URL: "
+            "use sqlite:///ABSOLUTE/PATH/aos.db or postgresql://USER@HOST:PORT/DB"
+        )
+    raw = unquote(url.removeprefix("sqlite://"))
+    path = Path("/" + raw.lstrip("/") if raw.startswith("/") else raw)  # sqlite:////x too
+    if not path.is_absolute():
+        raise ConfigError(
+            f"invalid setting db_url (from {source}): the SQLite path {str(path)!r} is not "
+            "absolute: use sqlite:///ABSOLUTE/PATH/aos.db (three slashes)"
+        )
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"invalid setting db_url (from {source}): the directory {path.parent} does not "
+            "exist: create it, or point the URL at an existing one"
+        )
+
+
 def load_config(
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -188,7 +213,11 @@ def load_config(
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(exc, sources)) from None
 
-    db_url = overrides.get("db_url") or f"sqlite://{paths.sqlite_file}"
+    db_url = overrides.get("db_url")
+    if db_url:
+        _check_db_url(str(db_url), sources["db_url"])
+    else:
+        db_url = f"sqlite://{paths.sqlite_file}"  # its directory is made with the home
     sources.setdefault("db_url", DEFAULT)
     return Config(
         aoscb=aoscb,

@@ -470,9 +470,15 @@ class ReActUnit:
                 )
             )
             return
+        output = str(after["output"])
+        if request.timeout is not None and request.timeout > limits.tool_timeout:
+            output = (
+                f"[a timeout of {request.timeout:g} s is above the cap of "
+                f"{limits.tool_timeout:g} s: it ran with {run_timeout:g} s]\n{output}"
+            )
         visible = {
             "call_id": request.id,
-            "output": after["output"],
+            "output": output,
             "status": after.get("status", result.status),
             "exit_code": after["exit_code"],
             "truncated_bytes": result.truncated_bytes,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_type_hints
 import msgspec
 
 from aos import __version__
-from aos.agent import ACB, AgentConfig, AgentStatus, EffectiveConfig
+from aos.agent import ACB, AgentConfig, AgentStatus, EffectiveConfig, name_problem
 from aos.config import mask_url
 from aos.events import current_stream
 from aos.history import (
@@ -256,6 +256,22 @@ ADMIN_SET_CONFIG = ("workspace", "model", "sandbox")
 uses, whether its commands are sandboxed."""
 
 
+def _check_agent_input(kernel: Kernel, name: str | None, config: AgentConfig | None) -> None:
+    """An agent's name follows the name rule, and the skills its config names exist."""
+    problem = name_problem(name) if name is not None else None
+    if problem is not None:
+        raise SyscallError("invalid", problem)
+    known = {skill.name for skill in kernel.skills.all()}
+    known.update(name for name, _ in kernel.pm.list_name_plugin())  # in-process skills
+    unknown = [name for name in (config.skills if config else None) or () if name not in known]
+    if unknown:
+        raise SyscallError(
+            "not_found",
+            f"no skill named {', '.join(map(repr, unknown))} (see `aos skill list`): "
+            "an agent's skills must exist on the node",
+        )
+
+
 def _check_config(
     principal: Principal, old: AgentConfig, new: AgentConfig, max_steps: int, target: str
 ) -> None:
@@ -421,6 +437,7 @@ async def agent_create(
             if params.scopes is None:
                 params = msgspec.structs.replace(params, scopes=ceiling)
     _check_scopes(params.scopes, ceiling, whose)
+    _check_agent_input(kernel, params.name, params.config)
     target = f"new agent {params.name!r}"
     steps = parent_effective.max_steps if parent_effective else kernel.config.aoscb.limits.max_steps
     _check_config(principal, AgentConfig(), params.config, steps, target)
@@ -527,6 +544,7 @@ async def agent_update(
             ceiling = sorted(set(ceiling) & principal.scopes)
             whose = f"{principal.name} or {whose}"
         _check_scopes(params.scopes, ceiling, whose)
+    _check_agent_input(kernel, params.name, params.config)
     if params.config is not None:
         steps = kernel.effective_of(chain).max_steps
         _check_config(principal, acb.config, params.config, steps, f"agent {acb.id}")
@@ -1058,6 +1076,8 @@ class Dispatched(msgspec.Struct, kw_only=True):
 async def session_dispatch(
     kernel: Kernel, principal: Principal, params: DispatchParams
 ) -> Dispatched:
+    if not params.message.strip():
+        raise SyscallError("invalid", "session.dispatch: the message is empty")
     scb = await _session_for(kernel, principal, params.id)
     if scb.status == "archived":
         raise SyscallError("conflict", f"session {scb.id} is archived")

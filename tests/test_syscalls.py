@@ -30,6 +30,18 @@ from aos.testing import Reply, ScriptedLLM
 pytestmark = pytest.mark.anyio
 
 
+def install(kernel: Kernel, *names: str) -> None:
+    """Context skills of these names in the kernel's skill root (an agent's config
+    may name only skills that exist)."""
+    root = kernel.config.skill_root_paths[0]
+    for name in names:
+        (root / name).mkdir(parents=True)
+        (root / name / "SKILL.md").write_text(
+            f"---\nname: {name}\ndescription: A test skill.\n---\n"
+        )
+    kernel.skills.scan()
+
+
 async def make_agent(kernel: Kernel, name: str, **params: Any) -> dict[str, Any]:
     return await kernel.syscall(ADMIN, "agent.create", {"name": name, **params})
 
@@ -77,6 +89,7 @@ async def test_kernel_status_and_config(kernel: Kernel) -> None:
 
 
 async def test_agent_tree_and_inheritance(kernel: Kernel) -> None:
+    install(kernel, "pdf")
     lead = await make_agent(kernel, "lead", config={"model": "big-model", "skills": ["pdf"]})
     worker = await make_agent(kernel, "worker", parent=lead["agent"]["id"])
     assert worker["effective"]["model"] == "big-model"
@@ -225,6 +238,7 @@ async def test_an_agent_cannot_widen_any_agents_config(
     model_kernel: Kernel, scripted_llm: ScriptedLLM
 ) -> None:
     kernel = model_kernel
+    install(kernel, "guard", "pdf")
     workspace = str(kernel.config.paths.data_dir / "lead")
     config = {
         "skills": ["guard"],
@@ -503,6 +517,7 @@ async def test_a_narrow_token_cannot_create_a_wider_child(
 
 
 async def test_children_cannot_drop_inherited_skills(kernel: Kernel) -> None:
+    install(kernel, "policy-skill", "pdf")
     lead = await make_agent(kernel, "lead", config={"skills": ["policy-skill"]})
     child = await make_agent(kernel, "kid", parent=lead["agent"]["id"], config={"skills": ["pdf"]})
     assert child["effective"]["skills"] == ["policy-skill", "pdf"]

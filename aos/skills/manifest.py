@@ -332,6 +332,9 @@ def _service(
             f"'{value}' is the skill directory itself; give the path of the service program inside it",
         )
         return None
+    if not target.is_file():
+        report.error(field, f"'{value}' does not exist in the skill directory")
+        return None
     return str(target.relative_to(root))
 
 

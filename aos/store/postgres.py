@@ -109,7 +109,9 @@ class PostgresStore(SQLStore):
             )
             writer = await asyncpg.connect(dsn, server_settings=settings)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailable(f"cannot connect to {mask_url(url)}: {_cause(exc)}") from None
+            raise StoreUnavailable(
+                f"cannot connect to {mask_url(url)}: {_cause(exc)}{_fix(url, exc)}"
+            ) from None
         store = cls(pool, writer, dsn, settings)
         try:
             await store._migrate()
@@ -234,6 +236,18 @@ def _split_schema(url: str, schema: str | None) -> tuple[str, str | None]:
     from_url = next((v for k, v in query if k == "schema"), None)
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     return urlunsplit(parts._replace(query=rest)), schema or from_url
+
+
+def _fix(url: str, exc: BaseException) -> str:
+    """What to do about a failed connection, as the end of the sentence."""
+    parts = urlsplit(url)
+    where = f"-h {parts.hostname or 'localhost'} -p {parts.port or 5432}"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        user = f" -U {parts.username}" if parts.username else ""
+        return f": create it (createdb {where}{user} {parts.path.lstrip('/')})"
+    if isinstance(exc, OSError):
+        return f": is the server running and listening there? (pg_isready {where})"
+    return ""
 
 
 def _cause(exc: BaseException) -> str:
