@@ -153,7 +153,14 @@ class LLMError(Exception):
 
 
 def missing_configuration(model: str | None, settings: LLMSettings) -> LLMError | None:
-    """Why a call cannot even be attempted (no model, no key for OpenRouter), or None."""
+    """Why a call cannot even be attempted (no model, a base URL that is not one, no
+    key for OpenRouter), or None."""
+    url = urlsplit(settings.base_url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return LLMError(
+            f"{BASE_URL_VARIABLE}={settings.base_url!r} is not a URL: give the model server's "
+            "address, e.g. https://openrouter.ai/api/v1 or http://localhost:11434/v1"
+        )
     if not model:
         return LLMError(
             'No model is configured: set AOS_MODEL (or "model" in aoscb.json, '

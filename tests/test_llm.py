@@ -408,6 +408,12 @@ async def test_missing_configuration_sentences() -> None:
     )
     local = LLMSettings.from_env(env(OPENROUTER_BASE_URL="http://127.0.0.1:1234/v1"))
     assert missing_configuration("qwen", local) is None
+    for bad in ("notaurl", "ftp://host/v1", "http://:8080"):
+        not_a_url = missing_configuration(
+            "qwen", LLMSettings.from_env(env(OPENROUTER_BASE_URL=bad))
+        )
+        assert not_a_url is not None and not not_a_url.retryable  # a configuration error
+        assert not_a_url.message.startswith(f"OPENROUTER_BASE_URL={bad!r} is not a URL: give")
     async with LLMClient(openrouter) as c:
         with pytest.raises(LLMError, match="No API key for OpenRouter"):
             await c.complete(model="m", messages=MESSAGES)  # fails before any request
