@@ -174,6 +174,10 @@ class Printer:
             self.write("\n")
 
     def event(self, topic: str, data: dict[str, Any]) -> None:
+        if topic == "stream" and data["kind"] == "notice":  # e.g. a rate-limit wait
+            with contextlib.suppress(OSError):
+                click.echo(click.style(f"aos: {data['text']}", fg="yellow"), err=True)
+            return
         if topic == "stream":
             if self.pending:
                 self.held.append((topic, data))
@@ -185,6 +189,8 @@ class Printer:
         if kind == "message.assistant":
             self.thinking = False
             self.newline()
+            if fact.get("incomplete"):
+                self.write("[the reply broke off here]\n", fg="yellow")
             for call in fact.get("tool_calls") or ():
                 self.pending.append(call["id"])
                 self.write(f"$ {call['command'] or call.get('error', '')}\n", fg="cyan")

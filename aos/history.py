@@ -48,6 +48,9 @@ class AssistantMessage(_Fact, tag="message.assistant"):
     """The provider's structured reasoning (OpenRouter ``reasoning_details``), kept
     as received: the next request sends it back with this message."""
     tool_calls: list[ToolCallRequest] = []
+    incomplete: bool = False
+    """The text of a reply whose stream failed (kept, shown, not sent to the model
+    again); a retried step follows it with the whole reply."""
     finish_reason: str | None = None
     model: str | None = None
     usage: Usage | None = None

@@ -33,7 +33,7 @@ import re
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
@@ -76,6 +76,9 @@ BASH_TOOL: dict[str, Any] = {
 
 OnDelta = Callable[[str, str], None]
 """``on_delta(kind, text)`` with kind ``"content"`` or ``"reasoning"``."""
+OnRetry = Callable[["LLMError", float], Awaitable[None]]
+"""``await on_retry(error, delay)`` before each retry, ``delay`` seconds ahead;
+``error.partial`` is what the failed attempt had streamed (None if nothing)."""
 
 
 def is_openrouter(base_url: str) -> bool:
@@ -150,6 +153,13 @@ class LLMError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def _final(exc: LLMError, message: str) -> LLMError:
+    """The error that ends the retries: ``exc`` said as ``message``."""
+    final = LLMError(message, status=exc.status, retryable=True, retry_after=exc.retry_after)
+    final.partial = exc.partial
+    return final
 
 
 def missing_configuration(model: str | None, settings: LLMSettings) -> LLMError | None:
@@ -313,7 +323,6 @@ class _Assembly:
 
     def __init__(self, on_delta: OnDelta | None) -> None:
         self.on_delta = on_delta
-        self.delivered = False
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.reasoning_details: dict[int, dict[str, Any]] = {}
@@ -326,7 +335,6 @@ class _Assembly:
     def emit(self, kind: str, text: str) -> None:
         (self.content if kind == "content" else self.reasoning).append(text)
         if self.on_delta is not None:
-            self.delivered = True
             self.on_delta(kind, text)
 
     def completion(self) -> Completion:
@@ -409,11 +417,14 @@ class LLMClient:
         tools: Sequence[Mapping[str, Any]] | None = None,
         params: Mapping[str, Any] | None = None,
         on_delta: OnDelta | None = None,
+        on_retry: OnRetry | None = None,
     ) -> Completion:
-        """Stream one completion; retry transient failures while nothing was delivered.
+        """Stream one completion; retry transient failures, also a stream that broke
+        off after some text but before any tool call (nothing can have been acted on;
+        ``on_retry`` hears of each retry, with the text that broke off).
 
         ``params`` are extra request fields (``temperature``, ``max_tokens``...).
-        Raises :class:`LLMError`.
+        Raises :class:`LLMError` (its ``partial``: what the last attempt streamed).
         """
         settings = self.settings
         problem = missing_configuration(model, settings)
@@ -436,30 +447,25 @@ class LLMClient:
                 await self._attempt(body, assembly, model)
                 return assembly.completion()
             except LLMError as exc:
-                if assembly.delivered:
+                if assembly.content or assembly.reasoning:
                     exc.partial = assembly.completion()
-                    raise
-                if not exc.retryable:
+                if not exc.retryable or assembly.calls:  # a tool call may be acted on
                     raise
                 if attempt >= settings.max_retries:
-                    raise LLMError(
-                        f"{exc.message} (gave up after {attempt + 1} attempts)",
-                        status=exc.status,
-                        retryable=True,
-                        retry_after=exc.retry_after,
+                    raise _final(
+                        exc, f"{exc.message} (gave up after {attempt + 1} attempts)"
                     ) from exc
                 delay = exc.retry_after
                 if delay is None:
                     ceiling = min(settings.backoff_cap, settings.backoff_base * 2**attempt)
                     delay = random.uniform(0, ceiling)
                 elif delay > settings.max_retry_after:
-                    raise LLMError(
-                        f"{exc.message} (it asked to wait {delay:.0f} s before retrying)",
-                        status=exc.status,
-                        retryable=True,
-                        retry_after=delay,
+                    raise _final(
+                        exc, f"{exc.message} (it asked to wait {delay:.0f} s before retrying)"
                     ) from exc
                 attempt += 1
+                if on_retry is not None:
+                    await on_retry(exc, delay)
                 await asyncio.sleep(delay)
 
     async def _attempt(self, body: bytes, assembly: _Assembly, model: str) -> None:

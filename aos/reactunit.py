@@ -14,6 +14,7 @@ Every fact goes through the kernel's append (history.append, events).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -238,6 +239,7 @@ class ReActUnit:
             status, error = "rejected", f"{exc.hook} {exc}"
         except LLMError as exc:
             status, error = "failed", exc.message
+            await self._keep_partial(exc)
         except HookError as exc:
             status, error = "failed", str(exc)
         except SpawnerError as exc:
@@ -302,12 +304,24 @@ class ReActUnit:
                     },
                 )
 
+        async def on_retry(error: LLMError, delay: float) -> None:
+            await self._keep_partial(error)
+            why = (
+                "rate limited by the model server"
+                if error.status == 429
+                else f"the model server failed ({error.message})"
+            )
+            notice = f"{why}: retrying in {delay:.0f} s" if delay >= 1 else f"{why}: retrying"
+            self._log("llm.retry", notice, {"dispatch_id": self.dispatch_id, "step": step})
+            on_delta("notice", notice)
+
         completion = await kernel.llm.complete(
             model=str(request["model"]),
             messages=request["messages"],
             tools=request.get("tools"),
             params=request.get("params") or {},
             on_delta=on_delta,
+            on_retry=on_retry,
         )
         self._totals.add(completion.usage)
         if completion.usage is not None:
@@ -359,6 +373,22 @@ class ReActUnit:
         else:
             await self._append(reply)
         return content, tool_calls
+
+    async def _keep_partial(self, error: LLMError) -> None:
+        """Record what a failed stream had said, as an incomplete assistant message."""
+        partial, error.partial = error.partial, None  # recorded once
+        if partial is None or not (partial.content or partial.reasoning):
+            return
+        with contextlib.suppress(StoreError):  # the dispatch's end says what failed
+            await self._append(
+                AssistantMessage(
+                    text=partial.content,
+                    reasoning=partial.reasoning,
+                    incomplete=True,
+                    finish_reason="error",
+                    model=partial.model or self.effective.model,
+                )
+            )
 
     def _request_of(self, call_id: str, name: str, arguments: str) -> ToolCallRequest:
         """The model's call as recorded; bad arguments become a command that explains."""

@@ -254,20 +254,47 @@ async def test_client_errors_are_sentences_and_not_retried(
     assert len(scripted_llm.requests) == 1
 
 
-async def test_mid_stream_error_after_text_is_not_retried(
+async def test_mid_stream_error_after_text_is_retried_and_says_so(
     scripted_llm: ScriptedLLM, client: LLMClient
 ) -> None:
-    scripted_llm.add(Reply.stream_error("Provider disconnected", after_text="Partial ans"))
+    """No tool call was streamed, so nothing can have been acted on: retried like a 5xx,
+    and ``on_retry`` hears of it with the text that broke off."""
+    scripted_llm.add(
+        Reply.stream_error("Provider disconnected", after_text="Partial ans"),
+        Reply.text("Full answer"),
+    )
+    retries: list[tuple[str, str | None, float]] = []
+
+    async def on_retry(error: LLMError, delay: float) -> None:
+        retries.append((error.message, error.partial and error.partial.content, delay))
+
+    result = await client.complete(
+        model="test-model", messages=MESSAGES, tools=[BASH_TOOL], on_retry=on_retry
+    )
+    assert result.content == "Full answer"
+    [(message, partial, delay)] = retries
+    assert message.endswith("reported an error mid-stream (502): Provider disconnected")
+    assert partial == "Partial ans" and delay >= 0
+    assert len(scripted_llm.requests) == 2
+
+
+async def test_a_stream_that_keeps_failing_keeps_its_partial_text(
+    scripted_llm: ScriptedLLM, client: LLMClient
+) -> None:
+    attempts = client.settings.max_retries + 1
+    scripted_llm.add(
+        *(
+            Reply.stream_error("Provider disconnected", after_text="Partial ans")
+            for _ in range(attempts)
+        )
+    )
     deltas: list[tuple[str, str]] = []
     with pytest.raises(LLMError) as caught:
         await complete(client, deltas)
-    assert caught.value.message.endswith(
-        "reported an error mid-stream (502): Provider disconnected"
-    )
-    assert "".join(t for _, t in deltas) == "Partial ans"
+    assert caught.value.message.endswith(f"(gave up after {attempts} attempts)")
     assert caught.value.partial is not None
     assert caught.value.partial.content == "Partial ans"
-    assert len(scripted_llm.requests) == 1
+    assert len(scripted_llm.requests) == attempts
 
 
 async def test_mid_stream_error_before_any_text_is_retried(
@@ -278,16 +305,12 @@ async def test_mid_stream_error_before_any_text_is_retried(
     assert len(scripted_llm.requests) == 2
 
 
-async def test_cut_stream_is_retried_only_when_nothing_was_delivered(
-    scripted_llm: ScriptedLLM, client: LLMClient
-) -> None:
+async def test_a_cut_stream_is_retried(scripted_llm: ScriptedLLM, client: LLMClient) -> None:
     scripted_llm.add(Reply.disconnect(), Reply.text("ok"))
     assert (await complete(client, [])).content == "ok"
-    scripted_llm.add(Reply.disconnect(after_text="Half an"), Reply.text("unused"))
-    with pytest.raises(LLMError) as caught:
-        await complete(client, [])
-    assert caught.value.message.endswith("ended before the reply was complete")
-    assert len(scripted_llm.requests) == 3
+    scripted_llm.add(Reply.disconnect(after_text="Half an"), Reply.text("whole"))
+    assert (await complete(client, [])).content == "whole"  # no tool call: nothing acted on
+    assert len(scripted_llm.requests) == 4
 
 
 async def test_exhausted_script_fails_at_once(scripted_llm: ScriptedLLM, client: LLMClient) -> None:

@@ -94,6 +94,8 @@ def _convert(state: _State, seq: int, fact: Mapping[str, Any]) -> None:
     if kind == "message.user":
         message: dict[str, Any] = {"role": "user", "content": fact["text"]}
     elif kind == "message.assistant":
+        if fact.get("incomplete"):  # a stream that broke off: its retry, if any, follows
+            return
         message = {"role": "assistant", "content": fact.get("text") or None}
         if fact.get("reasoning_details"):  # signed reasoning continues (OpenRouter)
             message["reasoning_details"] = fact["reasoning_details"]
