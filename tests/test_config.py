@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from aos.aoscb import AOSCB
-from aos.config import ConfigError, load_config, mask_url
+from aos.config import SETTINGS, ConfigError, load_config, mask_url
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -152,3 +154,48 @@ def test_mask_url() -> None:
         mask_url("postgresql://postgres@127.0.0.1/test") == "postgresql://postgres@127.0.0.1/test"
     )
     assert mask_url("sqlite:///tmp/aos.db") == "sqlite:///tmp/aos.db"
+
+
+def _table_variables(doc: str, heading: str, column: int) -> set[str]:
+    """The `VARIABLE` names in ``column`` of the table under ``## heading``."""
+    section = doc.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("| `")]
+    return {row[column].strip().strip("`") for row in rows}
+
+
+def test_env_example_lists_every_variable_the_docs_name() -> None:
+    """.env.example is complete: every setting's variable and every other variable
+    of docs/specs/aos-deployment.md, and nothing else."""
+    doc = (REPO / "docs" / "specs" / "aos-deployment.md").read_text()
+    documented = _table_variables(doc, "Settings", 2) | _table_variables(
+        doc, "Other environment variables", 1
+    )
+    assert {s.env for s in SETTINGS} <= documented
+    example = (REPO / ".env.example").read_text()
+    listed = set(re.findall(r"^# ([A-Z][A-Z0-9_]+)=", example, re.M))
+    assert listed == documented
+
+
+def test_pixi_tasks_mirror_the_nox_sessions() -> None:
+    """Each nox session has a pixi task of its name running the same commands."""
+    import tomllib
+
+    spec = importlib.util.spec_from_file_location("noxfile", REPO / "noxfile.py")
+    assert spec is not None and spec.loader is not None
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+    pixi = tomllib.loads((REPO / "pixi.toml").read_text())
+    tasks = {**pixi["tasks"], **pixi["feature"]["bench"]["tasks"]}
+    expected = {
+        "tests": " ".join(noxfile.TESTS),
+        "lint": " && ".join(" ".join(command) for command in noxfile.LINT),
+        "typecheck": " ".join(noxfile.TYPECHECK),
+        "bench": " ".join(noxfile.BENCH),
+        "e2e": " ".join(noxfile.E2E),
+    }
+    sessions = set(
+        re.findall(r"^@nox\.session\ndef (\w+)\(", (REPO / "noxfile.py").read_text(), re.M)
+    )
+    assert sessions == set(expected)
+    assert {name: tasks[name] for name in expected} == expected
+    assert {"start", "status", "stop"} <= set(tasks)
