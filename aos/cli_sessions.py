@@ -156,11 +156,6 @@ class Printer:
         """Whether the reasoning block is open (the answer's first text closes it)."""
         self.mid_line = False
         self.finished = asyncio.Event()
-        self.pending: list[str] = []
-        """Ids of tool calls whose result has not been printed yet (ids may repeat)."""
-        self.held: list[tuple[str, dict[str, Any]]] = []
-        """The next step's streamed text, which can arrive before the last result
-        (a result is announced once committed, while the next step already runs)."""
 
     def write(self, text: str, **style: Any) -> None:
         if self.quiet:
@@ -178,11 +173,8 @@ class Printer:
             with contextlib.suppress(OSError):
                 click.echo(click.style(f"aos: {data['text']}", fg="yellow"), err=True)
             return
-        if topic == "stream":
-            if self.pending:
-                self.held.append((topic, data))
-            else:
-                self.stream(data["kind"], data["text"])
+        if topic == "stream":  # events come in history order (see ReActUnit)
+            self.stream(data["kind"], data["text"])
             return
         fact = data["fact"]
         kind = fact["kind"]
@@ -192,11 +184,8 @@ class Printer:
             if fact.get("incomplete"):
                 self.write("[the reply broke off here]\n", fg="yellow")
             for call in fact.get("tool_calls") or ():
-                self.pending.append(call["id"])
                 self.write(f"$ {call['command'] or call.get('error', '')}\n", fg="cyan")
         elif kind == "tool.result":
-            if fact["call_id"] in self.pending:
-                self.pending.remove(fact["call_id"])
             lines = fact["output"].rstrip("\n").splitlines()
             shown = lines[:SHOWN_OUTPUT_LINES]
             for line in shown:
@@ -208,11 +197,7 @@ class Printer:
                 self.write(f"  [rejected by {fact.get('rejected_by')}]\n", fg="red")
             elif status != "ok" or fact.get("exit_code") not in (0, None):
                 self.write(f"  [{status}, exit {fact.get('exit_code')}]\n", fg="yellow")
-            if not self.pending:
-                self._release()
         elif kind == "dispatch.finished":
-            self.pending.clear()
-            self._release()
             self.newline()
             if fact["status"] != "completed":
                 self.write(f"[{fact['status']}] {fact.get('error') or ''}\n", fg="red")
@@ -232,12 +217,6 @@ class Printer:
             self.write("\n\n" if self.mid_line else "\n")
             self.thinking = False
         self.write(text)
-
-    def _release(self) -> None:
-        """Print the streamed text held while results were awaited."""
-        held, self.held = self.held, []
-        for topic, data in held:
-            self.event(topic, data)
 
 
 class Left(Exception):

@@ -154,6 +154,8 @@ class ReActUnit:
     """The commit of facts appended ahead, until the next append waits for it."""
     _ahead: list[Fact] = field(default_factory=list)
     """Those facts."""
+    _held_stream: list[dict[str, Any]] = field(default_factory=list)
+    """Stream events waiting for the announcement of facts committed ahead."""
     _workspace_path: Path | None = None
     _base_env: dict[str, str] | None = None
     sandboxed: bool = False
@@ -293,15 +295,14 @@ class ReActUnit:
 
         def on_delta(kind: str, text: str) -> None:
             if kernel.events.has_subscribers():
-                kernel.events.publish(
-                    "stream",
+                self._publish_stream(
                     {
                         "session_id": self.scb.id,
                         "agent_id": self.scb.agent_id,
                         "dispatch_id": self.dispatch_id,
                         "kind": kind,
                         "text": text,
-                    },
+                    }
                 )
 
         async def on_retry(error: LLMError, delay: float) -> None:
@@ -627,6 +628,24 @@ class ReActUnit:
             return
         self._deferred = []
         self._committing, self._ahead = committing, facts
+
+    def _publish_stream(self, event: dict[str, Any]) -> None:
+        """A ``stream`` event, in history order: while facts committed ahead (the last
+        step's results) are not yet announced, the next step's text waits for them,
+        so every subscriber sees a dispatch's events as its history has them."""
+        committing = self._committing
+        if committing is not None and not committing.done():
+            if not self._held_stream:
+                committing.add_done_callback(lambda _: self._release_stream())
+            self._held_stream.append(event)
+            return
+        self._release_stream()
+        self.kernel.events.publish("stream", event)
+
+    def _release_stream(self) -> None:
+        held, self._held_stream = self._held_stream, []
+        for event in held:
+            self.kernel.events.publish("stream", event)
 
     async def _settle(self) -> None:
         """Wait for the commit of facts appended ahead. If it failed, they go again

@@ -105,24 +105,3 @@ def test_bad_configuration_is_one_line(tmp_path: Path) -> None:
         "Error: configuration error: invalid setting limits.max_steps "
         "(from environment AOS_MAX_STEPS): Expected `int`, got `str`"
     )
-
-
-def test_aos_run_prints_a_result_before_the_next_steps_text(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """A step's result is announced once committed, when the next step may already
-    stream: the printer holds that text until the results are printed."""
-    from aos.cli_sessions import Printer
-
-    printer = Printer(quiet=False)
-    call = {"id": "bash:0", "command": "ls"}
-    events = [
-        ("history.append", {"fact": {"kind": "message.assistant", "tool_calls": [call]}}),
-        ("stream", {"kind": "content", "text": "This directory "}),
-        ("stream", {"kind": "content", "text": "holds notes.txt."}),
-        ("history.append", {"fact": {"kind": "tool.result", "call_id": "bash:0", "output": "notes.txt\n"}}),
-        ("history.append", {"fact": {"kind": "dispatch.finished", "status": "completed"}}),
-    ]  # fmt: skip
-    for topic, data in events:
-        printer.event(topic, data)
-    assert capsys.readouterr().out == "$ ls\n  notes.txt\nThis directory holds notes.txt.\n"
