@@ -172,6 +172,7 @@ def _print_doctor(report: dict[str, Any]) -> None:
     click.echo(f"  {'socket':<{width}}  {daemon['socket']}")
     if daemon["running"]:
         click.echo(f"  {'running':<{width}}  pid {daemon['pid']}, node {daemon['node']}")
+        click.echo(f"  {'serves':<{width}}  {daemon['project']}")
     else:
         click.echo(f"  {'running':<{width}}  no (`aos start` starts it)")
     iso = report["isolation"]
@@ -223,6 +224,7 @@ def _daemon_report(ctx: Context) -> dict[str, Any]:
         "running": status is not None,
         "pid": status["pid"] if status else None,
         "node": status["node"] if status else None,
+        "project": status["project"] if status else None,
     }
 
 
@@ -539,6 +541,7 @@ def status(ctx: Context, as_json: bool) -> None:
         "uptime": kernel["uptime"],
         "socket": str(paths.control_socket),
         "log": str(paths.log_file),
+        "project": kernel["project"],
         "ui": ui,
         "database": kernel["database"],
         "skills": [{k: s[k] for k in ("name", "status", "kind", "root", "reason")} for s in skills],
@@ -552,6 +555,7 @@ def status(ctx: Context, as_json: bool) -> None:
         f"running: pid {report['pid']}, up {report['uptime']:.0f}s, version {report['version']}"
     )
     click.echo(f"socket:  {report['socket']}")
+    click.echo(f"project: {report['project']}")
     click.echo(f"isolation: {report['isolation']['detail']}")
     if ui:
         click.echo(f"ui:      {ui}")

@@ -391,6 +391,7 @@ async def run_once(
         assert socket_path is not None
         async with Client(socket_path, token="") as client:
             status = await client.call("kernel.status")
+            check_project(config, status, socket_path)
             warn_isolation(status["isolation"])
             interrupts = Interrupts(client, status)
             try:
@@ -433,6 +434,19 @@ def shows_reasoning(asked: bool | None) -> bool:
     """Whether to print the model's reasoning: as asked (``--reasoning``), else only
     when stdout is a terminal (a pipe gets the answer alone)."""
     return sys.stdout.isatty() if asked is None else asked
+
+
+def check_project(config: Any, status: Mapping[str, Any], socket: Path) -> None:
+    """Refuse to dispatch through a daemon that serves another directory: its
+    skills, aoscb.json and .env are that one's, not this one's."""
+    here = str(config.project_dir)
+    if status["project"] != here:
+        raise CLIError(
+            f"the daemon at {socket} serves {status['project']}, not this directory ({here}): "
+            "run aos there, stop that daemon (`aos stop`), or give this project a home of its "
+            "own (an aoscb.json here, or AOS_HOME)",
+            code="conflict",
+        )
 
 
 def warn_isolation(isolation: Mapping[str, Any]) -> None:
@@ -817,6 +831,7 @@ async def chat_loop(
         assert socket_path is not None
         async with Client(socket_path, token="") as client:
             status = await client.call("kernel.status")
+            check_project(config, status, socket_path)
             session_id, _ = await open_session(client, agent, session)
             click.echo(click.style(f"session {session_id} — Ctrl-D to leave", dim=True))
             with Interrupts(client, status) as interrupts:

@@ -196,6 +196,8 @@ def load_config(
 
     aoscb_file = _find_aoscb(overrides.get("config"), cwd, paths)
     sources.setdefault("config", DEFAULT)
+    if not home and aoscb_file is not None and aoscb_file.parent != paths.config_dir:
+        paths = paths.for_project(aoscb_file.parent)  # one daemon per project
     values: dict[str, Any] = {}
     if aoscb_file is not None:
         values = _read_aoscb(aoscb_file)

@@ -1,11 +1,16 @@
 """Where AgentOS keeps its files.
 
-Paths come from platformdirs; ``AOS_HOME`` (or ``--home``) puts every one of
-them under a single directory instead, which is what tests and containers use.
+Paths come from platformdirs; a project (a directory with its own ``aoscb.json``)
+gets a node of its own under them (:meth:`Paths.for_project`); ``AOS_HOME`` (or
+``--home``) puts every one of them under a single directory instead, which is
+what tests and containers use.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +59,19 @@ class Paths:
             state_dir=Path(dirs.user_state_dir),
             runtime_dir=runtime_dir,
             skills_dir=data_dir / "skills",
+        )
+
+    def for_project(self, project: Path) -> Paths:
+        """The node of one project: its own database, log, pidfile and sockets (under
+        ``projects/<name>-<hash>``, ``p-<hash>`` for the short socket paths), so two
+        checkouts never share a daemon. The user-level config and skills stay shared."""
+        digest = hashlib.sha256(str(project).encode()).hexdigest()[:10]
+        slug = f"{re.sub(r'[^A-Za-z0-9._-]', '_', project.name)[:40]}-{digest}"
+        return dataclasses.replace(
+            self,
+            data_dir=self.data_dir / "projects" / slug,
+            state_dir=self.state_dir / "projects" / slug,
+            runtime_dir=self.runtime_dir / f"p-{digest}",
         )
 
     @property

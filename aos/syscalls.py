@@ -344,6 +344,8 @@ class KernelStatus(msgspec.Struct):
     """Each service: skill, state, pid, restarts, last_error (when a daemon runs them)."""
     isolation: Isolation
     """What protects the agents' commands (aos/sandbox.py)."""
+    project: str
+    """The directory the daemon serves: its skills/, aoscb.json and .env are this one's."""
 
 
 @syscall(
@@ -371,6 +373,7 @@ async def kernel_status(kernel: Kernel, principal: Principal, params: NoParams) 
         },
         services=kernel.services.status() if kernel.services else [],
         isolation=kernel.sandboxes.isolation,
+        project=str(kernel.config.project_dir),
     )
 
 
