@@ -85,10 +85,18 @@ def test_corpus_loads_completely() -> None:
 
 
 def test_available_skills_prompt_matches_skills_ref(tmp_path: Path) -> None:
-    dirs = [write_skill(tmp_path, "alpha", "Reads <xml> & more."), write_skill(tmp_path, "beta")]
+    """skills-ref's rendering, except that quotes are not escaped (no `&#x27;` in the
+    system prompt for an apostrophe)."""
+    dirs = [
+        write_skill(tmp_path, "alpha", "Reads <xml> & more; don't \"guess\"."),
+        write_skill(tmp_path, "beta"),
+    ]
     registry = SkillRegistry([Root("configured", tmp_path)])
     registry.scan()
-    assert available_skills_prompt(registry.active(["alpha", "beta"])) == skills_ref.to_prompt(dirs)
+    prompt = available_skills_prompt(registry.active(["alpha", "beta"]))
+    assert "Reads &lt;xml&gt; &amp; more; don't \"guess\"." in prompt
+    oracle = skills_ref.to_prompt(dirs).replace("&#x27;", "'").replace("&quot;", '"')
+    assert prompt == oracle
 
 
 def test_plugin_skill_reads_skill_md_beside_its_module(

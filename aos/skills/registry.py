@@ -362,16 +362,18 @@ def default_roots(config: Config) -> list[Root]:
 
 
 def available_skills_prompt(skills: Iterable[Skill]) -> str:
-    """The Agent Skills ``<available_skills>`` block (as ``skills-ref to-prompt`` renders it)."""
+    """The Agent Skills ``<available_skills>`` block (as ``skills-ref to-prompt`` renders
+    it, but quotes stay quotes: only ``&``, ``<`` and ``>`` could break the block, and a
+    model reads ``don't`` better than ``don&#x27;t``)."""
     lines = ["<available_skills>"]
     for skill in skills:
         lines += [
             "<skill>",
             "<name>",
-            html.escape(skill.name),
+            html.escape(skill.name, quote=False),
             "</name>",
             "<description>",
-            html.escape(skill.description),
+            html.escape(skill.description, quote=False),
             "</description>",
             "<location>",
             str(Path(skill.path) / SKILL_FILE),
