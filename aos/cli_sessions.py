@@ -524,14 +524,18 @@ def register(cli: click.Group, pass_context: Any) -> None:
     @session_option
     @model_option
     @reasoning_option
+    @click.option("--json", "as_json", is_flag=True, help="A JSON line per dispatch; no prompt.")
     @pass_context
     def chat(
         ctx: Any, agent: str | None, session: str | None, model: str | None,
-        reasoning: bool | None,
+        reasoning: bool | None, as_json: bool,
     ) -> None:  # fmt: skip
         """An interactive loop on one session (Ctrl-D to leave)."""
         show = shows_reasoning(reasoning)
-        sys.exit(asyncio.run(chat_loop(ctx.config, agent, session, model=model, reasoning=show)))
+        code = asyncio.run(
+            chat_loop(ctx.config, agent, session, model=model, reasoning=show, as_json=as_json)
+        )
+        sys.exit(code)
 
     @cli.group(name="agent")
     def agent_group() -> None:
@@ -824,44 +828,58 @@ async def chat_loop(
     *,
     model: str | None = None,
     reasoning: bool = False,
+    as_json: bool = False,
 ) -> int:
     """Dispatch each line typed; 0 at Ctrl-D, 128 + the signal when a signal leaves
-    (Ctrl-C during a dispatch interrupts it and comes back to the prompt)."""
+    (Ctrl-C during a dispatch interrupts it and comes back to the prompt). With
+    ``as_json``, no prompt and no stream: one JSON line per dispatch, the rest on
+    stderr."""
     async with daemon_socket(config, embed=True) as socket_path:
         assert socket_path is not None
         async with Client(socket_path, token="") as client:
             status = await client.call("kernel.status")
             check_project(config, status, socket_path)
             session_id, _ = await open_session(client, agent, session)
-            click.echo(click.style(f"session {session_id} — Ctrl-D to leave", dim=True))
+            banner = f"session {session_id} — Ctrl-D to leave"
+            click.echo(click.style(banner, dim=True), err=as_json)
+            prompt = "" if as_json else "> "
             with Interrupts(client, status) as interrupts:
                 try:
-                    while (line := await interrupts.settled(read_line())) is not None:
+                    while (line := await interrupts.settled(read_line(prompt))) is not None:
                         if not line.strip():
                             continue
                         try:
-                            await dispatch(
+                            result = await dispatch(
                                 client,
                                 session_id,
                                 line,
-                                printer=Printer(quiet=False, reasoning=reasoning),
+                                printer=Printer(quiet=as_json, reasoning=reasoning),
                                 interrupts=interrupts,
                                 model=model,
                             )
+                            if as_json:
+                                keys = ("status", "answer", "error")
+                                done = {"session_id": session_id, **{k: result[k] for k in keys}}
+                                click.echo(json.dumps(done))
                         except SyscallFailed as exc:
-                            click.echo(f"{exc.code}: {exc.message}", err=True)
+                            if as_json:
+                                error = {"code": exc.code, "message": exc.message}
+                                click.echo(json.dumps({"error": error}))
+                            else:
+                                click.echo(f"{exc.code}: {exc.message}", err=True)
                         if not interrupts.carry_on():
                             break
-                except Left:
-                    pass
+                except Left:  # at the prompt: end its line, as a shell does after ^C
+                    with contextlib.suppress(OSError):
+                        click.echo(err=as_json)
             with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes no more
-                click.echo(f"session {session_id}")
+                click.echo(f"session {session_id}", err=as_json)
     return 0 if interrupts.signum is None else interrupts.exit_code
 
 
-def read_line() -> asyncio.Future[str | None]:
-    """The next line typed at the ``> `` prompt (None at Ctrl-D), read in a thread of
-    its own: a signal that leaves the loop does not wait for the line."""
+def read_line(prompt: str) -> asyncio.Future[str | None]:
+    """The next line typed at the prompt (None at Ctrl-D), read in a thread of its
+    own: a signal that leaves the loop does not wait for the line."""
     loop = asyncio.get_running_loop()
     line: asyncio.Future[str | None] = loop.create_future()
 
@@ -871,11 +889,13 @@ def read_line() -> asyncio.Future[str | None]:
 
     def read() -> None:
         try:
-            text: str | None = input("> ")
+            text: str | None = input()
         except (EOFError, OSError):  # Ctrl-D, or the terminal is gone
             text = None
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
             loop.call_soon_threadsafe(deliver, text)
 
+    click.echo(prompt, nl=False)  # here, not in the thread: a signal's output comes after it
+    sys.stdout.flush()
     threading.Thread(target=read, daemon=True).start()
     return line

@@ -40,8 +40,7 @@ def test_every_command_takes_json() -> None:
     missing = [
         " ".join(path)
         for path, command in commands(cli)
-        if path != ("chat",)  # an interactive loop: its output is for a person
-        and not any("--json" in p.opts for p in command.params if isinstance(p, click.Option))
+        if not any("--json" in p.opts for p in command.params if isinstance(p, click.Option))
     ]
     assert len(commands(cli)) > 20
     assert missing == []
@@ -156,3 +155,18 @@ def test_no_color_and_no_color_flag(project: Project) -> None:
     assert "\x1b[" not in in_a_terminal(project, "agent", "list", NO_COLOR="1")
     assert "\x1b[" not in in_a_terminal(project, "--no-color", "agent", "list")
     assert "NAME" in in_a_terminal(project, "--no-color", "agent", "list")
+
+
+def test_chat_json_is_a_line_per_dispatch(project: Project, llm: ScriptedLLM) -> None:
+    llm.add(Reply.text("one"), Reply.text("two"))
+    chat = subprocess.run(
+        [AOS, "chat", "--json"], cwd=project.root, env=project.env, input="first\nsecond\n",
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert chat.returncode == 0, chat.stderr
+    lines = [json.loads(line) for line in chat.stdout.splitlines()]
+    assert [(line["status"], line["answer"]) for line in lines] == [
+        ("completed", "one"),
+        ("completed", "two"),
+    ]
+    assert chat.stderr.splitlines()[-1] == f"session {lines[0]['session_id']}"

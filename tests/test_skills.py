@@ -88,13 +88,13 @@ def test_available_skills_prompt_matches_skills_ref(tmp_path: Path) -> None:
     """skills-ref's rendering, except that quotes are not escaped (no `&#x27;` in the
     system prompt for an apostrophe)."""
     dirs = [
-        write_skill(tmp_path, "alpha", "Reads <xml> & more; don't \"guess\"."),
+        write_skill(tmp_path, "alpha", 'Reads <xml> & more; don\'t "guess".'),
         write_skill(tmp_path, "beta"),
     ]
     registry = SkillRegistry([Root("configured", tmp_path)])
     registry.scan()
     prompt = available_skills_prompt(registry.active(["alpha", "beta"]))
-    assert "Reads &lt;xml&gt; &amp; more; don't \"guess\"." in prompt
+    assert 'Reads &lt;xml&gt; &amp; more; don\'t "guess".' in prompt
     oracle = skills_ref.to_prompt(dirs).replace("&#x27;", "'").replace("&quot;", '"')
     assert prompt == oracle
 

@@ -191,7 +191,8 @@ async def test_an_agent_cannot_unload_a_system_guard_but_a_context_skill(
 ) -> None:
     kernel = model_kernel
     write_skill(tmp_path / "skills", "notes")
-    write_skill(tmp_path / "skills", "guard", extra="service: ./service.py\n")
+    guard = write_skill(tmp_path / "skills", "guard", extra="service: ./service.py\n")
+    (guard / "service.py").write_text("")  # a service skill: its program must exist
     kernel.skills.scan()
     agent = (await kernel.syscall(ADMIN, "agent.create", {"name": "a"}))["agent"]["id"]
     session = (await kernel.syscall(ADMIN, "session.create", {"agent_id": agent}))["id"]
