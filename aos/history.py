@@ -7,6 +7,8 @@ gaps); nothing is ever updated or deleted.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -60,9 +62,14 @@ class ToolCall(_Fact, tag="tool.call"):
     """A bash call about to run, after tool.before (the command that really runs)."""
 
     call_id: str
+    """The provider's id, kept to echo back; providers reuse ids, so it names nothing."""
     command: str
     cwd: str
     timeout: float
+    index: int | None = None
+    """Which call of its message: the latest ``message.assistant`` with tool calls
+    before this fact, ``tool_calls[index]``. (None in facts recorded before indexes were:
+    matched by ``call_id`` within that message.)"""
     pgid: int | None = None
     """Process group of the running command, so a crashed run can be terminated."""
 
@@ -75,6 +82,8 @@ class ToolResult(_Fact, tag="tool.result"):
 
     call_id: str
     output: str
+    index: int | None = None
+    """As :attr:`ToolCall.index`: the call this result answers."""
     status: ToolStatus = "ok"
     exit_code: int | None = None
     truncated_bytes: int = 0
@@ -176,6 +185,53 @@ APPENDED_BY: dict[str, str] = {
     "dispatch.finished": "dispatch markers are the kernel's",
 }
 """Who writes each kind, for the refusal of an append that is not meant for the caller."""
+
+
+@dataclass(frozen=True)
+class OpenCall:
+    """A tool call that has no result (yet)."""
+
+    index: int
+    request: ToolCallRequest
+    started: ToolCall | None
+    """Its ``tool.call`` fact if the command started (with the process group)."""
+
+
+def open_calls(facts: Iterable[Fact]) -> list[OpenCall]:
+    """The calls of the latest ``message.assistant`` with tool calls among ``facts``
+    that no ``tool.result`` after it answers. A call is its message and its index
+    there, never the provider's id: providers reuse ids across steps (``call_0``)
+    and even within one reply. A dispatch moves to its next step only once every
+    call of the last one is answered, so only the latest message can have any."""
+    calls: list[ToolCallRequest] = []
+    started: dict[int, ToolCall] = {}
+    answered: set[int] = set()
+    for fact in facts:
+        if isinstance(fact, AssistantMessage) and fact.tool_calls:
+            calls, started, answered = fact.tool_calls, {}, set()
+        elif isinstance(fact, ToolCall):
+            index = _index_of(fact, calls, started.keys())
+            if index is not None:
+                started[index] = fact
+        elif isinstance(fact, ToolResult):
+            index = _index_of(fact, calls, answered)
+            if index is not None:
+                answered.add(index)
+    return [
+        OpenCall(index, call, started.get(index))
+        for index, call in enumerate(calls)
+        if index not in answered
+    ]
+
+
+def _index_of(
+    fact: ToolCall | ToolResult, calls: Sequence[ToolCallRequest], taken: Collection[int]
+) -> int | None:
+    if fact.index is not None:
+        return fact.index if 0 <= fact.index < len(calls) else None
+    return next(
+        (i for i, call in enumerate(calls) if call.id == fact.call_id and i not in taken), None
+    )
 
 
 class HistoryEntry(msgspec.Struct, kw_only=True):

@@ -24,17 +24,16 @@ from aos.bash import kill_group
 from aos.config import Config
 from aos.events import EventBus
 from aos.history import (
-    AssistantMessage,
     ContextCompacted,
     DispatchFinished,
     DispatchStarted,
     Fact,
-    ToolCall,
     ToolResult,
     decode_fact,
     encode_fact,
     fact_kind,
     fact_to_builtins,
+    open_calls,
 )
 from aos.hooks import HookError, HookPolicy, HookRunner
 from aos.ids import new_id
@@ -727,13 +726,8 @@ class Kernel:
         )
         if started is not None and open_dispatch:
             tail = [e.fact for e in history if e.seq > started.seq]
-            results = {f.call_id for f in tail if isinstance(f, ToolResult)}
-            running = {f.call_id: f for f in tail if isinstance(f, ToolCall)}
-            requested = [c for f in tail if isinstance(f, AssistantMessage) for c in f.tool_calls]
-            for call in requested:
-                if call.id in results:
-                    continue
-                ran = running.get(call.id)
+            for call in open_calls(tail):
+                ran = call.started
                 if ran is not None and ran.pgid is not None and _group_of_session(ran.pgid, scb.id):
                     kill_group(ran.pgid)
                 output = (
@@ -741,7 +735,12 @@ class Kernel:
                     if ran is not None
                     else "not run: the daemon stopped before this command started"
                 )
-                await self.append(scb, ToolResult(call_id=call.id, output=output, status="lost"))
+                await self.append(
+                    scb,
+                    ToolResult(
+                        call_id=call.request.id, index=call.index, output=output, status="lost"
+                    ),
+                )
             finished = DispatchFinished(
                 dispatch_id=started.fact.dispatch_id,  # type: ignore[union-attr]
                 status="lost",

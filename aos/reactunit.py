@@ -143,11 +143,11 @@ class ReActUnit:
     task: asyncio.Task[DispatchOutcome] = field(init=False)
     cancel_reason: str = "interrupted by session.interrupt"
     phase: str = "starting"
-    _unresolved: list[ToolCallRequest] = field(default_factory=list)
-    """Tool calls of the last assistant message still without a result."""
-    """The running loop (set by Kernel.start_dispatch)."""
+    _unresolved: dict[int, ToolCallRequest] = field(default_factory=dict)
+    """Tool calls of the last assistant message still without a result, by index."""
     _totals: _Totals = field(default_factory=_Totals)
-    _running_call: ToolCallRequest | None = None
+    _running_call: int | None = None
+    """The index of the call whose command is running."""
     _deferred: list[Fact] = field(default_factory=list)
     """Facts recorded with the next append, in the same commit."""
     _committing: asyncio.Task[list[int]] | None = None
@@ -265,10 +265,10 @@ class ReActUnit:
             content, tool_calls = await self._compute(step)
             if not tool_calls:
                 return "completed", content
-            self._unresolved = list(tool_calls)
-            for request in tool_calls:
-                await self._tool(request)
-                self._unresolved.remove(request)
+            self._unresolved = dict(enumerate(tool_calls))
+            for index, request in enumerate(tool_calls):
+                await self._tool(index, request)
+                del self._unresolved[index]
         return "max_steps", None
 
     async def _compute(self, step: int) -> tuple[str, list[ToolCallRequest]]:
@@ -416,11 +416,11 @@ class ReActUnit:
             timeout=float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None,
         )
 
-    async def _tool(self, request: ToolCallRequest) -> None:
+    async def _tool(self, index: int, request: ToolCallRequest) -> None:
         kernel = self.kernel
         if request.error:
             await self._append_ahead(
-                ToolResult(call_id=request.id, output=request.error, status="error")
+                ToolResult(call_id=request.id, index=index, output=request.error, status="error")
             )
             return
         limits = kernel.config.aoscb.limits
@@ -443,6 +443,7 @@ class ReActUnit:
             await self._append_ahead(
                 ToolResult(
                     call_id=request.id,
+                    index=index,
                     output=f"rejected by {exc.owner}: {exc.reason}",
                     status="rejected",
                     rejected_by=exc.owner,
@@ -458,11 +459,16 @@ class ReActUnit:
         async def started(pgid: int) -> None:
             await self._append(
                 ToolCall(
-                    call_id=request.id, command=command, cwd=cwd, timeout=run_timeout, pgid=pgid
+                    call_id=request.id,
+                    index=index,
+                    command=command,
+                    cwd=cwd,
+                    timeout=run_timeout,
+                    pgid=pgid,
                 )
             )
 
-        self._running_call = request
+        self._running_call = index
         spawner = kernel.sandboxes.spawner_for(
             str(workspace), self.effective.network, sandboxed=self.sandboxed
         )
@@ -494,6 +500,7 @@ class ReActUnit:
             await self._append_ahead(
                 ToolResult(
                     call_id=request.id,
+                    index=index,
                     output=f"rejected by {exc.owner}: {exc.reason}",
                     status="rejected",
                     exit_code=result.exit_code,
@@ -509,6 +516,7 @@ class ReActUnit:
             )
         visible = {
             "call_id": request.id,
+            "index": index,
             "output": output,
             "status": after.get("status", result.status),
             "exit_code": after["exit_code"],
@@ -520,12 +528,13 @@ class ReActUnit:
             await self._append(
                 ToolResult(
                     call_id=request.id,
+                    index=index,
                     output="[the result is withheld: tool.after returned an invalid result]",
                     status="error",
                     exit_code=result.exit_code,
                 )
             )
-            self._unresolved.remove(request)
+            del self._unresolved[index]
             raise HookError("tool.after", f"tool.after returned an invalid result: {exc}") from None
         await self._append_ahead(fact)
 
@@ -690,15 +699,15 @@ class ReActUnit:
 
     def _defer_unresolved(self, status: DispatchStatus) -> None:
         """Every tool call gets a result, even when the dispatch ends early."""
-        for request in self._unresolved:
-            if request is self._running_call:
+        for index, request in self._unresolved.items():
+            if index == self._running_call:
                 output = "interrupted: the command and everything it started were killed"
             else:
                 output = f"not run: the dispatch ended ({status}) before this call"
             self._deferred.append(
-                ToolResult(call_id=request.id, output=output, status="interrupted")
+                ToolResult(call_id=request.id, index=index, output=output, status="interrupted")
             )
-        self._unresolved = []
+        self._unresolved = {}
 
     async def _finish(
         self, status: DispatchStatus, answer: str | None, error: str | None

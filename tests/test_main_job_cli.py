@@ -124,10 +124,16 @@ def test_no_model_is_one_clear_sentence(project: Project) -> None:
     assert "Traceback" not in result.stderr
 
 
-def kill_9_during_sleep(project: Project, llm: ScriptedLLM) -> tuple[int, str, int]:
+def kill_9_during_sleep(
+    project: Project, llm: ScriptedLLM, *, reused_id: str | None = None
+) -> tuple[int, str, int]:
     """Start a daemon, `aos run` a `sleep 30`, kill -9 the daemon while it runs:
-    ``(daemon pid, session id, the command's process group)``."""
-    llm.add(Reply.tool_call("sleep 30"))
+    ``(daemon pid, session id, the command's process group)``. With ``reused_id``,
+    a first step runs `true` under that id, and the `sleep` reuses it (as
+    OpenRouter's ``bash:0`` and local servers' ``call_0`` do)."""
+    if reused_id is not None:
+        llm.add(Reply.tool_call("true", id=reused_id))
+    llm.add(Reply.tool_call("sleep 30", id=reused_id))
     started = project.aos("start")
     assert started.returncode == 0, started.stderr
     pid = int(started.stdout.split()[2])
@@ -143,7 +149,7 @@ def kill_9_during_sleep(project: Project, llm: ScriptedLLM) -> tuple[int, str, i
             calls = [
                 f
                 for f in json.loads(project.aos("session", "history", s["id"], "--json").stdout)
-                if f["kind"] == "tool.call"
+                if f["kind"] == "tool.call" and f["command"] == "sleep 30"
             ]
             if calls:
                 session, pgid = s["id"], calls[0]["pgid"]
@@ -170,11 +176,15 @@ def test_a_sandbox_ends_with_its_killed_daemon(project: Project, llm: ScriptedLL
     assert result["status"] == "lost"
 
 
-def test_kill_9_during_a_command_then_continue(project: Project, llm: ScriptedLLM) -> None:
+@pytest.mark.parametrize("reused_id", [None, "call_0"], ids=["own-ids", "reused-ids"])
+def test_kill_9_during_a_command_then_continue(
+    project: Project, llm: ScriptedLLM, reused_id: str | None
+) -> None:
     """Unsandboxed, a command outlives a killed daemon until recovery ends it (a
-    sandbox ends with its daemon: tests/test_sandbox.py)."""
+    sandbox ends with its daemon: tests/test_sandbox.py). A provider that reuses
+    its call ids across steps changes nothing: a call is its message and index."""
     project.env["AOS_SANDBOX"] = "off"
-    pid, session, pgid = kill_9_during_sleep(project, llm)
+    pid, session, pgid = kill_9_during_sleep(project, llm, reused_id=reused_id)
     assert group_alive(pgid)  # the command outlived its daemon...
     while alive(pid):
         time.sleep(0.05)
@@ -185,8 +195,10 @@ def test_kill_9_during_a_command_then_continue(project: Project, llm: ScriptedLL
     scb = json.loads(project.aos("session", "show", session, "--json").stdout)
     assert (scb["status"], scb["lease_owner"]) == ("idle", None)
     history = json.loads(project.aos("session", "history", session, "--json").stdout)
-    [result] = [f for f in history if f["kind"] == "tool.result"]
-    assert result["status"] == "lost"
+    *_, result = [f for f in history if f["kind"] == "tool.result"]
+    assert [f.get("status", "ok") for f in history if f["kind"] == "tool.result"] == (
+        ["lost"] if reused_id is None else ["ok", "lost"]
+    )
     assert result["output"] == "lost: the daemon stopped while this command ran; it was not re-run"
     assert history[-1]["kind"] == "dispatch.finished"
     assert history[-1]["status"] == "lost"
@@ -201,14 +213,11 @@ def test_kill_9_during_a_command_then_continue(project: Project, llm: ScriptedLL
         "tool_call_id": result["call_id"],
         "content": result["output"] + "\n[lost]",
     } in seen
-    assert (
-        sum(
-            1
-            for f in json.loads(project.aos("session", "history", session, "--json").stdout)
-            if f["kind"] == "tool.call"
-        )
-        == 1
-    )  # never re-run
+    assert [
+        f["command"]
+        for f in json.loads(project.aos("session", "history", session, "--json").stdout)
+        if f["kind"] == "tool.call"
+    ] == (["sleep 30"] if reused_id is None else ["true", "sleep 30"])  # never re-run
 
 
 def test_aos_chat_is_a_loop_on_one_session(project: Project, llm: ScriptedLLM) -> None:

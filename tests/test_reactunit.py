@@ -18,7 +18,7 @@ from aos.daemon import Daemon
 from aos.history import Fact, ToolCall, ToolResult
 from aos.hookspecs import hookimpl
 from aos.store import StoreUnavailable
-from aos.testing import Reply, ScriptedLLM
+from aos.testing import Reply, ScriptedLLM, ScriptedToolCall
 
 pytestmark = pytest.mark.anyio
 
@@ -544,3 +544,40 @@ async def test_signed_reasoning_goes_back_to_the_provider(
     [assistant] = [m for m in scripted_llm.requests[1].body["messages"] if m["role"] == "assistant"]
     assert assistant["reasoning_details"] == expected
     assert "reasoning_details" not in scripted_llm.requests[0].body["messages"][-1]
+
+
+async def test_reused_and_repeated_call_ids_answer_the_right_call(
+    aos_client: Client, scripted_llm: ScriptedLLM
+) -> None:
+    """Providers reuse ids across steps and some repeat one within a reply: each
+    result still answers its own call (its message and index), in history and in
+    what the model is sent back."""
+    scripted_llm.add(
+        Reply.tool_calls(
+            [
+                ScriptedToolCall.bash("echo one", id="call_0"),
+                ScriptedToolCall.bash("echo two", id="call_0"),
+            ]
+        ),
+        Reply.tool_call("echo three", id="call_0"),
+        Reply.text("done"),
+    )
+    session = await new_session(aos_client)
+    outcome = await aos_client.call("session.dispatch", {"id": session, "message": "go"})
+    assert outcome["status"] == "completed", outcome
+    results = await facts(aos_client, session, "tool.result")
+    assert [(r["index"], r["output"].strip()) for r in results] == [
+        (0, "one"),
+        (1, "two"),
+        (0, "three"),
+    ]
+    sent = scripted_llm.requests[2].body["messages"]
+    replies = [m for m in sent if m["role"] == "assistant"]
+    assert [[c["id"] for c in m["tool_calls"]] for m in replies] == [
+        ["call_0-0", "call_0-1"],
+        ["call_0"],
+    ]
+    answers = [
+        (m["tool_call_id"], m["content"].split("\n")[0]) for m in sent if m["role"] == "tool"
+    ]
+    assert answers == [("call_0-0", "one"), ("call_0-1", "two"), ("call_0", "three")]

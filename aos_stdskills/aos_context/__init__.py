@@ -55,7 +55,18 @@ class _State:
     """Skills loaded in the session: name -> body."""
     waiting: list[_Entry] = field(default_factory=list)
     """Messages that arrived while tool calls await their results."""
-    open_calls: set[str] = field(default_factory=set)
+    open_calls: dict[int, str] = field(default_factory=dict)
+    """The last reply's calls still without a result: index -> the id sent."""
+
+    def answer(self, fact: Mapping[str, Any]) -> str | None:
+        """The id, as sent, of the call a ``tool.result`` answers (None: no open call).
+        By index: providers reuse ids across replies, and even within one."""
+        index = fact.get("index")
+        if index is None:  # recorded before results had an index
+            index = next(
+                (i for i, sent in self.open_calls.items() if sent == fact["call_id"]), None
+            )
+        return self.open_calls.pop(index, None) if index is not None else None
 
     def add(self, entry: _Entry) -> None:
         if self.open_calls and entry.message["role"] != "tool":
@@ -63,13 +74,11 @@ class _State:
             return
         self.entries.append(entry)
         self.tokens += entry.tokens
-        if entry.message["role"] == "tool":
-            self.open_calls.discard(entry.message["tool_call_id"])
-            if not self.open_calls:
-                for waiting in self.waiting:
-                    self.entries.append(waiting)
-                    self.tokens += waiting.tokens
-                self.waiting.clear()
+        if entry.message["role"] == "tool" and not self.open_calls:
+            for waiting in self.waiting:
+                self.entries.append(waiting)
+                self.tokens += waiting.tokens
+            self.waiting.clear()
 
     def compact(self, through_seq: int, summary: str) -> None:
         kept = [e for e in self.entries if e.seq > through_seq]
@@ -101,9 +110,10 @@ def _convert(state: _State, seq: int, fact: Mapping[str, Any]) -> None:
             message["reasoning_details"] = fact["reasoning_details"]
         calls = fact.get("tool_calls") or []
         if calls:
+            ids = _sent_ids(calls)
             message["tool_calls"] = [
                 {
-                    "id": call["id"],
+                    "id": sent,
                     "type": "function",
                     "function": {
                         "name": "bash",
@@ -113,13 +123,16 @@ def _convert(state: _State, seq: int, fact: Mapping[str, Any]) -> None:
                         ),
                     },
                 }
-                for call in calls
+                for call, sent in zip(calls, ids, strict=True)
             ]
             state.add(_Entry(seq, message, estimate_tokens(message)))
-            state.open_calls = {call["id"] for call in calls}
+            state.open_calls = dict(enumerate(ids))
             return
     elif kind == "tool.result":
-        message = {"role": "tool", "tool_call_id": fact["call_id"], "content": _tool_content(fact)}
+        sent = state.answer(fact)
+        if sent is None:  # no call of the last reply is waiting for it
+            return
+        message = {"role": "tool", "tool_call_id": sent, "content": _tool_content(fact)}
     elif kind == "a2a.message":
         reply = f", replying to {fact['reply_to']}" if fact.get("reply_to") else ""
         message = {
@@ -139,10 +152,10 @@ def _convert(state: _State, seq: int, fact: Mapping[str, Any]) -> None:
     elif kind in ("dispatch.started", "dispatch.finished"):
         # A dispatch that ended without a result for some call (it was cut off):
         # the model must still see every call answered before anything else.
-        for call_id in sorted(state.open_calls):
+        for index in sorted(state.open_calls):
             missing = {
                 "role": "tool",
-                "tool_call_id": call_id,
+                "tool_call_id": state.open_calls.pop(index),
                 "content": "[no result was recorded]",
             }
             state.add(_Entry(seq, missing, estimate_tokens(missing)))
@@ -150,6 +163,17 @@ def _convert(state: _State, seq: int, fact: Mapping[str, Any]) -> None:
     else:  # tool.call: bookkeeping, not conversation
         return
     state.add(_Entry(seq, message, estimate_tokens(message)))
+
+
+def _sent_ids(calls: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ids to send back with a reply's calls: the provider's own, except where
+    one is empty or repeated within the reply (then made unique by its index), so
+    that each result names exactly one call."""
+    ids = [str(call.get("id") or "") for call in calls]
+    return [
+        sent if sent and ids.count(sent) == 1 else f"{sent or 'call'}-{index}"
+        for index, sent in enumerate(ids)
+    ]
 
 
 def _system(state: _State, skills_prompt: str) -> dict[str, Any]:

@@ -401,7 +401,8 @@ class Transcript {
     this.sessionId = sessionId;
     this.onStatus = onStatus;
     this.node = el("div", { id: "transcript", "aria-live": "polite" });
-    this.tools = new Map();
+    this.tools = [];
+    this.calls = []; // the blocks of the latest reply's calls: a call is its reply and index
     this.pending = null;
     this.lastSeq = 0;
   }
@@ -465,35 +466,45 @@ class Transcript {
     node.textNode.hidden = !fact.text;
     if (!fact.text && !fact.reasoning) node.hidden = true;
     node.title = [fact.model, when(entry.ts)].filter(Boolean).join(" · ");
-    for (const call of fact.tool_calls || []) {
+    if (!(fact.tool_calls || []).length) return;
+    this.calls = fact.tool_calls.map((call) => {
       const block = this.tool(call.id, call.command);
       if (call.error) this.finishTool(block, { status: "error", output: call.error });
-    }
+      return block;
+    });
   }
 
   tool(callId, command) {
-    let block = this.tools.get(callId);
-    if (!block) {
-      const commandNode = el("code", { class: "tool-command" });
-      const status = badge("requested", "running");
-      const reason = el("div", { class: "tool-reason" });
-      reason.hidden = true;
-      const node = el(
-        "div",
-        { class: "tool", "data-call-id": callId },
-        el("div", { class: "tool-head" }, el("span", { class: "muted" }, "$"), commandNode, status),
-        reason,
-      );
-      block = { node, commandNode, status, reason };
-      this.tools.set(callId, block);
-      this.add(node);
-    }
-    if (command !== undefined) block.commandNode.textContent = command;
+    const commandNode = el("code", { class: "tool-command" });
+    const status = badge("requested", "running");
+    const reason = el("div", { class: "tool-reason" });
+    reason.hidden = true;
+    const node = el(
+      "div",
+      { class: "tool", "data-call-id": callId },
+      el("div", { class: "tool-head" }, el("span", { class: "muted" }, "$"), commandNode, status),
+      reason,
+    );
+    const block = { node, commandNode, status, reason, callId };
+    commandNode.textContent = command;
+    this.tools.push(block);
+    this.add(node);
     return block;
   }
 
+  // The block of the call a tool.call or tool.result names: by index in the latest
+  // reply (providers reuse ids), by id for facts recorded before indexes were.
+  callOf(fact) {
+    const block =
+      fact.index !== undefined
+        ? this.calls[fact.index]
+        : this.calls.find((b) => b.callId === fact.call_id && !b.node.dataset.status);
+    return block || this.tool(fact.call_id, fact.command || "");
+  }
+
   on_tool_call(fact) {
-    const block = this.tool(fact.call_id, fact.command);
+    const block = this.callOf(fact);
+    block.commandNode.textContent = fact.command;
     block.status.textContent = "running";
     block.status.className = "badge running";
     block.node.title = `cwd ${fact.cwd} · timeout ${fact.timeout}s`;
@@ -501,7 +512,7 @@ class Transcript {
 
   on_tool_result(fact) {
     // facts leave out fields at their defaults: status "ok", no exit code, nothing cut
-    this.finishTool(this.tool(fact.call_id), { status: "ok", ...fact });
+    this.finishTool(this.callOf(fact), { status: "ok", ...fact });
   }
 
   finishTool(block, result) {
@@ -580,7 +591,7 @@ class Transcript {
       this.pending.classList.remove("pending");
       this.pending = null;
     }
-    for (const block of this.tools.values()) {
+    for (const block of this.tools) {
       if (!block.node.dataset.status) {
         block.status.textContent = fact.status;
         block.status.className = `badge ${fact.status}`;
