@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from aos import jsontext
+
 
 class _Fact(msgspec.Struct, tag_field="kind", kw_only=True, omit_defaults=True):
     """Base of every fact kind."""
@@ -243,7 +245,6 @@ class HistoryEntry(msgspec.Struct, kw_only=True):
     fact: Fact
 
 
-_encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Fact)
 
 
@@ -252,12 +253,13 @@ def fact_kind(fact: Fact) -> str:
 
 
 def encode_fact(fact: Fact) -> str:
-    """JSON text of a fact, ``kind`` included (the store's column format)."""
-    return _encoder.encode(fact).decode()
+    """JSON text of a fact, ``kind`` included (the store's column format; any
+    string survives it: :mod:`aos.jsontext`)."""
+    return jsontext.encode(fact)
 
 
 def decode_fact(data: str | bytes) -> Fact:
-    return _decoder.decode(data)
+    return jsontext.decode(data, _decoder)
 
 
 def fact_to_builtins(fact: Fact) -> dict[str, Any]:

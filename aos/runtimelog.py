@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from aos import jsontext
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -28,13 +30,12 @@ class LogEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
     ts: float = 0.0
 
 
-_encoder = msgspec.json.Encoder()
 _data_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 def encode_data(data: dict[str, Any]) -> str:
-    return _encoder.encode(data).decode()
+    return jsontext.encode(data)
 
 
 def decode_data(raw: str | bytes) -> dict[str, Any]:
-    return _data_decoder.decode(raw)
+    return jsontext.decode(raw, _data_decoder)

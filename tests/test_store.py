@@ -10,6 +10,8 @@ import time
 import anyio
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aos.agent import ACB, AgentConfig
 from aos.history import (
@@ -194,6 +196,72 @@ async def test_every_fact_kind_round_trips(store: Store) -> None:
     assert [e.fact for e in entries] == EVERY_KIND
     assert [e.seq for e in entries] == list(range(1, len(EVERY_KIND) + 1))
     assert all(e.session_id == session.id and e.ts > 0 for e in entries)
+
+
+HARD_TEXT = [
+    "a\x00b",
+    "\udcff\udcfe bad UTF-8",
+    "\ud800",
+    "\ue000",
+    "\ue0000041",
+    "😀 4 bytes",
+    "\x01\x1b[31m\x7f",
+]
+"""NUL (PostgreSQL refuses it), lone surrogates (bad UTF-8 under surrogateescape;
+UTF-8 cannot encode them), the escape character itself and what looks like its
+use, a 4-byte character, control characters."""
+any_text = st.text(
+    alphabet=st.one_of(
+        st.characters(exclude_categories=()), st.sampled_from("\x00\ue000\ud800\udcff😀\x1b0")
+    ),
+    max_size=40,
+)
+
+
+async def round_trip(url: str, texts: list[str]) -> None:
+    """Every string, in every place the store keeps text, comes back the same."""
+    store = await open_store(url)
+    try:
+        agent = await store.create_agent(
+            ACB(id=new_id("agt"), name=new_id("name"), config=AgentConfig(workspace=texts[0]))
+        )
+        assert (await store.get_agent(agent.id)).config.workspace == texts[0]
+        session = await store.create_session(
+            SCB(id=new_id("ses"), agent_id=agent.id, title=texts[-1])
+        )
+        assert (await store.get_session(session.id)).title == texts[-1]
+        facts: list[Fact] = []
+        for text in texts:
+            facts += [
+                UserMessage(text=text, sender=text),
+                ToolResult(call_id=text, output=text),
+                AssistantMessage(text=text, reasoning_details=[{text: text, "n": [text]}]),
+            ]
+        await store.append_all(session.id, facts)
+        assert [e.fact for e in await store.read_history(session.id)] == facts
+        await store.log(
+            LogEntry(
+                kind="tool.raw", session_id=session.id, message=texts[0], data={"output": texts}
+            )
+        )
+        await store.flush()
+        [entry] = await store.read_log(session_id=session.id)
+        assert (entry.message, entry.data) == (texts[0], {"output": texts})
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("text", HARD_TEXT)
+async def test_hard_text_is_stored_and_read_back_as_written(db_url: str, text: str) -> None:
+    await round_trip(db_url, [text, f"x{text}y{text}"])
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(texts=st.lists(any_text, min_size=1, max_size=8))
+def test_any_text_is_stored_and_read_back_as_written(db_url: str, texts: list[str]) -> None:
+    anyio.run(round_trip, db_url, texts)
 
 
 async def test_seq_is_per_session_and_gapless_under_concurrency(store: Store) -> None:

@@ -17,13 +17,14 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from aos import jsontext
 from aos.agent import ACB, AgentStatus
 from aos.history import Fact, HistoryEntry, decode_fact
 from aos.runtimelog import LogEntry, decode_data, encode_data
 from aos.session import SCB, SessionStatus
 
 Backend = Literal["sqlite", "postgres"]
-_json = msgspec.json.Encoder()
+_any_json = msgspec.json.Decoder()
 
 
 class StoreError(Exception):
@@ -214,17 +215,23 @@ _LOG_COLUMNS = ("id", "ts", "kind", "level", "session_id", "agent_id", "message"
 def _row_values(
     struct: msgspec.Struct, columns: Sequence[str], json_columns: Sequence[str]
 ) -> list[Any]:
+    """Column values of a control block; every string is stored by the rule of
+    :mod:`aos.jsontext` (NUL and lone surrogates escaped)."""
     values = []
     for column in columns:
         value = getattr(struct, column)
-        values.append(_json.encode(value).decode() if column in json_columns else value)
+        if column in json_columns:
+            value = jsontext.encode(value)
+        elif isinstance(value, str):
+            value = jsontext.escape(value)
+        values.append(value)
     return values
 
 
 def _from_row(row: Mapping[str, Any], cls: type[Any], json_columns: Sequence[str] = ()) -> Any:
-    data = dict(row)
+    data = {k: jsontext.unescape(v) if isinstance(v, str) else v for k, v in dict(row).items()}
     for column in json_columns:
-        data[column] = msgspec.json.decode(data[column])
+        data[column] = jsontext.decode(row[column], _any_json)
     return msgspec.convert(data, cls)
 
 
@@ -437,7 +444,7 @@ class SQLStore(Store):
                 level=r["level"],
                 session_id=r["session_id"],
                 agent_id=r["agent_id"],
-                message=r["message"],
+                message=jsontext.unescape(r["message"]),
                 data=decode_data(r["data"]),
             )
             for r in rows
@@ -492,6 +499,6 @@ def log_row(entry: LogEntry, ts: float) -> tuple[Any, ...]:
         entry.level,
         entry.session_id,
         entry.agent_id,
-        entry.message,
+        jsontext.escape(entry.message),
         encode_data(entry.data),
     )
