@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import click
 import humanize
+from aos_sdk.errors import ConnectionClosed
 
 __all__ = [
     "CLIError",
@@ -60,6 +61,13 @@ _SYSCALL_EXITS = {
     "unavailable": ExitCode.UNAVAILABLE,
 }
 """Syscall error codes (docs/specs/aos-syscall.md) as exit codes; ``conflict`` is 1."""
+
+
+DAEMON_GONE = (
+    "the daemon stopped while this ran (the connection closed before its answer): "
+    "`aos status` says whether it runs again; a dispatch it was running is recorded as "
+    "lost when it starts (`aos session history` shows what was done)"
+)
 
 
 class CLIError(click.ClickException):
@@ -109,6 +117,8 @@ class Group(click.Group):
             )
         except click.ClickException as exc:
             _report(_as_cli_error(exc), as_json)
+        except ConnectionClosed:  # the daemon died (or was stopped) while it answered
+            _report(syscall_error("unavailable", DAEMON_GONE), as_json)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         sys.exit(result if isinstance(result, int) else 0)

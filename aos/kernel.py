@@ -194,6 +194,8 @@ class Kernel:
         self.started_at = time.time()
         self.hooks = HookRunner(pm, default_timeout=config.aoscb.limits.hook_timeout, log=self.log)
         self._pending_logs: set[asyncio.Task[Any]] = set()
+        self._unlogged = 0
+        """RuntimeLog records the store failed to write (said in the daemon log)."""
         self.events = EventBus()
         self.shutdown_requested = asyncio.Event()
         self.shutdown_reason = ""
@@ -379,7 +381,19 @@ class Kernel:
             )
         task = asyncio.get_running_loop().create_task(self.store.log(entry))
         self._pending_logs.add(task)
-        task.add_done_callback(self._pending_logs.discard)
+        task.add_done_callback(self._logged)
+
+    def _logged(self, task: asyncio.Task[int]) -> None:
+        """A RuntimeLog record that could not be written (the database is down) is
+        said in the daemon log instead, never raised into the void."""
+        self._pending_logs.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        self._unlogged += 1
+        if self._unlogged == 1 or self._unlogged % 100 == 0:
+            logger.warning(
+                "RuntimeLog records not written: %d so far (%s)", self._unlogged, task.exception()
+            )
 
     # -- agents: lineage and inheritance -------------------------------------------
     async def lineage(self, agent_id: str) -> list[ACB]:
@@ -709,14 +723,20 @@ class Kernel:
                 continue
             if not await self.store.acquire_lease(scb.id, self.node_id, LEASE_TTL):
                 continue  # another node got there first
+            stopped = (
+                "the daemon stopped"
+                if mine or scb.lease_owner is None
+                else f"node {scb.lease_owner} stopped renewing its lease"
+            )
             try:
-                await self._recover_session(scb)
+                await self._recover_session(scb, stopped)
                 recovered.append(scb.id)
             finally:
                 await self.store.release_lease(scb.id, self.node_id)
         return recovered
 
-    async def _recover_session(self, scb: SCB) -> None:
+    async def _recover_session(self, scb: SCB, stopped: str) -> None:
+        """Close the session's cut dispatch; ``stopped`` says what cut it."""
         history = await self.store.read_history(scb.id)
         started = next((e for e in reversed(history) if isinstance(e.fact, DispatchStarted)), None)
         open_dispatch = started is not None and not any(
@@ -731,9 +751,9 @@ class Kernel:
                 if ran is not None and ran.pgid is not None and _group_of_session(ran.pgid, scb.id):
                     kill_group(ran.pgid)
                 output = (
-                    "lost: the daemon stopped while this command ran; it was not re-run"
+                    f"lost: {stopped} while this command ran; it was not re-run"
                     if ran is not None
-                    else "not run: the daemon stopped before this command started"
+                    else f"not run: {stopped} before this command started"
                 )
                 await self.append(
                     scb,
@@ -744,7 +764,7 @@ class Kernel:
             finished = DispatchFinished(
                 dispatch_id=started.fact.dispatch_id,  # type: ignore[union-attr]
                 status="lost",
-                error="the daemon stopped during this dispatch; completed steps are kept",
+                error=f"{stopped} during this dispatch; completed steps are kept",
             )
             await self.append(scb, finished)
             self.hooks.notify(

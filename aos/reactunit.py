@@ -20,10 +20,10 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -39,6 +39,7 @@ from aos.history import (
     ToolResult,
     Usage,
     UserMessage,
+    encode_fact,
 )
 from aos.hooks import HookError, HookRejected
 from aos.ids import new_id
@@ -48,13 +49,17 @@ from aos.runtimelog import LogEntry
 from aos.sandbox import SandboxUnavailable
 from aos.session import SCB, title_of
 from aos.spawner import SpawnerError
-from aos.store import StoreError
+from aos.store import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from aos.kernel import Kernel
 
 logger = logging.getLogger("aos")
 LEASE_TTL = 30.0
+OUTAGE_RETRY_MAX = 5.0
+"""Longest wait, in seconds, between attempts to record a dispatch's end while the
+database is unreachable."""
+_T = TypeVar("_T")
 RAW_LOG_CAP = 256 * 1024
 """Bytes of raw tool output stored per RuntimeLog record."""
 TOKEN_REISSUE = 3600.0
@@ -162,6 +167,13 @@ class ReActUnit:
     """Whether this dispatch's commands run in a sandbox (decided in prepare)."""
     _token: tuple[str | None, float] = (None, 0.0)
     """The agent's token for bash and when it was issued."""
+    _known_seq: int = 0
+    """The seq of the last fact this dispatch saw committed."""
+    _uncertain: list[Fact] = field(default_factory=list)
+    """Facts whose commit broke off with the connection: perhaps written, perhaps
+    not; looked for before they are written again (:meth:`_drop_landed`)."""
+    _outage: tuple[float, str] | None = None
+    """When the database became unreachable during this dispatch, and why."""
 
     # -- setup --------------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -248,8 +260,7 @@ class ReActUnit:
             logger.error("dispatch %s: %s", self.dispatch_id, exc)
             status, error = "failed", str(exc)
         except StoreError as exc:
-            logger.warning("dispatch %s: recording history failed: %s", self.dispatch_id, exc)
-            status, error = "failed", f"recording history failed: {exc}"
+            status, error = "failed", self._store_failed(exc)
         except Exception as exc:
             logger.exception("dispatch %s failed", self.dispatch_id)
             status, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
@@ -619,19 +630,78 @@ class ReActUnit:
         """Append facts now. If the store fails they stay deferred, so that
         ``dispatch.finished`` takes them along (a tool call's result is never
         recorded without the reply that asked for it)."""
+        if self._uncertain:
+            facts = await self._drop_landed(facts)
         self._deferred = []
         try:
-            return await self.kernel.append_all(self.scb, facts, active=self.active)
-        except StoreError:
+            seqs = await self.kernel.append_all(self.scb, facts, active=self.active)
+        except StoreError as exc:
             self._deferred[:0] = facts
+            if isinstance(exc, StoreUnavailable):
+                self._uncertain = facts
             raise
+        self._known_seq = seqs[-1]
+        return seqs
+
+    async def _drop_landed(self, facts: list[Fact]) -> list[Fact]:
+        """``facts`` without the uncertain ones at their head if those were written
+        after all (their commit got through, its answer did not): none twice."""
+        uncertain = [_identity(fact) for fact in self._uncertain]
+        entries = await self.kernel.store.read_history(self.scb.id, after=self._known_seq)
+        stored = [_identity(entry.fact) for entry in entries]
+        n = len(uncertain)
+        self._uncertain = []
+        for i in range(len(stored) - n + 1):
+            if stored[i : i + n] == uncertain:
+                self._known_seq = entries[i + n - 1].seq
+                return facts[n:]
+        return facts
+
+    def _store_failed(self, exc: StoreError) -> str:
+        """The error of a dispatch that could not record its history."""
+        if isinstance(exc, StoreUnavailable):
+            self._outage = self._outage or (time.time(), str(exc))
+            return self._outage_error()
+        logger.warning("dispatch %s: recording history failed: %s", self.dispatch_id, exc)
+        return f"recording history failed: {exc}"
+
+    def _outage_error(self) -> str:
+        assert self._outage is not None
+        since, cause = self._outage
+        return (
+            f"the database became unreachable ({cause}) and was back {time.time() - since:.0f} s "
+            f"later: the dispatch stopped there; everything it did before is recorded"
+        )
+
+    async def _until_stored(self, write: Callable[[], Awaitable[_T]]) -> _T:
+        """``write()``, again while the database cannot be reached: a dispatch's end
+        and what it has not recorded yet wait in memory until they are written."""
+        delay = 0.2
+        while True:
+            try:
+                return await write()
+            except StoreUnavailable as exc:
+                if self._outage is None:
+                    self._outage = (time.time(), str(exc))
+                logger.warning(
+                    "dispatch %s: the database is unreachable (%s); retrying in %.1f s",
+                    self.dispatch_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, OUTAGE_RETRY_MAX)
 
     async def _append_ahead(self, fact: Fact) -> None:
         """A tool.result: it commits while the loop goes on (the next step's context
         and model call); the next append waits for that commit."""
         await self._settle()
         facts = [*self._deferred, fact]
-        committing = self.kernel.append_ahead(self.scb, facts, active=self.active)
+        committing = (
+            None
+            if self._uncertain
+            else self.kernel.append_ahead(self.scb, facts, active=self.active)
+        )
         if committing is None:
             await self._commit(facts)
             return
@@ -670,7 +740,10 @@ class ReActUnit:
         error = committing.exception()
         if error is not None:
             self._deferred[:0] = facts
+            if isinstance(error, StoreUnavailable):
+                self._uncertain = facts
             raise error
+        self._known_seq = committing.result()[-1]
 
     async def _phase(self, phase: str) -> None:
         """What the unit is doing now (assemble, compute, tool): kept in memory and
@@ -699,11 +772,12 @@ class ReActUnit:
 
     def _defer_unresolved(self, status: DispatchStatus) -> None:
         """Every tool call gets a result, even when the dispatch ends early."""
+        why = " (the database became unreachable)" if self._outage is not None else ""
         for index, request in self._unresolved.items():
             if index == self._running_call:
-                output = "interrupted: the command and everything it started were killed"
+                output = f"interrupted{why}: the command and everything it started were killed"
             else:
-                output = f"not run: the dispatch ended ({status}) before this call"
+                output = f"not run: the dispatch ended ({status}{why}) before this call"
             self._deferred.append(
                 ToolResult(call_id=request.id, index=index, output=output, status="interrupted")
             )
@@ -718,28 +792,49 @@ class ReActUnit:
             try:
                 await self._settle()
             except StoreError as exc:  # tried again below, with dispatch.finished
-                logger.warning("dispatch %s: recording history failed: %s", self.dispatch_id, exc)
-                status, error = "failed", f"recording history failed: {exc}"
+                status, error = "failed", self._store_failed(exc)
             self._defer_unresolved(status)
-            await self._append(
-                DispatchFinished(
-                    dispatch_id=self.dispatch_id,
-                    status=status,
-                    answer=answer,
-                    error=error,
-                    usage=usage,
+
+            recorded: list[str | None] = []
+
+            async def end() -> None:
+                """Record the end (once), then free the session; again if the database
+                breaks off meanwhile."""
+                await self._settle()
+                if not recorded:
+                    await kernel.store.get_session(self.scb.id)  # the database answers again
+                    final = self._outage_error() if self._outage is not None else error
+                    pending = [f for f in self._deferred if not isinstance(f, DispatchFinished)]
+                    self._deferred = []
+                    await self._commit(
+                        [
+                            *pending,
+                            DispatchFinished(
+                                dispatch_id=self.dispatch_id,
+                                status=status,
+                                answer=answer,
+                                error=final,
+                                usage=usage,
+                            ),
+                        ]
+                    )
+                    recorded.append(final)
+                    if self._outage is not None:
+                        self._log("dispatch.outage", final or "", {"dispatch_id": self.dispatch_id})
+                current = await kernel.store.get_session(self.scb.id)
+                self.scb = await kernel.store.update_session(
+                    msgspec.structs.replace(
+                        current,
+                        status="idle" if current.status == "running" else current.status,
+                        phase="",
+                    )
                 )
-            )
-            current = await kernel.store.get_session(self.scb.id)
-            self.scb = await kernel.store.update_session(
-                msgspec.structs.replace(
-                    current,
-                    status="idle" if current.status == "running" else current.status,
-                    phase="",
-                )
-            )
+
+            await self._until_stored(end)
+            error = recorded[0]
         finally:
-            await kernel.store.release_lease(self.scb.id, kernel.node_id)
+            with contextlib.suppress(StoreError):  # an expired lease is as good as released
+                await kernel.store.release_lease(self.scb.id, kernel.node_id)
         outcome = DispatchOutcome(
             session_id=self.scb.id,
             agent_id=self.scb.agent_id,
@@ -752,3 +847,12 @@ class ReActUnit:
         )
         kernel.hooks.notify("dispatch.after", msgspec.to_builtins(outcome), active=self.active)
         return outcome
+
+
+def _identity(fact: Fact) -> str:
+    """What tells a fact apart when looking for it in history: its JSON, except a
+    dispatch's end, which is its dispatch (its error may say how long an outage
+    lasted, counted anew on each attempt)."""
+    if isinstance(fact, DispatchFinished):
+        return f"dispatch.finished {fact.dispatch_id}"
+    return encode_fact(fact)

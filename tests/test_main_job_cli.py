@@ -156,7 +156,10 @@ def kill_9_during_sleep(
     assert session is not None
     assert pgid is not None
     os.kill(pid, signal.SIGKILL)
-    run.wait(timeout=30)
+    _, stderr = run.communicate(timeout=30)
+    assert "Traceback" not in stderr, stderr  # one sentence for a daemon that died mid-run
+    assert run.returncode == 5, stderr
+    assert stderr.startswith("Error: unavailable: the daemon stopped while this ran"), stderr
     return pid, session, pgid
 
 
