@@ -117,17 +117,19 @@ async def kernel(db_url: str, tmp_path: Path) -> AsyncIterator[Kernel]:
         await k.close()
 
 
-@pytest.fixture
-async def model_kernel(
-    db_url: str, tmp_path: Path, scripted_llm: ScriptedLLM
+@asynccontextmanager
+async def kernel_with_model(
+    db_url: str, tmp_path: Path, llm: ScriptedLLM, **environ: str
 ) -> AsyncIterator[Kernel]:
-    """A kernel on each backend whose model is the scripted server, with aos-context."""
+    """A kernel on ``db_url`` whose model is ``llm``, with aos-context (``environ``
+    adds to its configuration)."""
     config = load_config(
         environ={
             "AOS_HOME": str(tmp_path / "home"),
             "AOS_DB_URL": db_url,
-            "AOS_MODEL": scripted_llm.model,
-            "OPENROUTER_BASE_URL": scripted_llm.base_url,
+            "AOS_MODEL": llm.model,
+            "OPENROUTER_BASE_URL": llm.base_url,
+            **environ,
         },
         cwd=tmp_path,
     )
@@ -137,6 +139,15 @@ async def model_kernel(
         yield kernel
     finally:
         await kernel.close()
+
+
+@pytest.fixture
+async def model_kernel(
+    db_url: str, tmp_path: Path, scripted_llm: ScriptedLLM
+) -> AsyncIterator[Kernel]:
+    """A kernel on each backend whose model is the scripted server, with aos-context."""
+    async with kernel_with_model(db_url, tmp_path, scripted_llm) as kernel:
+        yield kernel
 
 
 @asynccontextmanager
@@ -179,7 +190,14 @@ async def poll_until(predicate: Callable[[], bool], seconds: float = 15.0) -> No
             await asyncio.sleep(0.02)
 
 
-__all__ = ["REPO", "copy_skill", "live_token", "poll_until", "running_daemon"]
+__all__ = [
+    "REPO",
+    "copy_skill",
+    "kernel_with_model",
+    "live_token",
+    "poll_until",
+    "running_daemon",
+]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

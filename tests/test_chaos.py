@@ -20,14 +20,12 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import IN_CI
+from conftest import IN_CI, kernel_with_model
 from private_pg import PrivateCluster, pg_bin
 
-from aos.config import load_config
 from aos.kernel import Kernel
 from aos.principals import ADMIN
 from aos.testing import Reply, ScriptedLLM
-from aos_stdskills import aos_context
 
 pytestmark = pytest.mark.anyio
 
@@ -59,22 +57,9 @@ async def chaos_kernel(
 ) -> AsyncIterator[Kernel]:
     if not cluster.running():
         cluster.start()
-    config = load_config(
-        environ={
-            "AOS_HOME": str(tmp_path / "home"),
-            "AOS_DB_URL": f"{cluster.url}?schema=s_{tmp_path.name.replace('-', '_')}",
-            "AOS_MODEL": scripted_llm.model,
-            "OPENROUTER_BASE_URL": scripted_llm.base_url,
-            "AOS_SANDBOX": "off",
-        },
-        cwd=tmp_path,
-    )
-    kernel = await Kernel.open(config, load_plugins=False)
-    kernel.pm.register(aos_context, name="aos-context")
-    try:
+    url = f"{cluster.url}?schema=s_{tmp_path.name.replace('-', '_')}"
+    async with kernel_with_model(url, tmp_path, scripted_llm, AOS_SANDBOX="off") as kernel:
         yield kernel
-    finally:
-        await kernel.close()
 
 
 async def facts_of(kernel: Kernel, session_id: str) -> list[dict[str, Any]]:
