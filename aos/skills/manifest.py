@@ -28,6 +28,8 @@ from aos.hookspecs import HOOKS
 MAX_NAME = 64
 MAX_DESCRIPTION = 1024
 MAX_COMPATIBILITY = 500
+MAX_SKILL_MD = 1024 * 1024
+"""Bytes a SKILL.md may have: a bigger one makes its skill broken, unread."""
 SPEC_FIELDS = ("name", "description", "license", "compatibility", "metadata", "allowed-tools")
 AOS_FIELDS = ("service", "scopes", "hooks")
 """AgentOS extensions (``service`` may also be given as ``metadata.service``)."""
@@ -155,7 +157,16 @@ def parse(path: Path, *, strict: bool = False, expected_name: str | None = None)
     """
     report = _Report(path, strict)
     try:
-        text = path.read_bytes().decode("utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_SKILL_MD + 1)
+        if len(data) > MAX_SKILL_MD:
+            report.error(
+                None,
+                f"over {MAX_SKILL_MD // 1024 // 1024} MiB: a SKILL.md is read into every "
+                "context that loads it; keep it short and put the rest in other files",
+            )
+            return ParseResult(None, report.diagnostics)
+        text = data.decode("utf-8")
     except OSError as exc:
         report.error(None, f"cannot read: {exc.strerror}")
         return ParseResult(None, report.diagnostics)

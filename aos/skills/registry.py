@@ -19,11 +19,13 @@ import asyncio
 import hashlib
 import html
 import importlib.util
+import logging
 import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import msgspec
@@ -40,6 +42,12 @@ SKILL_FILE = "SKILL.md"
 STANDARD_PACKAGE = "aos_stdskills"
 MISSING_ROOT_POLL = 0.2
 """Seconds between looks for a skill root that does not exist yet."""
+MAX_SKILL_FILES = 10_000
+"""Files a skill directory may hold: a bigger one is broken, never read whole."""
+WATCH_RESTART = 1.0
+"""Seconds before a failed skill watcher starts again."""
+
+logger = logging.getLogger("aos")
 
 
 class Skill(msgspec.Struct, kw_only=True):
@@ -76,7 +84,7 @@ class Skill(msgspec.Struct, kw_only=True):
     @property
     def scripts_dir(self) -> Path | None:
         scripts = Path(self.path) / "scripts"
-        return scripts if scripts.is_dir() else None
+        return scripts if _is(scripts, stat.S_ISDIR) else None
 
     @property
     def service_path(self) -> Path | None:
@@ -100,34 +108,77 @@ class Root:
 Subscriber = Callable[[SkillEvent], None]
 
 
+def _is(path: Path, kind: Callable[[int], bool]) -> bool:
+    """Whether ``path`` is there and of ``kind`` (``stat.S_ISDIR``...); a path that
+    cannot be looked at (no permission, an I/O error) is not."""
+    try:
+        return kind(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def _fingerprint(skill_dir: Path) -> str:
+    """Changes whenever a file of the skill does. Raises :class:`_TooBig` past
+    :data:`MAX_SKILL_FILES` files, and OSError for a directory it cannot read."""
     digest = hashlib.blake2b(digest_size=12)
-    for dirpath, dirnames, filenames in os.walk(skill_dir):
+    seen = 0
+
+    def unreadable(error: OSError) -> None:
+        raise error
+
+    for dirpath, dirnames, filenames in os.walk(skill_dir, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+        seen += len(filenames)
+        if seen > MAX_SKILL_FILES:
+            raise _TooBig(f"it holds over {MAX_SKILL_FILES} files: a skill is never read whole")
         for filename in sorted(filenames):
             try:
-                stat = os.stat(os.path.join(dirpath, filename))
+                info = os.stat(os.path.join(dirpath, filename))
             except OSError:
                 continue
-            digest.update(f"{dirpath}/{filename}:{stat.st_mtime_ns}:{stat.st_size};".encode())
+            digest.update(f"{dirpath}/{filename}:{info.st_mtime_ns}:{info.st_size};".encode())
     return digest.hexdigest()
 
 
+class _TooBig(Exception):
+    pass
+
+
+def _broken(skill_dir: Path, root: str, name: str, reason: str, **extra: Any) -> Skill:
+    return Skill(
+        name=name,
+        root=root,
+        path=str(skill_dir),
+        kind="context",
+        status="broken",
+        reason=reason,
+        **extra,
+    )
+
+
 def load_skill_dir(skill_dir: Path, root: str, *, expected_name: str | None = None) -> Skill:
-    """Read one skill directory leniently."""
+    """Read one skill directory leniently: whatever is wrong with it (unreadable,
+    too big, a broken SKILL.md) makes it a broken skill with its reason."""
+    name = expected_name or skill_dir.name
+    try:
+        fingerprint = _fingerprint(skill_dir)
+    except _TooBig as exc:
+        return _broken(skill_dir, root, name, f"{skill_dir}: {exc}")
+    except OSError as exc:
+        return _broken(
+            skill_dir, root, name, f"cannot read the skill directory: {exc.strerror or exc}"
+        )
     result = parse(skill_dir / SKILL_FILE, expected_name=expected_name)
     manifest = result.manifest
     kind: SkillKind = "service" if manifest and manifest.service else "context"
     if manifest is None:
-        return Skill(
-            name=expected_name or skill_dir.name,
-            root=root,
-            path=str(skill_dir),
-            kind=kind,
-            status="broken",
-            reason="; ".join(str(d) for d in result.errors),
+        return _broken(
+            skill_dir,
+            root,
+            name,
+            "; ".join(str(d) for d in result.errors),
             warnings=[str(d) for d in result.warnings],
-            fingerprint=_fingerprint(skill_dir),
+            fingerprint=fingerprint,
         )
     return Skill(
         name=manifest.name,
@@ -137,7 +188,7 @@ def load_skill_dir(skill_dir: Path, root: str, *, expected_name: str | None = No
         kind=kind,
         warnings=[str(d) for d in result.warnings],
         manifest=manifest,
-        fingerprint=_fingerprint(skill_dir),
+        fingerprint=fingerprint,
     )
 
 
@@ -216,13 +267,9 @@ class SkillRegistry:
                     skill = _plugin_skill(load)
                     if skill.root == wanted:
                         self._candidates[(index, load.name)] = skill
-            elif root.path.is_dir():
-                for child in sorted(root.path.iterdir()):
-                    if (
-                        child.is_dir()
-                        and not child.name.startswith(".")
-                        and (child / SKILL_FILE).is_file()
-                    ):
+            else:
+                for child in _children(root.path):
+                    if _holds_a_skill(child):
                         self._candidates[(index, str(child))] = load_skill_dir(child, root.label)
         return self._settle()
 
@@ -242,11 +289,7 @@ class SkillRegistry:
                 break
         for index, skill_dir in dirs:
             key = (index, str(skill_dir))
-            if (
-                skill_dir.is_dir()
-                and not skill_dir.name.startswith(".")
-                and (skill_dir / SKILL_FILE).is_file()
-            ):
+            if _holds_a_skill(skill_dir):
                 self._candidates[key] = load_skill_dir(skill_dir, self.roots[index].label)
             else:
                 self._candidates.pop(key, None)
@@ -304,9 +347,18 @@ class SkillRegistry:
         A root that does not exist yet (a project's fresh ``skills/``) is watched
         from when it appears: what it holds then is scanned, no restart needed."""
         while stop is None or not stop.is_set():
-            if not await self._watch_roots(started=started, stop=stop):
-                return
-            self.scan()  # a missing root appeared: read it (and whatever changed meanwhile)
+            try:
+                if not await self._watch_roots(started=started, stop=stop):
+                    return
+            except Exception:  # supervised: hot reload never ends in silence
+                logger.exception("the skill watcher failed; it starts again in %g s", WATCH_RESTART)
+                await asyncio.sleep(WATCH_RESTART)
+                if started is not None:
+                    started.set()
+            try:
+                self.scan()  # a root appeared, or the watch restarts: read what changed meanwhile
+            except Exception:
+                logger.exception("rescanning the skill roots failed")
 
     def _missing_roots(self) -> list[Path]:
         return [r.path for r in self.roots if r.path is not None and not r.path.is_dir()]
@@ -342,6 +394,31 @@ class SkillRegistry:
             if any(path.is_dir() for path in missing):
                 return True
         return False
+
+
+def _children(root: Path) -> list[Path]:
+    """The entries of a skill root, sorted; none if it cannot be read (said in the log)."""
+    try:
+        return sorted(root.iterdir())
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        logger.warning("skill root %s cannot be read: %s", root, exc.strerror or exc)
+        return []
+
+
+def _holds_a_skill(path: Path) -> bool:
+    """A skill directory: not hidden, and with a SKILL.md, or unreadable (then it is
+    listed as broken, with why, rather than passed over in silence)."""
+    if path.name.startswith(".") or not _is(path, stat.S_ISDIR):
+        return False
+    try:
+        os.stat(path / SKILL_FILE)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def agents_skills_dirs(config: Config) -> list[Path]:
