@@ -32,6 +32,11 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     """Token budget of an assembled SessionContext."""
 
 
+CHARS_PER_TOKEN = 4
+"""How tokens are estimated where no tokenizer is at hand: characters per token
+(the kernel's check of a message against ``context_budget``, aos-context's budget)."""
+
+
 DEFAULT_MODEL = "deepseek/deepseek-v4.1-flash"
 """The model a node uses when nothing names one: on OpenRouter, current, capable
 with tool calls and inexpensive, so that the key alone is enough to start."""

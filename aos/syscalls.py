@@ -20,6 +20,7 @@ import msgspec
 
 from aos import __version__
 from aos.agent import ACB, AgentConfig, AgentStatus, EffectiveConfig, name_problem
+from aos.aoscb import CHARS_PER_TOKEN
 from aos.config import mask_url
 from aos.events import current_stream
 from aos.history import (
@@ -1081,6 +1082,14 @@ async def session_dispatch(
 ) -> Dispatched:
     if not params.message.strip():
         raise SyscallError("invalid", "session.dispatch: the message is empty")
+    budget = kernel.config.aoscb.limits.context_budget
+    if (tokens := len(params.message) // CHARS_PER_TOKEN) > budget:
+        raise SyscallError(
+            "invalid",
+            f"session.dispatch: the message is about {tokens:,} tokens, over the context "
+            f"budget of {budget:,} (limits.context_budget): the model could never read it "
+            "whole; save it in a file in the agent's workspace and ask the agent to read it",
+        )
     scb = await _session_for(kernel, principal, params.id)
     if scb.status == "archived":
         raise SyscallError("conflict", f"session {scb.id} is archived")

@@ -43,3 +43,31 @@ async def test_a_nul_byte_in_output_and_prompt_is_kept(
     assert result["output"] == "a\x00b"
     assert result.get("status", "ok") == "ok"
     assert scripted_llm.requests[1].body["messages"][-1]["content"].startswith("a\x00b")
+
+
+# -- every input bounded ------------------------------------------------------------------
+
+
+async def test_a_message_over_the_context_budget_is_refused_at_the_door(
+    model_kernel: Kernel,
+) -> None:
+    """A 5 MB prompt went to the model whole despite context_budget 100000."""
+    from aos.syscalls import SyscallError
+
+    agent = await model_kernel.syscall(ADMIN, "agent.create", {"name": "a"})
+    session = await model_kernel.syscall(
+        ADMIN, "session.create", {"agent_id": agent["agent"]["id"]}
+    )
+    huge = "word " * 100_001  # about 125,001 tokens
+    with pytest.raises(SyscallError) as refused:
+        await model_kernel.syscall(
+            ADMIN, "session.dispatch", {"id": session["id"], "message": huge}
+        )
+    assert refused.value.code == "invalid"
+    assert str(refused.value.message).startswith(
+        "session.dispatch: the message is about 125,001 tokens, over the context budget of "
+        "100,000 (limits.context_budget)"
+    )
+    assert await model_kernel.syscall(ADMIN, "session.history", {"id": session["id"]}) == []
+    scb = await model_kernel.syscall(ADMIN, "session.get", {"id": session["id"]})
+    assert scb["status"] == "idle"

@@ -530,3 +530,36 @@ async def test_without_aos_frontend_in_the_defaults_nothing_listens(
             socket.create_connection(("127.0.0.1", port), 1),
         ):
             pass
+
+
+async def test_a_body_over_the_limit_is_a_413_and_the_ui_stays_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 20 MB JSON POST was an HTTP 500 and crashed aos-frontend (a frame over
+    16 MiB), again on every repeat."""
+    with ScriptedLLM() as llm:
+        async with frontend(tmp_path, monkeypatch, llm) as (daemon, client):
+            before = frontend_status(daemon)
+            assert before is not None
+            huge = {"name": "big", "config": {"model": "x" * 20_000_000}}
+            for _ in range(2):
+                response = await client.post("/api/agents", json=huge)
+                assert response.status_code == 413, response.text
+                assert response.json()["error"] == {
+                    "code": "too_large",
+                    "message": "the request body is over 1 MiB: send less (a long text "
+                    "belongs in a file in the agent's workspace)",
+                }
+
+            async def pieces() -> AsyncIterator[bytes]:
+                for _ in range(20):
+                    yield b"x" * 65536
+
+            chunked = await client.post(  # no Content-Length: counted as it arrives
+                "/api/agents", content=pieces(), headers={"content-type": "application/json"}
+            )
+            assert chunked.status_code == 413, chunked.text
+            assert (await client.get("/api/agents")).status_code == 200
+            after = frontend_status(daemon)
+            assert after is not None
+            assert after["pid"] == before["pid"]  # never restarted

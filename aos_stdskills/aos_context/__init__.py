@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aos.aoscb import CHARS_PER_TOKEN
 from aos.hookspecs import hookimpl
 
 SYSTEM = """You are an agent running on AgentOS. You work by running bash commands with \
@@ -25,7 +26,6 @@ COMPACT_AT = 0.9
 KEEP_TURNS = 4
 """User turns kept verbatim when compacting."""
 CACHE_SESSIONS = 256
-CHARS_PER_TOKEN = 4
 
 
 def estimate_tokens(message: Mapping[str, Any]) -> int:

@@ -300,7 +300,17 @@ def _refuse(api: bool, status: int, code: str, message: str) -> Response:
 
 
 class BadRequest(Exception):
-    pass
+    status = 400
+    code = "invalid"
+
+
+class TooLarge(BadRequest):
+    status = 413
+    code = "too_large"
+
+
+MAX_BODY = 1024 * 1024
+"""Bytes a request body may have (a message, an agent's settings): more is a 413."""
 
 
 N = TypeVar("N", int, float)
@@ -331,7 +341,21 @@ def _text(request: Request, name: str) -> str | None:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    """The JSON object of the request, read up to :data:`MAX_BODY` bytes."""
+    too_large = TooLarge(
+        f"the request body is over {MAX_BODY // 1024 // 1024} MiB: send less (a long text "
+        "belongs in a file in the agent's workspace)"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return {}
     try:
@@ -368,7 +392,9 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
             try:
                 name, params = await build(request)
             except BadRequest as exc:
-                return _error("invalid", str(exc))
+                return JSONResponse(
+                    {"error": {"code": exc.code, "message": str(exc)}}, status_code=exc.status
+                )
             return await run(name, {k: v for k, v in params.items() if v is not None})
 
         return handle

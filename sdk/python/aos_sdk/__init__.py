@@ -17,13 +17,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # for type checkers; at run time each name loads on first use
     from aos_sdk.blocking import call
     from aos_sdk.client import Client
-    from aos_sdk.errors import ConnectionClosed, NotConnected, SyscallFailed
+    from aos_sdk.errors import ConnectionClosed, FrameTooLarge, NotConnected, SyscallFailed
     from aos_sdk.service import MethodError, define_service, syscall
 
 _HOMES = {
     "call": "aos_sdk.blocking",
     "Client": "aos_sdk.client",
     "ConnectionClosed": "aos_sdk.errors",
+    "FrameTooLarge": "aos_sdk.errors",
     "NotConnected": "aos_sdk.errors",
     "SyscallFailed": "aos_sdk.errors",
     "MethodError": "aos_sdk.service",
@@ -44,6 +45,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Client",
     "ConnectionClosed",
+    "FrameTooLarge",
     "MethodError",
     "NotConnected",
     "SyscallFailed",

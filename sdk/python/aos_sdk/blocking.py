@@ -18,7 +18,7 @@ import time
 import msgpack
 
 from aos_sdk import __version__
-from aos_sdk.errors import ConnectionClosed, NotConnected, SyscallFailed
+from aos_sdk.errors import MAX_FRAME, ConnectionClosed, FrameTooLarge, NotConnected, SyscallFailed
 
 SDK = f"aos-sdk-python/{__version__}"
 PROTOCOL_VERSION = 1
@@ -87,6 +87,8 @@ def _connect(path: str, timeout: float) -> _socket.socket:
 
 def _send(sock: _socket.socket, message: dict[str, Any]) -> None:
     body = msgpack.packb(message) or b""  # (never empty: a map is at least one byte)
+    if len(body) > MAX_FRAME:
+        raise FrameTooLarge.of(str(message.get("type", "message")), len(body))
     try:
         sock.sendall(_HEADER.pack(len(body)) + body)
     except OSError as exc:

@@ -18,3 +18,18 @@ class NotConnected(Exception):
 
 class ConnectionClosed(Exception):
     """The connection ended before the answer arrived (the call's outcome is unknown)."""
+
+
+MAX_FRAME = 16 * 1024 * 1024
+"""Bytes a frame's body may have, on either side of any connection."""
+
+
+class FrameTooLarge(ValueError):
+    """A message too big for one frame (16 MiB): refused before it is sent."""
+
+    @classmethod
+    def of(cls, kind: str, size: int) -> FrameTooLarge:
+        return cls(
+            f"a {kind} frame of {size:,} bytes is over the limit of {MAX_FRAME:,} bytes "
+            "(16 MiB): send less"
+        )

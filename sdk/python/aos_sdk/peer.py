@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aos_sdk.errors import ConnectionClosed
+from aos_sdk.errors import ConnectionClosed, FrameTooLarge
 from aos_sdk.protocol import (
+    FRAME_TIMEOUT,
     HEADER,
     MAX_FRAME,
     Bye,
@@ -37,6 +39,7 @@ from aos_sdk.protocol import (
 Handler = Callable[["Peer", Message], Awaitable[Message | None]]
 """Answers one request from the other side (hook_call or syscall); may return None."""
 EventHandler = Callable[[Event], None]
+logger = logging.getLogger("aos_sdk")
 
 
 class RemoteError(Exception):
@@ -71,9 +74,23 @@ class Peer:
 
     # -- sending -----------------------------------------------------------------------
     def send(self, message: Message) -> None:
-        """Queue one frame (the transport buffers; no await needed)."""
-        if not self.writer.is_closing():
-            self.writer.write(encode(message))
+        """Queue one frame (the transport buffers; no await needed). A request too big
+        for a frame raises :class:`FrameTooLarge` to its sender; an answer too big
+        goes as an error answer instead; an event too big is dropped (logged)."""
+        if self.writer.is_closing():
+            return
+        try:
+            frame = encode(message)
+        except FrameTooLarge as exc:
+            if isinstance(message, (HookCall, Syscall, Ping)):
+                raise
+            if isinstance(message, Event):
+                logger.warning("event %s not sent: %s", message.topic, exc)
+                return
+            frame = encode(
+                Error(id=getattr(message, "id", None), code="unavailable", message=str(exc))
+            )
+        self.writer.write(frame)
 
     async def request(self, message: HookCall | Syscall | Ping) -> Any:
         """Send a request and wait for its answer; raise RemoteError on an error reply.
@@ -97,8 +114,17 @@ class Peer:
 
     # -- receiving ---------------------------------------------------------------------
     async def read_message(self) -> Message:
-        header = await self.reader.readexactly(HEADER.size)
-        body = await self.reader.readexactly(frame_length(header, self.max_frame))
+        """The next message. A connection may stay quiet for ever, but a frame that
+        has begun must arrive whole within :data:`FRAME_TIMEOUT` (ProtocolError)."""
+        first = await self.reader.readexactly(1)
+        try:
+            async with asyncio.timeout(FRAME_TIMEOUT):
+                header = first + await self.reader.readexactly(HEADER.size - 1)
+                body = await self.reader.readexactly(frame_length(header, self.max_frame))
+        except TimeoutError:
+            raise ProtocolError(
+                f"a frame did not arrive whole within {FRAME_TIMEOUT:g} s"
+            ) from None
         return decode(body)
 
     async def serve(self) -> None:

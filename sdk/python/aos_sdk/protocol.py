@@ -13,8 +13,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from aos_sdk.errors import MAX_FRAME, FrameTooLarge
+
 PROTOCOL_VERSION = 1
-MAX_FRAME = 16 * 1024 * 1024
+FRAME_TIMEOUT = 30.0
+"""Seconds a frame may take to arrive whole, once its first byte has."""
 """Largest body a peer accepts (bytes); a longer length prefix is a protocol error."""
 HEADER = struct.Struct(">I")
 
@@ -155,8 +158,11 @@ class ProtocolError(Exception):
 
 
 def encode(message: Message) -> bytes:
-    """One frame: length prefix + MessagePack body."""
+    """One frame: length prefix + MessagePack body. Raises :class:`FrameTooLarge`
+    rather than send what the other side would refuse."""
     body = _encoder.encode(message)
+    if len(body) > MAX_FRAME:
+        raise FrameTooLarge.of(type(message).__name__.lower(), len(body))
     return HEADER.pack(len(body)) + body
 
 
