@@ -201,8 +201,30 @@ __all__ = [
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The escalation suite's count (tests/escalation.py)."""
+    """The escalation suite's count (tests/escalation.py) and the chaos suite's
+    (tests/test_chaos.py), when they ran."""
+    import sys
+
     from escalation import ATTEMPTS
+
+    chaos = sys.modules.get("test_chaos")
+    if chaos is not None and chaos.COUNTS:
+        counts = chaos.COUNTS
+        terminalreporter.write_line(
+            "chaos suite: "
+            + ", ".join(
+                f"{counts[what]} {what}"
+                for what in (
+                    "trials",
+                    "kills",
+                    "cut dispatches",
+                    "outages",
+                    "facts checked",
+                    "lost results",
+                    "re-runs",
+                )
+            )
+        )
 
     if ATTEMPTS:
         succeeded = [what for what, ok in ATTEMPTS if ok]

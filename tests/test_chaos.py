@@ -1,33 +1,54 @@
 """The chaos suite: faults injected into real dispatches, invariants checked after each.
 
+- ``kill -9`` of a real daemon at a random moment of a multi-step dispatch (in
+  the model's stream, in a command, in a burst of appends), on both backends,
+  with a model that reuses one tool call id in every step;
 - PostgreSQL stopped (like a crash) and started again mid-dispatch, on a private
   cluster of the test's own (tests/private_pg.py);
-- ...
+- the command spawner killed; a service SIGKILLed, and one SIGSTOPped.
 
 After each: no acknowledged fact lost, no tool call re-run, every cut call has
 exactly one result that names the true cause, no process group of the session
-alive, the session usable again.
+alive, the session usable again. The counts are printed at the end of the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import random
 import shutil
+import signal
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from aos_sdk import Client, ConnectionClosed, NotConnected
 from conftest import IN_CI, kernel_with_model
 from private_pg import PrivateCluster, pg_bin
+from test_main_job_cli import Project
 
+from aos.bash import group_alive
+from aos.daemon import alive
 from aos.kernel import Kernel
+from aos.paths import Paths
 from aos.principals import ADMIN
 from aos.testing import Reply, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
+
+COUNTS: Counter[str] = Counter()
+"""trials, kills, cut dispatches, outages, facts checked, lost results, re-runs:
+printed by conftest."""
+SEED = int(os.environ.get("AOS_CHAOS_SEED", "15"))
+"""The random choices of the kill trials (set AOS_CHAOS_SEED to replay others)."""
+TRIALS = 5
+"""kill -9 trials per backend."""
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +136,131 @@ async def test_postgresql_stopped_and_started_mid_dispatch(
     assert scb["status"] == "idle"
     again = await kernel.syscall(ADMIN, "session.dispatch", {"id": session, "message": "still?"})
     assert again["status"] == "completed", again["error"]
+    COUNTS.update({"trials": 1, "outages": 1, "facts checked": len(facts)})
+
+
+# -- kill -9 at random points -------------------------------------------------------------
+
+
+def plan_of(rng: random.Random, ledger: Path, trial: int) -> list[tuple[str, float]]:
+    """A dispatch of 2-5 steps: each command writes its tag to the ledger (a second
+    line with one tag would be a re-run), some sleep; some replies come late."""
+    steps = []
+    for step in range(rng.randint(2, 5)):
+        pause = rng.choice([0, 0.2, 0.6, 1.0])
+        command = f"echo t{trial}s{step} >> {ledger}" + (f"; sleep {pause}" if pause else "")
+        steps.append((command, rng.choice([0, 0, 0.3])))
+    return steps
+
+
+def scripted(plan: list[tuple[str, float]]) -> Any:
+    """The model's answer to any request of the trial: the next step of the plan
+    after the last user message (every call with the id ``call_0``), then a final
+    answer; ``usable?`` gets ``usable again``."""
+
+    def reply(body: dict[str, Any]) -> Reply:
+        messages = body["messages"]
+        last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        if messages[last]["content"] == "usable?":
+            return Reply.text("usable again")
+        done = sum(1 for m in messages[last:] if m["role"] == "assistant" and m.get("tool_calls"))
+        if done < len(plan):
+            command, delay = plan[done]
+            return Reply.tool_call(command, id="call_0", delay=delay)
+        return Reply.text("all steps done, and this answer streams slowly", chunk=2, delay=0.2)
+
+    return reply
+
+
+async def collect(client: Client, session_id: str, acked: dict[int, dict[str, Any]]) -> None:
+    """Every fact the daemon announced as committed, until it dies (the client does
+    not wait for another: it was made with ``connect_timeout=0``)."""
+    with contextlib.suppress(ConnectionClosed, NotConnected, OSError):
+        async for event in client.subscribe(topics=["history.append"], session_id=session_id):
+            acked[event.data["seq"]] = event.data["fact"]
+
+
+def check_recovered(
+    history: list[dict[str, Any]], acked: dict[int, dict[str, Any]], ledger: Path
+) -> None:
+    """The invariants, on a session's history after a kill -9 and a restart."""
+    facts = {entry["seq"]: entry["fact"] for entry in history}
+    assert sorted(facts) == list(range(1, len(facts) + 1))  # seq contiguous
+    for seq, fact in acked.items():  # no acknowledged fact lost
+        assert facts.get(seq) == fact, (seq, fact)
+    COUNTS["facts checked"] += len(acked)
+    ran = ledger.read_text().split() if ledger.exists() else []
+    reruns = len(ran) - len(set(ran))
+    COUNTS["re-runs"] += reruns
+    assert reruns == 0, ran
+    calls = [f for f in facts.values() if f["kind"] == "tool.call"]
+    assert len({c["command"] for c in calls}) == len(calls)  # no command started twice
+    for call in calls:
+        assert not group_alive(call["pgid"]), call  # nothing of a cut call still runs
+    answered: Counter[tuple[int, int]] = Counter()
+    asked: list[tuple[int, int]] = []
+    message = 0
+    for seq, fact in sorted(facts.items()):
+        if fact["kind"] == "message.assistant" and fact.get("tool_calls"):
+            message = seq
+            asked += [(seq, i) for i in range(len(fact["tool_calls"]))]
+        elif fact["kind"] == "tool.result":
+            answered[(message, fact["index"])] += 1
+            if fact.get("status") == "lost":
+                COUNTS["lost results"] += 1
+                assert fact["output"] in (
+                    "lost: the daemon stopped while this command ran; it was not re-run",
+                    "not run: the daemon stopped before this command started",
+                ), fact
+    assert all(answered[call] == 1 for call in asked), (asked, answered)  # one result each
+    ends = [f for f in facts.values() if f["kind"] == "dispatch.finished"]
+    assert len(ends) == 1  # the cut dispatch is closed, once
+    COUNTS["cut dispatches"] += ends[0]["status"] == "lost"
+    assert set(answered) <= set(asked)
+
+
+async def kill_9_trial(node: Project, llm: ScriptedLLM, rng: random.Random, trial: int) -> None:
+    ledger = node.root / "ledger"
+    llm.default = scripted(plan_of(rng, ledger, trial))
+    started = node.aos("start")
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split()[2])
+    socket = Paths.resolve(node.home).runtime_dir / "aos.sock"
+    acked: dict[int, dict[str, Any]] = {}
+    async with Client(socket, token="", connect_timeout=0) as client:
+        agent = await client.call("agent.create", {"name": f"chaos{trial}"})
+        session = (await client.call("session.create", {"agent_id": agent["agent"]["id"]}))["id"]
+        watcher = asyncio.create_task(collect(client, session, acked))
+        await asyncio.sleep(0.1)  # subscribed before anything is appended
+        await client.call("session.dispatch", {"id": session, "message": "go", "wait": False})
+        await asyncio.sleep(rng.uniform(0.05, 2.5))
+        os.kill(pid, signal.SIGKILL)
+        COUNTS["kills"] += 1
+        with anyio.fail_after(10):
+            while alive(pid):  # noqa: ASYNC110 - another process
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(watcher, 10)
+    restarted = node.aos("start")  # recovers the cut dispatch
+    assert restarted.returncode == 0, restarted.stderr
+    async with Client(socket, token="") as client:
+        history = await client.call("session.history", {"id": session})
+        check_recovered(history, acked, ledger)
+        again = await client.call("session.dispatch", {"id": session, "message": "usable?"})
+        assert (again["status"], again["answer"]) == ("completed", "usable again"), again
+    node.aos("stop")
+    COUNTS["trials"] += 1
+
+
+async def test_kill_9_at_random_points_with_reused_call_ids(db_url: str, tmp_path: Path) -> None:
+    rng = random.Random(f"{SEED}-{db_url.split(':')[0]}")
+    for trial in range(TRIALS):
+        root = tmp_path / f"trial{trial}"
+        (root / "skills").mkdir(parents=True)
+        with ScriptedLLM() as llm:
+            node = Project(root, llm)
+            node.env.update(AOS_DB_URL=db_url, AOS_SANDBOX="off", AOS_DEFAULT_SKILLS="aos-context")
+            try:
+                await kill_9_trial(node, llm, rng, trial)
+            finally:
+                node.aos("stop")
+                shutil.rmtree(node.home, ignore_errors=True)
