@@ -29,10 +29,12 @@ from typing import Any
 import anyio
 import pytest
 from aos_sdk import Client, ConnectionClosed, NotConnected
-from conftest import IN_CI, kernel_with_model
+from conftest import IN_CI, copy_skill, kernel_with_model, poll_until, running_daemon
 from private_pg import PrivateCluster, pg_bin
 from test_main_job_cli import Project
+from test_services import running, service
 
+from aos import services
 from aos.bash import group_alive
 from aos.daemon import alive
 from aos.kernel import Kernel
@@ -264,3 +266,94 @@ async def test_kill_9_at_random_points_with_reused_call_ids(db_url: str, tmp_pat
             finally:
                 node.aos("stop")
                 shutil.rmtree(node.home, ignore_errors=True)
+
+
+# -- the spawner and the services -----------------------------------------------------------
+
+
+async def new_dispatch(kernel: Kernel, message: str = "go") -> tuple[dict[str, Any], str]:
+    """A new agent's session dispatched ``message``: ``(outcome, session id)``."""
+    agent = await kernel.syscall(ADMIN, "agent.create", {"name": f"chaos-{os.urandom(4).hex()}"})
+    session = (await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]}))[
+        "id"
+    ]
+    outcome = await kernel.syscall(ADMIN, "session.dispatch", {"id": session, "message": message})
+    return outcome, session
+
+
+async def results_of(kernel: Kernel, session_id: str) -> list[dict[str, Any]]:
+    return [f for f in await facts_of(kernel, session_id) if f["kind"] == "tool.result"]
+
+
+async def test_the_spawner_killed_mid_command(
+    db_url: str, tmp_path: Path, scripted_llm: ScriptedLLM
+) -> None:
+    """The command is killed with it and says so; the next command gets a new spawner."""
+    async with kernel_with_model(db_url, tmp_path, scripted_llm, AOS_SANDBOX="off") as kernel:
+        scripted_llm.add(Reply.tool_call("sleep 30", id="call_0"), Reply.text("noted"))
+        dispatch = asyncio.create_task(new_dispatch(kernel))
+        with anyio.fail_after(30):
+            while not kernel.sandboxes.plain.groups():  # noqa: ASYNC110 - the dispatch's task
+                await asyncio.sleep(0.02)
+        [group] = kernel.sandboxes.plain.groups()
+        assert kernel.sandboxes.plain.pid is not None
+        os.kill(kernel.sandboxes.plain.pid, signal.SIGKILL)
+        COUNTS["kills"] += 1
+        outcome, session = await asyncio.wait_for(dispatch, 30)
+        assert outcome["status"] == "completed", outcome
+        [result] = await results_of(kernel, session)
+        assert result["status"] == "error"
+        assert result["output"].endswith(
+            "[the command spawner stopped while the command ran: the command was killed]"
+        )
+        assert not group_alive(group)
+        scripted_llm.add(Reply.tool_call("echo alive", id="call_0"), Reply.text("fine"))
+        outcome, session = await new_dispatch(kernel)
+        assert outcome["status"] == "completed", outcome
+        [result] = await results_of(kernel, session)
+        assert (result.get("status", "ok"), result["output"]) == ("ok", "alive\n")
+    COUNTS["trials"] += 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGSTOP, signal.SIGKILL], ids=["SIGSTOP", "SIGKILL"])
+async def test_a_guard_service_stopped_or_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: signal.Signals
+) -> None:
+    """While my-guard cannot answer, its gate fails closed (a command is refused,
+    saying why, never run unguarded); the supervisor restarts it (a stopped one
+    when its pings go unanswered) and it guards again."""
+    monkeypatch.setattr(services, "PING_INTERVAL", 0.2)
+    monkeypatch.setattr(services, "PING_DEADLINE", 1.0)
+    copy_skill("my-guard", tmp_path)
+    with ScriptedLLM() as llm:
+        async with running_daemon(
+            tmp_path, OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL="m", AOS_HOOK_TIMEOUT="0.5"
+        ) as daemon:
+            kernel = daemon.kernel
+            assert kernel is not None
+            await poll_until(lambda: running(daemon, "my-guard"))
+            first = service(daemon, "my-guard")["pid"]
+            os.kill(first, signum)
+            COUNTS["kills"] += 1
+            marker = tmp_path / "ran-unguarded"
+            llm.add(Reply.tool_call(f"touch {marker}", id="call_0"), Reply.text("refused"))
+            outcome, session = await new_dispatch(kernel)
+            assert outcome["status"] == "completed", outcome
+            [result] = await results_of(kernel, session)
+            assert (result["status"], result["rejected_by"]) == ("rejected", "my-guard"), result
+            assert not marker.exists()
+            await poll_until(
+                lambda: running(daemon, "my-guard") and service(daemon, "my-guard")["pid"] != first,
+                30,
+            )
+            llm.add(
+                Reply.tool_call("rm -rf /", id="call_0"),
+                Reply.tool_call("echo guarded", id="call_0"),
+                Reply.text("done"),
+            )
+            outcome, session = await new_dispatch(kernel)
+            assert outcome["status"] == "completed", outcome
+            blocked, passed = await results_of(kernel, session)
+            assert blocked["output"] == "rejected by my-guard: blocked: rm -rf /"
+            assert passed["output"] == "guarded\n"
+    COUNTS["trials"] += 1
