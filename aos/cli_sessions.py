@@ -807,18 +807,30 @@ def read_message(message: str | None, path: Path | None) -> str:
         raise click.UsageError("give MESSAGE or --file, not both")
     if path is not None:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = _utf8(path.read_bytes(), f"in {path}")
+        except OSError as exc:
             raise click.UsageError(f"cannot read the message from {path}: {exc}") from None
     elif message == "-" or (message is None and not sys.stdin.isatty()):
-        text = sys.stdin.read()
+        text = _utf8(sys.stdin.buffer.read(), "on stdin")
     elif message is None:
         raise click.UsageError("give MESSAGE, `-` to read it from stdin, or --file PATH")
-    else:
-        text = message
+    else:  # bytes that are not UTF-8 reach argv as lone surrogates: the bytes again
+        text = _utf8(os.fsencode(message), "given")
     if not text.strip():
         raise click.UsageError("the message is empty: give the text to send the agent")
     return text
+
+
+def _utf8(raw: bytes, where: str) -> str:
+    """The message's text; bytes that are not UTF-8 are a usage error, said with
+    where they are (nothing is replaced or dropped behind the user's back)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.UsageError(
+            f"the message {where} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start}): convert it first, e.g. with iconv -f latin1 -t utf-8"
+        ) from None
 
 
 async def chat_loop(

@@ -4,13 +4,15 @@ or lost because of it (real CLI subprocesses, real kernels, real databases)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from conftest import pg_base_url
-from test_main_job_cli import Project, llm, project
+from test_main_job_cli import AOS, Project, llm, project
 
 from aos.config import ConfigError, load_config
 from aos.kernel import Kernel
@@ -145,3 +147,21 @@ def test_skill_validate_needs_the_service_program(project: Project) -> None:
     assert "service: './nope.py' does not exist in the skill directory" in result.stderr
     (skill / "nope.py").write_text("print('hi')\n")
     assert project.aos("skill", "validate", str(skill)).returncode == 0
+
+
+def test_a_message_that_is_not_utf8_is_a_usage_error(project: Project) -> None:
+    """It reached the wire as lone surrogates and ended in a UnicodeEncodeError traceback."""
+    given = subprocess.run(
+        [AOS, "run", os.fsdecode(b"caf\xe9")], cwd=project.root, env=project.env,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    piped = subprocess.run(
+        [AOS, "run"], cwd=project.root, env=project.env, input=b"caf\xe9",
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert (given.returncode, piped.returncode) == (2, 2)
+    assert given.stderr == (
+        "Error: the message given is not UTF-8 text (byte 0xe9 at offset 3): convert it "
+        "first, e.g. with iconv -f latin1 -t utf-8\n"
+    )
+    assert b"the message on stdin is not UTF-8 text (byte 0xe9 at offset 3)" in piped.stderr
