@@ -40,6 +40,7 @@ from aos.history import (
     Usage,
     UserMessage,
     encode_fact,
+    fact_kind,
 )
 from aos.hooks import HookError, HookRejected
 from aos.ids import new_id
@@ -632,6 +633,8 @@ class ReActUnit:
         recorded without the reply that asked for it)."""
         if self._uncertain:
             facts = await self._drop_landed(facts)
+            if not facts:
+                return []
         self._deferred = []
         try:
             seqs = await self.kernel.append_all(self.scb, facts, active=self.active)
@@ -806,18 +809,27 @@ class ReActUnit:
                     final = self._outage_error() if self._outage is not None else error
                     pending = [f for f in self._deferred if not isinstance(f, DispatchFinished)]
                     self._deferred = []
-                    await self._commit(
-                        [
-                            *pending,
-                            DispatchFinished(
-                                dispatch_id=self.dispatch_id,
-                                status=status,
-                                answer=answer,
-                                error=final,
-                                usage=usage,
-                            ),
-                        ]
-                    )
+
+                    def finished(error: str | None) -> DispatchFinished:
+                        return DispatchFinished(
+                            dispatch_id=self.dispatch_id,
+                            status=status,
+                            answer=answer,
+                            error=error,
+                            usage=usage,
+                        )
+
+                    try:
+                        await self._commit([*pending, finished(final)])
+                    except StoreUnavailable:
+                        raise
+                    except StoreError as exc:  # refused for good: the end says so, without them
+                        if not pending:
+                            raise
+                        self._deferred = []
+                        kinds = ", ".join(fact_kind(f) for f in pending)
+                        final = f"{final}; the store refused to record {kinds}: {exc}"
+                        await self._commit([finished(final)])
                     recorded.append(final)
                     if self._outage is not None:
                         self._log("dispatch.outage", final or "", {"dispatch_id": self.dispatch_id})

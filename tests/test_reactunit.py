@@ -17,7 +17,7 @@ from aos.bash import group_alive
 from aos.daemon import Daemon
 from aos.history import Fact, ToolCall, ToolResult
 from aos.hookspecs import hookimpl
-from aos.store import StoreUnavailable
+from aos.store import Conflict, StoreUnavailable
 from aos.testing import Reply, ScriptedLLM, ScriptedToolCall
 
 pytestmark = pytest.mark.anyio
@@ -583,3 +583,35 @@ async def test_reused_and_repeated_call_ids_answer_the_right_call(
         (m["tool_call_id"], m["content"].split("\n")[0]) for m in sent if m["role"] == "tool"
     ]
     assert answers == [("call_0-0", "one"), ("call_0-1", "two"), ("call_0", "three")]
+
+
+async def test_a_fact_the_store_refuses_for_good_still_ends_the_dispatch(
+    aos_client: Client, scripted_llm: ScriptedLLM, aos_daemon: Daemon
+) -> None:
+    """A write refused every time (not an outage) is said in the dispatch's end,
+    which is recorded without it: the session never stays running (nor is it later
+    "lost: the daemon stopped", which it did not)."""
+    kernel = aos_daemon.kernel
+    assert kernel is not None
+    store = kernel.store
+    append_all = store.append_all
+
+    async def refusing(session_id: str, batch: Any) -> list[int]:
+        if any(isinstance(f, ToolResult) for f in batch):
+            raise Conflict("PostgreSQL refused the write: no")
+        return await append_all(session_id, batch)
+
+    scripted_llm.add(Reply.tool_call("echo hi"), Reply.text("done"))
+    session = await new_session(aos_client)
+    store.append_all = refusing  # type: ignore[method-assign]
+    try:
+        outcome = await aos_client.call("session.dispatch", {"id": session, "message": "go"})
+    finally:
+        store.append_all = append_all  # type: ignore[method-assign]
+    assert outcome["status"] == "failed"
+    assert outcome["error"] == (
+        "recording history failed: PostgreSQL refused the write: no; the store refused to "
+        "record tool.result: PostgreSQL refused the write: no"
+    )
+    assert (await kinds(aos_client, session))[-1] == "dispatch.finished"
+    assert (await aos_client.call("session.get", {"id": session}))["status"] == "idle"
