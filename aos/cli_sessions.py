@@ -881,6 +881,9 @@ async def chat_loop(
                                 click.echo(f"{exc.code}: {exc.message}", err=True)
                         if not interrupts.carry_on():
                             break
+                    else:  # Ctrl-D at the prompt: end its line, as a shell does
+                        with contextlib.suppress(OSError):
+                            click.echo(err=as_json)
                 except Left:  # at the prompt: end its line, as a shell does after ^C
                     with contextlib.suppress(OSError):
                         click.echo(err=as_json)
