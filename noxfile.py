@@ -23,14 +23,14 @@ E2E = [
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (PostgreSQL tests need AOS_TEST_DB_URL)."""
-    session.install("-e", ".[dev]")
+    session.install("-e", "./sdk/python", "-e", ".[dev]")
     session.run(*TESTS, *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    session.install("-e", ".[dev]")
+    session.install("-e", "./sdk/python", "-e", ".[dev]")
     for command in LINT:
         session.run(*command)
 
@@ -38,7 +38,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """pyright over the packages, tests and benchmarks."""
-    session.install("-e", ".[dev]")
+    session.install("-e", "./sdk/python", "-e", ".[dev]")
     session.run(*TYPECHECK)
 
 
@@ -46,12 +46,12 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: print a table and write bench/results/latest.json (with the
     LangGraph peer from the bench extra)."""
-    session.install("-e", ".[dev,bench]")
+    session.install("-e", "./sdk/python", "-e", ".[dev,bench]")
     session.run(*BENCH, *session.posargs)
 
 
 @nox.session
 def e2e(session: nox.Session) -> None:
     """The end-to-end tests alone: CLI, daemon, agents messaging, the UI in chromium."""
-    session.install("-e", ".[dev]")
+    session.install("-e", "./sdk/python", "-e", ".[dev]")
     session.run(*E2E, *session.posargs)

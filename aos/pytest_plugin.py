@@ -1,6 +1,6 @@
 """pytest fixtures for skill authors, registered through the ``pytest11`` entry point.
 
-Installing ``agentos`` makes them available in any test suite:
+Installing ``aos-kernel`` makes them available in any test suite:
 
 - ``scripted_llm``: a started :class:`aos.testing.ScriptedLLM` (empty script:
   add replies with ``scripted_llm.add(...)``), stopped after the test.

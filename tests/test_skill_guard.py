@@ -215,7 +215,7 @@ def test_distribution_declares_the_entry_point_and_skill() -> None:
     project = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())["project"]
     assert project["name"] == NAME
     assert project["entry-points"][ENTRY_POINT_GROUP] == {NAME: "aos_skill_guard"}
-    assert "agentos" in project["dependencies"]
+    assert project["dependencies"] == ["aos-kernel>=0.1,<0.2"]  # ours, not a stranger's
 
     text = (PLUGIN_DIR / "aos_skill_guard" / "SKILL.md").read_text()
     _, frontmatter, body = text.split("---\n", 2)

@@ -1,0 +1,61 @@
+"""Our distributions, as a user gets them: wheels of the kernel (``aos-kernel``),
+the SDK (``aos-skill-sdk``) and the guard plugin (``aos-skill-guard``), installed
+into a fresh virtual environment with ``pip --no-index --find-links`` (so nothing
+can come from a package index, where the old names belonged to strangers)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+OURS = {
+    "aos-skill-sdk": REPO / "sdk" / "python",
+    "aos-kernel": REPO,
+    "aos-skill-guard": REPO / "plugins" / "aos-skill-guard",
+}
+
+
+def run(*command: str | Path, **env: str) -> str:
+    done = subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, timeout=600,
+        env={**env, "PATH": "/usr/bin:/bin"} if env else None,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_wheels_install_into_a_fresh_environment_and_guard(tmp_path: Path) -> None:
+    pip = [sys.executable, "-m", "pip"]
+    ours, found = tmp_path / "ours", tmp_path / "found"
+    for source in OURS.values():  # built here, offline (hatchling is in the dev extra)
+        run(*pip, "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", ours, source)
+    assert sorted(p.name.split("-")[0] for p in ours.iterdir()) == [
+        "aos_kernel", "aos_skill_guard", "aos_skill_sdk",
+    ]  # fmt: skip
+    # their third-party dependencies, from wherever this environment's pip finds them
+    run(*pip, "wheel", "--quiet", "--find-links", ours, "-w", found, *OURS)
+    env = tmp_path / "env"
+    run(sys.executable, "-m", "venv", env)
+    run(
+        env / "bin" / "pip",
+        "install",
+        "--quiet",
+        "--no-index",
+        "--find-links",
+        found,
+        "aos-skill-guard",
+    )  # fmt: skip  (the kernel and the SDK come as its dependencies)
+    installed = json.loads(run(env / "bin" / "pip", "list", "--format", "json"))
+    assert {p["name"] for p in installed} >= set(OURS)
+    requires = run(
+        env / "bin" / "python", "-c",
+        "import importlib.metadata as m; print(m.requires('aos-skill-guard'))",
+    )  # fmt: skip
+    assert requires.strip() == "['aos-kernel<0.2,>=0.1']"
+    hooks = json.loads(run(env / "bin" / "aos", "hooks", "--json", AOS_HOME=str(tmp_path / "home")))
+    [before] = [h for h in hooks["hooks"] if h["hook"] == "tool.before"]
+    assert "aos-skill-guard" in [i["owner"] for i in before["implementations"]]
