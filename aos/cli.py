@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
+import importlib.metadata
 import json
 import os
 import platform
@@ -20,7 +22,7 @@ import click
 import msgspec
 from aos_sdk import Client, NotConnected, SyscallFailed
 
-from aos import __version__, cli_sessions
+from aos import __version__, cli_sessions, scaffold
 from aos.cli_output import (
     CLIError,
     ExitCode,
@@ -33,6 +35,7 @@ from aos.cli_output import (
 from aos.config import Config, ConfigError, load_config, mask_url
 from aos.daemon import Daemon, DaemonError, DaemonPaths, alive, read_pid, setup_logging
 from aos.hooks import HookRunner
+from aos.hookspecs import HOOKS, python_name
 from aos.llm import LLMSettings, missing_configuration
 from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
 from aos.sandbox import probe
@@ -660,6 +663,48 @@ def hooks(ctx: Context, as_json: bool) -> None:
         )
 
 
+@cli.command(name="plugins")
+@json_option
+def plugins_command(as_json: bool) -> None:
+    """Installed plugin packages (``aos.skills`` entry points): distribution, version
+    and the hooks each registers."""
+    pm, loads = plugins()
+    rows = [_plugin_row(pm, load) for load in loads]
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no plugins installed (entry point group aos.skills)")
+    for row in rows:
+        where = f"{row['distribution'] or '?'} {row['version'] or ''}".rstrip()
+        click.echo(f"{row['name']}  [{where}]  {row['entry_point']}")
+        if row["error"]:
+            click.echo(f"    failed: {row['error']}")
+        else:
+            click.echo(f"    hooks: {', '.join(row['hooks']) or 'none'}")
+
+
+_DOTTED = {python_name(name): name for name in HOOKS}
+"""pluggy's hook names (``tool_before``) as the contract spells them (``tool.before``)."""
+
+
+def _plugin_row(pm: AOSPluginManager, load: PluginLoad) -> dict[str, Any]:
+    plugin = None if load.error else pm.get_plugin(load.name)
+    callers = pm.get_hookcallers(plugin) if plugin is not None else None
+    version = None
+    if load.distribution is not None:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            version = importlib.metadata.version(load.distribution)
+    return {
+        "name": load.name,
+        "distribution": load.distribution,
+        "version": version,
+        "entry_point": load.value,
+        "hooks": sorted(_DOTTED.get(caller.name, caller.name) for caller in callers or ()),
+        "error": load.error,
+    }
+
+
 @cli.group()
 def skill() -> None:
     """List, show, validate and scaffold skills."""
@@ -778,59 +823,53 @@ def skill_validate(path: Path, as_json: bool) -> None:
         sys.exit(ExitCode.ERROR)
 
 
-_SERVICE_TEMPLATE = '''"""The service face of {name}: the hooks it implements (see docs/specs/aos-service.md)."""
-
-from aos_sdk import define_service
-
-
-@define_service
-def service():
-    def before_tool(input_data, output_data):
-        # Return output_data (changed or not), or {{"verdict": "reject", "reason": "..."}}.
-        return output_data
-
-    return {{"hooks": {{"tool.before": before_tool}}}}
-'''
-
-
 @skill.command(name="new")
 @click.argument("name")
 @click.option("--service", "with_service", is_flag=True, help="Add a service face (service.py).")
 @click.option(
+    "--plugin",
+    "as_plugin",
+    is_flag=True,
+    help="A pip-installable plugin skill package (entry point aos.skills) instead.",
+)
+@click.option(
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Create it here (default: the first configured skill root).",
+    help="Create it here (default: the first configured skill root; for --plugin, the "
+    "current directory).",
 )
 @json_option
 @pass_context
 def skill_new(
-    ctx: Context, name: str, with_service: bool, directory: Path | None, as_json: bool
+    ctx: Context,
+    name: str,
+    with_service: bool,
+    as_plugin: bool,
+    directory: Path | None,
+    as_json: bool,
 ) -> None:
-    """Scaffold a valid skill directory."""
-    root = directory or ctx.config.skill_root_paths[0]
-    skill_dir = root / name
+    """Scaffold a valid skill directory, or with --plugin a plugin skill package."""
+    if as_plugin and with_service:
+        raise click.UsageError("--plugin and --service: a plugin skill's hooks run in process")
     problems = manifest.check_name(name, expected=name)
     if problems:
         raise click.UsageError(f"invalid skill name {name!r}: {'; '.join(problems)}")
-    if skill_dir.exists():
-        raise CLIError(f"{skill_dir} already exists", code="conflict")
-    skill_dir.mkdir(parents=True)
-    service_line = "service: ./service.py\n" if with_service else ""
-    (skill_dir / SKILL_FILE).write_text(
-        f"---\nname: {name}\n"
-        f"description: Describe what {name} does and when an agent should use it.\n"
-        f"{service_line}---\n\n# {name}\n\nInstructions for the agent: what this skill is for, "
-        "the scripts in scripts/ and how to call them.\n",
-        encoding="utf-8",
-    )
-    if with_service:
-        (skill_dir / "service.py").write_text(_SERVICE_TEMPLATE.format(name=name), encoding="utf-8")
+    root = directory or (Path.cwd() if as_plugin else ctx.config.skill_root_paths[0])
+    if (root / name).exists():
+        raise CLIError(f"{root / name} already exists", code="conflict")
+    if as_plugin:
+        made = scaffold.plugin_package(root, name)
+    else:
+        made = scaffold.skill_dir(root, name, service=with_service)
     if as_json:
-        emit_json({"name": name, "path": str(skill_dir), "service": with_service})
+        emit_json({"name": name, "path": str(made), "service": with_service, "plugin": as_plugin})
         return
-    click.echo(f"created {skill_dir}")
-    click.echo(f"check it with: aos skill validate {skill_dir}")
+    click.echo(f"created {made}")
+    if as_plugin:
+        click.echo(f"install and test it with: cd {made} && pip install -e '.[test]' && pytest")
+    else:
+        click.echo(f"check it with: aos skill validate {made}")
 
 
 @skill.command(name="reload")

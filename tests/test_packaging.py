@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from conftest import REPO
@@ -24,7 +25,7 @@ def run(*command: str | Path, **env: str) -> str:
         [str(part) for part in command], capture_output=True, text=True, timeout=600,
         env={**env, "PATH": "/usr/bin:/bin"} if env else None,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
 
@@ -37,7 +38,7 @@ def test_the_wheels_install_into_a_fresh_environment_and_guard(tmp_path: Path) -
         "aos_kernel", "aos_skill_guard", "aos_skill_sdk",
     ]  # fmt: skip
     # their third-party dependencies, from wherever this environment's pip finds them
-    run(*pip, "wheel", "--quiet", "--find-links", ours, "-w", found, *OURS)
+    run(*pip, "wheel", "--quiet", "--find-links", ours, "-w", found, *OURS, "pytest")
     env = tmp_path / "env"
     run(sys.executable, "-m", "venv", env)
     run(
@@ -59,3 +60,34 @@ def test_the_wheels_install_into_a_fresh_environment_and_guard(tmp_path: Path) -
     hooks = json.loads(run(env / "bin" / "aos", "hooks", "--json", AOS_HOME=str(tmp_path / "home")))
     [before] = [h for h in hooks["hooks"] if h["hook"] == "tool.before"]
     assert "aos-skill-guard" in [i["owner"] for i in before["implementations"]]
+    listed = json.loads(
+        run(env / "bin" / "aos", "plugins", "--json", AOS_HOME=str(tmp_path / "home"))
+    )
+    [guard] = [p for p in listed if p["name"] == "aos-skill-guard"]
+    assert guard == {
+        "name": "aos-skill-guard",
+        "distribution": "aos-skill-guard",
+        "version": "0.1.0",
+        "entry_point": "aos_skill_guard",
+        "hooks": ["tool.before"],
+        "error": None,
+    }
+    assert {p["distribution"] for p in listed if p["name"] != "aos-skill-guard"} == {"aos-kernel"}
+
+    # a plugin skill as `aos skill new --plugin` scaffolds it: built, installed the
+    # same way, listed, and its own test passes against the installed kernel
+    home = {"AOS_HOME": str(tmp_path / "home")}
+    run(
+        env / "bin" / "aos", "skill", "new", "aos-skill-demo", "--plugin", "--dir", tmp_path, **home
+    )
+    demo = tmp_path / "aos-skill-demo"
+    pyproject = tomllib.loads((demo / "pyproject.toml").read_text())
+    assert pyproject["project"]["dependencies"] == ["aos-kernel>=0.1,<0.2"]
+    run(*pip, "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", found, demo)
+    run(env / "bin" / "pip", "install", "--quiet", "--no-index", "--find-links", found,
+        "aos-skill-demo", "pytest")  # fmt: skip
+    listed = json.loads(run(env / "bin" / "aos", "plugins", "--json", **home))
+    [scaffolded] = [p for p in listed if p["name"] == "aos-skill-demo"]
+    assert (scaffolded["distribution"], scaffolded["hooks"]) == ("aos-skill-demo", ["tool.before"])
+    run(env / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", demo / "tests",
+        **home)  # fmt: skip

@@ -320,3 +320,21 @@ def test_cli_new_then_validate(tmp_path: Path) -> None:
     bad = run_aos("skill", "new", "Bad_Name", cwd=tmp_path)
     assert bad.returncode == 2  # a usage error
     assert "invalid skill name 'Bad_Name'" in bad.stderr
+
+
+def test_cli_new_plugin_is_a_package_whose_skill_md_validates(tmp_path: Path) -> None:
+    """Built, installed and tested in a fresh environment by tests/test_packaging.py."""
+    created = run_aos("skill", "new", "aos-skill-demo", "--plugin", "--json", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    project = tmp_path / "aos-skill-demo"
+    assert json.loads(created.stdout) == {
+        "name": "aos-skill-demo", "path": str(project), "service": False, "plugin": True,
+    }  # fmt: skip
+    assert sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()) == [
+        "README.md", "aos_skill_demo/SKILL.md", "aos_skill_demo/__init__.py",
+        "pyproject.toml", "tests/test_aos_skill_demo.py",
+    ]  # fmt: skip
+    skill_md = (project / "aos_skill_demo" / "SKILL.md").read_text()
+    assert skill_md.startswith("---\nname: aos-skill-demo\n")  # the entry point's name
+    both = run_aos("skill", "new", "x", "--plugin", "--service", cwd=tmp_path)
+    assert both.returncode == 2
