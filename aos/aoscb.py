@@ -37,6 +37,8 @@ CHARS_PER_TOKEN = 4
 (the kernel's check of a message against ``context_budget``, aos-context's budget)."""
 
 
+STANDARD_SKILLS = ("aos-context", "aos-skill", "aos-a2a", "aos-frontend")
+"""The standard harness's skills (aos_stdskills), active for every agent by default."""
 DEFAULT_MODEL = "deepseek/deepseek-v4.1-flash"
 """The model a node uses when nothing names one: on OpenRouter, current, capable
 with tool calls and inexpensive, so that the key alone is enough to start."""
@@ -45,12 +47,14 @@ with tool calls and inexpensive, so that the key alone is enough to start."""
 class AOSCB(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """System control block: the defaults of the whole node."""
 
+    harness: str | None = None
+    """The installed harness (``aos harness list``) whose settings the node takes
+    where nothing more specific sets them; None: the built-in defaults below,
+    which are the standard harness's."""
     model: str | None = DEFAULT_MODEL
     """Default model id (OpenAI-compatible); agents, ``AOS_MODEL`` and ``aos run
     --model`` override it; ``null`` means none (every agent must name one)."""
-    default_skills: list[str] = msgspec.field(
-        default_factory=lambda: ["aos-context", "aos-skill", "aos-a2a", "aos-frontend"]
-    )
+    default_skills: list[str] = msgspec.field(default_factory=lambda: list(STANDARD_SKILLS))
     """Skills active for every agent."""
     skill_roots: list[str] = msgspec.field(default_factory=lambda: ["skills"])
     """Drop-in skill roots, highest precedence first; relative paths are taken

@@ -22,7 +22,7 @@ import click
 import msgspec
 from aos_sdk import Client, NotConnected, SyscallFailed
 
-from aos import __version__, cli_sessions, scaffold
+from aos import __version__, cli_harness, cli_sessions, scaffold
 from aos.cli_output import (
     CLIError,
     ExitCode,
@@ -887,6 +887,7 @@ def skill_reload(ctx: Context, name: str, as_json: bool) -> None:
 
 
 cli_sessions.register(cli, pass_context)
+cli_harness.register(cli, pass_context)
 
 
 def main() -> None:

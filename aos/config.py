@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import msgspec
 from dotenv import dotenv_values
 
+from aos import harness
 from aos.aoscb import AOSCB
 from aos.paths import Paths
 
@@ -42,6 +43,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("home", "AOS_HOME", "put config, data, state and sockets under this one directory"),
     Setting("config", "AOS_CONFIG", "path of the aoscb.json to read"),
     Setting("db_url", "AOS_DB_URL", "database: sqlite:///PATH (default) or postgresql://..."),
+    Setting("harness", "AOS_HARNESS", "the installed harness whose settings the node takes"),
     Setting("model", "AOS_MODEL", "default model id for agents that do not set one"),
     Setting(
         "default_skills", "AOS_DEFAULT_SKILLS", "comma list of skills active for every agent", True
@@ -201,6 +203,7 @@ def load_config(
     values: dict[str, Any] = {}
     if aoscb_file is not None:
         values = _read_aoscb(aoscb_file)
+    given = _harness_settings(overrides.get("harness") or values.get("harness"))
     for setting in SETTINGS:
         if setting.key in _NODE_KEYS:
             continue
@@ -208,6 +211,9 @@ def load_config(
             _set_dotted(values, setting.key, overrides[setting.key])
         elif aoscb_file is not None and _has_dotted(values, setting.key):
             sources[setting.key] = f"aoscb.json ({aoscb_file})"
+        elif setting.key in given:
+            _set_dotted(values, setting.key, given[setting.key])
+            sources[setting.key] = f"harness {values['harness']}"
         else:
             sources[setting.key] = DEFAULT
     try:
@@ -232,6 +238,16 @@ def load_config(
         _dotenv=dotenv,
         _environ=environ,
     )
+
+
+def _harness_settings(name: Any) -> dict[str, Any]:
+    """The settings the named harness gives (dotted keys), none without one."""
+    if not name:
+        return {}
+    try:
+        return harness.settings_of(harness.load(str(name)).aoscb)
+    except harness.HarnessError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _parse_env(setting: Setting, raw: str) -> Any:

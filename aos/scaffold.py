@@ -116,10 +116,10 @@ async def test_the_gate_refuses_and_passes(aos_client, scripted_llm):
 
 _README = """# {name}
 
-An AgentOS plugin skill. Install it into the environment of the `aos` node:
+An AgentOS {what}. Install it into the environment of the `aos` node:
 
 ```sh
-pip install -e '.[test]' && pytest   # develop and test it
+{develop}
 python -m build                      # a wheel and an sdist in dist/
 ```
 
@@ -127,28 +127,90 @@ See docs/skills/publishing.md in the AgentOS repository.
 """
 
 
+_HARNESS_PYPROJECT = """[build-system]
+requires = ["hatchling>=1.25"]
+build-backend = "hatchling.build"
+
+[project]
+name = "{name}"
+version = "0.1.0"
+description = "An AgentOS harness: describe what {name} is for"
+readme = "README.md"
+requires-python = ">=3.11"
+# the kernel, and the packages of the skills the harness brings
+dependencies = ["{kernel}"]
+
+# The entry point's name is the harness's name (aos harness use {name}).
+[project.entry-points."aos.harnesses"]
+{name} = "{module}:HARNESS"
+
+[tool.hatch.build.targets.wheel]
+packages = ["{module}"]
+"""
+
+_HARNESS = '''"""{name}: an AgentOS harness, the skills it brings and the node settings
+that make them one product (docs/skills/publishing.md, "Harnesses")."""
+
+HARNESS = {{
+    "description": "Describe what {name} is for",
+    "skills": ["aos-context", "aos-skill"],
+    "aoscb": {{
+        "default_skills": ["aos-context", "aos-skill"],
+        "model": "deepseek/deepseek-v4.1-flash",
+        "limits": {{"max_steps": 30}},
+    }},
+}}
+'''
+
+
+def _write(project: Path, files: dict[str, str]) -> Path:
+    """``project`` made anew with ``files`` (relative path -> text)."""
+    project.mkdir(parents=True)
+    for relative, text in files.items():
+        path = project / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+    return project
+
+
 def skill_dir(root: Path, name: str, *, service: bool) -> Path:
     """A skill directory ``root/name`` with its SKILL.md (and service.py)."""
-    directory = root / name
-    directory.mkdir(parents=True)
     extra = "service: ./service.py\n" if service else ""
-    (directory / SKILL_FILE).write_text(_SKILL_MD.format(name=name, extra=extra), "utf-8")
+    files = {SKILL_FILE: _SKILL_MD.format(name=name, extra=extra)}
     if service:
-        (directory / "service.py").write_text(_SERVICE.format(name=name), "utf-8")
-    return directory
+        files["service.py"] = _SERVICE.format(name=name)
+    return _write(root / name, files)
 
 
 def plugin_package(root: Path, name: str) -> Path:
     """A pip-installable plugin skill ``root/name``: pyproject.toml with the
     ``aos.skills`` entry point, the module with its SKILL.md inside, a test."""
     module = name.replace("-", "_")
-    project = root / name
-    (project / module).mkdir(parents=True)
-    (project / "tests").mkdir()
     values = {"name": name, "module": module, "kernel": KERNEL_REQUIREMENT}
-    (project / "pyproject.toml").write_text(_PYPROJECT.format(**values), "utf-8")
-    (project / "README.md").write_text(_README.format(**values), "utf-8")
-    (project / module / "__init__.py").write_text(_PLUGIN.format(**values), "utf-8")
-    (project / module / SKILL_FILE).write_text(_SKILL_MD.format(name=name, extra=""), "utf-8")
-    (project / "tests" / f"test_{module}.py").write_text(_TEST.format(**values), "utf-8")
-    return project
+    develop = "pip install -e '.[test]' && pytest   # develop and test it"
+    return _write(
+        root / name,
+        {
+            "pyproject.toml": _PYPROJECT.format(**values),
+            "README.md": _README.format(name=name, what="plugin skill", develop=develop),
+            f"{module}/__init__.py": _PLUGIN.format(**values),
+            f"{module}/{SKILL_FILE}": _SKILL_MD.format(name=name, extra=""),
+            f"tests/test_{module}.py": _TEST.format(**values),
+        },
+    )
+
+
+def harness_package(root: Path, name: str) -> Path:
+    """A pip-installable harness ``root/name``: pyproject.toml with the
+    ``aos.harnesses`` entry point, and the module that declares it."""
+    module = name.replace("-", "_")
+    values = {"name": name, "module": module, "kernel": KERNEL_REQUIREMENT}
+    develop = f"pip install -e . && aos harness use {name}"
+    return _write(
+        root / name,
+        {
+            "pyproject.toml": _HARNESS_PYPROJECT.format(**values),
+            "README.md": _README.format(name=name, what="harness", develop=develop),
+            f"{module}/__init__.py": _HARNESS.format(**values),
+        },
+    )

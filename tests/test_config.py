@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from aos import harness
 from aos.aoscb import AOSCB
 from aos.config import SETTINGS, ConfigError, load_config, mask_url
 
@@ -199,3 +201,62 @@ def test_pixi_tasks_mirror_the_nox_sessions() -> None:
     assert sessions == set(expected)
     assert {name: tasks[name] for name in expected} == expected
     assert {"start", "status", "stop"} <= set(tasks)
+
+
+# -- harnesses ----------------------------------------------------------------------------------
+
+DEMO_HARNESS = {
+    "description": "a test harness",
+    "skills": ["aos-context"],
+    "aoscb": {
+        "model": "vendor/harnessed",
+        "default_skills": ["aos-context"],
+        "limits": {"max_steps": 7},
+    },
+}
+BAD_HARNESS = {"aoscb": {"db_url": "sqlite:///elsewhere.db"}}
+
+
+@pytest.fixture
+def harnesses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two harnesses as installed entry points (this module's objects)."""
+    found = {
+        name: EntryPoint(name, f"test_config:{attr}", harness.ENTRY_POINT_GROUP)
+        for name, attr in (("demo", "DEMO_HARNESS"), ("bad", "BAD_HARNESS"))
+    }
+    monkeypatch.setattr(harness, "installed", lambda: found)
+
+
+@pytest.mark.usefixtures("harnesses")
+def test_a_harness_gives_what_nothing_more_specific_sets(tmp_path: Path) -> None:
+    (tmp_path / "aoscb.json").write_text('{"harness": "demo", "limits": {"max_steps": 9}}')
+    config = load_config(environ={"AOS_HOME": str(tmp_path / "h")}, cwd=tmp_path)
+    assert (config.aoscb.model, config.aoscb.default_skills) == (
+        "vendor/harnessed",
+        ["aos-context"],
+    )
+    assert config.aoscb.limits.max_steps == 9  # aoscb.json's own value wins
+    assert config.sources["model"] == config.sources["default_skills"] == "harness demo"
+    assert config.sources["limits.max_steps"].startswith("aoscb.json")
+    assert config.sources["limits.tool_timeout"] == "default"
+    env = {"AOS_HOME": str(tmp_path / "h"), "AOS_MODEL": "vendor/mine"}
+    assert load_config(environ=env, cwd=tmp_path).aoscb.model == "vendor/mine"  # env wins
+
+
+@pytest.mark.usefixtures("harnesses")
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        (
+            "nope",
+            "no harness named 'nope' is installed (installed: bad, demo; see `aos harness list`)",
+        ),
+        ("bad", "harness bad sets db_url: a harness may set only default_skills, limits."),
+    ],
+)
+def test_a_missing_or_overreaching_harness_is_a_configuration_error(
+    tmp_path: Path, name: str, says: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(environ={"AOS_HOME": str(tmp_path), "AOS_HARNESS": name}, cwd=tmp_path)
+    assert str(error.value).startswith(says)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from conftest import REPO
 
+from aos.testing import Reply, ScriptedLLM
+
 OURS = {
     "aos-skill-sdk": REPO / "sdk" / "python",
     "aos-kernel": REPO,
@@ -20,10 +22,10 @@ OURS = {
 }
 
 
-def run(*command: str | Path, **env: str) -> str:
+def run(*command: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
         [str(part) for part in command], capture_output=True, text=True, timeout=600,
-        env={**env, "PATH": "/usr/bin:/bin"} if env else None,
+        env={**env, "PATH": "/usr/bin:/bin"} if env else None, cwd=cwd, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
@@ -39,10 +41,11 @@ def test_the_wheels_install_into_a_fresh_environment_and_guard(tmp_path: Path) -
     ]  # fmt: skip
     # their third-party dependencies, from wherever this environment's pip finds them
     run(*pip, "wheel", "--quiet", "--find-links", ours, "-w", found, *OURS, "pytest")
-    env = tmp_path / "env"
-    run(sys.executable, "-m", "venv", env)
+    venv = tmp_path / "env"
+    home = {"AOS_HOME": str(tmp_path / "home")}
+    run(sys.executable, "-m", "venv", venv)
     run(
-        env / "bin" / "pip",
+        venv / "bin" / "pip",
         "install",
         "--quiet",
         "--no-index",
@@ -50,19 +53,17 @@ def test_the_wheels_install_into_a_fresh_environment_and_guard(tmp_path: Path) -
         found,
         "aos-skill-guard",
     )  # fmt: skip  (the kernel and the SDK come as its dependencies)
-    installed = json.loads(run(env / "bin" / "pip", "list", "--format", "json"))
+    installed = json.loads(run(venv / "bin" / "pip", "list", "--format", "json"))
     assert {p["name"] for p in installed} >= set(OURS)
     requires = run(
-        env / "bin" / "python", "-c",
+        venv / "bin" / "python", "-c",
         "import importlib.metadata as m; print(m.requires('aos-skill-guard'))",
     )  # fmt: skip
     assert requires.strip() == "['aos-kernel<0.2,>=0.1']"
-    hooks = json.loads(run(env / "bin" / "aos", "hooks", "--json", AOS_HOME=str(tmp_path / "home")))
+    hooks = json.loads(run(venv / "bin" / "aos", "hooks", "--json", env=home))
     [before] = [h for h in hooks["hooks"] if h["hook"] == "tool.before"]
     assert "aos-skill-guard" in [i["owner"] for i in before["implementations"]]
-    listed = json.loads(
-        run(env / "bin" / "aos", "plugins", "--json", AOS_HOME=str(tmp_path / "home"))
-    )
+    listed = json.loads(run(venv / "bin" / "aos", "plugins", "--json", env=home))
     [guard] = [p for p in listed if p["name"] == "aos-skill-guard"]
     assert guard == {
         "name": "aos-skill-guard",
@@ -76,18 +77,65 @@ def test_the_wheels_install_into_a_fresh_environment_and_guard(tmp_path: Path) -
 
     # a plugin skill as `aos skill new --plugin` scaffolds it: built, installed the
     # same way, listed, and its own test passes against the installed kernel
-    home = {"AOS_HOME": str(tmp_path / "home")}
     run(
-        env / "bin" / "aos", "skill", "new", "aos-skill-demo", "--plugin", "--dir", tmp_path, **home
+        venv / "bin" / "aos",
+        "skill",
+        "new",
+        "aos-skill-demo",
+        "--plugin",
+        "--dir",
+        tmp_path,
+        env=home,
     )
     demo = tmp_path / "aos-skill-demo"
     pyproject = tomllib.loads((demo / "pyproject.toml").read_text())
     assert pyproject["project"]["dependencies"] == ["aos-kernel>=0.1,<0.2"]
     run(*pip, "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", found, demo)
-    run(env / "bin" / "pip", "install", "--quiet", "--no-index", "--find-links", found,
+    run(venv / "bin" / "pip", "install", "--quiet", "--no-index", "--find-links", found,
         "aos-skill-demo", "pytest")  # fmt: skip
-    listed = json.loads(run(env / "bin" / "aos", "plugins", "--json", **home))
+    listed = json.loads(run(venv / "bin" / "aos", "plugins", "--json", env=home))
     [scaffolded] = [p for p in listed if p["name"] == "aos-skill-demo"]
     assert (scaffolded["distribution"], scaffolded["hooks"]) == ("aos-skill-demo", ["tool.before"])
-    run(env / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", demo / "tests",
-        **home)  # fmt: skip
+    run(venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", demo / "tests",
+        env=home)  # fmt: skip
+
+    # a harness as `aos harness new` scaffolds it: installed the same way, listed,
+    # and once used, the next dispatch runs with its skills and model
+    run(venv / "bin" / "aos", "harness", "new", "demo-harness", "--dir", tmp_path, env=home)
+    module = tmp_path / "demo-harness" / "demo_harness" / "__init__.py"
+    module.write_text(
+        module.read_text()
+        .replace('"deepseek/deepseek-v4.1-flash"', '"vendor/harnessed"')
+        .replace(
+            '"default_skills": ["aos-context", "aos-skill"]', '"default_skills": ["aos-context"]'
+        )
+    )
+    run(*pip, "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", found,
+        tmp_path / "demo-harness")  # fmt: skip
+    run(venv / "bin" / "pip", "install", "--quiet", "--no-index", "--find-links", found,
+        "demo-harness")  # fmt: skip
+    harnesses = json.loads(run(venv / "bin" / "aos", "harness", "list", "--json", env=home))
+    assert [(h["name"], h["distribution"], h["error"]) for h in harnesses] == [
+        ("demo-harness", "demo-harness", None), ("standard", "aos-kernel", None),
+    ]  # fmt: skip
+    project = tmp_path / "project"
+    project.mkdir()
+    with ScriptedLLM(Reply.text("hello from the harness")) as llm:
+        node = {**home, "OPENROUTER_BASE_URL": llm.base_url, "AOS_SANDBOX": "off"}
+        used = json.loads(run(venv / "bin" / "aos", "harness", "use", "demo-harness", "--json",
+                              cwd=project, env=node))  # fmt: skip
+        assert used == {
+            "harness": "demo-harness",
+            "file": str(project / "aoscb.json"),
+            "removed": [],
+        }
+        settings = json.loads(run(venv / "bin" / "aos", "doctor", "--json", cwd=project, env=node))[
+            "settings"
+        ]
+        assert settings["default_skills"] == {
+            "value": ["aos-context"],
+            "source": "harness demo-harness",
+        }
+        answer = run(venv / "bin" / "aos", "run", "hi", cwd=project, env=node)
+        assert answer.strip() == "hello from the harness"
+        assert llm.requests[0].body["model"] == "vendor/harnessed"
