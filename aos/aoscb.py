@@ -60,6 +60,9 @@ class AOSCB(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tru
     """Drop-in skill roots, highest precedence first; relative paths are taken
     from the directory holding aoscb.json (or the working directory)."""
     limits: Limits = msgspec.field(default_factory=Limits)
+    prompt: str = ""
+    """Added to the system prompt of every agent (a harness's own instructions):
+    the ``session.assemble`` provider puts it after its own."""
     sandbox: SandboxMode = "auto"
     """Agent commands in a bubblewrap sandbox: ``auto`` (when the host can),
     ``required`` (refuse to dispatch otherwise) or ``off``; an admin may set it

@@ -49,6 +49,7 @@ SETTINGS: tuple[Setting, ...] = (
         "default_skills", "AOS_DEFAULT_SKILLS", "comma list of skills active for every agent", True
     ),
     Setting("skill_roots", "AOS_SKILL_ROOTS", "comma list of drop-in skill directories", True),
+    Setting("prompt", "AOS_PROMPT", "text added to every agent's system prompt"),
     Setting("sandbox", "AOS_SANDBOX", "agent commands sandboxed: auto, required or off"),
     Setting("agent_env", "AOS_AGENT_ENV", "comma list of variables passed to agent commands", True),
     Setting("limits.max_steps", "AOS_MAX_STEPS", "ReAct steps one dispatch may take"),

@@ -23,6 +23,7 @@ SETTABLE = frozenset(
         "model",
         "default_skills",
         "sandbox",
+        "prompt",
         "limits.max_steps",
         "limits.tool_timeout",
         "limits.tool_output_cap",

@@ -629,6 +629,7 @@ class Kernel:
             "skills": face.listed,
             "skills_prompt": face.prompt,
             "budget": self.config.aoscb.limits.context_budget,
+            "prompt": self.config.aoscb.prompt,
             "model": effective.model,
             "rebuild": rebuild,
         }

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from conftest import kernel_with_model
 
 from aos import harness
 from aos.aoscb import AOSCB
 from aos.config import SETTINGS, ConfigError, load_config, mask_url
+from aos.principals import ADMIN
+from aos.testing import Reply, ScriptedLLM
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -212,6 +215,7 @@ DEMO_HARNESS = {
         "model": "vendor/harnessed",
         "default_skills": ["aos-context"],
         "limits": {"max_steps": 7},
+        "prompt": "Answer in French.",
     },
 }
 BAD_HARNESS = {"aoscb": {"db_url": "sqlite:///elsewhere.db"}}
@@ -260,3 +264,22 @@ def test_a_missing_or_overreaching_harness_is_a_configuration_error(
     with pytest.raises(ConfigError) as error:
         load_config(environ={"AOS_HOME": str(tmp_path), "AOS_HARNESS": name}, cwd=tmp_path)
     assert str(error.value).startswith(says)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("harnesses")
+async def test_a_harness_prompt_reaches_the_system_message(
+    tmp_path: Path, scripted_llm: ScriptedLLM
+) -> None:
+    """A harness's prompt additions: the node's ``prompt`` setting, after aos-context's own."""
+    (tmp_path / "aoscb.json").write_text('{"harness": "demo"}')
+    async with kernel_with_model(
+        f"sqlite://{tmp_path / 'aos.db'}", tmp_path, scripted_llm
+    ) as kernel:
+        scripted_llm.add(Reply.text("Bonjour"))
+        agent = await kernel.syscall(ADMIN, "agent.create", {"name": "a"})
+        session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
+        await kernel.syscall(ADMIN, "session.dispatch", {"id": session["id"], "message": "hi"})
+    system = scripted_llm.requests[0].body["messages"][0]["content"]
+    assert system.startswith("You are an agent running on AgentOS.")
+    assert "\n\nAnswer in French." in system

@@ -176,8 +176,10 @@ def _sent_ids(calls: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
-def _system(state: _State, skills_prompt: str) -> dict[str, Any]:
+def _system(state: _State, skills_prompt: str, prompt: str) -> dict[str, Any]:
     parts = [SYSTEM]
+    if prompt.strip():  # the node's (its harness's) own instructions
+        parts.append(prompt.strip())
     if skills_prompt.strip() and "<skill>" in skills_prompt:
         parts.append(
             "Skills extend what you can do. Each has instructions; load one with "
@@ -239,7 +241,7 @@ def session_assemble(input: Mapping[str, Any]) -> dict[str, Any]:
     state.processed = len(history)
     state.last_seq = history[-1]["seq"] if history else 0
 
-    messages = [_system(state, input.get("skills_prompt", ""))]
+    messages = [_system(state, input.get("skills_prompt", ""), input.get("prompt", ""))]
     if state.summary:
         messages.append(
             {
