@@ -139,3 +139,6 @@ def test_the_wheels_install_into_a_fresh_environment_and_guard(tmp_path: Path) -
         answer = run(venv / "bin" / "aos", "run", "hi", cwd=project, env=node)
         assert answer.strip() == "hello from the harness"
         assert llm.requests[0].body["model"] == "vendor/harnessed"
+        system = llm.requests[0].body["messages"][0]["content"]
+        listed_skills = [line for line in system.splitlines() if line.startswith("aos-")]
+        assert listed_skills == ["aos-context"]  # the harness's default skills, no others
