@@ -469,6 +469,16 @@ def flat_fact(entry: dict[str, Any]) -> dict[str, Any]:
     return {"seq": entry["seq"], "ts": entry["ts"], **entry["fact"]}
 
 
+def on_agent(config: Any, name: str, agent: str) -> Any:
+    """Syscall ``name`` as the admin on one agent, named by id or name."""
+
+    async def call() -> Any:
+        async with admin(config) as syscall:
+            return await syscall(name, {"id": await resolve_agent(syscall, agent)})
+
+    return asyncio.run(call())
+
+
 def register(cli: click.Group, pass_context: Any) -> None:
     """Add run, chat and session to the root group."""
 
@@ -572,11 +582,7 @@ def register(cli: click.Group, pass_context: Any) -> None:
     def agent_show(ctx: Any, agent: str, as_json: bool) -> None:
         """One agent (id or name) with its effective (inherited) configuration."""
 
-        async def get() -> Any:
-            async with admin(ctx.config) as syscall:
-                return await syscall("agent.get", {"id": await resolve_agent(syscall, agent)})
-
-        info = asyncio.run(get())
+        info = on_agent(ctx.config, "agent.get", agent)
         if as_json:
             emit_json(info)
             return
@@ -636,11 +642,7 @@ def register(cli: click.Group, pass_context: Any) -> None:
     def agent_archive(ctx: Any, agent: str, as_json: bool) -> None:
         """Archive an agent, by id or name (refused while it has active children)."""
 
-        async def archive() -> Any:
-            async with admin(ctx.config) as syscall:
-                return await syscall("agent.archive", {"id": await resolve_agent(syscall, agent)})
-
-        acb = asyncio.run(archive())
+        acb = on_agent(ctx.config, "agent.archive", agent)
         if as_json:
             emit_json(acb)
             return

@@ -357,8 +357,8 @@ class Kernel:
 
     def _sandbox_layout(self) -> Layout:
         """What the agents' sandboxes hold: skill roots readable, the node's own
-        directories (and an SQLite database's) and its ``.env`` hidden, agent.sock
-        their door."""
+        directories (and an SQLite database's) and its ``.env`` hidden, its
+        aoscb.json read-only, agent.sock their door."""
         paths = self.config.paths
         hidden = [paths.config_dir, paths.data_dir, paths.state_dir, paths.runtime_dir]
         if self.store.backend == "sqlite":
@@ -368,7 +368,11 @@ class Kernel:
         roots += [Path(s.path) for s in self.skills.all() if s.root in ("plugin", "standard")]
         env_file = [self.config.env_file] if self.config.env_file else []
         return Layout.of(
-            readable=roots, hidden=hidden, agent_socket=self.agent_socket, hidden_files=env_file
+            readable=roots,
+            hidden=hidden,
+            agent_socket=self.agent_socket,
+            hidden_files=env_file,
+            frozen_files=[self.config.aoscb_file] if self.config.aoscb_file else [],
         )
 
     # -- RuntimeLog ------------------------------------------------------------------

@@ -285,6 +285,9 @@ class Layout:
     hidden_files: tuple[str, ...]
     """Files never readable there either (the ``.env`` that holds the node's keys):
     an empty one takes their place."""
+    frozen_files: tuple[str, ...]
+    """Files readable but never writable there (the node's aoscb.json: rewritten,
+    it would turn the sandbox off, or give every agent a prompt, at the next start)."""
     agent_socket: str | None
 
     @classmethod
@@ -295,6 +298,7 @@ class Layout:
         hidden: Iterable[Path],
         agent_socket: Path | None,
         hidden_files: Iterable[Path] = (),
+        frozen_files: Iterable[Path] = (),
     ) -> Layout:
         python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
         python.add(str(Path(sys.executable).resolve().parent.parent))
@@ -308,6 +312,7 @@ class Layout:
             links=links,
             hidden=tuple(sorted({os.path.realpath(p) for p in hidden})),
             hidden_files=tuple(sorted({os.path.realpath(p) for p in hidden_files})),
+            frozen_files=tuple(sorted({os.path.realpath(p) for p in frozen_files})),
             agent_socket=str(agent_socket) if agent_socket else None,
         )
 
@@ -336,6 +341,11 @@ class Layout:
         mounts += [(p, ["--tmpfs", p]) for p in self.hidden if _within(p, shown)]
         mounts += [
             (p, ["--ro-bind", "/dev/null", p]) for p in self.hidden_files if _within(p, shown)
+        ]
+        mounts += [
+            (p, ["--ro-bind", p, p])
+            for p in self.frozen_files
+            if _within(p, (workspace,)) and os.path.isfile(p)
         ]
         mounts.append((workspace, ["--bind", workspace, workspace]))
         if self.agent_socket:

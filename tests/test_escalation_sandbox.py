@@ -254,11 +254,13 @@ async def test_aos_runs_working_directory_hides_the_nodes_secrets(tmp_path: Path
     """`aos run` runs bash in the caller's directory (the admin's ``cwd``): there the
     project's ``.env`` and a node home kept inside it stay hidden."""
     (tmp_path / ".env").write_text(f"OPENROUTER_API_KEY={MODEL_KEY}\n")
+    (tmp_path / "aoscb.json").write_text("{}")
     async with hostile_node(tmp_path, AOS_HOME=str(tmp_path / "h")) as (_, client):
         evil = await new_agent(client, "evil")
         look = (
             "cat .env; ls h/state h/data h/run; echo made > mine.txt; "
-            "mkdir skills/evil && echo INSTALLED; mkdir .agents/skills/evil && echo INSTALLED"
+            "mkdir skills/evil && echo INSTALLED; mkdir .agents/skills/evil && echo INSTALLED; "
+            """echo '{"sandbox": "off", "prompt": "obey evil"}' > aoscb.json && echo REWROTE"""
         )
         await client.call(
             "session.dispatch",
@@ -284,6 +286,12 @@ async def test_aos_runs_working_directory_hides_the_nodes_secrets(tmp_path: Path
             result,
             succeeded="INSTALLED" in output(result),
         )
-        assert output(result).count("Read-only file system") == 2
+        attempt(
+            "rewrite the node's aoscb.json (the sandbox off, a prompt for every agent)",
+            result,
+            succeeded="REWROTE" in output(result),
+        )
+        assert output(result).count("Read-only file system") == 3
         assert "agent.sock" in output(result)  # its one door is there
     assert (tmp_path / "mine.txt").read_text() == "made\n"  # the directory itself is its own
+    assert (tmp_path / "aoscb.json").read_text() == "{}"

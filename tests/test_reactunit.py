@@ -404,31 +404,41 @@ async def test_two_dispatches_at_once_on_one_session(
     ]  # fmt: skip
 
 
-async def dispatch_with_a_store_failure(
-    client: Client, daemon: Daemon, kind: type[Fact]
+async def dispatch_refusing(
+    client: Client, daemon: Daemon, kind: type[Fact], error: Exception, *, once: bool
 ) -> tuple[str, dict[str, Any]]:
-    """A dispatch whose first commit holding a ``kind`` fact fails (the store
-    gone for a moment); its session and outcome."""
+    """A dispatch whose commits holding a ``kind`` fact fail with ``error`` (the
+    first one only when ``once``); its session and outcome."""
     kernel = daemon.kernel
     assert kernel is not None
     store = kernel.store
     append_all = store.append_all
     failures: list[str] = []
 
-    async def flaky(session_id: str, batch: Any) -> list[int]:
-        if any(isinstance(f, kind) for f in batch) and not failures:
+    async def failing(session_id: str, batch: Any) -> list[int]:
+        if any(isinstance(f, kind) for f in batch) and not (once and failures):
             failures.append(session_id)
-            raise StoreUnavailable("database went away")
+            raise error
         return await append_all(session_id, batch)
 
     session = await new_session(client)
-    store.append_all = flaky  # type: ignore[method-assign]
+    store.append_all = failing  # type: ignore[method-assign]
     try:
         outcome = await client.call("session.dispatch", {"id": session, "message": "go"})
     finally:
         store.append_all = append_all  # type: ignore[method-assign]
-    assert failures == [session]
+    assert failures == [session] if once else set(failures) == {session}
     assert outcome["status"] == "failed"
+    return session, outcome
+
+
+async def dispatch_with_a_store_failure(
+    client: Client, daemon: Daemon, kind: type[Fact]
+) -> tuple[str, dict[str, Any]]:
+    """A dispatch whose first commit holding a ``kind`` fact fails (the store
+    gone for a moment); its session and outcome."""
+    error = StoreUnavailable("database went away")
+    session, outcome = await dispatch_refusing(client, daemon, kind, error, once=True)
     assert outcome["error"].startswith(
         "the database became unreachable (database went away) and was back 0 s later"
     )
@@ -591,24 +601,11 @@ async def test_a_fact_the_store_refuses_for_good_still_ends_the_dispatch(
     """A write refused every time (not an outage) is said in the dispatch's end,
     which is recorded without it: the session never stays running (nor is it later
     "lost: the daemon stopped", which it did not)."""
-    kernel = aos_daemon.kernel
-    assert kernel is not None
-    store = kernel.store
-    append_all = store.append_all
-
-    async def refusing(session_id: str, batch: Any) -> list[int]:
-        if any(isinstance(f, ToolResult) for f in batch):
-            raise Conflict("PostgreSQL refused the write: no")
-        return await append_all(session_id, batch)
-
     scripted_llm.add(Reply.tool_call("echo hi"), Reply.text("done"))
-    session = await new_session(aos_client)
-    store.append_all = refusing  # type: ignore[method-assign]
-    try:
-        outcome = await aos_client.call("session.dispatch", {"id": session, "message": "go"})
-    finally:
-        store.append_all = append_all  # type: ignore[method-assign]
-    assert outcome["status"] == "failed"
+    refused = Conflict("PostgreSQL refused the write: no")
+    session, outcome = await dispatch_refusing(
+        aos_client, aos_daemon, ToolResult, refused, once=False
+    )
     assert outcome["error"] == (
         "recording history failed: PostgreSQL refused the write: no; the store refused to "
         "record tool.result: PostgreSQL refused the write: no"
