@@ -101,6 +101,12 @@ def syscall_handler(kernel: Kernel, principal: Principal, peer: Peer) -> Callabl
     return handle
 
 
+LISTEN_BACKLOG = 1024
+"""Connections a socket queues before the daemon accepts them: 200 agents whose
+commands call in at once must not overflow it (asyncio's default, 100, makes a
+non-blocking connect past it fail with EAGAIN). The host's ``somaxconn`` caps it."""
+
+
 class ControlServer:
     """One listening socket serving the syscall table."""
 
@@ -118,7 +124,7 @@ class ControlServer:
         old_umask = os.umask(0o177)  # the socket is created 0600
         try:
             self._server = await asyncio.start_unix_server(
-                self._connection, path=str(self.path), limit=MAX_FRAME + 64
+                self._connection, path=str(self.path), limit=MAX_FRAME + 64, backlog=LISTEN_BACKLOG
             )
         finally:
             os.umask(old_umask)

@@ -204,6 +204,11 @@ class RecordedRequest:
 ReplySource = Reply | Callable[[dict[str, Any]], Reply]
 
 
+CONNECT_BURST = 1024
+"""Connections the scripted model's socket queues before it accepts them: a
+benchmark's 200 sessions connect at once, and past the queue (aiohttp's default
+is 128) a SYN is dropped and its client retries a whole second later."""
+
 class ScriptedLLM:
     """A scripted OpenAI-compatible server; see the module docstring.
 
@@ -278,7 +283,7 @@ class ScriptedLLM:
             )
             await runner.setup()
             try:
-                await web.SockSite(runner, sock).start()
+                await web.SockSite(runner, sock, backlog=CONNECT_BURST).start()
                 ready.set()
                 await self._stopping.wait()
             finally:

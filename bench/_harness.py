@@ -375,6 +375,38 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def machine_busy_s() -> float | None:
+    """CPU seconds every process on this machine has spent busy since boot
+    (``/proc/stat``: all but idle and iowait), or None off Linux. Two readings
+    bracket a run; less what the run's own processes used, it is the noise."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(field) for field in fields[:8]]  # guest time is already in user
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_quiet(
+    *, busy_below: float = 0.1, window: float = 0.25, limit: float = 15.0
+) -> float:
+    """Wait (at most ``limit`` s) until the whole machine was busy less than
+    ``busy_below`` of its usable CPUs for one ``window`` (a previous case's
+    database checkpoint or a finished child still exiting); return the last
+    window's busy fraction, so a figure can say it started on a loaded machine."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    deadline = time.monotonic() + limit
+    busy = 0.0
+    while True:
+        before = machine_busy_s()
+        if before is None:
+            return 0.0
+        await asyncio.sleep(window)
+        busy = ((machine_busy_s() or before) - before) / (window * cpus)
+        if busy < busy_below or time.monotonic() >= deadline:
+            return busy
+
+
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on (they only compare within one machine and run)."""
     affinity = getattr(os, "sched_getaffinity", None)

@@ -268,6 +268,19 @@ async def test_concurrent_requests_on_one_connection(tmp_path: Path) -> None:
             await client.close()
 
 
+async def test_a_burst_of_connections_is_queued_not_refused(tmp_path: Path) -> None:
+    """300 clients connect in one go (each connect is issued before the daemon's
+    loop gets to accept any): the socket's queue holds them all, and a connect
+    that found it full would be retried, never reported as an OSError."""
+    async with running_daemon(tmp_path) as daemon:
+        clients = [Client(paths(daemon).control_socket, token="") for _ in range(300)]
+        try:
+            results = await asyncio.gather(*(c.call("kernel.status") for c in clients))
+            assert len(results) == 300
+        finally:
+            await asyncio.gather(*(c.close() for c in clients))
+
+
 async def test_events_stream_facts_as_they_are_appended(tmp_path: Path) -> None:
     async with running_daemon(tmp_path) as daemon:
         socket_path = paths(daemon).control_socket

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,35 @@ from aos_sdk.protocol import MAX_FRAME, Error, Event, Hello, Syscall, SyscallRes
 
 SDK = f"aos-sdk-python/{__version__}"
 EARLY_EVENTS = 1000
+
+
+def _connect_unix(path: Path) -> socket.socket:
+    """A connected non-blocking Unix socket. A local connect completes at once or
+    fails; EAGAIN means the daemon's accept queue is full (asyncio's own connect
+    takes that for "in progress" and hands back a socket that never connected)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.connect(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _daemon_not_there_yet(exc: OSError) -> bool:
+    """A connect worth retrying: no socket yet, nobody listening, or the daemon's
+    accept queue full."""
+    return isinstance(exc, FileNotFoundError | ConnectionRefusedError | BlockingIOError)
+
+
+def _why_not(socket: Path, exc: OSError) -> str:
+    if isinstance(exc, BlockingIOError):
+        return (
+            f"the AgentOS daemon at {socket} accepts no more connections right now "
+            "(its queue is full): try again in a moment"
+        )
+    return f"no AgentOS daemon at {socket}: {exc.strerror}"
 
 
 async def peer_syscall(peer: Peer, name: str, params: dict[str, Any] | None) -> Any:
@@ -97,14 +127,14 @@ class Client:
             while True:
                 try:
                     reader, writer = await asyncio.open_unix_connection(
-                        str(self.socket), limit=MAX_FRAME + 64
+                        sock=_connect_unix(self.socket), limit=MAX_FRAME + 64
                     )
                     break
-                except (FileNotFoundError, ConnectionRefusedError) as exc:
+                except OSError as exc:
+                    if not _daemon_not_there_yet(exc):
+                        raise
                     if asyncio.get_running_loop().time() + delay > deadline:
-                        raise NotConnected(
-                            f"no AgentOS daemon at {self.socket}: {exc.strerror}"
-                        ) from None
+                        raise NotConnected(_why_not(self.socket, exc)) from None
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
             peer = Peer(reader, writer, on_event=self._on_event)
