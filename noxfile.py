@@ -8,7 +8,9 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 TESTS = ["pytest"]
-LINT = [["ruff", "check", "."], ["ruff", "format", "--check", "."]]
+LINT = [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["lint-imports"]]
+LINT_ENV = {"PYTHONPATH": "plugins/aos-skill-guard"}
+"""lint-imports checks the guard plugin from its source."""
 TYPECHECK = ["pyright"]
 BENCH = ["python", "bench/run.py"]
 E2E = [
@@ -29,10 +31,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
+    """ruff check, ruff format --check and the layers (lint-imports)."""
     session.install("-e", "./sdk/python", "-e", ".[dev]")
     for command in LINT:
-        session.run(*command)
+        session.run(*command, env=LINT_ENV)
 
 
 @nox.session

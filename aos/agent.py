@@ -1,13 +1,21 @@
-"""Agent: identity, permission boundary, inheritable configuration (the ACB)."""
+"""Agent: identity, permission boundary, inheritable configuration (the ACB),
+and inheritance: an agent's lineage, its effective configuration and active skills.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
+from aos.principals import DEFAULT_AGENT_SCOPES
 from aos.sandbox import Network, SandboxMode
+
+if TYPE_CHECKING:
+    from aos.aoscb import AOSCB
+    from aos.store import Store
 
 AgentStatus = Literal["active", "archived"]
 
@@ -66,3 +74,88 @@ class EffectiveConfig(msgspec.Struct, kw_only=True):
     max_steps: int
     network: Network = "on"
     sandbox: SandboxMode = "auto"
+
+
+class Agents:
+    """Inheritance along the agent tree, read from the store.
+
+    ``aoscb`` gives the node's control block (its model, limits, sandbox and
+    default skills are what a root agent inherits); ``loaded_skills`` the skills
+    loaded in a session (SessionHistory's ``skill.loaded`` facts)."""
+
+    def __init__(
+        self,
+        store: Store,
+        aoscb: Callable[[], AOSCB],
+        loaded_skills: Callable[[str], Awaitable[frozenset[str]]],
+    ) -> None:
+        self._store = store
+        self._aoscb = aoscb
+        self._loaded_skills = loaded_skills
+
+    async def lineage(self, agent_id: str) -> list[ACB]:
+        """The agent and its ancestors, root first."""
+        chain = [await self._store.get_agent(agent_id)]
+        while chain[-1].parent is not None:
+            chain.append(await self._store.get_agent(chain[-1].parent))
+        chain.reverse()
+        return chain
+
+    def effective_of(self, chain: list[ACB]) -> EffectiveConfig:
+        """Inherit along a root-first lineage.
+
+        The nearest override wins for model, workspace, max_steps and sandbox;
+        ``network`` too, except that ``none`` holds for the whole subtree below it. Skills add
+        up: a child adds skills but cannot drop its ancestors' (policy skills
+        stay active below them). Scopes narrow: a root agent has the scopes it
+        names (else the default agent scopes), each descendant the intersection
+        with what it names.
+        """
+        aoscb = self._aoscb()
+        model, workspace, max_steps = aoscb.model, None, aoscb.limits.max_steps
+        network: Network = "on"
+        sandbox: SandboxMode = aoscb.sandbox
+        skills: dict[str, None] = {}  # ordered set
+        scopes: set[str] | None = None
+        for acb in chain:
+            c = acb.config
+            model = c.model if c.model is not None else model
+            skills.update(dict.fromkeys(c.skills or ()))
+            workspace = c.workspace if c.workspace is not None else workspace
+            max_steps = c.max_steps if c.max_steps is not None else max_steps
+            if network != "none" and c.network is not None:  # none is never widened below
+                network = c.network
+            sandbox = c.sandbox if c.sandbox is not None else sandbox
+            if scopes is None:
+                scopes = set(DEFAULT_AGENT_SCOPES if acb.scopes is None else acb.scopes)
+            elif acb.scopes is not None:
+                scopes &= set(acb.scopes)
+        return EffectiveConfig(
+            model=model,
+            skills=list(skills),
+            scopes=sorted(scopes if scopes is not None else DEFAULT_AGENT_SCOPES),
+            workspace=workspace,
+            max_steps=max_steps,
+            network=network,
+            sandbox=sandbox,
+        )
+
+    async def effective(self, agent_id: str) -> EffectiveConfig:
+        return self.effective_of(await self.lineage(agent_id))
+
+    async def active_skills(
+        self,
+        agent_id: str,
+        session_id: str | None = None,
+        *,
+        effective: EffectiveConfig | None = None,
+    ) -> frozenset[str]:
+        """System default skills, the agent's (inherited) skills, and those loaded
+        in the session. ``effective``: the agent's, when the caller has it already."""
+        effective = effective or await self.effective(agent_id)
+        active = frozenset(self._aoscb().default_skills) | frozenset(effective.skills)
+        return active | await self._loaded_skills(session_id) if session_id else active
+
+    async def in_subtree(self, root_id: str, agent_id: str) -> bool:
+        """Whether ``agent_id`` is ``root_id`` or one of its descendants."""
+        return any(acb.id == root_id for acb in await self.lineage(agent_id))

@@ -1,4 +1,5 @@
-"""The one tool: bash. A real subprocess per call.
+"""The one tool: bash. Its schema for the model, the model's call read into a
+:class:`~aos.facts.ToolCallRequest`, and running it: a real subprocess per call.
 
 Each call runs ``bash -c COMMAND`` in its own process group (so a timeout or an
 interrupt kills everything it started), with stdin closed and stdout+stderr
@@ -12,14 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from aos.facts import ToolCallRequest
 from aos.spawner import Child, NoWorkingDirectory, Spawner, SpawnerError
 
 BashStatus = Literal["ok", "error", "timeout", "interrupted"]
@@ -27,6 +30,56 @@ RAW_CAP = 4 * 1024 * 1024
 """Bytes of raw output kept for RuntimeLog; the rest is counted, not kept."""
 KILL_GRACE = 1.0
 """Seconds between SIGTERM and SIGKILL of a process group."""
+
+BASH_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "bash",
+        "description": (
+            "Run a bash command in the agent's workspace directory and return its output "
+            "(stdout and stderr) and exit status."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "command": {"type": "string", "description": "The bash command to run."},
+                "timeout": {
+                    "type": "number",
+                    "description": "Seconds before the command is killed (optional).",
+                },
+            },
+            "required": ["command"],
+        },
+    },
+}
+"""The OpenAI tool schema of the single tool, ``bash``."""
+
+
+def request_of(call_id: str, name: str, arguments: str) -> ToolCallRequest:
+    """A tool call as the model asked for it, recorded as such: bad arguments (or
+    another tool) become a call whose ``error`` the model is told as its result."""
+    try:
+        args = json.loads(arguments or "{}")
+    except json.JSONDecodeError as exc:
+        return ToolCallRequest(
+            id=call_id, command="", timeout=None, error=f"invalid JSON arguments: {exc}"
+        )
+    if name != "bash":
+        return ToolCallRequest(
+            id=call_id, command="", error=f"unknown tool {name!r}: the only tool is bash"
+        )
+    if not isinstance(args, dict) or not isinstance(args.get("command"), str):
+        return ToolCallRequest(
+            id=call_id,
+            command="",
+            error='arguments must be {"command": "...", "timeout": seconds}',
+        )
+    timeout = args.get("timeout")
+    return ToolCallRequest(
+        id=call_id,
+        command=args["command"],
+        timeout=float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None,
+    )
 
 
 @dataclass(frozen=True)

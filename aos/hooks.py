@@ -21,12 +21,12 @@ from typing import Annotated, Any, Literal
 
 import click
 import msgspec
+from aos_sdk.protocol import FailurePolicy
 
 from aos.hookspecs import HOOKS, HookSpec
 from aos.plugins import AOSPluginManager
 from aos.runtimelog import LogEntry
 
-FailurePolicy = Literal["fail-open", "fail-closed"]
 Where = Literal["in-process", "service"]
 POLICY_ATTR = "__aos_hook_policy__"
 

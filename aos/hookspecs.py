@@ -34,17 +34,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import click
 import pluggy
+from aos_sdk.protocol import HookKind
 
 PROJECT = "aos"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 """Decorator for implementations: ``@hookimpl`` (optionally ``tryfirst=True``...)."""
-
-HookKind = Literal["gate", "notify", "provide", "register"]
 
 
 @dataclass(frozen=True)

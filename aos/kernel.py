@@ -1,4 +1,4 @@
-"""The kernel: configuration, store, hooks and the syscall table, in one object.
+"""The kernel: the composition root, the dispatch table and recovery.
 
 Mechanism only. Everything a harness decides enters through a hook; every
 state change crosses :meth:`Kernel.syscall`.
@@ -7,62 +7,36 @@ state change crosses :meth:`Kernel.syscall`.
 from __future__ import annotations
 
 import asyncio
-import collections
-import json
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
-from aos.agent import ACB, EffectiveConfig
+from aos.agent import Agents
 from aos.bash import kill_group
 from aos.config import Config
+from aos.context import SessionContext
 from aos.events import EventBus
-from aos.history import (
-    ContextCompacted,
-    DispatchFinished,
-    DispatchStarted,
-    Fact,
-    ToolResult,
-    decode_fact,
-    encode_fact,
-    fact_kind,
-    fact_to_builtins,
-    open_calls,
-)
-from aos.hooks import HookError, HookPolicy, HookRunner
+from aos.facts import DispatchFinished, DispatchStarted, ToolResult, open_calls
+from aos.history import SessionHistory
+from aos.hooks import HookPolicy, HookRunner
 from aos.ids import new_id
-from aos.llm import LLMClient, LLMError, LLMSettings
+from aos.llm import LLMClient, LLMSettings
 from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
-from aos.principals import DEFAULT_AGENT_SCOPES, Principal, TokenAuthority
+from aos.principals import Principal, TokenAuthority
 from aos.reactunit import LEASE_TTL, DispatchRefused, ReActUnit
 from aos.runtimelog import LogEntry
-from aos.sandbox import Layout, Network, Sandboxes, SandboxMode, probe
+from aos.sandbox import Layout, Sandboxes, probe
 from aos.session import SCB
-from aos.skills.registry import (
-    SkillEvent,
-    SkillRegistry,
-    agents_skills_dirs,
-    available_skills_prompt,
-    default_roots,
-)
+from aos.skills.registry import SkillEvent, SkillRegistry, agents_skills_dirs, default_roots
 from aos.store import Store, open_store
 from aos.syscalls import call
 
 logger = logging.getLogger("aos")
-HISTORY_CACHE_SESSIONS = 256
-FACE_CACHE = 256
-"""Context faces kept (one per distinct set of active skills)."""
-SUMMARY_INSTRUCTION = (
-    "Summarize this earlier part of an agent's session for the agent itself: the goals, "
-    "what was done (commands and their outcomes), facts learned, and what is still open. "
-    "Be concise and concrete; keep names, paths and numbers."
-)
 
 
 def _group_of_session(pgid: int, session_id: str) -> bool:
@@ -88,17 +62,6 @@ def node_id(state_dir: Path) -> str:
     return f"{socket.gethostname()}:{ident}"
 
 
-def _assembled(result: Any) -> tuple[list[dict[str, Any]], Mapping[str, Any] | None]:
-    """A provider's answer: a list of messages, or {"messages", "compaction"}."""
-    if isinstance(result, list):
-        return result, None
-    if isinstance(result, Mapping) and isinstance(result.get("messages"), list):
-        return result["messages"], result.get("compaction")
-    raise HookError(
-        "session.assemble", f"session.assemble returned {type(result).__name__}, not messages"
-    )
-
-
 class ServiceStatusSource(Protocol):
     def status(self) -> list[dict[str, Any]]: ...
 
@@ -111,70 +74,18 @@ class ServiceStatusSource(Protocol):
     async def settle(self, skills: Iterable[str]) -> None: ...
 
 
-@dataclass
-class _HistoryView:
-    """One session's facts as this kernel knows them, in ``seq`` order."""
-
-    facts: list[dict[str, Any]] = field(default_factory=list)
-    complete: bool = False
-    """False until read from the store, and again once a fact was seen to land
-    past a gap (another writer's fact in between): a read is then due."""
-
-    reassemble: bool = False
-    """Facts put in ahead of their commit were taken out again: a context built
-    incrementally from them must be rebuilt."""
-    reading: asyncio.Event | None = None
-    """Set when the read under way ends (other readers wait for it)."""
-    committing: asyncio.Task[list[int]] | None = None
-    """The commit of facts put in ahead, which later appends wait for."""
-
-    @property
-    def last_seq(self) -> int:
-        return self.facts[-1]["seq"] if self.facts else 0
-
-    def extend(self, entries: Iterable[dict[str, Any]]) -> None:
-        """Add entries that follow on; one past a gap marks the view incomplete."""
-        for entry in entries:
-            last = self.last_seq
-            if entry["seq"] == last + 1:
-                self.facts.append(entry)
-            elif entry["seq"] > last:
-                self.complete = False
-
-    def retract(self, ahead: list[dict[str, Any]]) -> None:
-        """Take out facts put in ahead of their commit, and all after them."""
-        for i in range(len(self.facts) - 1, -1, -1):
-            if self.facts[i] is ahead[0]:
-                del self.facts[i:]
-                break
-        self.complete = False
-        self.reassemble = True
-
-
-def _entries(seqs: Iterable[int], facts: Sequence[Fact]) -> list[dict[str, Any]]:
-    """History view entries (``{seq, ts, fact}``) for facts appended now."""
-    now = time.time()
-    return [
-        {"seq": seq, "ts": now, "fact": fact_to_builtins(fact)}
-        for seq, fact in zip(seqs, facts, strict=True)
-    ]
-
-
-@dataclass(frozen=True)
-class SkillContext:
-    """The context face of a set of active skills."""
-
-    names: list[str]
-    """The active skills found in the registry, by name."""
-    listed: list[dict[str, str]]
-    """``[{"name", "description"}]``, as ``session.assemble`` gets them."""
-    prompt: str
-    """The ``<available_skills>`` block listed to the model."""
-    path: list[str]
-    """Their ``scripts/`` folders, for bash's PATH."""
-
-
 class Kernel:
+    """One node's kernel: it builds the concepts and holds them together.
+
+    It owns the configuration, the store, the hook runner, the token authority,
+    the skill registry, the event bus and the sandboxes, and composes from them
+    SessionHistory (:attr:`history`), Agent inheritance (:attr:`agents`) and
+    SessionContext (:attr:`context`). Itself it keeps the running dispatches
+    (:meth:`start_dispatch`, :meth:`stop_dispatches`), the recovery of those a
+    crash cut (:meth:`recover`), RuntimeLog writes (:meth:`log`), the skill
+    events that (un)register hooks, and the boundary: :meth:`syscall`.
+    """
+
     def __init__(
         self,
         config: Config,
@@ -215,13 +126,22 @@ class Kernel:
         self.dispatches: dict[str, ReActUnit] = {}
         """Running dispatches on this node, by session id."""
         self._starting: set[str] = set()
-        self._histories: collections.OrderedDict[str, _HistoryView] = collections.OrderedDict()
+        self.history = SessionHistory(
+            store,
+            self.events,
+            self.hooks,
+            lambda agent, session: self.agents.active_skills(agent, session),
+        )
+        """SessionHistory: views, appends (write-ahead) and their announcement."""
+        self.agents = Agents(store, lambda: self.config.aoscb, self.history.loaded_skills)
+        """Agent inheritance: lineage, effective configuration, active skills."""
+        self.context = SessionContext(
+            config, skills, self.history, self.agents, self.hooks, lambda: self.llm, self.log
+        )
+        """SessionContext: assembly through session.assemble, the skills' context faces."""
         self._plugins = {
             load.name: pm.get_plugin(load.name) for load in plugin_loads if not load.error
         }
-        self._faces: dict[frozenset[str], SkillContext] = {}
-        self._loaded: dict[str, tuple[int, frozenset[str]]] = {}
-        """session id -> (facts of its history view read, skills loaded in it)."""
         skills.subscribe(self._on_skill_event)
         for skill in skills.all():
             self._on_skill_event(SkillEvent("added", skill))
@@ -269,7 +189,7 @@ class Kernel:
         """Keep hook registrations, declared policies and the system skills in step
         with the registry: a plugin skill's hooks fire only while it is the active
         skill of its name, and a node-installed skill's for every agent."""
-        self._faces.clear()
+        self.context.forget_faces()
         skill = event.skill
         self.hooks.system = frozenset(
             s.name for s in self.skills.all() if s.system and s.status != "shadowed"
@@ -315,46 +235,6 @@ class Kernel:
         list them unless they are active too."""
         return self.hooks.system
 
-    async def session_skills(self, session_id: str) -> frozenset[str]:
-        """Skills loaded in a session (skill.loaded facts not undone by skill.unloaded),
-        kept up incrementally from the same history view the context is built from."""
-        history = await self.history_view(session_id)
-        done, loaded = self._loaded.get(session_id, (0, frozenset()))
-        if done > len(history):  # the view was dropped from the cache and rebuilt
-            done, loaded = 0, frozenset()
-        if done < len(history):
-            names = set(loaded)
-            for item in history[done:]:
-                fact = item["fact"]
-                if fact["kind"] == "skill.loaded":
-                    names.add(fact["skill"])
-                elif fact["kind"] == "skill.unloaded":
-                    names.discard(fact["skill"])
-            done, loaded = len(history), frozenset(names)
-            self._loaded[session_id] = (done, loaded)
-        return loaded
-
-    async def skill_context(self, agent_id: str, session_id: str | None = None) -> SkillContext:
-        """The context face of an agent's active skills (in a session)."""
-        return self.context_face(await self.active_skills(agent_id, session_id))
-
-    def context_face(self, active: frozenset[str]) -> SkillContext:
-        """The context face of these active skills, kept until the registry changes
-        (a ReAct step needs it twice: for the context and for bash's PATH)."""
-        face = self._faces.get(active)
-        if face is None:
-            skills = self.skills.active(sorted(active))
-            face = SkillContext(
-                names=[s.name for s in skills],
-                listed=[{"name": s.name, "description": s.description} for s in skills],
-                prompt=available_skills_prompt(skills),
-                path=[str(d) for s in skills if (d := s.scripts_dir) is not None],
-            )
-            if len(self._faces) >= FACE_CACHE:
-                self._faces.clear()
-            self._faces[active] = face
-        return face
-
     def _sandbox_layout(self) -> Layout:
         """What the agents' sandboxes hold: skill roots readable, the node's own
         directories (and an SQLite database's) and its ``.env`` hidden, its
@@ -399,283 +279,12 @@ class Kernel:
                 "RuntimeLog records not written: %d so far (%s)", self._unlogged, task.exception()
             )
 
-    # -- agents: lineage and inheritance -------------------------------------------
-    async def lineage(self, agent_id: str) -> list[ACB]:
-        """The agent and its ancestors, root first."""
-        chain = [await self.store.get_agent(agent_id)]
-        while chain[-1].parent is not None:
-            chain.append(await self.store.get_agent(chain[-1].parent))
-        chain.reverse()
-        return chain
-
-    def effective_of(self, chain: list[ACB]) -> EffectiveConfig:
-        """Inherit along a root-first lineage.
-
-        The nearest override wins for model, workspace, max_steps and sandbox;
-        ``network`` too, except that ``none`` holds for the whole subtree below it. Skills add
-        up: a child adds skills but cannot drop its ancestors' (policy skills
-        stay active below them). Scopes narrow: a root agent has the scopes it
-        names (else the default agent scopes), each descendant the intersection
-        with what it names.
-        """
-        limits = self.config.aoscb.limits
-        model, workspace, max_steps = self.config.aoscb.model, None, limits.max_steps
-        network: Network = "on"
-        sandbox: SandboxMode = self.config.aoscb.sandbox
-        skills: dict[str, None] = {}  # ordered set
-        scopes: set[str] | None = None
-        for acb in chain:
-            c = acb.config
-            model = c.model if c.model is not None else model
-            skills.update(dict.fromkeys(c.skills or ()))
-            workspace = c.workspace if c.workspace is not None else workspace
-            max_steps = c.max_steps if c.max_steps is not None else max_steps
-            if network != "none" and c.network is not None:  # none is never widened below
-                network = c.network
-            sandbox = c.sandbox if c.sandbox is not None else sandbox
-            if scopes is None:
-                scopes = set(DEFAULT_AGENT_SCOPES if acb.scopes is None else acb.scopes)
-            elif acb.scopes is not None:
-                scopes &= set(acb.scopes)
-        return EffectiveConfig(
-            model=model,
-            skills=list(skills),
-            scopes=sorted(scopes if scopes is not None else DEFAULT_AGENT_SCOPES),
-            workspace=workspace,
-            max_steps=max_steps,
-            network=network,
-            sandbox=sandbox,
-        )
-
-    async def effective(self, agent_id: str) -> EffectiveConfig:
-        return self.effective_of(await self.lineage(agent_id))
-
-    async def active_skills(
-        self,
-        agent_id: str,
-        session_id: str | None = None,
-        *,
-        effective: EffectiveConfig | None = None,
-    ) -> frozenset[str]:
-        """System default skills, the agent's (inherited) skills, and those loaded
-        in the session. ``effective``: the agent's, when the caller has it already."""
-        effective = effective or await self.effective(agent_id)
-        active = frozenset(self.config.aoscb.default_skills) | frozenset(effective.skills)
-        return active | await self.session_skills(session_id) if session_id else active
-
-    async def in_subtree(self, root_id: str, agent_id: str) -> bool:
-        """Whether ``agent_id`` is ``root_id`` or one of its descendants."""
-        return any(acb.id == root_id for acb in await self.lineage(agent_id))
-
-    # -- history ---------------------------------------------------------------------
-    async def append(self, scb: SCB, fact: Fact, *, active: frozenset[str] | None = None) -> int:
-        """Append a fact and announce it on ``history.append``."""
-        [seq] = await self.append_all(scb, [fact], active=active)
-        return seq
-
-    @staticmethod
-    def check_fact(fact: Fact) -> None:
-        """Refuse a fact that could not be read back: history is append-only, so
-        it would break the session for good."""
-        try:
-            decode_fact(encode_fact(fact))
-        except msgspec.ValidationError as exc:
-            raise HookError(
-                "history.append", f"refusing to record an invalid {fact_kind(fact)} fact: {exc}"
-            ) from None
-
-    async def append_all(
-        self, scb: SCB, facts: Sequence[Fact], *, active: frozenset[str] | None = None
-    ) -> list[int]:
-        """Append facts in order, in one commit, and announce each on ``history.append``.
-
-        The facts are checked first (:meth:`check_fact`)."""
-        for fact in facts:
-            self.check_fact(fact)
-        ahead = self._histories.get(scb.id)
-        if ahead is not None and ahead.committing is not None:  # after the facts put in ahead
-            await asyncio.wait([ahead.committing])
-        seqs = await self.store.append_all(scb.id, facts)
-        entries = _entries(seqs, facts)
-        view = self._histories.get(scb.id)
-        if view is not None:
-            view.extend(entries)
-        await self._announce(scb, entries, active)
-        return seqs
-
-    def append_ahead(
-        self, scb: SCB, facts: Sequence[Fact], *, active: frozenset[str] | None = None
-    ) -> asyncio.Task[list[int]] | None:
-        """Start appending facts, and put them in this kernel's history view at once:
-        the caller may build on them (the next step's context) while they commit.
-        They are announced once committed, as always; the task ends then.
-
-        The view holds them under the ``seq`` they will get unless another writer's
-        fact lands first; then, or if the commit fails, they are taken out of the
-        view again, which is read anew and reassembled from scratch. None when the
-        view cannot take facts ahead (not read yet, or a gap to read first): use
-        :meth:`append_all` then."""
-        view = self._histories.get(scb.id)
-        if view is None or not view.complete:
-            return None
-        for fact in facts:
-            self.check_fact(fact)
-        ahead = _entries(range(view.last_seq + 1, view.last_seq + 1 + len(facts)), facts)
-        view.facts.extend(ahead)
-        view.committing = asyncio.get_running_loop().create_task(
-            self._commit_ahead(scb, facts, ahead, view, active)
-        )
-        return view.committing
-
-    async def _commit_ahead(
-        self,
-        scb: SCB,
-        facts: Sequence[Fact],
-        ahead: list[dict[str, Any]],
-        view: _HistoryView,
-        active: frozenset[str] | None,
-    ) -> list[int]:
-        try:
-            seqs = await self.store.append_all(scb.id, facts)
-        except BaseException:
-            view.retract(ahead)
-            self._loaded.pop(scb.id, None)
-            raise
-        finally:
-            if view.committing is asyncio.current_task():
-                view.committing = None
-        if seqs == [entry["seq"] for entry in ahead]:
-            await self._announce(scb, ahead, active)
-            return seqs
-        view.retract(ahead)  # another writer's fact came first
-        self._loaded.pop(scb.id, None)
-        await self._announce(scb, _entries(seqs, facts), active)
-        return seqs
-
-    async def _announce(
-        self, scb: SCB, entries: list[dict[str, Any]], active: frozenset[str] | None
-    ) -> None:
-        """``history.append`` for committed facts: the event topic and the hook."""
-        events = [{"session_id": scb.id, "agent_id": scb.agent_id, **e} for e in entries]
-        for event in events:  # subscribers first: in seq order, whatever waits below
-            self.events.publish("history.append", event)
-        if self.hooks.impls("history.append"):
-            if active is None:
-                active = await self.active_skills(scb.agent_id, scb.id)
-            for event in events:
-                self.hooks.notify("history.append", event, active=active)
-
     # -- the ReAct loop's needs ---------------------------------------------------------
     @property
     def llm(self) -> LLMClient:
         if self._llm is None:
             self._llm = LLMClient(self.llm_settings)
         return self._llm
-
-    async def history_view(self, session_id: str, *, refresh: bool = False) -> list[dict[str, Any]]:
-        """The session's facts as plain data (``{seq, ts, fact}``), kept per session.
-
-        Facts this kernel appends join the view as they are committed, so a
-        dispatch reads nothing back. The store is read when the view may lack
-        facts: on first use, after another writer's fact was seen to land
-        between two of ours (a gap in ``seq``), or when ``refresh`` asks for
-        whatever other writers committed meanwhile."""
-        view = self._histories.get(session_id)
-        if view is None:
-            view = self._histories[session_id] = _HistoryView()
-        self._histories.move_to_end(session_id)
-        while len(self._histories) > HISTORY_CACHE_SESSIONS:
-            self._histories.popitem(last=False)
-        while view.reading is not None or refresh or not view.complete:
-            if view.reading is not None:  # one read at a time: wait for it, then look again
-                await view.reading.wait()
-                continue
-            refresh = False
-            view.complete = True  # a gap seen while the read is under way clears it again
-            view.reading = asyncio.Event()
-            try:
-                entries = await self.store.read_history(session_id, after=view.last_seq)
-                view.extend(
-                    {"seq": e.seq, "ts": e.ts, "fact": fact_to_builtins(e.fact)} for e in entries
-                )
-            except BaseException:
-                view.complete = False
-                raise
-            finally:
-                view.reading.set()
-                view.reading = None
-        return view.facts
-
-    async def assemble(
-        self,
-        scb: SCB,
-        *,
-        active: frozenset[str],
-        rebuild: bool = False,
-        record: bool = True,
-        effective: EffectiveConfig | None = None,
-    ) -> list[dict[str, Any]]:
-        """SessionHistory -> SessionContext through the ``session.assemble`` provider.
-
-        A provider may ask for older turns to be compacted (``compaction``); the
-        kernel then asks the model for the summary (the provider's fallback if
-        that fails), records a ``context.compacted`` fact and assembles again."""
-        face = self.context_face(active)
-        effective = effective or await self.effective(scb.agent_id)
-        history = await self.history_view(scb.id, refresh=rebuild)
-        view = self._histories.get(scb.id)
-        if view is not None and view.reassemble:  # facts taken ahead were taken out again
-            view.reassemble, rebuild = False, True
-        request = {
-            "session_id": scb.id,
-            "agent_id": scb.agent_id,
-            "history": history,
-            "skills": face.listed,
-            "skills_prompt": face.prompt,
-            "budget": self.config.aoscb.limits.context_budget,
-            "prompt": self.config.aoscb.prompt,
-            "model": effective.model,
-            "rebuild": rebuild,
-        }
-        result = await self.hooks.provide("session.assemble", request, active=active)
-        messages, compaction = _assembled(result)
-        if compaction is None or not record:
-            return messages
-        summary = await self._summarize(compaction, effective.model)
-        await self.append(
-            scb,
-            ContextCompacted(summary=summary, through_seq=int(compaction["through_seq"])),
-            active=active,
-        )
-        request["history"] = await self.history_view(scb.id)
-        messages, _ = _assembled(
-            await self.hooks.provide("session.assemble", request, active=active)
-        )
-        return messages
-
-    async def _summarize(self, compaction: Mapping[str, Any], model: str | None) -> str:
-        fallback = str(compaction.get("fallback") or "")
-        turns = compaction.get("summarize")
-        if not turns or model is None:
-            return fallback
-        try:
-            done = await self.llm.complete(
-                model=model,
-                messages=[
-                    {"role": "system", "content": SUMMARY_INSTRUCTION},
-                    {"role": "user", "content": json.dumps(turns, ensure_ascii=False)},
-                ],
-            )
-        except LLMError as exc:
-            self.log(
-                LogEntry(
-                    kind="context.summary",
-                    level="warning",
-                    message=f"summary failed, using the fallback: {exc.message}",
-                )
-            )
-            return fallback
-        return done.content.strip() or fallback
 
     # -- dispatch, interrupt, recovery -------------------------------------------------
     async def start_dispatch(
@@ -760,7 +369,7 @@ class Kernel:
                     if ran is not None
                     else f"not run: {stopped} before this command started"
                 )
-                await self.append(
+                await self.history.append(
                     scb,
                     ToolResult(
                         call_id=call.request.id, index=call.index, output=output, status="lost"
@@ -771,7 +380,7 @@ class Kernel:
                 status="lost",
                 error=f"{stopped} during this dispatch; completed steps are kept",
             )
-            await self.append(scb, finished)
+            await self.history.append(scb, finished)
             self.hooks.notify(
                 "dispatch.after",
                 {
@@ -784,7 +393,7 @@ class Kernel:
                     "steps": 0,
                     "usage": None,
                 },
-                active=await self.active_skills(scb.agent_id, scb.id),
+                active=await self.agents.active_skills(scb.agent_id, scb.id),
             )
         current = await self.store.get_session(scb.id)
         await self.store.update_session(msgspec.structs.replace(current, status="idle", phase=""))

@@ -42,7 +42,7 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from aos.history import Usage
+from aos.facts import Usage
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 KEY_VARIABLE = "OPENROUTER_API_KEY"
@@ -50,29 +50,6 @@ BASE_URL_VARIABLE = "OPENROUTER_BASE_URL"
 
 JSON_CONTENT = {"Content-Type": "application/json"}
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
-
-BASH_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "bash",
-        "description": (
-            "Run a bash command in the agent's workspace directory and return its output "
-            "(stdout and stderr) and exit status."
-        ),
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "command": {"type": "string", "description": "The bash command to run."},
-                "timeout": {
-                    "type": "number",
-                    "description": "Seconds before the command is killed (optional).",
-                },
-            },
-            "required": ["command"],
-        },
-    },
-}
-"""The OpenAI tool schema of the single tool, ``bash``."""
 
 OnDelta = Callable[[str, str], None]
 """``on_delta(kind, text)`` with kind ``"content"`` or ``"reasoning"``."""

@@ -8,14 +8,14 @@ the tool.result fact -> until a final answer -> dispatch.after.
 One dispatch per session at a time: the session's lease, renewed while the
 dispatch runs. ``session.interrupt`` cancels the unit: a running command's
 process group is killed, the interruption is recorded, the lease released.
-Every fact goes through the kernel's append (history.append, events).
+Every fact goes through SessionHistory (aos/history.py): appended, written
+ahead, announced on history.append.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from aos.bash import BashResult, run_bash
-from aos.history import (
+from aos.bash import BASH_TOOL, BashResult, request_of, run_bash
+from aos.facts import (
     AssistantMessage,
     DispatchFinished,
     DispatchStarted,
@@ -39,12 +39,11 @@ from aos.history import (
     ToolResult,
     Usage,
     UserMessage,
-    encode_fact,
     fact_kind,
 )
 from aos.hooks import HookError, HookRejected
 from aos.ids import new_id
-from aos.llm import BASH_TOOL, LLMError, missing_configuration
+from aos.llm import LLMError, missing_configuration
 from aos.principals import Principal, agent_principal
 from aos.runtimelog import LogEntry
 from aos.sandbox import SandboxUnavailable
@@ -53,6 +52,7 @@ from aos.spawner import SpawnerError
 from aos.store import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
+    from aos.history import HistoryWriter
     from aos.kernel import Kernel
 
 logger = logging.getLogger("aos")
@@ -154,12 +154,6 @@ class ReActUnit:
     _totals: _Totals = field(default_factory=_Totals)
     _running_call: int | None = None
     """The index of the call whose command is running."""
-    _deferred: list[Fact] = field(default_factory=list)
-    """Facts recorded with the next append, in the same commit."""
-    _committing: asyncio.Task[list[int]] | None = None
-    """The commit of facts appended ahead, until the next append waits for it."""
-    _ahead: list[Fact] = field(default_factory=list)
-    """Those facts."""
     _held_stream: list[dict[str, Any]] = field(default_factory=list)
     """Stream events waiting for the announcement of facts committed ahead."""
     _workspace_path: Path | None = None
@@ -168,24 +162,24 @@ class ReActUnit:
     """Whether this dispatch's commands run in a sandbox (decided in prepare)."""
     _token: tuple[str | None, float] = (None, 0.0)
     """The agent's token for bash and when it was issued."""
-    _known_seq: int = 0
-    """The seq of the last fact this dispatch saw committed."""
-    _uncertain: list[Fact] = field(default_factory=list)
-    """Facts whose commit broke off with the connection: perhaps written, perhaps
-    not; looked for before they are written again (:meth:`_drop_landed`)."""
     _outage: tuple[float, str] | None = None
     """When the database became unreachable during this dispatch, and why."""
+    _writer: HistoryWriter = field(init=False)
+    """This dispatch's appends (deferred facts, write-ahead, uncertain commits)."""
+
+    def __post_init__(self) -> None:
+        self._writer = self.kernel.history.writer(self.scb)
 
     # -- setup --------------------------------------------------------------------------
     async def prepare(self) -> None:
         """Everything that can refuse the dispatch before anything is recorded."""
         kernel = self.kernel
-        self.chain = await kernel.lineage(self.scb.agent_id)
+        self.chain = await kernel.agents.lineage(self.scb.agent_id)
         if self.chain[-1].status != "active":  # its tokens die with its last dispatch
             raise DispatchRefused(
                 "conflict", f"agent {self.scb.agent_id} is archived: its sessions cannot run"
             )
-        self.effective = kernel.effective_of(self.chain)
+        self.effective = kernel.agents.effective_of(self.chain)
         if self.model is not None:
             self.effective = msgspec.structs.replace(self.effective, model=self.model)
         problem = missing_configuration(self.effective.model, kernel.llm_settings)
@@ -203,7 +197,7 @@ class ReActUnit:
                 f"or stop it with `aos session interrupt {self.scb.id}`",
             )
         try:
-            self.active = await kernel.active_skills(
+            self.active = await kernel.agents.active_skills(
                 self.scb.agent_id, self.scb.id, effective=self.effective
             )
             if kernel.services is not None:  # their hooks are in place before anything runs
@@ -243,9 +237,7 @@ class ReActUnit:
                     title=self.scb.title or title_of(self.message),
                 )
             )
-            self._deferred.append(
-                DispatchStarted(dispatch_id=self.dispatch_id, node=kernel.node_id)
-            )
+            self._writer.defer(DispatchStarted(dispatch_id=self.dispatch_id, node=kernel.node_id))
             await self._append(UserMessage(text=self.message, sender=self.principal.name))
             status, answer = await self._loop()
         except asyncio.CancelledError:
@@ -287,11 +279,13 @@ class ReActUnit:
         """One model turn: the assistant fact recorded; its text and tool calls."""
         kernel = self.kernel
         if step > 1:  # a skill loaded during the last step applies from this one
-            self.active = await kernel.active_skills(
+            self.active = await kernel.agents.active_skills(
                 self.scb.agent_id, self.scb.id, effective=self.effective
             )
         await self._phase("assemble")
-        messages = await kernel.assemble(self.scb, active=self.active, effective=self.effective)
+        messages = await kernel.context.assemble(
+            self.scb, active=self.active, effective=self.effective
+        )
         request = await kernel.hooks.gate(
             "compute.before",
             {"session_id": self.scb.id, "agent_id": self.scb.agent_id, "step": step},
@@ -347,7 +341,7 @@ class ReActUnit:
                     **msgspec.to_builtins(completion.usage),
                 },
             )
-        calls = [self._request_of(c.id, c.name, c.arguments) for c in completion.tool_calls]
+        calls = [request_of(c.id, c.name, c.arguments) for c in completion.tool_calls]
         decided = await kernel.hooks.gate(
             "compute.after",
             {
@@ -381,8 +375,7 @@ class ReActUnit:
             usage=completion.usage,
         )
         if tool_calls:  # recorded with the first call's tool.call or tool.result: one commit
-            kernel.check_fact(reply)
-            self._deferred.append(reply)
+            self._writer.defer(reply)
         else:
             await self._append(reply)
         return content, tool_calls
@@ -402,31 +395,6 @@ class ReActUnit:
                     model=partial.model or self.effective.model,
                 )
             )
-
-    def _request_of(self, call_id: str, name: str, arguments: str) -> ToolCallRequest:
-        """The model's call as recorded; bad arguments become a command that explains."""
-        try:
-            args = json.loads(arguments or "{}")
-        except json.JSONDecodeError as exc:
-            return ToolCallRequest(
-                id=call_id, command="", timeout=None, error=f"invalid JSON arguments: {exc}"
-            )
-        if name != "bash":
-            return ToolCallRequest(
-                id=call_id, command="", error=f"unknown tool {name!r}: the only tool is bash"
-            )
-        if not isinstance(args, dict) or not isinstance(args.get("command"), str):
-            return ToolCallRequest(
-                id=call_id,
-                command="",
-                error='arguments must be {"command": "...", "timeout": seconds}',
-            )
-        timeout = args.get("timeout")
-        return ToolCallRequest(
-            id=call_id,
-            command=args["command"],
-            timeout=float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None,
-        )
 
     async def _tool(self, index: int, request: ToolCallRequest) -> None:
         kernel = self.kernel
@@ -452,15 +420,7 @@ class ReActUnit:
                 active=self.active,
             )
         except HookRejected as exc:
-            await self._append_ahead(
-                ToolResult(
-                    call_id=request.id,
-                    index=index,
-                    output=f"rejected by {exc.owner}: {exc.reason}",
-                    status="rejected",
-                    rejected_by=exc.owner,
-                )
-            )
+            await self._append_ahead(_rejected(request, index, exc))
             return
         command = str(decided["args"].get("command", ""))
         run_timeout = float(decided["args"].get("timeout") or timeout)
@@ -509,16 +469,7 @@ class ReActUnit:
                 active=self.active,
             )
         except HookRejected as exc:  # the command ran; the model sees the verdict instead
-            await self._append_ahead(
-                ToolResult(
-                    call_id=request.id,
-                    index=index,
-                    output=f"rejected by {exc.owner}: {exc.reason}",
-                    status="rejected",
-                    exit_code=result.exit_code,
-                    rejected_by=exc.owner,
-                )
-            )
+            await self._append_ahead(_rejected(request, index, exc, result.exit_code))
             return
         output = str(after["output"])
         if request.timeout is not None and request.timeout > limits.tool_timeout:
@@ -599,7 +550,7 @@ class ReActUnit:
             if self.sandboxed:  # the node's home directories do not exist in there
                 self._base_env["HOME"] = str(self._workspace())
         env = dict(self._base_env)
-        path = [*self.kernel.context_face(self.active).path, env.get("PATH", os.defpath)]
+        path = [*self.kernel.context.face(self.active).path, env.get("PATH", os.defpath)]
         env["PATH"] = os.pathsep.join(path)
         env["AOS_PYTHON"] = os.path.abspath(sys.executable)
         return env
@@ -624,41 +575,12 @@ class ReActUnit:
 
     # -- bookkeeping ----------------------------------------------------------------------
     async def _append(self, fact: Fact) -> int:
-        await self._settle()
-        return (await self._commit([*self._deferred, fact]))[-1]
+        return await self._writer.append(fact, self.active)
 
-    async def _commit(self, facts: list[Fact]) -> list[int]:
-        """Append facts now. If the store fails they stay deferred, so that
-        ``dispatch.finished`` takes them along (a tool call's result is never
-        recorded without the reply that asked for it)."""
-        if self._uncertain:
-            facts = await self._drop_landed(facts)
-            if not facts:
-                return []
-        self._deferred = []
-        try:
-            seqs = await self.kernel.append_all(self.scb, facts, active=self.active)
-        except StoreError as exc:
-            self._deferred[:0] = facts
-            if isinstance(exc, StoreUnavailable):
-                self._uncertain = facts
-            raise
-        self._known_seq = seqs[-1]
-        return seqs
-
-    async def _drop_landed(self, facts: list[Fact]) -> list[Fact]:
-        """``facts`` without the uncertain ones at their head if those were written
-        after all (their commit got through, its answer did not): none twice."""
-        uncertain = [_identity(fact) for fact in self._uncertain]
-        entries = await self.kernel.store.read_history(self.scb.id, after=self._known_seq)
-        stored = [_identity(entry.fact) for entry in entries]
-        n = len(uncertain)
-        self._uncertain = []
-        for i in range(len(stored) - n + 1):
-            if stored[i : i + n] == uncertain:
-                self._known_seq = entries[i + n - 1].seq
-                return facts[n:]
-        return facts
+    async def _append_ahead(self, fact: Fact) -> None:
+        """A tool.result: it commits while the loop goes on (the next step's context
+        and model call); the next append waits for that commit."""
+        await self._writer.append_ahead(fact, self.active)
 
     def _store_failed(self, exc: StoreError) -> str:
         """The error of a dispatch that could not record its history."""
@@ -695,27 +617,11 @@ class ReActUnit:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, OUTAGE_RETRY_MAX)
 
-    async def _append_ahead(self, fact: Fact) -> None:
-        """A tool.result: it commits while the loop goes on (the next step's context
-        and model call); the next append waits for that commit."""
-        await self._settle()
-        facts = [*self._deferred, fact]
-        committing = (
-            None
-            if self._uncertain
-            else self.kernel.append_ahead(self.scb, facts, active=self.active)
-        )
-        if committing is None:
-            await self._commit(facts)
-            return
-        self._deferred = []
-        self._committing, self._ahead = committing, facts
-
     def _publish_stream(self, event: dict[str, Any]) -> None:
         """A ``stream`` event, in history order: while facts committed ahead (the last
         step's results) are not yet announced, the next step's text waits for them,
         so every subscriber sees a dispatch's events as its history has them."""
-        committing = self._committing
+        committing = self._writer.committing
         if committing is not None and not committing.done():
             if not self._held_stream:
                 committing.add_done_callback(lambda _: self._release_stream())
@@ -728,25 +634,6 @@ class ReActUnit:
         held, self._held_stream = self._held_stream, []
         for event in held:
             self.kernel.events.publish("stream", event)
-
-    async def _settle(self) -> None:
-        """Wait for the commit of facts appended ahead. If it failed, they go again
-        with the next append, and the error is raised here."""
-        committing = self._committing
-        if committing is None:
-            return
-        await asyncio.wait([committing])  # cancelling the dispatch leaves the commit going
-        self._committing = None
-        facts, self._ahead = self._ahead, []
-        if committing.cancelled():  # whether it was written is unknown: not written again
-            raise asyncio.CancelledError
-        error = committing.exception()
-        if error is not None:
-            self._deferred[:0] = facts
-            if isinstance(error, StoreUnavailable):
-                self._uncertain = facts
-            raise error
-        self._known_seq = committing.result()[-1]
 
     async def _phase(self, phase: str) -> None:
         """What the unit is doing now (assemble, compute, tool): kept in memory and
@@ -781,7 +668,7 @@ class ReActUnit:
                 output = f"interrupted{why}: the command and everything it started were killed"
             else:
                 output = f"not run: the dispatch ended ({status}{why}) before this call"
-            self._deferred.append(
+            self._writer.defer(
                 ToolResult(call_id=request.id, index=index, output=output, status="interrupted")
             )
         self._unresolved = {}
@@ -793,7 +680,7 @@ class ReActUnit:
         usage = self._totals.usage()
         try:
             try:
-                await self._settle()
+                await self._writer.settle()
             except StoreError as exc:  # tried again below, with dispatch.finished
                 status, error = "failed", self._store_failed(exc)
             self._defer_unresolved(status)
@@ -803,12 +690,15 @@ class ReActUnit:
             async def end() -> None:
                 """Record the end (once), then free the session; again if the database
                 breaks off meanwhile."""
-                await self._settle()
+                await self._writer.settle()
                 if not recorded:
                     await kernel.store.get_session(self.scb.id)  # the database answers again
                     final = self._outage_error() if self._outage is not None else error
-                    pending = [f for f in self._deferred if not isinstance(f, DispatchFinished)]
-                    self._deferred = []
+                    pending = [
+                        f
+                        for f in self._writer.take_deferred()
+                        if not isinstance(f, DispatchFinished)
+                    ]
 
                     def finished(error: str | None) -> DispatchFinished:
                         return DispatchFinished(
@@ -820,16 +710,16 @@ class ReActUnit:
                         )
 
                     try:
-                        await self._commit([*pending, finished(final)])
+                        await self._writer.commit([*pending, finished(final)], self.active)
                     except StoreUnavailable:
                         raise
                     except StoreError as exc:  # refused for good: the end says so, without them
                         if not pending:
                             raise
-                        self._deferred = []
+                        self._writer.take_deferred()
                         kinds = ", ".join(fact_kind(f) for f in pending)
                         final = f"{final}; the store refused to record {kinds}: {exc}"
-                        await self._commit([finished(final)])
+                        await self._writer.commit([finished(final)], self.active)
                     recorded.append(final)
                     if self._outage is not None:
                         self._log("dispatch.outage", final or "", {"dispatch_id": self.dispatch_id})
@@ -861,10 +751,15 @@ class ReActUnit:
         return outcome
 
 
-def _identity(fact: Fact) -> str:
-    """What tells a fact apart when looking for it in history: its JSON, except a
-    dispatch's end, which is its dispatch (its error may say how long an outage
-    lasted, counted anew on each attempt)."""
-    if isinstance(fact, DispatchFinished):
-        return f"dispatch.finished {fact.dispatch_id}"
-    return encode_fact(fact)
+def _rejected(
+    request: ToolCallRequest, index: int, exc: HookRejected, exit_code: int | None = None
+) -> ToolResult:
+    """The result of a call a tool gate refused: before it ran, or (``exit_code``) after."""
+    return ToolResult(
+        call_id=request.id,
+        index=index,
+        output=f"rejected by {exc.owner}: {exc.reason}",
+        status="rejected",
+        exit_code=exit_code,
+        rejected_by=exc.owner,
+    )

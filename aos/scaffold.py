@@ -71,8 +71,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aos.hooks import policy
-from aos.hookspecs import hookimpl
+from aos import hookimpl, policy
 
 BLOCKED = "curl "
 """What this example gate refuses: replace it with your skill's own rule."""

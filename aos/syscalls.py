@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_type_hints
 
 import msgspec
+from aos_sdk.protocol import SyscallErrorCode
 
 from aos import __version__
 from aos.agent import ACB, AgentConfig, AgentStatus, EffectiveConfig, name_problem
 from aos.aoscb import CHARS_PER_TOKEN
 from aos.config import mask_url
 from aos.events import current_stream
-from aos.history import (
+from aos.facts import (
     APPENDABLE,
     APPENDED_BY,
     Fact,
@@ -40,23 +41,22 @@ from aos.reactunit import DispatchRefused
 from aos.runtimelog import LogEntry
 from aos.sandbox import Isolation
 from aos.session import SCB, SessionStatus
-from aos.skills.registry import Skill
+from aos.skills.registry import Skill, SkillInfo
 from aos.store import StoreError
 
 if TYPE_CHECKING:
     from aos.kernel import Kernel
 
 GRANTABLE = sorted(GRANTABLE_SCOPES)
-ErrorCode = Literal["unknown", "invalid", "denied", "not_found", "conflict", "unavailable"]
-ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
+ERROR_CODES: frozenset[str] = frozenset(get_args(SyscallErrorCode))
 
 
 class SyscallError(Exception):
-    """A syscall failed; ``code`` is one of :data:`ErrorCode`."""
+    """A syscall failed; ``code`` is one of ``aos_sdk.protocol.SyscallErrorCode``."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: SyscallErrorCode, message: str) -> None:
         super().__init__(message)
-        self.code: ErrorCode = code
+        self.code: SyscallErrorCode = code
         self.message = message
 
     def to_dict(self) -> dict[str, str]:
@@ -169,7 +169,7 @@ def _gated(kernel: Kernel, principal: Principal) -> bool:
 
 async def _gate(kernel: Kernel, principal: Principal, sc: Syscall, typed: Any) -> Any:
     active = (
-        await kernel.active_skills(principal.agent_id, principal.session_id)
+        await kernel.agents.active_skills(principal.agent_id, principal.session_id)
         if principal.agent_id
         else None
     )
@@ -212,7 +212,7 @@ async def _check_agent(kernel: Kernel, principal: Principal, agent_id: str) -> N
     if principal.kind != "agent" or principal.agent_id is None:
         return
     await kernel.store.get_agent(agent_id)  # not_found before denied
-    if not await kernel.in_subtree(principal.agent_id, agent_id):
+    if not await kernel.agents.in_subtree(principal.agent_id, agent_id):
         raise SyscallError(
             "denied", f"{principal.name} may not touch agent {agent_id}: outside its subtree"
         )
@@ -224,7 +224,7 @@ async def _session_for(kernel: Kernel, principal: Principal, session_id: str) ->
     if (
         agent_id is not None
         and session_id != principal.session_id
-        and not await kernel.in_subtree(agent_id, scb.agent_id)
+        and not await kernel.agents.in_subtree(agent_id, scb.agent_id)
     ):
         raise SyscallError(
             "denied",
@@ -424,14 +424,14 @@ async def agent_create(
     parent_chain: list[ACB] = []
     if params.parent is not None:
         await _check_agent(kernel, principal, params.parent)
-        parent_chain = await kernel.lineage(params.parent)
+        parent_chain = await kernel.agents.lineage(params.parent)
         if parent_chain[-1].status != "active":
             raise SyscallError("conflict", f"parent agent {params.parent} is archived")
     elif principal.kind == "agent":
         raise SyscallError(
             "denied", f"{principal.name} may create agents only inside its subtree: name a parent"
         )
-    parent_effective = kernel.effective_of(parent_chain) if parent_chain else None
+    parent_effective = kernel.agents.effective_of(parent_chain) if parent_chain else None
     ceiling = parent_effective.scopes if parent_effective else GRANTABLE
     whose = f"parent agent {params.parent}" if params.parent else "the grantable set"
     if principal.kind == "agent":  # never more than the calling token holds
@@ -463,7 +463,9 @@ async def agent_create(
                 else None,
             },
             proposed,
-            active=await kernel.active_skills(principal.agent_id) if principal.agent_id else None,
+            active=await kernel.agents.active_skills(principal.agent_id)
+            if principal.agent_id
+            else None,
         )
     except HookRejected as exc:
         raise SyscallError("denied", f"agent.create {exc}") from None
@@ -485,7 +487,7 @@ async def agent_create(
             scopes=final.scopes,
         )
     )
-    return AgentInfo(agent=acb, effective=kernel.effective_of([*parent_chain, acb]))
+    return AgentInfo(agent=acb, effective=kernel.agents.effective_of([*parent_chain, acb]))
 
 
 class AgentIdParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -497,8 +499,8 @@ class AgentIdParams(msgspec.Struct, forbid_unknown_fields=True):
 )
 async def agent_get(kernel: Kernel, principal: Principal, params: AgentIdParams) -> AgentInfo:
     await _check_agent(kernel, principal, params.id)
-    chain = await kernel.lineage(params.id)
-    return AgentInfo(agent=chain[-1], effective=kernel.effective_of(chain))
+    chain = await kernel.agents.lineage(params.id)
+    return AgentInfo(agent=chain[-1], effective=kernel.agents.effective_of(chain))
 
 
 class AgentListParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -518,7 +520,7 @@ async def agent_list(kernel: Kernel, principal: Principal, params: AgentListPara
     else:
         found = await kernel.store.list_agents(status=params.status)
     if principal.kind == "agent" and principal.agent_id is not None:
-        found = [a for a in found if await kernel.in_subtree(principal.agent_id, a.id)]
+        found = [a for a in found if await kernel.agents.in_subtree(principal.agent_id, a.id)]
     return found
 
 
@@ -539,10 +541,10 @@ async def agent_update(
     kernel: Kernel, principal: Principal, params: AgentUpdateParams
 ) -> AgentInfo:
     await _check_agent(kernel, principal, params.id)
-    chain = await kernel.lineage(params.id)
+    chain = await kernel.agents.lineage(params.id)
     acb = chain[-1]
     if params.scopes is not None:
-        ceiling = kernel.effective_of(chain[:-1]).scopes if acb.parent else GRANTABLE
+        ceiling = kernel.agents.effective_of(chain[:-1]).scopes if acb.parent else GRANTABLE
         whose = f"parent agent {acb.parent}" if acb.parent else "the grantable set"
         if principal.kind == "agent":  # an agent never grants more than it holds
             ceiling = sorted(set(ceiling) & principal.scopes)
@@ -550,7 +552,7 @@ async def agent_update(
         _check_scopes(params.scopes, ceiling, whose)
     _check_agent_input(kernel, params.name, params.config)
     if params.config is not None:
-        steps = kernel.effective_of(chain).max_steps
+        steps = kernel.agents.effective_of(chain).max_steps
         _check_config(principal, acb.config, params.config, steps, f"agent {acb.id}")
     updated = msgspec.structs.replace(
         acb,
@@ -559,7 +561,7 @@ async def agent_update(
         scopes=params.scopes if params.scopes is not None else acb.scopes,
     )
     updated = await kernel.store.update_agent(updated)
-    return AgentInfo(agent=updated, effective=kernel.effective_of([*chain[:-1], updated]))
+    return AgentInfo(agent=updated, effective=kernel.agents.effective_of([*chain[:-1], updated]))
 
 
 @syscall(
@@ -616,7 +618,7 @@ async def session_create(kernel: Kernel, principal: Principal, params: SessionCr
     kernel.hooks.notify(
         "session.create",
         {"session": msgspec.to_builtins(scb), "agent": msgspec.to_builtins(agent)},
-        active=await kernel.active_skills(agent_id),
+        active=await kernel.agents.active_skills(agent_id),
     )
     return scb
 
@@ -649,7 +651,7 @@ async def session_list(
         await _check_agent(kernel, principal, params.agent_id)
     found = await kernel.store.list_sessions(agent_id=params.agent_id, status=params.status)
     if principal.kind == "agent" and principal.agent_id is not None:
-        found = [s for s in found if await kernel.in_subtree(principal.agent_id, s.agent_id)]
+        found = [s for s in found if await kernel.agents.in_subtree(principal.agent_id, s.agent_id)]
     return found
 
 
@@ -675,7 +677,7 @@ async def session_append(
     if scb.status == "archived":
         raise SyscallError("conflict", f"session {scb.id} is archived")
     return Appended(
-        session_id=scb.id, seq=await kernel.append(scb, _authored(principal, params.fact))
+        session_id=scb.id, seq=await kernel.history.append(scb, _authored(principal, params.fact))
     )
 
 
@@ -801,20 +803,6 @@ async def log_read(kernel: Kernel, principal: Principal, params: LogReadParams) 
 # -- skill.* -------------------------------------------------------------------------------------
 
 
-class SkillInfo(msgspec.Struct, kw_only=True):
-    name: str
-    description: str
-    root: str
-    path: str
-    kind: str
-    status: str
-    reason: str
-    warnings: list[str]
-    service: str | None
-    scripts: str | None
-    entry_point: str | None
-
-
 class SkillDetail(SkillInfo, kw_only=True):
     body: str
     license: str | None
@@ -822,22 +810,6 @@ class SkillDetail(SkillInfo, kw_only=True):
     allowed_tools: list[str]
     scopes: list[str]
     metadata: dict[str, str]
-
-
-def _skill_info(skill: Skill) -> SkillInfo:
-    return SkillInfo(
-        name=skill.name,
-        description=skill.description,
-        root=skill.root,
-        path=skill.path,
-        kind=skill.kind,
-        status=skill.status,
-        reason=skill.reason,
-        warnings=skill.warnings,
-        service=str(skill.service_path) if skill.service_path else None,
-        scripts=str(skill.scripts_dir) if skill.scripts_dir else None,
-        entry_point=skill.entry_point,
-    )
 
 
 def _skill(kernel: Kernel, name: str) -> Skill:
@@ -853,7 +825,7 @@ def _skill(kernel: Kernel, name: str) -> Skill:
     doc="Every skill found: root, kind, status (active/broken/shadowed) and reason.",
 )
 async def skill_list(kernel: Kernel, principal: Principal, params: NoParams) -> list[SkillInfo]:
-    return [_skill_info(s) for s in kernel.skills.all()]
+    return [s.info() for s in kernel.skills.all()]
 
 
 class SkillNameParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -869,7 +841,7 @@ async def skill_get(kernel: Kernel, principal: Principal, params: SkillNameParam
     skill = _skill(kernel, params.name)
     m = skill.manifest
     return SkillDetail(
-        **msgspec.structs.asdict(_skill_info(skill)),
+        **msgspec.structs.asdict(skill.info()),
         body=skill.body,
         license=m.license if m else None,
         compatibility=m.compatibility if m else None,
@@ -905,11 +877,11 @@ async def skill_load(kernel: Kernel, principal: Principal, params: SkillSessionP
     skill = _skill(kernel, params.name)
     if skill.status != "active":
         raise SyscallError("conflict", f"skill {skill.name} is {skill.status}: {skill.reason}")
-    seq = await kernel.append(scb, SkillLoaded(skill=skill.name, body=skill.body))
+    seq = await kernel.history.append(scb, SkillLoaded(skill=skill.name, body=skill.body))
     kernel.hooks.notify(
         "skill.load",
         {"skill": skill.name, "agent_id": scb.agent_id, "session_id": scb.id},
-        active=await kernel.active_skills(scb.agent_id, scb.id),
+        active=await kernel.agents.active_skills(scb.agent_id, scb.id),
     )
     return Appended(session_id=scb.id, seq=seq)
 
@@ -933,10 +905,10 @@ async def skill_unload(
             f"skill {params.name} is system policy on this node: an agent cannot unload it",
         )
     scb = await _skill_session(kernel, principal, params)
-    if params.name not in await kernel.session_skills(scb.id):
+    if params.name not in await kernel.history.loaded_skills(scb.id):
         raise SyscallError("conflict", f"skill {params.name} is not loaded in session {scb.id}")
-    active = await kernel.active_skills(scb.agent_id, scb.id)
-    seq = await kernel.append(scb, SkillUnloaded(skill=params.name))
+    active = await kernel.agents.active_skills(scb.agent_id, scb.id)
+    seq = await kernel.history.append(scb, SkillUnloaded(skill=params.name))
     kernel.hooks.notify(
         "skill.unload",
         {"skill": params.name, "agent_id": scb.agent_id, "session_id": scb.id},
@@ -959,7 +931,7 @@ async def skill_reload(kernel: Kernel, principal: Principal, params: SkillNamePa
         raise SyscallError("not_found", f"skill {params.name!r} is gone from disk")
     if kernel.services is not None and not events:  # unchanged on disk: restart on demand
         await kernel.services.restart(params.name)
-    return _skill_info(skill)
+    return skill.info()
 
 
 # -- events.subscribe, kernel.shutdown ---------------------------------------------------------
@@ -1003,7 +975,7 @@ async def events_subscribe(
             [
                 a.id
                 for a in await kernel.store.list_agents()
-                if await kernel.in_subtree(principal.agent_id, a.id)
+                if await kernel.agents.in_subtree(principal.agent_id, a.id)
             ]
         )
 
@@ -1159,10 +1131,12 @@ async def session_context(
     kernel: Kernel, principal: Principal, params: ContextParams
 ) -> list[dict[str, Any]]:
     scb = await _session_for(kernel, principal, params.id)
-    await kernel.history_view(scb.id, refresh=True)  # with what other writers committed
-    active = await kernel.active_skills(scb.agent_id, scb.id)
+    await kernel.history.view(scb.id, refresh=True)  # with what other writers committed
+    active = await kernel.agents.active_skills(scb.agent_id, scb.id)
     try:
-        return await kernel.assemble(scb, active=active, rebuild=params.rebuild, record=False)
+        return await kernel.context.assemble(
+            scb, active=active, rebuild=params.rebuild, record=False
+        )
     except HookError as exc:
         raise SyscallError("unavailable", str(exc)) from None
 
@@ -1183,7 +1157,7 @@ class SkillCallParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 )
 async def skill_call(kernel: Kernel, principal: Principal, params: SkillCallParams) -> Any:
     if principal.agent_id is not None:
-        active = await kernel.active_skills(principal.agent_id, principal.session_id)
+        active = await kernel.agents.active_skills(principal.agent_id, principal.session_id)
         if params.skill not in active:
             raise SyscallError("denied", f"skill {params.skill} is not active for {principal.name}")
     if kernel.services is None:

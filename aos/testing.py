@@ -39,7 +39,7 @@ import anyio.to_thread
 import msgspec
 from aiohttp import web
 
-from aos.history import Usage
+from aos.facts import Usage
 
 if TYPE_CHECKING:
     from aos.daemon import Daemon
@@ -208,6 +208,7 @@ CONNECT_BURST = 1024
 """Connections the scripted model's socket queues before it accepts them: a
 benchmark's 200 sessions connect at once, and past the queue (aiohttp's default
 is 128) a SYN is dropped and its client retries a whole second later."""
+
 
 class ScriptedLLM:
     """A scripted OpenAI-compatible server; see the module docstring.

@@ -3,7 +3,7 @@ point group ``aos.harnesses``): the four standard skills and the node's default
 model. A node that names no harness has these settings as its built-in defaults;
 ``aos harness use standard`` names it explicitly."""
 
-from aos.aoscb import DEFAULT_MODEL, STANDARD_SKILLS
+from aos import DEFAULT_MODEL, STANDARD_SKILLS
 
 STANDARD = {
     "description": "The standard harness: context engine (aos-context), skill discovery "

@@ -26,7 +26,7 @@ from _harness import Context, Result, Stopwatch, Target, latency_results, now_ns
 
 from aos.agent import ACB
 from aos.config import mask_url
-from aos.history import UserMessage, encode_fact
+from aos.facts import UserMessage, encode_fact
 from aos.ids import new_id
 from aos.session import SCB
 from aos.store import Store, StoreUnavailable, open_store

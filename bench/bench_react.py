@@ -77,7 +77,7 @@ round trip when tried).
     (200 tasks x 10 ``run_bash("true")``).
 
 (4) Context assembly of a 10,000-fact history (dicts ``{seq, ts, fact}`` as
-    ``kernel.history_view`` returns them: user turns, assistant tool calls,
+    ``kernel.history.view`` returns them: user turns, assistant tool calls,
     tool.call and tool.result facts, final answers) by aos-context's
     ``session_assemble`` itself, with a budget large enough that no compaction
     is proposed: a full rebuild (``rebuild=True``, target p50 <= 100 ms) and an
@@ -134,9 +134,9 @@ from _harness import (
 from aiohttp import web
 
 from aos import reactunit
-from aos.bash import run_bash
+from aos.bash import BASH_TOOL, run_bash
 from aos.config import Config, load_config
-from aos.history import (
+from aos.facts import (
     AssistantMessage,
     Fact,
     ToolCall,
@@ -147,7 +147,7 @@ from aos.history import (
     fact_to_builtins,
 )
 from aos.kernel import Kernel
-from aos.llm import BASH_TOOL, LLMClient, LLMSettings
+from aos.llm import LLMClient, LLMSettings
 from aos.principals import ADMIN
 from aos.session import SCB
 from aos.skills.registry import available_skills_prompt
@@ -600,7 +600,7 @@ async def _hooks_split(
     ctx: Context, kernel: Kernel, scb: SCB, per_step: dict[str, float]
 ) -> tuple[float, list[int], str]:
     """The step's gate chains (count x p50, ms), the provider's samples, a note."""
-    active = await kernel.active_skills(scb.agent_id, scb.id)
+    active = await kernel.agents.active_skills(scb.agent_id, scb.id)
     scope = {"session_id": scb.id, "agent_id": scb.agent_id, "step": 1, "call_id": "call_1_0"}
     outputs: dict[str, dict[str, Any]] = {
         "compute.before": {"messages": [], "model": MODEL, "params": {}, "tools": [BASH_TOOL]},
@@ -626,7 +626,7 @@ async def _hooks_split(
     request = {
         "session_id": scb.id,
         "agent_id": scb.agent_id,
-        "history": await kernel.history_view(scb.id),
+        "history": await kernel.history.view(scb.id),
         "skills": [{"name": s.name, "description": s.description} for s in skills],
         "skills_prompt": available_skills_prompt(skills),
         "budget": kernel.config.aoscb.limits.context_budget,
@@ -1089,7 +1089,7 @@ def step_facts(turn: int, i: int) -> list[Fact]:
 
 
 def synthetic_history(n: int) -> list[dict[str, Any]]:
-    """``n`` facts as ``kernel.history_view`` returns them."""
+    """``n`` facts as ``kernel.history.view`` returns them."""
     history: list[dict[str, Any]] = []
     turn = 0
     while len(history) < n:

@@ -49,7 +49,7 @@ from _harness import (
 )
 
 from aos.config import load_config
-from aos.history import UserMessage
+from aos.facts import UserMessage
 from aos.kernel import Kernel
 from aos.principals import ADMIN
 from aos.syscalls import SYSCALLS, Appended, _audit, _convert

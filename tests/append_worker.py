@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from aos.agent import ACB
-from aos.history import UserMessage
+from aos.facts import UserMessage
 from aos.ids import new_id
 from aos.session import SCB
 from aos.store import open_store

@@ -155,7 +155,7 @@ async def live_token(kernel: Kernel, llm: ScriptedLLM, session_id: str) -> Async
     """The ``AOS_TOKEN`` a real dispatch of the session hands its bash, while that
     dispatch runs (its one command waits); the dispatch is interrupted at the end."""
     agent_id = (await kernel.store.get_session(session_id)).agent_id
-    workspace = (await kernel.effective(agent_id)).workspace
+    workspace = (await kernel.agents.effective(agent_id)).workspace
     name = f"token-{session_id}"  # in the agent's workspace: its sandbox holds nothing else
     out = Path(workspace or kernel.config.paths.data_dir / "workspaces" / agent_id) / name
     llm.add(

@@ -360,7 +360,7 @@ async def test_without_aos_a2a_agents_have_no_a2a(tmp_path: Path) -> None:
                 [result] = [f for f in await history(client, session) if f["kind"] == "tool.result"]
                 assert result["output"] == "missing\n"
                 assert daemon.kernel is not None
-                active = await daemon.kernel.active_skills(me, session)
+                active = await daemon.kernel.agents.active_skills(me, session)
                 assert "aos-a2a" not in active
 
 

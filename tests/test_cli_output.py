@@ -15,7 +15,7 @@ import pytest
 from test_main_job_cli import AOS, Project, llm, project
 
 from aos.cli import cli
-from aos.cli_output import syscall_error
+from aos.cli.output import syscall_error
 from aos.syscalls import ERROR_CODES
 from aos.testing import Reply, ScriptedLLM
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import anyio
 
-from aos.history import HistoryEntry, UserMessage
+from aos.facts import HistoryEntry, UserMessage
 from aos.store import open_store
 
 WORKER = Path(__file__).with_name("append_worker.py")

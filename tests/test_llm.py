@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from aos.history import Usage
+from aos.bash import BASH_TOOL
+from aos.facts import Usage
 from aos.llm import (
-    BASH_TOOL,
     Completion,
     LLMClient,
     LLMError,

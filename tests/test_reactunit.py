@@ -15,7 +15,7 @@ from conftest import REPO, poll_until, running_daemon
 
 from aos.bash import group_alive
 from aos.daemon import Daemon
-from aos.history import Fact, ToolCall, ToolResult
+from aos.facts import Fact, ToolCall, ToolResult
 from aos.hookspecs import hookimpl
 from aos.store import Conflict, StoreUnavailable
 from aos.testing import Reply, ScriptedLLM, ScriptedToolCall

@@ -146,12 +146,12 @@ async def test_context_face_of_an_agent(kernel: Kernel) -> None:
         ADMIN, "agent.create", {"name": "a", "config": {"skills": ["pdf"]}}
     )
     session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
-    face = await kernel.skill_context(agent["agent"]["id"], session["id"])
+    face = await kernel.context.face_of(agent["agent"]["id"], session["id"])
     assert face.names == ["pdf"]
     assert face.path == [str(root / "pdf" / "scripts")]
     assert "<name>\npdf\n</name>" in face.prompt
     await kernel.syscall(ADMIN, "skill.load", {"name": "notes", "session_id": session["id"]})
-    face = await kernel.skill_context(agent["agent"]["id"], session["id"])
+    face = await kernel.context.face_of(agent["agent"]["id"], session["id"])
     assert face.names == ["notes", "pdf"]
     history = await kernel.syscall(ADMIN, "session.history", {"id": session["id"]})
     assert history[-1]["fact"] == {
@@ -160,7 +160,7 @@ async def test_context_face_of_an_agent(kernel: Kernel) -> None:
         "body": "Write notes to NOTES.md.",
     }
     await kernel.syscall(ADMIN, "skill.unload", {"name": "notes", "session_id": session["id"]})
-    assert (await kernel.skill_context(agent["agent"]["id"], session["id"])).names == ["pdf"]
+    assert (await kernel.context.face_of(agent["agent"]["id"], session["id"])).names == ["pdf"]
 
 
 @pytest.mark.anyio

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aos.agent import ACB, AgentConfig
-from aos.history import (
+from aos.facts import (
     FACT_KINDS,
     A2AMessage,
     AssistantMessage,

@@ -525,7 +525,7 @@ async def test_children_cannot_drop_inherited_skills(kernel: Kernel) -> None:
         ADMIN, "agent.update", {"id": child["agent"]["id"], "config": {"skills": []}}
     )
     assert updated["effective"]["skills"] == ["policy-skill"]
-    assert "policy-skill" in await kernel.active_skills(child["agent"]["id"])
+    assert "policy-skill" in await kernel.agents.active_skills(child["agent"]["id"])
 
 
 async def test_admin_may_grant_a_root_agent_non_default_scopes(kernel: Kernel) -> None:

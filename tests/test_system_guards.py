@@ -136,7 +136,7 @@ async def test_dropped_in_guard_refuses_every_agent_and_lifts_when_removed(
         listed = next(h for h in await client.call("hook.list") if h["hook"] == "tool.before")
         assert ("my-guard", True) in [(i["owner"], i["system"]) for i in listed["implementations"]]
         # the context face stays as it was: my-guard is not listed to the agents
-        assert "my-guard" not in (await kernel.skill_context(helper.id, helper.session_id)).names
+        assert "my-guard" not in (await kernel.context.face_of(helper.id, helper.session_id)).names
 
         shutil.rmtree(project / "skills" / "my-guard")
         await poll_until(lambda: kernel.skills.get("my-guard") is None)
@@ -207,6 +207,6 @@ async def test_an_agent_cannot_unload_a_system_guard_but_a_context_skill(
         "denied",
         "skill guard is system policy on this node: an agent cannot unload it",
     )
-    assert await kernel.session_skills(session) == {"guard"}
+    assert await kernel.history.loaded_skills(session) == {"guard"}
     await kernel.syscall(ADMIN, "skill.unload", {"name": "guard", "session_id": session})
-    assert await kernel.session_skills(session) == frozenset()
+    assert await kernel.history.loaded_skills(session) == frozenset()

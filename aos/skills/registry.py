@@ -50,6 +50,22 @@ WATCH_RESTART = 1.0
 logger = logging.getLogger("aos")
 
 
+class SkillInfo(msgspec.Struct, kw_only=True):
+    """What the registry says of a skill (``skill.list``, ``aos skill list --json``)."""
+
+    name: str
+    description: str
+    root: str
+    path: str
+    kind: str
+    status: str
+    reason: str
+    warnings: list[str]
+    service: str | None
+    scripts: str | None
+    entry_point: str | None
+
+
 class Skill(msgspec.Struct, kw_only=True):
     """One discovered skill (the winner of its name, or a shadowed/broken one)."""
 
@@ -91,6 +107,21 @@ class Skill(msgspec.Struct, kw_only=True):
         if self.manifest is None or self.manifest.service is None:
             return None
         return Path(self.path) / self.manifest.service
+
+    def info(self) -> SkillInfo:
+        return SkillInfo(
+            name=self.name,
+            description=self.description,
+            root=self.root,
+            path=self.path,
+            kind=self.kind,
+            status=self.status,
+            reason=self.reason,
+            warnings=self.warnings,
+            service=str(self.service_path) if self.service_path else None,
+            scripts=str(self.scripts_dir) if self.scripts_dir else None,
+            entry_point=self.entry_point,
+        )
 
 
 class SkillEvent(msgspec.Struct, frozen=True):

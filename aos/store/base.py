@@ -19,7 +19,7 @@ import msgspec
 
 from aos import jsontext
 from aos.agent import ACB, AgentStatus
-from aos.history import Fact, HistoryEntry, decode_fact
+from aos.facts import Fact, HistoryEntry, decode_fact
 from aos.runtimelog import LogEntry, decode_data, encode_data
 from aos.session import SCB, SessionStatus
 

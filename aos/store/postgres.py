@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from aos.config import mask_url
-from aos.history import Fact, encode_fact, fact_kind
+from aos.facts import Fact, encode_fact, fact_kind
 from aos.runtimelog import LogEntry
 from aos.store._groupcommit import GroupCommit
 from aos.store.base import (

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from aos.history import Fact, encode_fact, fact_kind
+from aos.facts import Fact, encode_fact, fact_kind
 from aos.runtimelog import LogEntry
 from aos.store._groupcommit import GroupCommit
 from aos.store.base import (

@@ -12,15 +12,15 @@ from typing import Any
 
 import click
 
-from aos.hookspecs import hookimpl
+from aos import hookimpl
 
 
 async def _messages(config: Any, limit: int) -> list[dict[str, Any]]:
-    from aos.cli_sessions import call  # the CLI's own syscall path (daemon or in process)
+    from aos import cli_call  # the CLI's own syscall path (daemon or in process)
 
     found = []
-    for session in await call(config, "session.list", {}):
-        for entry in await call(config, "session.history", {"id": session["id"]}):
+    for session in await cli_call(config, "session.list", {}):
+        for entry in await cli_call(config, "session.history", {"id": session["id"]}):
             fact = entry["fact"]
             if fact["kind"] == "a2a.message":
                 found.append(

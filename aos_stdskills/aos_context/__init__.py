@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aos.aoscb import CHARS_PER_TOKEN
-from aos.hookspecs import hookimpl
+from aos import CHARS_PER_TOKEN, hookimpl
 
 SYSTEM = """You are an agent running on AgentOS. You work by running bash commands with \
 the `bash` tool: each call runs in your workspace and returns the command's output and \

@@ -26,8 +26,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from aos.hooks import policy
-from aos.hookspecs import hookimpl
+from aos import hookimpl, policy
 
 __all__ = ["DEFAULTS", "PATTERNS", "check", "tool_before"]
 

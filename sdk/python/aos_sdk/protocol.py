@@ -22,13 +22,14 @@ FRAME_TIMEOUT = 30.0
 HEADER = struct.Struct(">I")
 
 Role = Literal["service", "client"]
-HookKindName = Literal["gate", "notify", "provide", "register"]
-Failure = Literal["fail-open", "fail-closed"]
-
-
-ErrorCode = Literal[
-    "unknown", "invalid", "denied", "not_found", "conflict", "unavailable", "protocol"
-]
+HookKind = Literal["gate", "notify", "provide", "register"]
+"""How a hook's implementations are called (docs/specs/aos-hooks.md)."""
+FailurePolicy = Literal["fail-open", "fail-closed"]
+"""What an implementation's failure or timeout means for the operation."""
+SyscallErrorCode = Literal["unknown", "invalid", "denied", "not_found", "conflict", "unavailable"]
+"""Why a syscall failed (docs/specs/aos-syscall.md#errors)."""
+ErrorCode = Literal[SyscallErrorCode, "protocol"]
+"""An ``error`` frame's code: a syscall's, or ``protocol`` for a malformed frame."""
 
 
 class _Message(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
@@ -40,12 +41,12 @@ class HookDecl(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     name: str
     """Dotted hook name, e.g. ``tool.before``."""
-    kind: HookKindName | None = None
+    kind: HookKind | None = None
     """Optional; when given it must match the hook's kind."""
     priority: Literal["first", "normal", "last"] = "normal"
     """Where it runs in the chain: pluggy's tryfirst / registration order / trylast."""
     timeout: float | None = None
-    failure: Failure | None = None
+    failure: FailurePolicy | None = None
 
 
 class Hello(_Message, tag="hello"):

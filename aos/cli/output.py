@@ -179,3 +179,10 @@ def _iso_times(data: Any) -> Any:
 def emit_json(data: Any) -> None:
     """``data`` as indented JSON on stdout, its times in ISO 8601."""
     click.echo(json.dumps(_iso_times(data), indent=2, default=str))
+
+
+def warn_isolation(isolation: Mapping[str, Any]) -> None:
+    """Say on stderr when agent commands are not sandboxed though they could be
+    asked to be (``sandbox: auto`` on a host without bubblewrap)."""
+    if isolation.get("warning"):
+        click.echo(click.style(f"aos: warning: {isolation['warning']}", fg="yellow"), err=True)

@@ -2,146 +2,46 @@
 
 They talk to the running daemon. With none running, ``run`` and ``chat`` start
 an embedded daemon for their duration (services included, so guards apply),
-and the ``session`` read commands open the kernel in process.
-"""
+and the ``session`` read commands open the kernel in process."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import signal
 import sys
 import threading
 from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
     Iterable,
     Iterator,
     Mapping,
-    Sequence,
 )
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from aos_sdk import Client, NotConnected, SyscallFailed
+from aos_sdk import Client, SyscallFailed
 
-from aos.cli_output import (
+from aos.cli._app import cli, pass_context
+from aos.cli.agent import print_record, print_table, resolve_agent
+from aos.cli.output import (
     CLIError,
-    ExitCode,
     ago,
     emit_json,
-    is_time,
     json_option,
-    local_time,
     syscall_error,
+    warn_isolation,
 )
-from aos.daemon import Daemon, DaemonPaths, setup_logging
-from aos.kernel import Kernel
-from aos.principals import ADMIN
-from aos.syscalls import SyscallError
+from aos.cli.syscall import admin, call, cli_errors, daemon_socket
 
-DEFAULT_AGENT = "default"
 SHOWN_OUTPUT_LINES = 40
+
 T = TypeVar("T")
+
 LEAVING_SIGNALS = (signal.SIGINT, signal.SIGHUP)
 """Ctrl-C and a closed terminal: they interrupt the dispatch the CLI started."""
-
-
-@contextlib.asynccontextmanager
-async def daemon_socket(config: Any, *, embed: bool) -> AsyncIterator[Path | None]:
-    """The running daemon's control socket; else an embedded daemon's (``embed``),
-    else None (the caller opens the kernel in process)."""
-    paths = DaemonPaths.of(config)
-    try:
-        async with Client(paths.control_socket, token="", connect_timeout=0):
-            pass
-    except NotConnected:
-        if not embed:
-            yield None
-            return
-        setup_logging(paths.log_file, foreground=False)
-        daemon = Daemon(config)
-        ready = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(daemon.run(ready=ready))
-        waiting = asyncio.ensure_future(ready.wait())
-        done, _ = await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            waiting.cancel()
-            task.result()
-        try:
-            yield paths.control_socket
-        finally:
-            assert daemon.kernel is not None
-            daemon.kernel.shutdown_reason = "the embedded daemon's command finished"
-            daemon.kernel.shutdown_requested.set()
-            await task
-        return
-    yield paths.control_socket
-
-
-Syscall = Callable[[str, "dict[str, Any] | None"], Awaitable[Any]]
-"""A syscall as the admin: ``await syscall(name, params)``; failures are CLI errors."""
-
-
-def cli_errors(call: Callable[[str, Any], Awaitable[Any]]) -> Syscall:
-    """``call`` with its syscall failures turned into CLI errors (with exit codes)."""
-
-    async def syscall(name: str, params: dict[str, Any] | None = None) -> Any:
-        try:
-            return await call(name, params)
-        except (SyscallFailed, SyscallError) as exc:
-            raise syscall_error(exc.code, exc.message, name=name) from None
-
-    return syscall
-
-
-@contextlib.asynccontextmanager
-async def admin(config: Any) -> AsyncIterator[Syscall]:
-    """Syscalls as admin for one command: on the running daemon, else on a kernel
-    opened in process."""
-    async with daemon_socket(config, embed=False) as socket_path:
-        if socket_path is not None:
-            async with Client(socket_path, token="", connect_timeout=0) as client:
-                yield cli_errors(client.call)
-            return
-        kernel = await Kernel.open(config)
-        try:
-            yield cli_errors(functools.partial(kernel.syscall, ADMIN))
-        finally:
-            await kernel.close()
-
-
-async def call(config: Any, name: str, params: dict[str, Any] | None = None) -> Any:
-    """One syscall as admin (see :func:`admin`)."""
-    async with admin(config) as syscall:
-        return await syscall(name, params)
-
-
-async def resolve_agent(syscall: Syscall, agent: str | None, *, create: bool = False) -> str:
-    """An active agent's id from its id or its name (``None``: the default agent,
-    made on first use when ``create``)."""
-    wanted = agent or DEFAULT_AGENT
-    try:
-        return (await syscall("agent.get", {"id": wanted}))["agent"]["id"]
-    except CLIError as exc:
-        if exc.code != "not_found":
-            raise
-    for found in await syscall("agent.list", {"status": "active"}):
-        if found["name"] == wanted:
-            return found["id"]
-    if agent is not None or not create:  # only the default agent is made on first use
-        raise CLIError(
-            f"no active agent named or numbered {wanted!r}: `aos agent list` shows them, "
-            f"`aos agent create {wanted}` makes one",
-            code="not_found",
-            exit_code=ExitCode.NOT_FOUND,
-        )
-    return (await syscall("agent.create", {"name": wanted}))["agent"]["id"]
 
 
 class Printer:
@@ -449,13 +349,6 @@ def check_project(config: Any, status: Mapping[str, Any], socket: Path) -> None:
         )
 
 
-def warn_isolation(isolation: Mapping[str, Any]) -> None:
-    """Say on stderr when agent commands are not sandboxed though they could be
-    asked to be (``sandbox: auto`` on a host without bubblewrap)."""
-    if isolation.get("warning"):
-        click.echo(click.style(f"aos: warning: {isolation['warning']}", fg="yellow"), err=True)
-
-
 async def open_session(client: Client, agent: str | None, session: str | None) -> tuple[str, str]:
     """``(session id, agent id)``: the named session, or a new one of the agent."""
     if session is not None:
@@ -467,302 +360,6 @@ async def open_session(client: Client, agent: str | None, session: str | None) -
 def flat_fact(entry: dict[str, Any]) -> dict[str, Any]:
     """A stored fact as one flat object: ``{seq, ts, kind, ...its fields}``."""
     return {"seq": entry["seq"], "ts": entry["ts"], **entry["fact"]}
-
-
-def on_agent(config: Any, name: str, agent: str) -> Any:
-    """Syscall ``name`` as the admin on one agent, named by id or name."""
-
-    async def call() -> Any:
-        async with admin(config) as syscall:
-            return await syscall(name, {"id": await resolve_agent(syscall, agent)})
-
-    return asyncio.run(call())
-
-
-def register(cli: click.Group, pass_context: Any) -> None:
-    """Add run, chat and session to the root group."""
-
-    agent_option = click.option(
-        "-a", "--agent", help="Agent id or name (default: the 'default' agent)."
-    )
-    session_option = click.option(
-        "-s", "--session", help="Continue this session (default: a new one)."
-    )
-    model_option = click.option(
-        "-m", "--model", help="Model id for these dispatches, instead of the agent's."
-    )
-    reasoning_option = click.option(
-        "--reasoning/--no-reasoning",
-        default=None,
-        help="Show the model's reasoning (default: on a terminal only, never in a pipe).",
-    )
-
-    @cli.command()
-    @agent_option
-    @session_option
-    @model_option
-    @reasoning_option
-    @click.option(
-        "-f",
-        "--file",
-        "path",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Read the message from this file.",
-    )
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
-    @click.argument("message", required=False)
-    @pass_context
-    def run(
-        ctx: Any, agent: str | None, session: str | None, model: str | None,
-        reasoning: bool | None, path: Path | None, as_json: bool, message: str | None,
-    ) -> None:  # fmt: skip
-        """Dispatch MESSAGE and stream the agent's work; prints the session id.
-
-        MESSAGE `-`, or none with stdin piped, reads the message from stdin."""
-        text = read_message(message, path)
-        show = shows_reasoning(reasoning)
-        sys.exit(
-            asyncio.run(
-                run_once(
-                    ctx.config, agent, session, text, as_json=as_json, reasoning=show, model=model
-                )
-            )
-        )
-
-    @cli.command()
-    @agent_option
-    @session_option
-    @model_option
-    @reasoning_option
-    @click.option("--json", "as_json", is_flag=True, help="A JSON line per dispatch; no prompt.")
-    @pass_context
-    def chat(
-        ctx: Any, agent: str | None, session: str | None, model: str | None,
-        reasoning: bool | None, as_json: bool,
-    ) -> None:  # fmt: skip
-        """An interactive loop on one session (Ctrl-D to leave)."""
-        show = shows_reasoning(reasoning)
-        code = asyncio.run(
-            chat_loop(ctx.config, agent, session, model=model, reasoning=show, as_json=as_json)
-        )
-        sys.exit(code)
-
-    @cli.group(name="agent")
-    def agent_group() -> None:
-        """List, show, create and archive agents (by id or by name)."""
-
-    @agent_group.command(name="list")
-    @json_option
-    @pass_context
-    def agent_list(ctx: Any, as_json: bool) -> None:
-        """Agents as a tree (children under their parent)."""
-        agents = asyncio.run(call(ctx.config, "agent.list", {}))
-        if as_json:
-            emit_json(agents)
-            return
-        children: dict[str | None, list[dict[str, Any]]] = {}
-        for a in agents:
-            children.setdefault(a["parent"], []).append(a)
-        rows = [("NAME", "ID", "STATUS", "CREATED")]
-
-        def walk(parent: str | None, depth: int) -> None:
-            for a in children.get(parent, []):
-                rows.append(
-                    (f"{'  ' * depth}{a['name']}", a["id"], a["status"], ago(a["created_at"]))
-                )
-                walk(a["id"], depth + 1)
-
-        walk(None, 0)
-        print_table(rows, empty="no agents yet: `aos run` makes the default one")
-
-    @agent_group.command(name="show")
-    @click.argument("agent")
-    @json_option
-    @pass_context
-    def agent_show(ctx: Any, agent: str, as_json: bool) -> None:
-        """One agent (id or name) with its effective (inherited) configuration."""
-
-        info = on_agent(ctx.config, "agent.get", agent)
-        if as_json:
-            emit_json(info)
-            return
-        print_record({**info["agent"], "effective": info["effective"]})
-
-    @agent_group.command(name="create")
-    @click.argument("name")
-    @click.option(
-        "--parent", help="Parent agent id or name (the child inherits its configuration)."
-    )
-    @click.option("--model", help="Model id for this agent.")
-    @click.option(
-        "--skill", "skills", multiple=True, help="A skill active for this agent (repeat)."
-    )
-    @click.option("--workspace", help="Directory its bash runs in.")
-    @click.option(
-        "--scope",
-        "scopes",
-        multiple=True,
-        help="A syscall scope its tokens hold (repeat; default: the default agent scopes).",
-    )
-    @json_option
-    @pass_context
-    def agent_create(
-        ctx: Any, name: str, parent: str | None, model: str | None, skills: tuple[str, ...],
-        workspace: str | None, scopes: tuple[str, ...], as_json: bool,
-    ) -> None:  # fmt: skip
-        """Create an agent."""
-        if not name.strip():
-            raise click.UsageError("an agent needs a name: `aos agent create NAME`")
-        config: dict[str, Any] = {
-            "model": model,
-            "workspace": workspace,
-            "skills": list(skills) or None,
-        }
-
-        async def create() -> Any:
-            async with admin(ctx.config) as syscall:
-                params = {
-                    "name": name,
-                    "parent": await resolve_agent(syscall, parent) if parent else None,
-                    "config": {k: v for k, v in config.items() if v is not None},
-                    "scopes": list(scopes) or None,
-                }
-                return await syscall("agent.create", params)
-
-        info = asyncio.run(create())
-        if as_json:
-            emit_json(info)
-            return
-        click.echo(f"created agent {info['agent']['name']} {info['agent']['id']}")
-
-    @agent_group.command(name="archive")
-    @click.argument("agent")
-    @json_option
-    @pass_context
-    def agent_archive(ctx: Any, agent: str, as_json: bool) -> None:
-        """Archive an agent, by id or name (refused while it has active children)."""
-
-        acb = on_agent(ctx.config, "agent.archive", agent)
-        if as_json:
-            emit_json(acb)
-            return
-        click.echo(f"archived agent {acb['name']} {acb['id']}")
-
-    @cli.group(name="session")
-    def session_group() -> None:
-        """List and inspect sessions; interrupt a running dispatch."""
-
-    @session_group.command(name="list")
-    @click.option("-a", "--agent", help="Only this agent's sessions (id or name).")
-    @json_option
-    @pass_context
-    def session_list(ctx: Any, agent: str | None, as_json: bool) -> None:
-        """Sessions, newest activity first: id, status, agent, title, last activity."""
-
-        async def listing() -> tuple[list[dict[str, Any]], dict[str, str]]:
-            async with admin(ctx.config) as syscall:
-                params = {"agent_id": await resolve_agent(syscall, agent)} if agent else {}
-                sessions = await syscall("session.list", params)
-                names = {a["id"]: a["name"] for a in await syscall("agent.list", {})}
-                return sessions, names
-
-        sessions, names = asyncio.run(listing())
-        if as_json:
-            emit_json(sessions)
-            return
-        sessions.sort(key=lambda s: s["updated_at"], reverse=True)
-        rows = [("ID", "STATUS", "AGENT", "ACTIVE", "TITLE")]
-        rows += [
-            (
-                s["id"],
-                s["status"],
-                str(names.get(s["agent_id"], s["agent_id"])),
-                ago(s["updated_at"]),
-                s["title"] or "(no message yet)",
-            )
-            for s in sessions
-        ]
-        print_table(rows, empty='no sessions yet: `aos run "..."` starts one')
-
-    @session_group.command(name="show")
-    @click.argument("session_id")
-    @json_option
-    @pass_context
-    def session_show(ctx: Any, session_id: str, as_json: bool) -> None:
-        """One session's control block."""
-        scb = asyncio.run(call(ctx.config, "session.get", {"id": session_id}))
-        if as_json:
-            emit_json(scb)
-            return
-        print_record(scb)
-
-    @session_group.command(name="history")
-    @click.argument("session_id")
-    @json_option
-    @pass_context
-    def session_history(ctx: Any, session_id: str, as_json: bool) -> None:
-        """A session's facts, oldest first."""
-        entries = asyncio.run(call(ctx.config, "session.history", {"id": session_id}))
-        facts = [flat_fact(e) for e in entries]
-        if as_json:
-            emit_json(facts)
-            return
-        for line in describe_history(facts):
-            click.echo(line)
-
-    @session_group.command(name="context")
-    @click.argument("session_id")
-    @click.option("--rebuild", is_flag=True, help="Assemble from the whole history.")
-    @json_option
-    @pass_context
-    def session_context(ctx: Any, session_id: str, rebuild: bool, as_json: bool) -> None:
-        """The messages the next step would send to the model."""
-        messages = asyncio.run(
-            call(ctx.config, "session.context", {"id": session_id, "rebuild": rebuild})
-        )
-        if as_json:
-            emit_json(messages)
-            return
-        for m in messages:
-            click.echo(click.style(f"[{m['role']}]", bold=True) + f" {m.get('content') or ''}")
-            for call_ in m.get("tool_calls") or ():
-                click.echo(f"  tool call {call_['id']}: {call_['function']['arguments']}")
-
-    @session_group.command(name="interrupt")
-    @click.argument("session_id")
-    @json_option
-    @pass_context
-    def session_interrupt(ctx: Any, session_id: str, as_json: bool) -> None:
-        """Stop the session's running dispatch (its running command is killed)."""
-        outcome = asyncio.run(call(ctx.config, "session.interrupt", {"id": session_id}))
-        if as_json:
-            emit_json({"session_id": session_id, **outcome})
-            return
-        click.echo(f"interrupted dispatch {outcome['dispatch_id']} of session {session_id}")
-
-
-def print_table(rows: Sequence[Sequence[str]], *, empty: str) -> None:
-    """A header row and its rows in aligned columns; ``empty`` when there are none."""
-    if len(rows) == 1:
-        click.echo(empty)
-        return
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for n, row in enumerate(rows):
-        line = "  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False))
-        line = f"{line}  {row[-1]}"
-        click.echo(click.style(line, bold=True) if n == 0 else line)
-
-
-def print_record(record: Mapping[str, Any]) -> None:
-    """A control block as ``key: value`` lines, its times for people."""
-    for key, value in record.items():
-        if is_time(key, value):
-            shown = f"{ago(value)} ({local_time(value)})"
-        elif isinstance(value, str):
-            shown = value
-        else:
-            shown = json.dumps(value)
-        click.echo(f"{key}: {shown}")
 
 
 def describe_history(facts: Iterable[dict[str, Any]]) -> Iterator[str]:
@@ -916,3 +513,168 @@ def read_line(prompt: str) -> asyncio.Future[str | None]:
     sys.stdout.flush()
     threading.Thread(target=read, daemon=True).start()
     return line
+
+
+agent_option = click.option(
+    "-a", "--agent", help="Agent id or name (default: the 'default' agent)."
+)
+
+session_option = click.option("-s", "--session", help="Continue this session (default: a new one).")
+
+model_option = click.option(
+    "-m", "--model", help="Model id for these dispatches, instead of the agent's."
+)
+
+reasoning_option = click.option(
+    "--reasoning/--no-reasoning",
+    default=None,
+    help="Show the model's reasoning (default: on a terminal only, never in a pipe).",
+)
+
+
+@cli.command()
+@agent_option
+@session_option
+@model_option
+@reasoning_option
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the message from this file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+@click.argument("message", required=False)
+@pass_context
+def run(
+    ctx: Any, agent: str | None, session: str | None, model: str | None,
+    reasoning: bool | None, path: Path | None, as_json: bool, message: str | None,
+) -> None:  # fmt: skip
+    """Dispatch MESSAGE and stream the agent's work; prints the session id.
+
+    MESSAGE `-`, or none with stdin piped, reads the message from stdin."""
+    text = read_message(message, path)
+    show = shows_reasoning(reasoning)
+    sys.exit(
+        asyncio.run(
+            run_once(ctx.config, agent, session, text, as_json=as_json, reasoning=show, model=model)
+        )
+    )
+
+
+@cli.command()
+@agent_option
+@session_option
+@model_option
+@reasoning_option
+@click.option("--json", "as_json", is_flag=True, help="A JSON line per dispatch; no prompt.")
+@pass_context
+def chat(
+    ctx: Any, agent: str | None, session: str | None, model: str | None,
+    reasoning: bool | None, as_json: bool,
+) -> None:  # fmt: skip
+    """An interactive loop on one session (Ctrl-D to leave)."""
+    show = shows_reasoning(reasoning)
+    code = asyncio.run(
+        chat_loop(ctx.config, agent, session, model=model, reasoning=show, as_json=as_json)
+    )
+    sys.exit(code)
+
+
+@cli.group(name="session")
+def session_group() -> None:
+    """List and inspect sessions; interrupt a running dispatch."""
+
+
+@session_group.command(name="list")
+@click.option("-a", "--agent", help="Only this agent's sessions (id or name).")
+@json_option
+@pass_context
+def session_list(ctx: Any, agent: str | None, as_json: bool) -> None:
+    """Sessions, newest activity first: id, status, agent, title, last activity."""
+
+    async def listing() -> tuple[list[dict[str, Any]], dict[str, str]]:
+        async with admin(ctx.config) as syscall:
+            params = {"agent_id": await resolve_agent(syscall, agent)} if agent else {}
+            sessions = await syscall("session.list", params)
+            names = {a["id"]: a["name"] for a in await syscall("agent.list", {})}
+            return sessions, names
+
+    sessions, names = asyncio.run(listing())
+    if as_json:
+        emit_json(sessions)
+        return
+    sessions.sort(key=lambda s: s["updated_at"], reverse=True)
+    rows = [("ID", "STATUS", "AGENT", "ACTIVE", "TITLE")]
+    rows += [
+        (
+            s["id"],
+            s["status"],
+            str(names.get(s["agent_id"], s["agent_id"])),
+            ago(s["updated_at"]),
+            s["title"] or "(no message yet)",
+        )
+        for s in sessions
+    ]
+    print_table(rows, empty='no sessions yet: `aos run "..."` starts one')
+
+
+@session_group.command(name="show")
+@click.argument("session_id")
+@json_option
+@pass_context
+def session_show(ctx: Any, session_id: str, as_json: bool) -> None:
+    """One session's control block."""
+    scb = asyncio.run(call(ctx.config, "session.get", {"id": session_id}))
+    if as_json:
+        emit_json(scb)
+        return
+    print_record(scb)
+
+
+@session_group.command(name="history")
+@click.argument("session_id")
+@json_option
+@pass_context
+def session_history(ctx: Any, session_id: str, as_json: bool) -> None:
+    """A session's facts, oldest first."""
+    entries = asyncio.run(call(ctx.config, "session.history", {"id": session_id}))
+    facts = [flat_fact(e) for e in entries]
+    if as_json:
+        emit_json(facts)
+        return
+    for line in describe_history(facts):
+        click.echo(line)
+
+
+@session_group.command(name="context")
+@click.argument("session_id")
+@click.option("--rebuild", is_flag=True, help="Assemble from the whole history.")
+@json_option
+@pass_context
+def session_context(ctx: Any, session_id: str, rebuild: bool, as_json: bool) -> None:
+    """The messages the next step would send to the model."""
+    messages = asyncio.run(
+        call(ctx.config, "session.context", {"id": session_id, "rebuild": rebuild})
+    )
+    if as_json:
+        emit_json(messages)
+        return
+    for m in messages:
+        click.echo(click.style(f"[{m['role']}]", bold=True) + f" {m.get('content') or ''}")
+        for call_ in m.get("tool_calls") or ():
+            click.echo(f"  tool call {call_['id']}: {call_['function']['arguments']}")
+
+
+@session_group.command(name="interrupt")
+@click.argument("session_id")
+@json_option
+@pass_context
+def session_interrupt(ctx: Any, session_id: str, as_json: bool) -> None:
+    """Stop the session's running dispatch (its running command is killed)."""
+    outcome = asyncio.run(call(ctx.config, "session.interrupt", {"id": session_id}))
+    if as_json:
+        emit_json({"session_id": session_id, **outcome})
+        return
+    click.echo(f"interrupted dispatch {outcome['dispatch_id']} of session {session_id}")
