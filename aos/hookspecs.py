@@ -75,11 +75,6 @@ def _declare(
     return mark
 
 
-def python_name(name: str) -> str:
-    """``tool.before`` -> ``tool_before``."""
-    return name.replace(".", "_")
-
-
 # -- node lifecycle ------------------------------------------------------------
 
 
@@ -168,9 +163,11 @@ def compute_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str
 def compute_after(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — validate or rewrite the assistant's response.
 
-    ``input``: ``{"session_id", "agent_id", "step": int, "usage": {...}}``.
+    ``input``: ``{"session_id", "agent_id", "step": int, "usage": {...} | None}``
+    (None when the model server reported none).
     ``output``: ``{"content": str, "reasoning": str, "tool_calls": [{"id",
-    "command", "timeout"}], "finish_reason": str | None}``.
+    "command", "timeout", "error"}], "finish_reason": str | None}`` (a call's
+    ``error`` says why it cannot run; the model is told).
     """
 
 
@@ -200,7 +197,8 @@ def dispatch_after(event: Mapping[str, Any]) -> None:
     """**notify** — a dispatch finished.
 
     ``event``: ``{"session_id", "agent_id", "dispatch_id", "status", "answer",
-    "usage"}``.
+    "error", "steps", "usage"}`` (DispatchOutcome; ``usage`` None when no model
+    call was made).
     """
 
 

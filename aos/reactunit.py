@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 
@@ -99,10 +99,13 @@ class DispatchRefused(Exception):
 
 
 class DispatchOutcome(msgspec.Struct, kw_only=True):
+    """How a dispatch ended (``session.dispatch``, ``session.interrupt``,
+    ``dispatch.after``); ``running`` when ``session.dispatch`` did not wait."""
+
     session_id: str
     agent_id: str
     dispatch_id: str
-    status: DispatchStatus
+    status: DispatchStatus | Literal["running"]
     answer: str | None = None
     error: str | None = None
     steps: int = 0

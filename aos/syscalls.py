@@ -37,7 +37,7 @@ from aos.facts import (
 from aos.hooks import HookError, HookRejected
 from aos.ids import new_id
 from aos.principals import ADMIN_ONLY, GRANTABLE_SCOPES, SCOPES, Principal
-from aos.reactunit import DispatchRefused
+from aos.reactunit import DispatchOutcome, DispatchRefused
 from aos.runtimelog import LogEntry
 from aos.sandbox import Isolation
 from aos.session import SCB, SessionStatus
@@ -1033,17 +1033,6 @@ class DispatchParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The model for this dispatch instead of the agent's (not for agents)."""
 
 
-class Dispatched(msgspec.Struct, kw_only=True):
-    session_id: str
-    agent_id: str
-    dispatch_id: str
-    status: str
-    answer: str | None = None
-    error: str | None = None
-    steps: int = 0
-    usage: Any = None
-
-
 @syscall(
     "session.dispatch",
     scope="session.dispatch",
@@ -1051,7 +1040,7 @@ class Dispatched(msgspec.Struct, kw_only=True):
 )
 async def session_dispatch(
     kernel: Kernel, principal: Principal, params: DispatchParams
-) -> Dispatched:
+) -> DispatchOutcome:
     if not params.message.strip():
         raise SyscallError("invalid", "session.dispatch: the message is empty")
     budget = kernel.config.aoscb.limits.context_budget
@@ -1084,11 +1073,10 @@ async def session_dispatch(
     except DispatchRefused as exc:
         raise SyscallError(exc.code, exc.message) from None  # type: ignore[arg-type]
     if not params.wait:
-        return Dispatched(
+        return DispatchOutcome(
             session_id=scb.id, agent_id=scb.agent_id, dispatch_id=unit.dispatch_id, status="running"
         )
-    outcome = await asyncio.shield(unit.task)  # the caller going away does not stop it
-    return msgspec.convert(msgspec.to_builtins(outcome), Dispatched)
+    return await asyncio.shield(unit.task)  # the caller going away does not stop it
 
 
 @syscall(
@@ -1098,7 +1086,7 @@ async def session_dispatch(
 )
 async def session_interrupt(
     kernel: Kernel, principal: Principal, params: SessionIdParams
-) -> Dispatched:
+) -> DispatchOutcome:
     scb = await _session_for(kernel, principal, params.id)
     unit = kernel.dispatches.get(scb.id)
     if unit is None:
@@ -1112,8 +1100,7 @@ async def session_interrupt(
             )
         raise SyscallError("conflict", f"session {scb.id} has no running dispatch")
     unit.cancel(f"interrupted by session.interrupt ({principal.name})")
-    outcome = await asyncio.shield(unit.task)
-    return msgspec.convert(msgspec.to_builtins(outcome), Dispatched)
+    return await asyncio.shield(unit.task)
 
 
 class ContextParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
@@ -21,8 +22,9 @@ import pytest
 
 from aos.config import load_config
 from aos.kernel import Kernel
-from aos.principals import ADMIN
+from aos.principals import ADMIN, Principal
 from aos.store import Store, open_store
+from aos.syscalls import SyscallError
 from aos.testing import Reply, ScriptedLLM
 from aos.testing import temporary_daemon as running_daemon
 from aos_stdskills import aos_context
@@ -232,3 +234,43 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"escalation suite: {len(ATTEMPTS)} attempts by agents' own bash, "
             f"{len(succeeded)} succeeded" + (f": {'; '.join(succeeded)}" if succeeded else "")
         )
+
+
+async def make_agent(kernel: Kernel, name: str, **params: Any) -> dict[str, Any]:
+    return await kernel.syscall(ADMIN, "agent.create", {"name": name, **params})
+
+
+async def expect(
+    code: str, kernel: Kernel, principal: Principal, name: str, params: Any = None
+) -> str:
+    with pytest.raises(SyscallError) as info:
+        await kernel.syscall(principal, name, params)
+    assert info.value.code == code, info.value.message
+    return info.value.message
+
+
+def install(kernel: Kernel, *names: str) -> None:
+    """Context skills of these names in the kernel's skill root (an agent's config
+    may name only skills that exist)."""
+    root = kernel.config.skill_root_paths[0]
+    for name in names:
+        (root / name).mkdir(parents=True)
+        (root / name / "SKILL.md").write_text(
+            f"---\nname: {name}\ndescription: A test skill.\n---\n"
+        )
+    kernel.skills.scan()
+
+
+@asynccontextmanager
+async def agent_with_token(
+    kernel: Kernel, llm: ScriptedLLM, name: str, **params: Any
+) -> AsyncIterator[tuple[dict[str, Any], str, Principal]]:
+    """A new agent, a session of it, and the principal of the AOS_TOKEN its running
+    dispatch hands to bash (valid until the block ends)."""
+    agent = await make_agent(kernel, name, **params)
+    session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
+    async with live_token(kernel, llm, session["id"]) as token:
+        yield agent, session["id"], kernel.tokens.verify(token)
+
+
+WIDE = ["kernel.read", "agent.read", "agent.write", "session.read", "session.write"]

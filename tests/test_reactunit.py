@@ -293,28 +293,6 @@ async def test_without_aos_context_dispatch_fails_clearly(tmp_path: Path) -> Non
                 assert await client.call("kernel.status")  # nothing else broke
 
 
-async def test_compaction_keeps_the_context_within_budget(tmp_path: Path) -> None:
-    with ScriptedLLM(default=Reply.text("x" * 400)) as llm:
-        async with running_daemon(
-            tmp_path, OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL="m", AOS_CONTEXT_BUDGET="600"
-        ) as daemon:
-            async with Client(daemon.paths.control_socket, token="") as client:
-                session = await new_session(client)
-                for turn in range(8):
-                    await client.call(
-                        "session.dispatch", {"id": session, "message": f"turn {turn} " + "y" * 300}
-                    )
-                [compacted, *_] = await facts(client, session, "context.compacted")
-                assert compacted["through_seq"] > 0
-                assert compacted["summary"] == "x" * 400  # the model's summary (scripted)
-                context = await client.call("session.context", {"id": session})
-                assert context[1]["content"].startswith(
-                    "[summary of the earlier part of this session]"
-                )
-                rebuilt = await client.call("session.context", {"id": session, "rebuild": True})
-                assert rebuilt == context
-
-
 class Policy:
     """An in-process policy skill, active for agents that name it."""
 

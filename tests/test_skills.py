@@ -135,35 +135,6 @@ def test_plugin_skill_reads_skill_md_beside_its_module(
 
 
 @pytest.mark.anyio
-async def test_context_face_of_an_agent(kernel: Kernel) -> None:
-    root = kernel.config.skill_root_paths[0]
-    write_skill(root, "pdf", "Reads PDFs.")
-    (root / "pdf" / "scripts").mkdir()
-    write_skill(root, "notes", "Keeps notes.", body="Write notes to NOTES.md.")
-    write_skill(root, "unused")
-    kernel.skills.scan()
-    agent = await kernel.syscall(
-        ADMIN, "agent.create", {"name": "a", "config": {"skills": ["pdf"]}}
-    )
-    session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
-    face = await kernel.context.face_of(agent["agent"]["id"], session["id"])
-    assert face.names == ["pdf"]
-    assert face.path == [str(root / "pdf" / "scripts")]
-    assert "<name>\npdf\n</name>" in face.prompt
-    await kernel.syscall(ADMIN, "skill.load", {"name": "notes", "session_id": session["id"]})
-    face = await kernel.context.face_of(agent["agent"]["id"], session["id"])
-    assert face.names == ["notes", "pdf"]
-    history = await kernel.syscall(ADMIN, "session.history", {"id": session["id"]})
-    assert history[-1]["fact"] == {
-        "kind": "skill.loaded",
-        "skill": "notes",
-        "body": "Write notes to NOTES.md.",
-    }
-    await kernel.syscall(ADMIN, "skill.unload", {"name": "notes", "session_id": session["id"]})
-    assert (await kernel.context.face_of(agent["agent"]["id"], session["id"])).names == ["pdf"]
-
-
-@pytest.mark.anyio
 async def test_skill_syscalls(kernel: Kernel) -> None:
     root = kernel.config.skill_root_paths[0]
     write_skill(root, "pdf", "Reads PDFs.", extra="hooks:\n  tool.before:\n    timeout: 1.5\n")

@@ -4,67 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from conftest import live_token
+from conftest import WIDE, agent_with_token, expect, install, make_agent
 
-from aos.events import Stream, current_stream
 from aos.hooks import HookPolicy
 from aos.hookspecs import hookimpl
 from aos.kernel import Kernel
 from aos.principals import (
     ADMIN,
-    DEFAULT_AGENT_SCOPES,
-    InvalidToken,
-    Principal,
-    TokenAuthority,
-    agent_principal,
     service_principal,
 )
-from aos.syscalls import SYSCALLS, SyscallError
+from aos.syscalls import SYSCALLS
 from aos.testing import Reply, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
-
-
-def install(kernel: Kernel, *names: str) -> None:
-    """Context skills of these names in the kernel's skill root (an agent's config
-    may name only skills that exist)."""
-    root = kernel.config.skill_root_paths[0]
-    for name in names:
-        (root / name).mkdir(parents=True)
-        (root / name / "SKILL.md").write_text(
-            f"---\nname: {name}\ndescription: A test skill.\n---\n"
-        )
-    kernel.skills.scan()
-
-
-async def make_agent(kernel: Kernel, name: str, **params: Any) -> dict[str, Any]:
-    return await kernel.syscall(ADMIN, "agent.create", {"name": name, **params})
-
-
-@asynccontextmanager
-async def agent_with_token(
-    kernel: Kernel, llm: ScriptedLLM, name: str, **params: Any
-) -> AsyncIterator[tuple[dict[str, Any], str, Principal]]:
-    """A new agent, a session of it, and the principal of the AOS_TOKEN its running
-    dispatch hands to bash (valid until the block ends)."""
-    agent = await make_agent(kernel, name, **params)
-    session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
-    async with live_token(kernel, llm, session["id"]) as token:
-        yield agent, session["id"], kernel.tokens.verify(token)
-
-
-async def expect(
-    code: str, kernel: Kernel, principal: Principal, name: str, params: Any = None
-) -> str:
-    with pytest.raises(SyscallError) as info:
-        await kernel.syscall(principal, name, params)
-    assert info.value.code == code, info.value.message
-    return info.value.message
 
 
 async def test_typed_errors(kernel: Kernel) -> None:
@@ -88,108 +43,7 @@ async def test_kernel_status_and_config(kernel: Kernel) -> None:
     assert config["sources"]["db_url"] == "environment AOS_DB_URL"
 
 
-async def test_agent_tree_and_inheritance(kernel: Kernel) -> None:
-    install(kernel, "pdf")
-    lead = await make_agent(kernel, "lead", config={"model": "big-model", "skills": ["pdf"]})
-    worker = await make_agent(kernel, "worker", parent=lead["agent"]["id"])
-    assert worker["effective"]["model"] == "big-model"
-    assert worker["effective"]["skills"] == ["pdf"]
-    assert worker["effective"]["scopes"] == lead["effective"]["scopes"]
-    special = await make_agent(
-        kernel, "special", parent=lead["agent"]["id"], config={"model": "small-model"}
-    )
-    assert special["effective"]["model"] == "small-model"
-    assert special["effective"]["skills"] == ["pdf"]
-    children = await kernel.syscall(ADMIN, "agent.list", {"parent": lead["agent"]["id"]})
-    assert [c["name"] for c in children] == ["worker", "special"]
-    # changing the parent changes what children inherit
-    await kernel.syscall(
-        ADMIN, "agent.update", {"id": lead["agent"]["id"], "config": {"model": "m2"}}
-    )
-    worker_now = await kernel.syscall(ADMIN, "agent.get", {"id": worker["agent"]["id"]})
-    assert worker_now["effective"]["model"] == "m2"
-    assert worker_now["effective"]["skills"] == []
-
-
-async def test_child_never_widens_scopes(kernel: Kernel) -> None:
-    narrow = ["agent.read", "agent.write", "session.read"]
-    parent = await make_agent(kernel, "narrow", scopes=narrow)
-    parent_id = parent["agent"]["id"]
-    message = await expect(
-        "denied", kernel, ADMIN, "agent.create",
-        {"name": "wide", "parent": parent_id, "scopes": [*narrow, "session.write"]},
-    )  # fmt: skip
-    assert "lacks scope(s) session.write" in message
-    child = await make_agent(kernel, "child", parent=parent_id)
-    assert child["effective"]["scopes"] == sorted(narrow)
-    child_id = child["agent"]["id"]
-    await expect(
-        "denied", kernel, ADMIN, "agent.update", {"id": child_id, "scopes": ["session.dispatch"]}
-    )
-    await expect(
-        "denied", kernel, ADMIN, "agent.create", {"name": "root", "scopes": ["kernel.admin"]}
-    )
-    await expect(
-        "invalid", kernel, ADMIN, "agent.create", {"name": "typo", "scopes": ["sesion.read"]}
-    )
-
-
-WIDE = ["kernel.read", "agent.read", "agent.write", "session.read", "session.write"]
 """Scopes an admin grants a root agent in the tests of what its token may touch."""
-
-
-async def test_agent_token_boundaries(model_kernel: Kernel, scripted_llm: ScriptedLLM) -> None:
-    kernel = model_kernel
-    bob = await make_agent(kernel, "bob")
-    b_session = await kernel.syscall(ADMIN, "session.create", {"agent_id": bob["agent"]["id"]})
-    async with agent_with_token(kernel, scripted_llm, "alice", scopes=WIDE) as (alice, own, me):
-        assert "lacks scope 'kernel.admin'" in await expect("denied", kernel, me, "kernel.config")
-        await kernel.syscall(me, "kernel.status")  # granted by the admin
-        assert "outside its subtree" in await expect(
-            "denied", kernel, me, "session.history", {"id": b_session["id"]}
-        )
-        await expect("denied", kernel, me, "session.get", {"id": b_session["id"]})
-        await expect("denied", kernel, me, "agent.get", {"id": bob["agent"]["id"]})
-        await expect("denied", kernel, me, "agent.create", {"name": "rootless"})
-        await expect(
-            "denied", kernel, me, "agent.create",
-            {"name": "bobs-child", "parent": bob["agent"]["id"]},
-        )  # fmt: skip
-        # inside its subtree it works
-        mine = await kernel.syscall(
-            me, "agent.create", {"name": "helper", "parent": alice["agent"]["id"]}
-        )
-        helper = await kernel.syscall(me, "session.create", {"agent_id": mine["agent"]["id"]})
-        await kernel.syscall(
-            me,
-            "session.append",
-            {"id": helper["id"], "fact": {"kind": "message.user", "text": "hi"}},
-        )
-        assert [a["name"] for a in await kernel.syscall(me, "agent.list")] == ["alice", "helper"]
-        listed = await kernel.syscall(me, "session.list")
-        assert {s["id"] for s in listed} == {own, helper["id"]}
-    # the dispatch is over: so is its token
-    assert "this token's dispatch has ended" in await expect(
-        "denied", kernel, me, "session.history", {"id": own}
-    )
-
-
-async def test_the_default_agent_token_holds_what_the_harness_needs(
-    model_kernel: Kernel, scripted_llm: ScriptedLLM
-) -> None:
-    kernel = model_kernel
-    async with agent_with_token(kernel, scripted_llm, "plain") as (agent, own, me):
-        assert me.scopes == frozenset(DEFAULT_AGENT_SCOPES)
-        assert me.dispatch_id == kernel.dispatches[own].dispatch_id
-        await kernel.syscall(me, "session.history", {"id": own})
-        await kernel.syscall(me, "skill.list")
-        for name, params in [
-            ("kernel.status", {}),
-            ("agent.create", {"name": "kid", "parent": agent["agent"]["id"]}),
-            ("session.create", {}),
-            ("session.dispatch", {"id": own, "message": "again"}),
-        ]:
-            assert "lacks scope" in await expect("denied", kernel, me, name, params)
 
 
 async def test_an_agent_appends_only_its_own_messages(
@@ -309,33 +163,6 @@ async def test_archiving_an_agent_ends_its_dispatches_and_their_tokens(
     )
 
 
-async def test_an_agents_subscription_ends_with_its_dispatch(
-    model_kernel: Kernel, scripted_llm: ScriptedLLM
-) -> None:
-    kernel = model_kernel
-    texts: list[str] = []
-
-    def deliver(subscription: int, topic: str, data: Any) -> None:
-        if data["fact"]["kind"] == "message.user":
-            texts.append(data["fact"]["text"])
-
-    async def say(session_id: str, text: str) -> None:
-        fact = {"kind": "message.user", "text": text}
-        await kernel.syscall(ADMIN, "session.append", {"id": session_id, "fact": fact})
-
-    scopes = ["session.read", "events.subscribe"]
-    async with agent_with_token(kernel, scripted_llm, "watcher", scopes=scopes) as (_, own, me):
-        connection = current_stream.set(Stream(deliver=deliver, on_close=lambda _: None))
-        try:
-            params = {"topics": ["history.append"], "session_id": own}
-            await kernel.syscall(me, "events.subscribe", params)
-        finally:
-            current_stream.reset(connection)
-        await say(own, "during")
-    await say(own, "after")
-    assert texts == ["during"]
-
-
 async def test_admin_calls_never_meet_syscall_before(
     model_kernel: Kernel, scripted_llm: ScriptedLLM
 ) -> None:
@@ -361,32 +188,6 @@ async def test_admin_calls_never_meet_syscall_before(
     )
     assert "hung" in message
     assert seen == ["service:other"]
-
-
-async def test_tokens_cannot_be_forged_or_reused_after_expiry(
-    kernel: Kernel, tmp_path: Any
-) -> None:
-    principal = agent_principal("agt_x", "ses_x", frozenset({"session.read"}))
-    token = kernel.tokens.issue(principal)
-    assert kernel.tokens.verify(token) == principal
-    other_node = TokenAuthority.from_file(tmp_path / "other.key")
-    with pytest.raises(InvalidToken, match="signature"):
-        other_node.verify(token)
-    prefix, payload, signature = token.split(".")
-    with pytest.raises(InvalidToken):
-        kernel.tokens.verify(f"{prefix}.{payload}x.{signature}")
-    with pytest.raises(InvalidToken, match="expired"):
-        kernel.tokens.verify(kernel.tokens.issue(principal, ttl=-1))
-    with pytest.raises(InvalidToken, match="malformed"):
-        kernel.tokens.verify("nonsense")
-    assert (kernel.config.paths.state_dir / "token.key").stat().st_mode & 0o777 == 0o600
-
-
-async def test_service_principal_has_only_granted_scopes(kernel: Kernel) -> None:
-    ui = service_principal("aos-frontend", frozenset({"agent.read", "kernel.admin"}))
-    await kernel.syscall(ui, "agent.list")
-    await expect("denied", kernel, ui, "agent.create", {"name": "x"})
-    await expect("denied", kernel, ui, "kernel.config")  # admin-only scopes are never granted
 
 
 async def test_sessions_and_history(kernel: Kernel) -> None:
@@ -491,46 +292,6 @@ def test_every_syscall_is_documented() -> None:
     headings = set(re.findall(r"^### (\S+)\s*$", doc.read_text(encoding="utf-8"), re.M))
     missing = sorted(set(SYSCALLS) - headings)
     assert not missing, f"docs/specs/aos-syscall.md lacks sections for {missing}"
-
-
-async def test_a_narrow_token_cannot_create_a_wider_child(
-    model_kernel: Kernel, scripted_llm: ScriptedLLM
-) -> None:
-    kernel = model_kernel
-    lead = await make_agent(kernel, "lead", scopes=WIDE)
-    session = await kernel.syscall(ADMIN, "session.create", {"agent_id": lead["agent"]["id"]})
-    async with live_token(kernel, scripted_llm, session["id"]) as token:
-        issued = kernel.tokens.verify(token)
-        narrow = agent_principal(
-            issued.agent_id or "", issued.session_id, frozenset({"agent.read", "agent.write"}),
-            issued.dispatch_id,
-        )  # fmt: skip
-        me = kernel.tokens.verify(kernel.tokens.issue(narrow))  # as if the lead were narrowed
-        await expect(
-            "denied", kernel, me, "agent.create",
-            {"name": "wide", "parent": lead["agent"]["id"], "scopes": ["session.write"]},
-        )  # fmt: skip
-        child = await kernel.syscall(
-            me, "agent.create", {"name": "kid", "parent": lead["agent"]["id"]}
-        )
-        assert child["effective"]["scopes"] == ["agent.read", "agent.write"]
-
-
-async def test_children_cannot_drop_inherited_skills(kernel: Kernel) -> None:
-    install(kernel, "policy-skill", "pdf")
-    lead = await make_agent(kernel, "lead", config={"skills": ["policy-skill"]})
-    child = await make_agent(kernel, "kid", parent=lead["agent"]["id"], config={"skills": ["pdf"]})
-    assert child["effective"]["skills"] == ["policy-skill", "pdf"]
-    updated = await kernel.syscall(
-        ADMIN, "agent.update", {"id": child["agent"]["id"], "config": {"skills": []}}
-    )
-    assert updated["effective"]["skills"] == ["policy-skill"]
-    assert "policy-skill" in await kernel.agents.active_skills(child["agent"]["id"])
-
-
-async def test_admin_may_grant_a_root_agent_non_default_scopes(kernel: Kernel) -> None:
-    ops = await make_agent(kernel, "ops", scopes=["log.read", "hook.read", "session.read"])
-    assert ops["effective"]["scopes"] == ["hook.read", "log.read", "session.read"]
 
 
 async def test_invalid_agent_create_gate_output_is_a_clear_error(kernel: Kernel) -> None:

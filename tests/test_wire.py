@@ -281,40 +281,6 @@ async def test_a_burst_of_connections_is_queued_not_refused(tmp_path: Path) -> N
             await asyncio.gather(*(c.close() for c in clients))
 
 
-async def test_events_stream_facts_as_they_are_appended(tmp_path: Path) -> None:
-    async with running_daemon(tmp_path) as daemon:
-        socket_path = paths(daemon).control_socket
-        client, writer = Client(socket_path, token=""), Client(socket_path, token="")
-        try:
-            agent = await client.call("agent.create", {"name": "a"})
-            session = await client.call("session.create", {"agent_id": agent["agent"]["id"]})
-            events = client.subscribe(topics=["history.append"], session_id=session["id"])
-            first = asyncio.ensure_future(anext(events))
-            await asyncio.sleep(0.1)  # the subscription is in place before the append
-            await writer.call(
-                "session.append",
-                {"id": session["id"], "fact": {"kind": "message.user", "text": "streamed"}},
-            )
-            async with asyncio.timeout(10):
-                event = await first
-            assert event.topic == "history.append"
-            assert event.data["fact"] == {"kind": "message.user", "text": "streamed"}
-            assert event.data["session_id"] == session["id"]
-            await events.aclose()
-        finally:
-            await client.close()
-            await writer.close()
-
-
-async def test_in_process_subscribe_is_a_clear_error(kernel: object) -> None:
-    from aos.kernel import Kernel
-    from aos.syscalls import SyscallError
-
-    assert isinstance(kernel, Kernel)
-    with pytest.raises(SyscallError, match=r"events\.subscribe streams over a connection"):
-        await kernel.syscall(ADMIN, "events.subscribe", {})
-
-
 def test_socket_path_limit_is_a_clear_error(tmp_path: Path) -> None:
     from aos.config import load_config
     from aos.daemon import DaemonError

@@ -17,10 +17,10 @@ from aos.cli.output import (
 )
 from aos.cli.syscall import call
 from aos.hooks import HookRunner
-from aos.hookspecs import HOOKS, python_name
+from aos.hookspecs import HOOKS
 from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
 
-_DOTTED = {python_name(name): name for name in HOOKS}
+_DOTTED = {spec.python_name: name for name, spec in HOOKS.items()}
 """pluggy's hook names (``tool_before``) as the contract spells them (``tool.before``)."""
 
 

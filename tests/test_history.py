@@ -1,4 +1,4 @@
-"""The kernel's history view on both backends: its own appends join it without a
+"""SessionHistory (aos/history.py): the kernel's view of a session, appends, write-ahead.
 read; another writer's facts (another node, another connection) are read in."""
 
 from __future__ import annotations
