@@ -52,7 +52,9 @@ from aos.config import load_config
 from aos.facts import UserMessage
 from aos.kernel import Kernel
 from aos.principals import ADMIN
-from aos.syscalls import SYSCALLS, Appended, _audit, _convert
+from aos.syscalls import SYSCALLS
+from aos.syscalls._table import _audit, _convert
+from aos.syscalls.session import Appended
 
 NAME = "syscall"
 DESCRIPTION = (

@@ -1,0 +1,290 @@
+"""``session.*``: open, read, append to, dispatch, interrupt and archive sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from aos.aoscb import CHARS_PER_TOKEN
+from aos.facts import (
+    APPENDABLE,
+    APPENDED_BY,
+    Fact,
+    HistoryEntry,
+    UserMessage,
+    fact_kind,
+)
+from aos.hooks import HookError
+from aos.ids import new_id
+from aos.principals import Principal
+from aos.reactunit import DispatchOutcome, DispatchRefused
+from aos.session import SCB, SessionStatus
+from aos.syscalls._table import (
+    SyscallError,
+    check_agent,
+    session_for,
+    syscall,
+)
+
+if TYPE_CHECKING:
+    from aos.kernel import Kernel
+
+
+class SessionCreateParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    agent_id: str | None = None
+    """Defaults to the calling agent."""
+    title: str = ""
+
+
+@syscall(
+    "session.create", scope="session.write", doc="Open a session of an agent; fires session.create."
+)
+async def session_create(kernel: Kernel, principal: Principal, params: SessionCreateParams) -> SCB:
+    agent_id = params.agent_id or principal.agent_id
+    if agent_id is None:
+        raise SyscallError("invalid", "session.create: invalid params: agent_id is required")
+    await check_agent(kernel, principal, agent_id)
+    agent = await kernel.store.get_agent(agent_id)
+    if agent.status != "active":
+        raise SyscallError("conflict", f"agent {agent_id} is archived")
+    scb = await kernel.store.create_session(
+        SCB(id=new_id("ses"), agent_id=agent_id, title=params.title)
+    )
+    kernel.hooks.notify(
+        "session.create",
+        {"session": msgspec.to_builtins(scb), "agent": msgspec.to_builtins(agent)},
+        active=await kernel.agents.active_skills(agent_id),
+    )
+    return scb
+
+
+class SessionIdParams(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+
+
+@syscall("session.get", scope="session.read", doc="One session control block.")
+async def session_get(kernel: Kernel, principal: Principal, params: SessionIdParams) -> SCB:
+    scb = await session_for(kernel, principal, params.id)
+    unit = kernel.dispatches.get(scb.id)
+    return msgspec.structs.replace(scb, phase=unit.phase) if unit is not None else scb
+
+
+class SessionListParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    agent_id: str | None = None
+    status: SessionStatus | None = None
+
+
+@syscall(
+    "session.list",
+    scope="session.read",
+    doc="Sessions (of one agent, or by status); agents see their subtree's.",
+)
+async def session_list(
+    kernel: Kernel, principal: Principal, params: SessionListParams
+) -> list[SCB]:
+    if params.agent_id is not None:
+        await check_agent(kernel, principal, params.agent_id)
+    found = await kernel.store.list_sessions(agent_id=params.agent_id, status=params.status)
+    if principal.kind == "agent" and principal.agent_id is not None:
+        found = [s for s in found if await kernel.agents.in_subtree(principal.agent_id, s.agent_id)]
+    return found
+
+
+class SessionAppendParams(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    fact: Fact
+
+
+class Appended(msgspec.Struct):
+    session_id: str
+    seq: int
+
+
+@syscall(
+    "session.append",
+    scope="session.write",
+    doc="Append a fact to a session's history; fires history.append.",
+)
+async def session_append(
+    kernel: Kernel, principal: Principal, params: SessionAppendParams
+) -> Appended:
+    scb = await session_for(kernel, principal, params.id)
+    if scb.status == "archived":
+        raise SyscallError("conflict", f"session {scb.id} is archived")
+    return Appended(
+        session_id=scb.id, seq=await kernel.history.append(scb, _authored(principal, params.fact))
+    )
+
+
+def _authored(principal: Principal, fact: Fact) -> Fact:
+    """The fact as ``principal`` may append it: agents and services only the kinds
+    meant for them (``APPENDABLE``), and a ``message.user`` always says who sent it."""
+    if principal.kind == "admin":
+        return fact
+    kind = fact_kind(fact)
+    allowed = APPENDABLE[principal.kind]
+    if kind not in allowed:
+        raise SyscallError(
+            "denied",
+            f"{principal.name} may not append {kind} facts: "
+            f"{APPENDED_BY.get(kind, 'they are written by the kernel')} "
+            f"(it may append: {', '.join(sorted(allowed))})",
+        )
+    if isinstance(fact, UserMessage) and fact.sender != principal.name:
+        if fact.sender != UserMessage(text="").sender:  # named someone else explicitly
+            raise SyscallError(
+                "denied",
+                f"{principal.name} may not append a message.user as {fact.sender!r}: "
+                f"the kernel sets sender to {principal.name} (leave sender out)",
+            )
+        fact = msgspec.structs.replace(fact, sender=principal.name)
+    return fact
+
+
+class SessionHistoryParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    after: int = 0
+    until: int | None = None
+    limit: int | None = None
+
+
+@syscall(
+    "session.history",
+    scope="session.read",
+    doc="Facts of a session with after < seq <= until, oldest first.",
+)
+async def session_history(
+    kernel: Kernel, principal: Principal, params: SessionHistoryParams
+) -> list[HistoryEntry]:
+    await session_for(kernel, principal, params.id)
+    return await kernel.store.read_history(
+        params.id, after=params.after, until=params.until, limit=params.limit
+    )
+
+
+@syscall(
+    "session.archive",
+    scope="session.write",
+    doc="Archive a session (refused while a dispatch holds its lease).",
+)
+async def session_archive(kernel: Kernel, principal: Principal, params: SessionIdParams) -> SCB:
+    scb = await session_for(kernel, principal, params.id)
+    if scb.lease_owner is not None and (scb.lease_expires or 0) > time.time():
+        raise SyscallError(
+            "conflict", f"session {scb.id} is running on {scb.lease_owner}: interrupt it first"
+        )
+    if scb.status == "archived":
+        return scb
+    return await kernel.store.update_session(
+        msgspec.structs.replace(scb, status="archived", phase="")
+    )
+
+
+class DispatchParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    """The session."""
+    message: str
+    wait: bool = True
+    """Return when the dispatch finishes (else at once, with its id)."""
+    cwd: str | None = None
+    """Where bash runs instead of the agent's workspace (admin only)."""
+    model: str | None = None
+    """The model for this dispatch instead of the agent's (not for agents)."""
+
+
+@syscall(
+    "session.dispatch",
+    scope="session.dispatch",
+    doc="Run the ReAct loop on a session with a user message; one dispatch per session at a time.",
+)
+async def session_dispatch(
+    kernel: Kernel, principal: Principal, params: DispatchParams
+) -> DispatchOutcome:
+    if not params.message.strip():
+        raise SyscallError("invalid", "session.dispatch: the message is empty")
+    budget = kernel.config.aoscb.limits.context_budget
+    if (tokens := len(params.message) // CHARS_PER_TOKEN) > budget:
+        raise SyscallError(
+            "invalid",
+            f"session.dispatch: the message is about {tokens:,} tokens, over the context "
+            f"budget of {budget:,} (limits.context_budget): the model could never read it "
+            "whole; save it in a file in the agent's workspace and ask the agent to read it",
+        )
+    scb = await session_for(kernel, principal, params.id)
+    if scb.status == "archived":
+        raise SyscallError("conflict", f"session {scb.id} is archived")
+    if params.cwd is not None and principal.kind != "admin":
+        raise SyscallError(
+            "denied", f"{principal.name} may not choose where bash runs (cwd): admin only"
+        )
+    if params.model is not None:
+        if principal.kind == "agent":
+            raise SyscallError(
+                "denied",
+                f"{principal.name} may not choose the model of a dispatch: its own is used",
+            )
+        if not params.model.strip():
+            raise SyscallError("invalid", "session.dispatch: model must be a model id, not empty")
+    try:
+        unit = await kernel.start_dispatch(
+            principal, scb, params.message, cwd=params.cwd, model=params.model
+        )
+    except DispatchRefused as exc:
+        raise SyscallError(exc.code, exc.message) from None  # type: ignore[arg-type]
+    if not params.wait:
+        return DispatchOutcome(
+            session_id=scb.id, agent_id=scb.agent_id, dispatch_id=unit.dispatch_id, status="running"
+        )
+    return await asyncio.shield(unit.task)  # the caller going away does not stop it
+
+
+@syscall(
+    "session.interrupt",
+    scope="session.dispatch",
+    doc="Stop a session's running dispatch (a running command's process group is killed).",
+)
+async def session_interrupt(
+    kernel: Kernel, principal: Principal, params: SessionIdParams
+) -> DispatchOutcome:
+    scb = await session_for(kernel, principal, params.id)
+    unit = kernel.dispatches.get(scb.id)
+    if unit is None:
+        if (
+            scb.lease_owner is not None
+            and scb.lease_owner != kernel.node_id
+            and (scb.lease_expires or 0) > time.time()
+        ):
+            raise SyscallError(
+                "conflict", f"session {scb.id} is running on {scb.lease_owner}: interrupt it there"
+            )
+        raise SyscallError("conflict", f"session {scb.id} has no running dispatch")
+    unit.cancel(f"interrupted by session.interrupt ({principal.name})")
+    return await asyncio.shield(unit.task)
+
+
+class ContextParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    rebuild: bool = False
+    """Assemble from the whole history instead of the provider's incremental state."""
+
+
+@syscall(
+    "session.context",
+    scope="session.read",
+    doc="The SessionContext the next step would send to the model (OpenAI messages).",
+)
+async def session_context(
+    kernel: Kernel, principal: Principal, params: ContextParams
+) -> list[dict[str, Any]]:
+    scb = await session_for(kernel, principal, params.id)
+    await kernel.history.view(scb.id, refresh=True)  # with what other writers committed
+    active = await kernel.agents.active_skills(scb.agent_id, scb.id)
+    try:
+        return await kernel.context.assemble(
+            scb, active=active, rebuild=params.rebuild, record=False
+        )
+    except HookError as exc:
+        raise SyscallError("unavailable", str(exc)) from None
