@@ -4,12 +4,13 @@ For every hook, its section in docs/specs/aos-hooks.md states its kind and
 every key its hookspec's docstring declares; for every syscall, its section in
 docs/specs/aos-syscall.md states its scope and every params and result field;
 no section outlives its hook or syscall; every ``aos`` command has help text
-and a docs entry. The checks are functions of (docs, code), so a test of the
+with an example, and a docs entry. The checks are functions of (docs, code), so a test of the
 test feeds them a hook, a syscall and a section that disagree.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import types
 from collections.abc import Iterator, Mapping
@@ -138,8 +139,11 @@ def commands(group: click.Group, prefix: str = "aos") -> Iterator[tuple[str, cli
 
 def command_problems(path: str, command: click.Command, docs: str) -> list[str]:
     problems = []
-    if not (command.help or "").strip():
+    help_text = inspect.cleandoc(command.help or "")
+    if not help_text.strip():
         problems.append("no help text")
+    if f"Example:\n  {path}" not in help_text.replace("\x08\n", ""):
+        problems.append(f"no example in its help (`Example:` then `{path} ...`)")
     if f"{path}" not in docs:
         problems.append(f"no docs entry (`{path}` appears nowhere in docs/ or README.md)")
     return problems

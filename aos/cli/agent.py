@@ -85,14 +85,24 @@ def print_record(record: Mapping[str, Any]) -> None:
 
 @cli.group(name="agent")
 def agent_group() -> None:
-    """List, show, create and archive agents (by id or by name)."""
+    """List, show, create and archive agents (by id or by name).
+
+    \b
+    Example:
+      aos agent list
+    """
 
 
 @agent_group.command(name="list")
 @json_option
 @pass_context
 def agent_list(ctx: Any, as_json: bool) -> None:
-    """Agents as a tree (children under their parent)."""
+    """Agents as a tree (children under their parent).
+
+    \b
+    Example:
+      aos agent list --json
+    """
     agents = asyncio.run(call(ctx.config, "agent.list", {}))
     if as_json:
         emit_json(agents)
@@ -116,7 +126,12 @@ def agent_list(ctx: Any, as_json: bool) -> None:
 @json_option
 @pass_context
 def agent_show(ctx: Any, agent: str, as_json: bool) -> None:
-    """One agent (id or name) with its effective (inherited) configuration."""
+    """One agent (id or name) with its effective (inherited) configuration.
+
+    \b
+    Example:
+      aos agent show default
+    """
 
     info = on_agent(ctx.config, "agent.get", agent)
     if as_json:
@@ -143,7 +158,12 @@ def agent_create(
     ctx: Any, name: str, parent: str | None, model: str | None, skills: tuple[str, ...],
     workspace: str | None, scopes: tuple[str, ...], as_json: bool,
 ) -> None:  # fmt: skip
-    """Create an agent."""
+    """Create an agent.
+
+    \b
+    Example:
+      aos agent create researcher --parent default --skill pdf
+    """
     if not name.strip():
         raise click.UsageError("an agent needs a name: `aos agent create NAME`")
     config: dict[str, Any] = {
@@ -174,7 +194,12 @@ def agent_create(
 @json_option
 @pass_context
 def agent_archive(ctx: Any, agent: str, as_json: bool) -> None:
-    """Archive an agent, by id or name (refused while it has active children)."""
+    """Archive an agent, by id or name (refused while it has active children).
+
+    \b
+    Example:
+      aos agent archive researcher
+    """
 
     acb = on_agent(ctx.config, "agent.archive", agent)
     if as_json:

@@ -131,7 +131,12 @@ def up(ctx: Context, quiet: bool, as_json: bool) -> None:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it cleanly).
 
     With --json, one object says where it listens and logs before it runs (and its
-    log lines go to the log file only)."""
+    log lines go to the log file only).
+
+    \b
+    Example:
+      aos up
+    """
     config = ctx.config
     paths = DaemonPaths.of(config)
     setup_logging(paths.log_file, foreground=not (quiet or as_json))
@@ -178,7 +183,12 @@ def up(ctx: Context, quiet: bool, as_json: bool) -> None:
 @json_option
 @pass_context
 def start(ctx: Context, timeout: float, as_json: bool) -> None:
-    """Start the daemon in the background; print its pid, socket and log."""
+    """Start the daemon in the background; print its pid, socket and log.
+
+    \b
+    Example:
+      aos start --json
+    """
     config = ctx.config
     paths = DaemonPaths.of(config)
     pid = read_pid(paths.pidfile)
@@ -302,7 +312,12 @@ def _service_problem(service: dict[str, Any], timeout: float) -> str:
 @json_option
 @pass_context
 def stop(ctx: Context, timeout: float, as_json: bool) -> None:
-    """Stop the running daemon cleanly."""
+    """Stop the running daemon cleanly.
+
+    \b
+    Example:
+      aos stop
+    """
     paths = DaemonPaths.of(ctx.config)
     pid = read_pid(paths.pidfile)
     try:
@@ -326,7 +341,12 @@ def stop(ctx: Context, timeout: float, as_json: bool) -> None:
 @json_option
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
-    """Is the daemon running: pid, uptime, database, skills, services."""
+    """Is the daemon running: pid, uptime, database, skills, services.
+
+    \b
+    Example:
+      aos status
+    """
     paths = DaemonPaths.of(ctx.config)
     try:
         kernel = asyncio.run(call(ctx.config, "kernel.status", in_process=False))
@@ -386,7 +406,12 @@ def status(ctx: Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help='JSON Lines: {"line": ...} per line.')
 @pass_context
 def logs(ctx: Context, follow: bool, lines: int, as_json: bool) -> None:
-    """The daemon log (aos.log under the state dir)."""
+    """The daemon log (aos.log under the state dir).
+
+    \b
+    Example:
+      aos logs -f -n 100
+    """
     log_file = DaemonPaths.of(ctx.config).log_file
     if not log_file.exists():
         raise CLIError(

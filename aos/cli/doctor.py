@@ -30,7 +30,12 @@ from aos.store import StoreError, backend_of, open_store
 @json_option
 @pass_context
 def doctor(ctx: Context, as_json: bool) -> None:
-    """Check the configuration and the database; say where each setting came from."""
+    """Check the configuration and the database; say where each setting came from.
+
+    \b
+    Example:
+      aos doctor --json
+    """
     config = ctx.config
     database: dict[str, Any] = {
         "backend": backend_of(config.db_url),

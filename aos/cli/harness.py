@@ -23,14 +23,24 @@ from aos.config import AOSCB_FILENAME
 
 @cli.group(name="harness")
 def harness_group() -> None:
-    """Harnesses: skills plus settings, installed as packages (entry points aos.harnesses)."""
+    """Harnesses: skills plus settings, installed as packages (entry points aos.harnesses).
+
+    \b
+    Example:
+      aos harness list
+    """
 
 
 @harness_group.command(name="list")
 @json_option
 @pass_context
 def harness_list(ctx: Any, as_json: bool) -> None:
-    """Every installed harness, and which one this node uses."""
+    """Every installed harness, and which one this node uses.
+
+    \b
+    Example:
+      aos harness list --json
+    """
     current = ctx.config.aoscb.harness
     rows = [_row(name, current) for name in sorted(harness.installed())]
     if as_json:
@@ -50,7 +60,12 @@ def harness_list(ctx: Any, as_json: bool) -> None:
 @click.argument("name")
 @json_option
 def harness_show(name: str, as_json: bool) -> None:
-    """One harness: the skills it brings and the settings it gives."""
+    """One harness: the skills it brings and the settings it gives.
+
+    \b
+    Example:
+      aos harness show standard
+    """
     found = _load(name)
     if as_json:
         emit_json(msgspec.to_builtins(found))
@@ -67,7 +82,12 @@ def harness_show(name: str, as_json: bool) -> None:
 @pass_context
 def harness_use(ctx: Any, name: str, as_json: bool) -> None:
     """Make NAME this node's harness: aoscb.json names it, and the settings it
-    gives leave the file (they come from the harness now)."""
+    gives leave the file (they come from the harness now).
+
+    \b
+    Example:
+      aos harness use standard
+    """
     found = _load(name)
     config = ctx.config
     path: Path = config.aoscb_file or config.project_dir / AOSCB_FILENAME
@@ -96,7 +116,12 @@ def harness_use(ctx: Any, name: str, as_json: bool) -> None:
 )
 @json_option
 def harness_new(name: str, directory: Path | None, as_json: bool) -> None:
-    """Scaffold a harness package (entry point aos.harnesses)."""
+    """Scaffold a harness package (entry point aos.harnesses).
+
+    \b
+    Example:
+      aos harness new my-harness
+    """
     root = directory or Path.cwd()
     if (root / name).exists():
         raise CLIError(f"{root / name} already exists", code="conflict")

@@ -35,7 +35,12 @@ def plugins() -> tuple[AOSPluginManager, list[PluginLoad]]:
 @json_option
 @pass_context
 def hooks(ctx: Context, as_json: bool) -> None:
-    """Every hook with its kind and implementations in call order."""
+    """Every hook with its kind and implementations in call order.
+
+    \b
+    Example:
+      aos hooks --json
+    """
     pm, loads = plugins()
     errors = [
         {"plugin": p.name, "entry_point": p.value, "error": p.error} for p in loads if p.error
@@ -67,7 +72,12 @@ def hooks(ctx: Context, as_json: bool) -> None:
 @json_option
 def plugins_command(as_json: bool) -> None:
     """Installed plugin packages (``aos.skills`` entry points): distribution, version
-    and the hooks each registers."""
+    and the hooks each registers.
+
+    \b
+    Example:
+      aos plugins --json
+    """
     pm, loads = plugins()
     rows = [_plugin_row(pm, load) for load in loads]
     if as_json:

@@ -553,7 +553,12 @@ def run(
 ) -> None:  # fmt: skip
     """Dispatch MESSAGE and stream the agent's work; prints the session id.
 
-    MESSAGE `-`, or none with stdin piped, reads the message from stdin."""
+    MESSAGE `-`, or none with stdin piped, reads the message from stdin.
+
+    \b
+    Example:
+      aos run "list the files here and summarize README.md"
+    """
     text = read_message(message, path)
     show = shows_reasoning(reasoning)
     sys.exit(
@@ -574,7 +579,12 @@ def chat(
     ctx: Any, agent: str | None, session: str | None, model: str | None,
     reasoning: bool | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """An interactive loop on one session (Ctrl-D to leave)."""
+    """An interactive loop on one session (Ctrl-D to leave).
+
+    \b
+    Example:
+      aos chat -a researcher
+    """
     show = shows_reasoning(reasoning)
     code = asyncio.run(
         chat_loop(ctx.config, agent, session, model=model, reasoning=show, as_json=as_json)
@@ -584,7 +594,12 @@ def chat(
 
 @cli.group(name="session")
 def session_group() -> None:
-    """List and inspect sessions; interrupt a running dispatch."""
+    """List and inspect sessions; interrupt a running dispatch.
+
+    \b
+    Example:
+      aos session list
+    """
 
 
 @session_group.command(name="list")
@@ -592,7 +607,12 @@ def session_group() -> None:
 @json_option
 @pass_context
 def session_list(ctx: Any, agent: str | None, as_json: bool) -> None:
-    """Sessions, newest activity first: id, status, agent, title, last activity."""
+    """Sessions, newest activity first: id, status, agent, title, last activity.
+
+    \b
+    Example:
+      aos session list -a researcher
+    """
 
     async def listing() -> tuple[list[dict[str, Any]], dict[str, str]]:
         async with admin(ctx.config) as syscall:
@@ -625,7 +645,12 @@ def session_list(ctx: Any, agent: str | None, as_json: bool) -> None:
 @json_option
 @pass_context
 def session_show(ctx: Any, session_id: str, as_json: bool) -> None:
-    """One session's control block."""
+    """One session's control block.
+
+    \b
+    Example:
+      aos session show ses_0123
+    """
     scb = asyncio.run(call(ctx.config, "session.get", {"id": session_id}))
     if as_json:
         emit_json(scb)
@@ -638,7 +663,12 @@ def session_show(ctx: Any, session_id: str, as_json: bool) -> None:
 @json_option
 @pass_context
 def session_history(ctx: Any, session_id: str, as_json: bool) -> None:
-    """A session's facts, oldest first."""
+    """A session's facts, oldest first.
+
+    \b
+    Example:
+      aos session history ses_0123 --json
+    """
     entries = asyncio.run(call(ctx.config, "session.history", {"id": session_id}))
     facts = [flat_fact(e) for e in entries]
     if as_json:
@@ -654,7 +684,12 @@ def session_history(ctx: Any, session_id: str, as_json: bool) -> None:
 @json_option
 @pass_context
 def session_context(ctx: Any, session_id: str, rebuild: bool, as_json: bool) -> None:
-    """The messages the next step would send to the model."""
+    """The messages the next step would send to the model.
+
+    \b
+    Example:
+      aos session context ses_0123 --rebuild
+    """
     messages = asyncio.run(
         call(ctx.config, "session.context", {"id": session_id, "rebuild": rebuild})
     )
@@ -672,7 +707,12 @@ def session_context(ctx: Any, session_id: str, rebuild: bool, as_json: bool) -> 
 @json_option
 @pass_context
 def session_interrupt(ctx: Any, session_id: str, as_json: bool) -> None:
-    """Stop the session's running dispatch (its running command is killed)."""
+    """Stop the session's running dispatch (its running command is killed).
+
+    \b
+    Example:
+      aos session interrupt ses_0123
+    """
     outcome = asyncio.run(call(ctx.config, "session.interrupt", {"id": session_id}))
     if as_json:
         emit_json({"session_id": session_id, **outcome})

@@ -25,7 +25,12 @@ from aos.skills.registry import SKILL_FILE, SkillRegistry, default_roots
 
 @cli.group()
 def skill() -> None:
-    """List, show, validate and scaffold skills."""
+    """List, show, validate and scaffold skills.
+
+    \b
+    Example:
+      aos skill list
+    """
 
 
 def _registry(ctx: Context) -> SkillRegistry:
@@ -39,7 +44,12 @@ def _registry(ctx: Context) -> SkillRegistry:
 @json_option
 @pass_context
 def skill_list(ctx: Context, as_json: bool) -> None:
-    """Every skill found in the discovery roots, shadowed and broken ones included."""
+    """Every skill found in the discovery roots, shadowed and broken ones included.
+
+    \b
+    Example:
+      aos skill list --json
+    """
     rows = [msgspec.to_builtins(s.info()) for s in _registry(ctx).all()]
     if as_json:
         emit_json(rows)
@@ -64,7 +74,12 @@ def skill_list(ctx: Context, as_json: bool) -> None:
 @json_option
 @pass_context
 def skill_show(ctx: Context, name: str, as_json: bool) -> None:
-    """One skill: where it is, its status and its SKILL.md body (shadowed copies too)."""
+    """One skill: where it is, its status and its SKILL.md body (shadowed copies too).
+
+    \b
+    Example:
+      aos skill show aos-context
+    """
     found = [s for s in _registry(ctx).all() if s.name == name]
     if not found:
         raise CLIError(
@@ -96,7 +111,12 @@ def skill_show(ctx: Context, name: str, as_json: bool) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @json_option
 def skill_validate(path: Path, as_json: bool) -> None:
-    """Check a skill directory strictly against the Agent Skills spec (exit 1 on errors)."""
+    """Check a skill directory strictly against the Agent Skills spec (exit 1 on errors).
+
+    \b
+    Example:
+      aos skill validate skills/my-guard
+    """
     skill_dir = path.parent if path.is_file() else path
     result = manifest.parse(skill_dir / SKILL_FILE, strict=True)
     valid = result.manifest is not None
@@ -144,7 +164,12 @@ def skill_new(
     directory: Path | None,
     as_json: bool,
 ) -> None:
-    """Scaffold a valid skill directory, or with --plugin a plugin skill package."""
+    """Scaffold a valid skill directory, or with --plugin a plugin skill package.
+
+    \b
+    Example:
+      aos skill new pdf-tools --service
+    """
     if as_plugin and with_service:
         raise click.UsageError("--plugin and --service: a plugin skill's hooks run in process")
     problems = manifest.check_name(name, expected=name)
@@ -172,7 +197,12 @@ def skill_new(
 @json_option
 @pass_context
 def skill_reload(ctx: Context, name: str, as_json: bool) -> None:
-    """Re-read a skill on the running daemon and restart its service."""
+    """Re-read a skill on the running daemon and restart its service.
+
+    \b
+    Example:
+      aos skill reload my-guard
+    """
     info = asyncio.run(call(ctx.config, "skill.reload", {"name": name}, in_process=False))
     if as_json:
         emit_json(info)

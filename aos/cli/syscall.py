@@ -131,7 +131,12 @@ def no_daemon(paths: DaemonPaths) -> CLIError:
 @click.option("--json", "as_json", is_flag=True, help="Errors as JSON too (results always are).")
 @pass_context
 def syscall_cmd(ctx: Context, name: str, params: str, as_json: bool) -> None:
-    """Call any syscall on the running daemon: aos syscall NAME '{"json": "params"}'."""
+    """Call any syscall on the running daemon: aos syscall NAME '{"json": "params"}'.
+
+    \b
+    Example:
+      aos syscall agent.list '{"status": "active"}'
+    """
     del as_json  # the result is JSON either way; the root group renders errors by it
     try:
         decoded = json.loads(params)

@@ -34,14 +34,24 @@ async def _messages(config: Any, limit: int) -> list[dict[str, Any]]:
 def cli_register(cli: click.Group) -> None:
     @cli.group(name="a2a")
     def a2a() -> None:
-        """Agent-to-agent messages (the aos-a2a skill)."""
+        """Agent-to-agent messages (the aos-a2a skill).
+
+        \b
+        Example:
+          aos a2a log -n 20
+        """
 
     @a2a.command(name="log")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @click.option("-n", "--limit", default=100, show_default=True, help="How many, newest last.")
     @click.pass_context
     def log(ctx: click.Context, as_json: bool, limit: int) -> None:
-        """Recent messages across agents: sender, receiver, mode, reply links."""
+        """Recent messages across agents: sender, receiver, mode, reply links.
+
+        \b
+        Example:
+          aos a2a log -n 20
+        """
         messages = asyncio.run(_messages(ctx.find_root().obj.config, limit))
         if as_json:
             click.echo(json.dumps(messages, indent=2))
