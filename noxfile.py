@@ -9,8 +9,6 @@ nox.options.reuse_existing_virtualenvs = True
 
 TESTS = ["pytest"]
 LINT = [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["lint-imports"]]
-LINT_ENV = {"PYTHONPATH": "plugins/aos-skill-guard"}
-"""lint-imports checks the guard plugin from its source."""
 TYPECHECK = ["pyright"]
 BENCH = ["python", "bench/run.py"]
 E2E = [
@@ -34,7 +32,7 @@ def lint(session: nox.Session) -> None:
     """ruff check, ruff format --check and the layers (lint-imports)."""
     session.install("-e", "./sdk/python", "-e", ".[dev]")
     for command in LINT:
-        session.run(*command, env=LINT_ENV)
+        session.run(*command)
 
 
 @nox.session
