@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import anyio.to_thread
 import msgspec
 from aiohttp import web
@@ -513,6 +514,19 @@ def _usage_json(usage: Usage) -> dict[str, Any]:
     if usage.cost is not None:
         out["cost"] = usage.cost
     return out
+
+
+async def wait_for_http(url: str, seconds: float = 30.0) -> None:
+    """Until something answers HTTP at ``url`` (any status: a page may want a
+    token); TimeoutError after ``seconds``."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as client:
+        async with asyncio.timeout(seconds):
+            while True:
+                try:
+                    async with client.get(url):
+                        return
+                except (aiohttp.ClientConnectionError, TimeoutError):
+                    await asyncio.sleep(0.05)
 
 
 def free_port() -> int:

@@ -62,13 +62,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from _harness import Context, Result, Target, percentile, server_process
 from aiohttp import web
 from aos_sdk import Client
 
 from aos.daemon import Daemon
-from aos.testing import ScriptedLLM, free_port, temporary_daemon
+from aos.testing import ScriptedLLM, free_port, temporary_daemon, wait_for_http
 
 NAME = "frontend"
 DESCRIPTION = (
@@ -211,16 +210,6 @@ def frontend_running(daemon: Daemon) -> bool:
             for s in kernel.services.status()
         )
     )
-
-
-async def wait_for_http(base_url: str) -> None:
-    async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
-        while True:
-            try:
-                await client.get("/favicon.ico")
-                return
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

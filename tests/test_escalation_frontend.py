@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from escalation import Agent, attempt, hostile_node, new_agent
-from test_frontend import wait_for_http
 
+from aos.testing import wait_for_http
 from aos_stdskills.aos_frontend.access import HOW_TO_OPEN
 
 pytestmark = pytest.mark.anyio

@@ -28,7 +28,7 @@ from aos_sdk import Client
 from conftest import REPO, poll_until, running_daemon
 
 from aos.daemon import Daemon
-from aos.testing import Reply, ScriptedLLM
+from aos.testing import Reply, ScriptedLLM, wait_for_http
 from aos_stdskills.aos_frontend import access
 
 pytestmark = pytest.mark.anyio
@@ -64,18 +64,6 @@ def frontend_status(daemon: Daemon) -> dict[str, Any] | None:
     assert daemon.kernel is not None
     assert daemon.kernel.services is not None
     return next((s for s in daemon.kernel.services.status() if s["skill"] == SKILL), None)
-
-
-async def wait_for_http(base_url: str, seconds: float = 30) -> None:
-    """Until the UI answers at all (any status: a token may be required)."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
-        async with asyncio.timeout(seconds):
-            while True:
-                try:
-                    await client.get("/favicon.ico")
-                    return
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
 
 
 async def ui_address(daemon: Daemon) -> str:

@@ -28,6 +28,7 @@ builds its DOM with ``textContent`` only: the API returns text as it is.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import ipaddress
@@ -504,24 +505,16 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
                     for i, item in enumerate(queued)
                     if item is not None and item[0] == "history.append" and item[1]["seq"] <= last
                 ]
-                pending = queued[stale[-1] + 1 :] if stale else queued
-                ended = False
-                for item in pending:
-                    if item is None:
-                        ended = True
-                        break
-                    topic, data = item
-                    if topic == "history.append":
-                        if data["seq"] <= last:
+                pending = collections.deque(queued[stale[-1] + 1 :] if stale else queued)
+                while True:  # what was queued meanwhile, then what comes
+                    if pending:
+                        item = pending.popleft()
+                    else:
+                        try:
+                            item = await asyncio.wait_for(listener.queue.get(), KEEPALIVE)
+                        except TimeoutError:
+                            yield ": keep-alive\n\n"
                             continue
-                        last = data["seq"]
-                    yield render(topic, data)
-                while not ended:
-                    try:
-                        item = await asyncio.wait_for(listener.queue.get(), KEEPALIVE)
-                    except TimeoutError:
-                        yield ": keep-alive\n\n"
-                        continue
                     if item is None:
                         break
                     topic, data = item
