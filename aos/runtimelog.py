@@ -30,6 +30,22 @@ class LogEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
     ts: float = 0.0
 
 
+class LogQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Which RuntimeLog records to read (``log.read``'s params): every condition
+    given must hold; records in ``id`` order, at most ``limit``."""
+
+    session_id: str | None = None
+    agent_id: str | None = None
+    kind: str | None = None
+    since: float | None = None
+    """Records with ``ts >= since``."""
+    until: float | None = None
+    """Records with ``ts < until``."""
+    after_id: int = 0
+    limit: int = 100
+    newest_first: bool = False
+
+
 _data_decoder = msgspec.json.Decoder(dict[str, Any])
 
 

@@ -32,7 +32,7 @@ from aos.facts import (
     fact_kind,
 )
 from aos.ids import new_id
-from aos.runtimelog import LogEntry
+from aos.runtimelog import LogEntry, LogQuery
 from aos.session import SCB
 from aos.store import Conflict, NotFound, Store, StoreError, StoreUnavailable, open_store
 from aos.store.base import load_migrations
@@ -245,7 +245,7 @@ async def round_trip(url: str, texts: list[str]) -> None:
             )
         )
         await store.flush()
-        [entry] = await store.read_log(session_id=session.id)
+        [entry] = await store.read_log(LogQuery(session_id=session.id))
         assert (entry.message, entry.data) == (texts[0], {"output": texts})
     finally:
         await store.close()
@@ -362,7 +362,7 @@ async def test_flush_commits_lazy_log_records_at_once(store: Store) -> None:
     )
     await asyncio.sleep(0)
     await store.flush()
-    assert [e.message for e in await store.read_log(kind="test.flush")] == ["now"]
+    assert [e.message for e in await store.read_log(LogQuery(kind="test.flush"))] == ["now"]
     assert await written > 0
 
 
@@ -405,17 +405,20 @@ async def test_runtime_log_append_and_query(store: Store) -> None:
         store.log(LogEntry(kind="syscall", session_id="s2", agent_id="a2", level="warning")),
     )
     assert len(set(ids)) == 3 and all(i > 0 for i in ids)
-    assert [e.kind for e in await store.read_log(session_id="s1")] == ["syscall", "hook.verdict"]
-    assert [e.session_id for e in await store.read_log(kind="syscall")] == ["s1", "s2"]
-    assert [e.agent_id for e in await store.read_log(agent_id="a2")] == ["a2"]
-    newest = await store.read_log(newest_first=True, limit=1)
+    assert [e.kind for e in await store.read_log(LogQuery(session_id="s1"))] == [
+        "syscall",
+        "hook.verdict",
+    ]
+    assert [e.session_id for e in await store.read_log(LogQuery(kind="syscall"))] == ["s1", "s2"]
+    assert [e.agent_id for e in await store.read_log(LogQuery(agent_id="a2"))] == ["a2"]
+    newest = await store.read_log(LogQuery(newest_first=True, limit=1))
     assert newest[0].session_id == "s2" and newest[0].level == "warning"
-    verdict = (await store.read_log(kind="hook.verdict"))[0]
+    verdict = (await store.read_log(LogQuery(kind="hook.verdict")))[0]
     assert verdict.data == {"verdict": "reject"} and verdict.ts >= t0 - 1
     first_id = min(ids)
-    assert len(await store.read_log(after_id=first_id)) == 2
-    assert await store.read_log(since=time.time() + 60) == []
-    assert len(await store.read_log(since=t0 - 60, until=time.time() + 60)) == 3
+    assert len(await store.read_log(LogQuery(after_id=first_id))) == 2
+    assert await store.read_log(LogQuery(since=time.time() + 60)) == []
+    assert len(await store.read_log(LogQuery(since=t0 - 60, until=time.time() + 60))) == 3
 
 
 # -- leases -------------------------------------------------------------------------
@@ -479,4 +482,4 @@ async def test_appends_and_log_records_interleave(store: Store) -> None:
         )
     )
     assert sorted(results[1::2]) == list(range(1, 51))
-    assert len(await store.read_log(kind="test")) == 50
+    assert len(await store.read_log(LogQuery(kind="test"))) == 50

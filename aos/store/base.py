@@ -20,7 +20,7 @@ import msgspec
 from aos import jsontext
 from aos.agent import ACB, AgentStatus
 from aos.facts import Fact, HistoryEntry, decode_fact
-from aos.runtimelog import LogEntry, decode_data, encode_data
+from aos.runtimelog import LogEntry, LogQuery, decode_data, encode_data
 from aos.session import SCB, SessionStatus
 
 Backend = Literal["sqlite", "postgres"]
@@ -157,18 +157,7 @@ class Store(ABC):
         """Append a RuntimeLog record (group-committed); return its id."""
 
     @abstractmethod
-    async def read_log(
-        self,
-        *,
-        session_id: str | None = None,
-        agent_id: str | None = None,
-        kind: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        after_id: int = 0,
-        limit: int = 100,
-        newest_first: bool = False,
-    ) -> list[LogEntry]: ...
+    async def read_log(self, query: LogQuery) -> list[LogEntry]: ...
 
     # -- leases ---------------------------------------------------------
     @abstractmethod
@@ -408,32 +397,21 @@ class SQLStore(Store):
         ]
 
     # -- runtime log reads ------------------------------------------------
-    async def read_log(
-        self,
-        *,
-        session_id: str | None = None,
-        agent_id: str | None = None,
-        kind: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        after_id: int = 0,
-        limit: int = 100,
-        newest_first: bool = False,
-    ) -> list[LogEntry]:
+    async def read_log(self, query: LogQuery) -> list[LogEntry]:
         where, args = _where(
             [
-                ("session_id", "=", session_id or _ANY),
-                ("agent_id", "=", agent_id or _ANY),
-                ("kind", "=", kind or _ANY),
-                ("ts", ">=", _ANY if since is None else since),
-                ("ts", "<", _ANY if until is None else until),
-                ("id", ">", after_id),
+                ("session_id", "=", query.session_id or _ANY),
+                ("agent_id", "=", query.agent_id or _ANY),
+                ("kind", "=", query.kind or _ANY),
+                ("ts", ">=", _ANY if query.since is None else query.since),
+                ("ts", "<", _ANY if query.until is None else query.until),
+                ("id", ">", query.after_id),
             ]
         )
-        order = "DESC" if newest_first else "ASC"
+        order = "DESC" if query.newest_first else "ASC"
         rows = await self._fetch(
             f"SELECT {', '.join(_LOG_COLUMNS)} FROM runtime_log{where} "
-            f"ORDER BY id {order} LIMIT {int(limit)}",
+            f"ORDER BY id {order} LIMIT {int(query.limit)}",
             *args,
         )
         return [

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from aos.principals import Principal
-from aos.runtimelog import LogEntry
+from aos.runtimelog import LogEntry, LogQuery
 from aos.syscalls._table import (
     SyscallError,
     session_for,
@@ -18,19 +16,8 @@ if TYPE_CHECKING:
     from aos.kernel import Kernel
 
 
-class LogReadParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    session_id: str | None = None
-    agent_id: str | None = None
-    kind: str | None = None
-    since: float | None = None
-    until: float | None = None
-    after_id: int = 0
-    limit: int = 100
-    newest_first: bool = False
-
-
 @syscall("log.read", scope="log.read", doc="RuntimeLog records by session, agent, kind and time.")
-async def log_read(kernel: Kernel, principal: Principal, params: LogReadParams) -> list[LogEntry]:
+async def log_read(kernel: Kernel, principal: Principal, params: LogQuery) -> list[LogEntry]:
     if principal.kind == "agent":
         if params.session_id is None:
             raise SyscallError(
@@ -39,4 +26,4 @@ async def log_read(kernel: Kernel, principal: Principal, params: LogReadParams) 
             )
         await session_for(kernel, principal, params.session_id)
     await kernel.flush_logs()  # records are written lazily: a reader sees those before it
-    return await kernel.store.read_log(**msgspec.structs.asdict(params))
+    return await kernel.store.read_log(params)
