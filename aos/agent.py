@@ -5,7 +5,7 @@ and inheritance: an agent's lineage, its effective configuration and active skil
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
@@ -93,6 +93,28 @@ class Agents:
         self._aoscb = aoscb
         self._loaded_skills = loaded_skills
 
+    # -- the agents ----------------------------------------------------------------
+    async def get(self, agent_id: str) -> ACB:
+        return await self._store.get_agent(agent_id)
+
+    async def all(self, status: AgentStatus | None = None) -> list[ACB]:
+        return await self._store.list_agents(status=status)
+
+    async def children(self, parent_id: str, status: AgentStatus | None = None) -> list[ACB]:
+        return await self._store.list_agents(parent=parent_id, status=status)
+
+    async def create(self, acb: ACB) -> ACB:
+        return await self._store.create_agent(acb)
+
+    async def update(self, acb: ACB) -> ACB:
+        """Write ``acb`` if nobody changed it since it was read (its revision)."""
+        return await self._store.update_agent(acb)
+
+    async def within(self, root_id: str, agents: Iterable[ACB]) -> list[ACB]:
+        """Those of ``agents`` in ``root_id``'s subtree."""
+        return [a for a in agents if await self.in_subtree(root_id, a.id)]
+
+    # -- inheritance -----------------------------------------------------------------
     async def lineage(self, agent_id: str) -> list[ACB]:
         """The agent and its ancestors, root first."""
         chain = [await self._store.get_agent(agent_id)]

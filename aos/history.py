@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from aos.facts import DispatchFinished, Fact, decode_fact, encode_fact, fact_kind, fact_to_builtins
+from aos.facts import (
+    DispatchFinished,
+    Fact,
+    HistoryEntry,
+    decode_fact,
+    encode_fact,
+    fact_kind,
+    fact_to_builtins,
+)
 from aos.hooks import HookError
 from aos.store import StoreError, StoreUnavailable
 
@@ -146,6 +154,12 @@ class SessionHistory:
                 view.reading.set()
                 view.reading = None
         return view.facts
+
+    async def read(
+        self, session_id: str, *, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        """Facts with ``after < seq <= until`` as stored, oldest first (``session.history``)."""
+        return await self.store.read_history(session_id, after=after, until=until, limit=limit)
 
     def reassemble_due(self, session_id: str) -> bool:
         """Whether facts put in ahead were taken out of the view since the last

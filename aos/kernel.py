@@ -31,7 +31,7 @@ from aos.principals import Principal, TokenAuthority
 from aos.reactunit import LEASE_TTL, DispatchRefused, ReActUnit
 from aos.runtimelog import LogEntry
 from aos.sandbox import Layout, Sandboxes, probe
-from aos.session import SCB
+from aos.session import SCB, Sessions
 from aos.skills.registry import SkillEvent, SkillRegistry, agents_skills_dirs, default_roots
 from aos.store import Store, open_store
 from aos.syscalls import call
@@ -134,7 +134,8 @@ class Kernel:
         )
         """SessionHistory: views, appends (write-ahead) and their announcement."""
         self.agents = Agents(store, lambda: self.config.aoscb, self.history.loaded_skills)
-        """Agent inheritance: lineage, effective configuration, active skills."""
+        """Agents and their inheritance: lineage, effective configuration, active skills."""
+        self.sessions = Sessions(store)
         self.context = SessionContext(
             config, skills, self.history, self.agents, self.hooks, lambda: self.llm, self.log
         )

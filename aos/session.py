@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
+
+if TYPE_CHECKING:
+    from aos.store import Store
 
 SessionStatus = Literal["idle", "running", "archived"]
 
@@ -37,3 +40,26 @@ def title_of(message: str) -> str:
     line, trimmed to :data:`TITLE_LENGTH` characters."""
     line = next((line.strip() for line in message.splitlines() if line.strip()), "")
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+class Sessions:
+    """The sessions, read and written through the store."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get(self, session_id: str) -> SCB:
+        return await self._store.get_session(session_id)
+
+    async def find(
+        self, *, agent_id: str | None = None, status: SessionStatus | None = None
+    ) -> list[SCB]:
+        """An agent's sessions (all agents' without ``agent_id``), by status."""
+        return await self._store.list_sessions(agent_id=agent_id, status=status)
+
+    async def create(self, scb: SCB) -> SCB:
+        return await self._store.create_session(scb)
+
+    async def update(self, scb: SCB) -> SCB:
+        """Write ``scb`` if nobody changed it since it was read (its revision)."""
+        return await self._store.update_session(scb)

@@ -184,7 +184,7 @@ async def check_agent(kernel: Kernel, principal: Principal, agent_id: str) -> No
     """Agent principals may touch only their own agent subtree."""
     if principal.kind != "agent" or principal.agent_id is None:
         return
-    await kernel.store.get_agent(agent_id)  # not_found before denied
+    await kernel.agents.get(agent_id)  # not_found before denied
     if not await kernel.agents.in_subtree(principal.agent_id, agent_id):
         raise SyscallError(
             "denied", f"{principal.name} may not touch agent {agent_id}: outside its subtree"
@@ -192,7 +192,7 @@ async def check_agent(kernel: Kernel, principal: Principal, agent_id: str) -> No
 
 
 async def session_for(kernel: Kernel, principal: Principal, session_id: str) -> SCB:
-    scb = await kernel.store.get_session(session_id)
+    scb = await kernel.sessions.get(session_id)
     agent_id = principal.agent_id
     if (
         agent_id is not None

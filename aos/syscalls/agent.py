@@ -176,7 +176,7 @@ async def agent_create(
         ) from None
     _check_scopes(final.scopes, ceiling, whose)
     _check_config(principal, AgentConfig(), final.config, steps, target)
-    acb = await kernel.store.create_agent(
+    acb = await kernel.agents.create(
         ACB(
             id=new_id("agt"),
             name=final.name,
@@ -214,11 +214,11 @@ class AgentListParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 async def agent_list(kernel: Kernel, principal: Principal, params: AgentListParams) -> list[ACB]:
     if params.parent is not None:
         await check_agent(kernel, principal, params.parent)
-        found = await kernel.store.list_agents(parent=params.parent, status=params.status)
+        found = await kernel.agents.children(params.parent, params.status)
     else:
-        found = await kernel.store.list_agents(status=params.status)
+        found = await kernel.agents.all(params.status)
     if principal.kind == "agent" and principal.agent_id is not None:
-        found = [a for a in found if await kernel.agents.in_subtree(principal.agent_id, a.id)]
+        found = await kernel.agents.within(principal.agent_id, found)
     return found
 
 
@@ -258,7 +258,7 @@ async def agent_update(
         config=params.config if params.config is not None else acb.config,
         scopes=params.scopes if params.scopes is not None else acb.scopes,
     )
-    updated = await kernel.store.update_agent(updated)
+    updated = await kernel.agents.update(updated)
     return AgentInfo(agent=updated, effective=kernel.agents.effective_of([*chain[:-1], updated]))
 
 
@@ -269,8 +269,8 @@ async def agent_update(
 )
 async def agent_archive(kernel: Kernel, principal: Principal, params: AgentIdParams) -> ACB:
     await check_agent(kernel, principal, params.id)
-    acb = await kernel.store.get_agent(params.id)
-    children = await kernel.store.list_agents(parent=acb.id, status="active")
+    acb = await kernel.agents.get(params.id)
+    children = await kernel.agents.children(acb.id, "active")
     if children:
         names = ", ".join(c.name for c in children)
         raise SyscallError(
@@ -278,7 +278,7 @@ async def agent_archive(kernel: Kernel, principal: Principal, params: AgentIdPar
         )
     if acb.status == "archived":
         return acb
-    archived = await kernel.store.update_agent(msgspec.structs.replace(acb, status="archived"))
+    archived = await kernel.agents.update(msgspec.structs.replace(acb, status="archived"))
     # Its running dispatches end now, and their tokens with them: a dispatch that
     # read the agent as active before this write holds its lease and is found here;
     # one that starts later sees it archived and is refused.

@@ -53,13 +53,8 @@ async def events_subscribe(
                 f"{principal.name} may subscribe to its own sessions only: name session_id",
             )
         await session_for(kernel, principal, params.session_id)
-        agent_ids = frozenset(
-            [
-                a.id
-                for a in await kernel.store.list_agents()
-                if await kernel.agents.in_subtree(principal.agent_id, a.id)
-            ]
-        )
+        subtree = await kernel.agents.within(principal.agent_id, await kernel.agents.all())
+        agent_ids = frozenset(a.id for a in subtree)
 
     holder: list[int] = []
 

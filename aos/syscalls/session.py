@@ -47,12 +47,10 @@ async def session_create(kernel: Kernel, principal: Principal, params: SessionCr
     if agent_id is None:
         raise SyscallError("invalid", "session.create: invalid params: agent_id is required")
     await check_agent(kernel, principal, agent_id)
-    agent = await kernel.store.get_agent(agent_id)
+    agent = await kernel.agents.get(agent_id)
     if agent.status != "active":
         raise SyscallError("conflict", f"agent {agent_id} is archived")
-    scb = await kernel.store.create_session(
-        SCB(id=new_id("ses"), agent_id=agent_id, title=params.title)
-    )
+    scb = await kernel.sessions.create(SCB(id=new_id("ses"), agent_id=agent_id, title=params.title))
     kernel.hooks.notify(
         "session.create",
         {"session": msgspec.to_builtins(scb), "agent": msgspec.to_builtins(agent)},
@@ -87,7 +85,7 @@ async def session_list(
 ) -> list[SCB]:
     if params.agent_id is not None:
         await check_agent(kernel, principal, params.agent_id)
-    found = await kernel.store.list_sessions(agent_id=params.agent_id, status=params.status)
+    found = await kernel.sessions.find(agent_id=params.agent_id, status=params.status)
     if principal.kind == "agent" and principal.agent_id is not None:
         found = [s for s in found if await kernel.agents.in_subtree(principal.agent_id, s.agent_id)]
     return found
@@ -160,7 +158,7 @@ async def session_history(
     kernel: Kernel, principal: Principal, params: SessionHistoryParams
 ) -> list[HistoryEntry]:
     await session_for(kernel, principal, params.id)
-    return await kernel.store.read_history(
+    return await kernel.history.read(
         params.id, after=params.after, until=params.until, limit=params.limit
     )
 
@@ -178,9 +176,7 @@ async def session_archive(kernel: Kernel, principal: Principal, params: SessionI
         )
     if scb.status == "archived":
         return scb
-    return await kernel.store.update_session(
-        msgspec.structs.replace(scb, status="archived", phase="")
-    )
+    return await kernel.sessions.update(msgspec.structs.replace(scb, status="archived", phase=""))
 
 
 class DispatchParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
