@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,36 +57,13 @@ def model_line(config: Config) -> str:
 
 UI_SKILL = "aos-frontend"
 """The standard skill whose service serves the web UI."""
+UP_UI_WAIT = 30.0
+"""Seconds `aos up` waits for the web UI to answer before it prints its address."""
 UI_FIX = (
     "set AOS_FRONTEND_PORT to a free port (in .env or the environment) and restart the "
     "daemon, or stop the program holding it and run `aos skill reload aos-frontend`"
 )
 """What to do when the web UI's port is taken."""
-
-
-def ui_address(config: Config, *, create: bool = True) -> str | None:
-    """The web UI's address with its access token, to open once (``?token=`` sets
-    its cookie), when aos-frontend is a default skill. The token is
-    ``AOS_FRONTEND_TOKEN`` or the node's own in the state dir (made now when
-    ``create``; without it and with none yet, the address says it comes at start)."""
-    if UI_SKILL not in config.aoscb.default_skills:
-        return None
-    from aos_stdskills.aos_frontend import access  # stdlib only: the CLI stays fast
-
-    env = config.environ()
-    host, port = ui_host_port(config)
-    path = access.token_file(config.paths.state_dir)
-    try:
-        token = (
-            access.token_for(env, config.paths.state_dir)
-            if create
-            else env.get(access.TOKEN_VARIABLE) or access.read_token(path)
-        )
-    except OSError as exc:
-        return f"{access.page_url(host, port)} (its token could not be kept in {path}: {exc})"
-    if token is None:
-        return f"{access.page_url(host, port)} (its token is made at the first start, in {path})"
-    return access.page_url(host, port, token)
 
 
 def ui_host_port(config: Config) -> tuple[str, str]:
@@ -112,11 +90,12 @@ def ui_port_taken(config: Config) -> bool:
     return False
 
 
-async def _service_ui_address(ctx: Context) -> str | None:
-    """The running UI's address with its token, from the service itself (admin only)."""
+async def service_ui_address(config: Config) -> str | None:
+    """The running UI's address with its token, from the service itself (admin
+    only): the CLI never reads the UI's token file, which is the skill's own."""
     try:
         found = await call(
-            ctx.config, "skill.call", {"skill": UI_SKILL, "method": "address"}, in_process=False
+            config, "skill.call", {"skill": UI_SKILL, "method": "address"}, in_process=False
         )
     except click.ClickException:
         return None
@@ -130,8 +109,8 @@ async def _service_ui_address(ctx: Context) -> str | None:
 def up(ctx: Context, quiet: bool, as_json: bool) -> None:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it cleanly).
 
-    With --json, one object says where it listens and logs before it runs (and its
-    log lines go to the log file only).
+    With --json, one object says where it listens and logs, and the web UI's
+    address, once it serves (and its log lines go to the log file only).
 
     \b
     Example:
@@ -140,40 +119,77 @@ def up(ctx: Context, quiet: bool, as_json: bool) -> None:
     config = ctx.config
     paths = DaemonPaths.of(config)
     setup_logging(paths.log_file, foreground=not (quiet or as_json))
-    if not quiet:
-        ui = ui_address(config)
-        ui_problem = None
-        if ui and ui_port_taken(config):
-            host, port = ui_host_port(config)
-            ui, ui_problem = (
-                None,
-                f"the web UI cannot start: port {port} on {host} is taken: {UI_FIX}",
+    ui_problem = None
+    if UI_SKILL in config.aoscb.default_skills and ui_port_taken(config):
+        host, port = ui_host_port(config)
+        ui_problem = f"the web UI cannot start: port {port} on {host} is taken: {UI_FIX}"
+    if not (quiet or as_json):
+        click.echo(f"aos: starting; control socket {paths.control_socket}, log {paths.log_file}")
+        click.echo(f"aos: {model_line(config)}")
+        if ui_problem:
+            click.echo(f"aos: {ui_problem}")
+
+    async def serve() -> None:
+        daemon = Daemon(config)
+        ready = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(daemon.run(ready=ready))
+        waiting = asyncio.ensure_future(ready.wait())
+        done, _ = await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            waiting.cancel()
+            task.result()  # its error, if it failed to start
+            return
+        if not quiet:
+            _, ui = await settled(
+                config, UP_UI_WAIT, lambda: "the daemon stopped" if task.done() else None
             )
-        if as_json:
-            emit_json(
-                {
-                    "socket": str(paths.control_socket),
-                    "log": str(paths.log_file),
-                    "model": model_report(config),
-                    "ui": ui,
-                    "ui_problem": ui_problem,
-                }
-            )
-        else:
-            click.echo(
-                f"aos: starting; control socket {paths.control_socket}, log {paths.log_file}"
-            )
-            click.echo(f"aos: {model_line(config)}")
-            if ui_problem:
-                click.echo(f"aos: {ui_problem}")
+            if as_json:
+                emit_json(
+                    {
+                        "socket": str(paths.control_socket),
+                        "log": str(paths.log_file),
+                        "model": model_report(config),
+                        "ui": ui,
+                        "ui_problem": ui_problem,
+                    }
+                )
             elif ui:
                 click.echo(f"aos: UI at {ui}")
+        await task
+
     try:
-        asyncio.run(Daemon(config).run())
+        asyncio.run(serve())
     except StoreError as exc:
         raise CLIError(str(exc), code="unavailable", exit_code=ExitCode.UNAVAILABLE) from None
     except DaemonError as exc:
         raise CLIError(str(exc)) from None
+
+
+async def settled(
+    config: Config, seconds: float, exited: Callable[[], str | None]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The daemon's status once its services settled, and the web UI's address
+    once it answers (when it serves one), within ``seconds``; ``exited()`` says
+    why the daemon is gone, if it is (then a CLI error says so)."""
+    paths = DaemonPaths.of(config)
+    deadline = time.monotonic() + seconds
+    status: dict[str, Any] | None = None
+    ui: str | None = None
+    while time.monotonic() < deadline:
+        if (why := exited()) is not None:
+            raise CLIError(why, code="unavailable", exit_code=ExitCode.UNAVAILABLE)
+        try:
+            status = await call(config, "kernel.status", in_process=False)
+        except click.ClickException:
+            status = None
+        if status is not None and _services_settled(status, paths):
+            if not _serves_ui(status):
+                break
+            ui = await service_ui_address(config)  # once it listens, not at its hello
+            if ui is not None:
+                break
+        await asyncio.sleep(0.1)
+    return status, ui
 
 
 @cli.command()
@@ -214,27 +230,17 @@ def start(ctx: Context, timeout: float, as_json: bool) -> None:
             stderr=log,
             start_new_session=True,
         )
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] | None = None
-    ui: str | None = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise CLIError(
-                _why_it_exited(paths.log_file, log_start, process.returncode),
-                code="unavailable",
-                exit_code=ExitCode.UNAVAILABLE,
-            )
-        try:
-            status = asyncio.run(call(ctx.config, "kernel.status", in_process=False))
-        except click.ClickException:
-            status = None
-        if status is not None and _services_settled(status, paths):
-            if not _serves_ui(status):
-                break
-            ui = asyncio.run(_service_ui_address(ctx))  # once it listens, not at its hello
-            if ui is not None:
-                break
-        time.sleep(0.1)
+    status, ui = asyncio.run(
+        settled(
+            config,
+            timeout,
+            lambda: (
+                None
+                if process.poll() is None
+                else _why_it_exited(paths.log_file, log_start, process.returncode)
+            ),
+        )
+    )
     if status is None:
         raise CLIError(
             f"the daemon (pid {process.pid}) was not ready after {timeout:g}s: "
@@ -351,7 +357,7 @@ def status(ctx: Context, as_json: bool) -> None:
     try:
         kernel = asyncio.run(call(ctx.config, "kernel.status", in_process=False))
         skills = asyncio.run(call(ctx.config, "skill.list", in_process=False))
-        ui = asyncio.run(_service_ui_address(ctx))
+        ui = asyncio.run(service_ui_address(ctx.config))
     except CLIError as exc:
         if as_json and exc.exit_status == ExitCode.UNAVAILABLE:
             error = {"code": exc.code, "message": exc.message}

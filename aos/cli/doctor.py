@@ -13,7 +13,7 @@ import msgspec
 
 from aos import __version__
 from aos.cli._app import Context, cli, pass_context
-from aos.cli.daemon import model_report, ui_address
+from aos.cli.daemon import model_report, service_ui_address
 from aos.cli.output import (
     emit_json,
     json_option,
@@ -64,7 +64,7 @@ def doctor(ctx: Context, as_json: bool) -> None:
         "isolation": isolation,
         "model": model_report(config),
         "daemon": _daemon_report(ctx),
-        "ui": ui_address(config, create=False),
+        "ui": asyncio.run(service_ui_address(config)),
     }
     if as_json:
         emit_json(report)
