@@ -124,6 +124,29 @@ class Daemon:
                 f"(over {MAX_SOCKET_PATH} bytes): set AOS_HOME to a shorter directory"
             )
 
+    async def start(self, within: float | None = None) -> asyncio.Task[None]:
+        """:meth:`run` in a task of the running loop, returned once the daemon
+        serves; what kept it from starting is raised here (TimeoutError when it
+        is not ready ``within`` seconds). Stop it with ``kernel.shutdown`` and
+        await the task."""
+        ready = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(self.run(ready=ready))
+        waiting = asyncio.ensure_future(ready.wait())
+        done, _ = await asyncio.wait(
+            [task, waiting], timeout=within, return_when=asyncio.FIRST_COMPLETED
+        )
+        if task in done:
+            waiting.cancel()
+            task.result()  # raises why it could not start
+            raise DaemonError("the daemon stopped before it was ready")
+        if not done:
+            waiting.cancel()
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise TimeoutError(f"the daemon was not ready within {within:g} s")
+        return task
+
     async def run(self, *, ready: asyncio.Event | None = None) -> None:
         """Serve until SIGTERM/SIGINT or ``kernel.shutdown``."""
         self._claim()

@@ -556,21 +556,13 @@ async def temporary_daemon(project: Path, **environ: str) -> AsyncIterator[Daemo
         defaults["AOS_FRONTEND_PORT"] = str(free_port())
     config = load_config(environ={**defaults, **environ}, cwd=project)
     daemon = Daemon(config)
-    ready = asyncio.Event()
-    task = asyncio.get_running_loop().create_task(daemon.run(ready=ready))
     try:
-        waiting = asyncio.ensure_future(ready.wait())
-        done, _ = await asyncio.wait(
-            [task, waiting], timeout=60, return_when=asyncio.FIRST_COMPLETED
-        )
-        if task in done:
-            waiting.cancel()
-            task.result()  # raises why it could not start
-        if not done:
-            raise TimeoutError("the temporary daemon was not ready within 60 s")
-        yield daemon
+        task = await daemon.start(within=60)
+        try:
+            yield daemon
+        finally:
+            if daemon.kernel is not None:
+                daemon.kernel.shutdown_requested.set()
+            await asyncio.wait([task], timeout=60)
     finally:
-        if daemon.kernel is not None:
-            daemon.kernel.shutdown_requested.set()
-        await asyncio.wait([task], timeout=60)
         shutil.rmtree(home, ignore_errors=True)

@@ -147,16 +147,10 @@ async def running_daemon(ctx: Context) -> AsyncIterator[Daemon]:
             environ={"AOS_HOME": str(home), "AOS_SKILL_ROOTS": str(root)}, cwd=project
         )
         daemon = Daemon(config)
-        ready = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(daemon.run(ready=ready))
+        ctx.progress(f"starting a daemon in this loop (AOS_HOME {home})")
+        task = await daemon.start(within=30)
         try:
-            ctx.progress(f"starting a daemon in this loop (AOS_HOME {home})")
             async with asyncio.timeout(30):
-                waiter = asyncio.ensure_future(ready.wait())
-                done, _ = await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-                if task in done:
-                    task.result()  # raises why it could not start
-                    raise RuntimeError("the daemon stopped before it was ready")
                 kernel = daemon.kernel
                 assert kernel is not None
                 while service_state(kernel) != "running":

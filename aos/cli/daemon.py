@@ -130,15 +130,7 @@ def up(ctx: Context, quiet: bool, as_json: bool) -> None:
             click.echo(f"aos: {ui_problem}")
 
     async def serve() -> None:
-        daemon = Daemon(config)
-        ready = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(daemon.run(ready=ready))
-        waiting = asyncio.ensure_future(ready.wait())
-        done, _ = await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            waiting.cancel()
-            task.result()  # its error, if it failed to start
-            return
+        task = await Daemon(config).start()
         if not quiet:
             _, ui = await settled(
                 config, UP_UI_WAIT, lambda: "the daemon stopped" if task.done() else None

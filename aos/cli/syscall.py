@@ -47,13 +47,7 @@ async def daemon_socket(config: Any, *, embed: bool) -> AsyncIterator[Path | Non
             return
         setup_logging(paths.log_file, foreground=False)
         daemon = Daemon(config)
-        ready = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(daemon.run(ready=ready))
-        waiting = asyncio.ensure_future(ready.wait())
-        done, _ = await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            waiting.cancel()
-            task.result()
+        task = await daemon.start()
         try:
             yield paths.control_socket
         finally:
