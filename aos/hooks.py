@@ -10,6 +10,7 @@ timeouts in RuntimeLog.
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import os
 import sys
@@ -29,6 +30,8 @@ from aos.runtimelog import LogEntry
 
 Where = Literal["in-process", "service"]
 POLICY_ATTR = "__aos_hook_policy__"
+STATS_WINDOW = 1024
+"""Latest calls per implementation whose latencies make hook.list's percentiles."""
 
 
 class HookRejected(Exception):
@@ -126,6 +129,32 @@ def _invalid_output(impl: Impl, spec: HookSpec, value: Any) -> str:
     )
 
 
+class CallStats:
+    """One implementation's calls since the node started, and the latencies of the
+    last :data:`STATS_WINDOW` of them (for ``hook.list``'s p50 and p99)."""
+
+    __slots__ = ("_recent", "calls")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._recent: collections.deque[float] = collections.deque(maxlen=STATS_WINDOW)
+
+    def add(self, seconds: float) -> None:
+        self.calls += 1
+        self._recent.append(seconds)
+
+    def describe(self) -> dict[str, Any]:
+        """``{"calls", "p50_ms", "p99_ms"}`` (the percentiles None before a call)."""
+        ordered = sorted(self._recent)
+
+        def ms(q: float) -> float | None:
+            if not ordered:
+                return None
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+        return {"calls": self.calls, "p50_ms": ms(0.50), "p99_ms": ms(0.99)}
+
+
 class HookRunner:
     """Calls hooks by kind. One per kernel; safe to (un)register between calls."""
 
@@ -144,6 +173,10 @@ class HookRunner:
         self._policies: dict[tuple[str, str], HookPolicy] = {}
         self._cache: dict[str, tuple[int, tuple[Impl, ...]]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._stats: collections.defaultdict[tuple[str, str], CallStats] = collections.defaultdict(
+            CallStats
+        )
+        """(hook, owner) -> its calls and latencies since start."""
         self.system: frozenset[str] = frozenset()
         """Owners in every scope: the node's system skills (installed in a skill root
         or by pip), whose hooks are policy for every agent. The kernel keeps it in
@@ -204,7 +237,11 @@ class HookRunner:
                 "kind": spec.kind,
                 "required": spec.required,
                 "implementations": [
-                    {**impl.describe(), "system": impl.owner in self.system}
+                    {
+                        **impl.describe(),
+                        "system": impl.owner in self.system,
+                        **self._stats[(spec.name, impl.owner)].describe(),
+                    }
                     for impl in self.impls(spec.name)
                 ],
             }
@@ -213,7 +250,15 @@ class HookRunner:
 
     # -- calling one implementation -------------------------------------------------
     async def _call(self, impl: Impl, args: Mapping[str, Any]) -> Any:
-        """Run one implementation under its timeout; raise TimeoutError past it."""
+        """Run one implementation under its timeout; raise TimeoutError past it.
+        Its latency counts in ``hook.list``, whatever the outcome."""
+        started = time.perf_counter()
+        try:
+            return await self._run(impl, args)
+        finally:
+            self._stats[(impl.hook, impl.owner)].add(time.perf_counter() - started)
+
+    async def _run(self, impl: Impl, args: Mapping[str, Any]) -> Any:
         call_args = {name: args[name] for name in impl.argnames}
         if impl.is_async:
             async with asyncio.timeout(impl.timeout):

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
     from aos.kernel import Kernel
 
 State = Literal["starting", "running", "backoff", "failed", "stopped"]
+logger = logging.getLogger("aos")
 HELLO_TIMEOUT = 10.0
 METHOD_TIMEOUT = 30.0
 MAX_SOCKET_PATH = 107
@@ -83,6 +85,8 @@ BACKOFF_CAP = 30.0
 STABLE_AFTER = 60.0
 """A service that ran this long before crashing restarts from the shortest backoff."""
 STDERR_LINES = 20
+STDERR_LINE_CAP = 4096
+"""Characters of one stderr line the node's log keeps."""
 PING_INTERVAL = 3.0
 """Seconds between two pings of a running service."""
 PING_DEADLINE = 10.0
@@ -217,6 +221,8 @@ class Service:
         """The process really connected (SO_PEERCRED): the spawned one or a descendant."""
         self.restarts = 0
         self.last_error: str | None = None
+        self.left: str | None = None
+        """Why it left, when it said ``bye`` and exited 0: stopped until a reload."""
         self.started_at: float | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         self.socket_path = supervisor.socket_dir / f"{skill.name}.sock"
@@ -245,6 +251,7 @@ class Service:
             "peer_pid": self.peer_pid,
             "restarts": self.restarts,
             "last_error": self.last_error,
+            "left": self.left,
             "socket": str(self.socket_path),
             "uptime": time.time() - self.started_at
             if self.started_at and self.state == "running"
@@ -254,14 +261,15 @@ class Service:
     def log(
         self, message: str, level: Literal["info", "warning", "error"] = "info", **data: Any
     ) -> None:
-        self.kernel.log(
-            LogEntry(
-                kind="service",
-                level=level,
-                message=f"service {self.skill.name}: {message}",
-                data={"skill": self.skill.name, **data},
-            )
+        entry = LogEntry(
+            kind="service",
+            level=level,
+            message=f"service {self.skill.name}: {message}",
+            data={"skill": self.skill.name, **data},
         )
+        self.kernel.log(entry)  # warnings and errors reach the node's log there
+        if level == "info":
+            logger.info("%s", entry.message)
         if self.kernel.events.has_subscribers():
             self.kernel.events.publish("service", self.status())
 
@@ -297,7 +305,7 @@ class Service:
                     self.last_error = str(exc)
                     self.log(str(exc), "error")
             self.settled.set()
-            if self._stop.is_set():
+            if self._stop.is_set() or self.left is not None:
                 break
             if time.monotonic() - started > STABLE_AFTER:
                 backoff = BACKOFF_START
@@ -307,8 +315,8 @@ class Service:
                 async with asyncio.timeout(backoff):
                     await self._stop.wait()
             backoff = min(backoff * 2, BACKOFF_CAP)
-        if not self._handover:
-            self._unregister()
+        if not self._handover and self.left is None:
+            self._unregister()  # a service that left keeps its hooks, failing by policy
         self.settled.set()
         self.state = "stopped"
 
@@ -363,10 +371,18 @@ class Service:
                     self._unregister()
                 # Else its hooks stay, failing as their policy says (a gate closed by
                 # default) until it is back: a policy skill never lapses while it restarts.
+                bye = self._peer.bye if self._peer is not None else None
                 code = await self._terminate()
                 await asyncio.wait([stderr_task], timeout=1)
             if self._unresponsive:
                 self.last_error = f"did not answer a ping within {PING_DEADLINE:g}s: killed"
+            elif bye is not None and code == 0 and not self._stop.is_set():
+                self.left = bye.reason or "it said bye"
+                self.last_error = None
+                self.log(
+                    f"stopped: it left ({self.left}) and exited 0; its gates fail as their "
+                    f"policy says until `aos skill reload {self.skill.name}` starts it again"
+                )
             elif not self._stop.is_set():
                 tail = " | ".join(self.stderr_tail)
                 self.last_error = f"exited with code {code}" + (f"; stderr: {tail}" if tail else "")
@@ -495,6 +511,8 @@ class Service:
             line = raw.decode(errors="replace").rstrip()
             if line:
                 self.stderr_tail.append(line)
+                # the node's log, as it comes: `aos logs --service NAME [-f]`
+                logger.info("service %s: stderr: %s", self.skill.name, line[:STDERR_LINE_CAP])
 
     async def _await_hello(self, ready: asyncio.Future[tuple[Peer, Hello]]) -> tuple[Peer, Hello]:
         """The service's checked hello, or ServiceError (exited, timed out, bad hello)."""
@@ -537,12 +555,21 @@ class Service:
         when the service is down or its implementation failed."""
         live = self._peer
         if live is None or live.closed.is_set():
+            if self.left is not None:
+                raise RuntimeError(
+                    f"the service of {self.skill.name} left ({self.left}): "
+                    f"`aos skill reload {self.skill.name}` starts it again"
+                )
             why = self.last_error.split("; stderr:")[0] if self.last_error else ""
             raise RuntimeError(
                 f"the service of {self.skill.name} is not running "
                 f"({self.state}{': ' + why if why else ''}): try again shortly"
             )
-        reply: HookResult = await live.request(HookCall(id=live.next_id(), hook=hook, args=args))
+        deadline = next(
+            (i.timeout for i in self.kernel.hooks.impls(hook) if i.owner == self.skill.name), None
+        )  # the service learns how long it has (its policy's timeout)
+        call = HookCall(id=live.next_id(), hook=hook, args=args, timeout=deadline)
+        reply: HookResult = await live.request(call)
         if reply.error is not None:
             raise RuntimeError(reply.error)
         return reply.result
@@ -587,13 +614,14 @@ class Service:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
         said_bye = peer is not None and self._stop.is_set()
+        leaving = said_bye or (peer is not None and peer.bye is not None)
         if peer is not None:
             if said_bye:
                 peer.send(Bye(reason="the daemon is stopping the service"))
             await peer.close("service stopping")
         if process is None:
             return None
-        if said_bye and process.returncode is None:  # a moment to exit on its own
+        if leaving and process.returncode is None:  # a moment to exit on its own
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(EXIT_GRACE):
                     await process.wait()
@@ -621,7 +649,10 @@ class Service:
         if method not in self.methods:
             raise SyscallError("unknown", f"service {self.skill.name} has no method {method!r}")
         call = HookCall(
-            id=peer.next_id(), hook=f"method:{method}", args={"caller": caller, "params": params}
+            id=peer.next_id(),
+            hook=f"method:{method}",
+            args={"caller": caller, "params": params},
+            timeout=METHOD_TIMEOUT,
         )
         try:
             async with asyncio.timeout(METHOD_TIMEOUT):

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,3 +139,41 @@ def test_a_sigterm_stops_it_cleanly(node: Node) -> None:
         subprocess.run(["sleep", "0.05"], check=True)
     assert "shutting down: signal SIGTERM" in node.aos("logs").stdout
     assert not (node.home / "state" / "aos.pid").exists()
+
+
+CHATTY = """
+import sys, threading, time
+from aos_sdk import define_service
+
+def tick():
+    for n in range(1000):
+        print(f"tick {n}", file=sys.stderr, flush=True)
+        time.sleep(0.1)
+
+@define_service
+def service():
+    threading.Thread(target=tick, daemon=True).start()
+    return {"hooks": {"history.append": lambda event: None}}
+"""
+
+
+def test_a_services_stderr_is_in_the_log_while_it_runs(node: Node) -> None:
+    skill = node.project / "skills" / "chatty"
+    skill.mkdir(parents=True)
+    (skill / "service.py").write_text(CHATTY)
+    (skill / "SKILL.md").write_text(
+        "---\nname: chatty\ndescription: Talks on stderr.\nservice: ./service.py\n---\nBody.\n"
+    )
+    assert node.aos("start").returncode == 0
+    shown: list[str] = []
+    for _ in range(100):
+        shown = node.aos("logs", "--service", "chatty", "-n", "1000").stdout.splitlines()
+        if any(line.endswith("INFO service chatty: stderr: tick 3") for line in shown):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no stderr of chatty in `aos logs --service chatty`: {shown}")
+    assert all(" service chatty: " in line for line in shown)
+    assert any(" service chatty: running (pid " in line for line in shown)
+    guard = node.aos("logs", "--service", "my-guard", "-n", "1000").stdout
+    assert "chatty" not in guard and " service my-guard: running (pid " in guard

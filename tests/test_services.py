@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import copy_skill, poll_until, running_daemon
+from conftest import REPO, copy_skill, poll_until, running_daemon
 
 from aos.daemon import Daemon, alive
 from aos.hooks import HookRejected
@@ -346,3 +347,88 @@ async def test_service_calls_syscalls_with_its_scopes(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.05)
         assert await greeted()
+
+
+LEAVER = """
+import sys
+from aos_sdk import define_service, leave
+
+@define_service
+def service():
+    def allow(input_data, output_data):
+        return output_data
+
+    async def start():
+        print("leaving: nothing left to guard", file=sys.stderr, flush=True)
+        await leave("nothing left to guard")
+
+    return {"hooks": {"tool.before": allow}, "start": start}
+"""
+
+
+async def test_a_service_that_says_bye_and_exits_0_is_stopped_not_crashed(tmp_path: Path) -> None:
+    """A clean leave: no crash, no restart, `stopped` with its reason; its gate
+    fails closed (its policy) until a reload, saying so."""
+    write_service(tmp_path, "leaver", LEAVER)
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: service(daemon, "leaver")["state"] == "stopped")
+        state = service(daemon, "leaver")
+        assert (state["restarts"], state["last_error"]) == (0, None)
+        assert state["left"] == "nothing left to guard"
+        with pytest.raises(HookRejected) as info:
+            await kernel.hooks.gate("tool.before", {}, bash("ls"))
+        assert info.value.reason.endswith(
+            "the service of leaver left (nothing left to guard): "
+            "`aos skill reload leaver` starts it again"
+        )
+        await kernel.flush_logs()
+        said = [e["message"] for e in await kernel.syscall(ADMIN, "log.read", {"kind": "service"})]
+        assert any("service leaver: stopped: it left (nothing left to guard)" in m for m in said)
+        assert not any("crashed" in m for m in said)
+
+
+DEADLINE = """
+import json, os, socket, sys
+sys.path.insert(0, os.environ["SDK_PATH"])
+from aos_sdk.protocol import HEADER, Hello, HookCall, HookDecl, HookResult, Ping, Pong, encode, decode
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deadlines")
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(os.environ["AOS_SERVICE_SOCKET"])
+sock.sendall(encode(Hello(role="service", sdk="raw/0", skill=os.environ["AOS_SKILL"],
+                          hooks=[HookDecl(name="tool.before", timeout=2.5)])))
+stream = sock.makefile("rb")
+while (header := stream.read(HEADER.size)):
+    message = decode(stream.read(HEADER.unpack(header)[0]))
+    if isinstance(message, HookCall):
+        with open(OUT, "a") as out:
+            print(json.dumps([message.hook, message.timeout]), file=out)
+        sock.sendall(encode(HookResult(id=message.id, result=message.args["output"])))
+    elif isinstance(message, Ping):
+        sock.sendall(encode(Pong(id=message.id)))
+"""
+
+
+async def test_a_hook_call_carries_its_deadline_and_hook_list_its_latency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service learns how long it has (its declared timeout); hook.list
+    counts each implementation's calls and reports their p50 and p99."""
+    monkeypatch.setenv("SDK_PATH", str(REPO / "sdk" / "python"))
+    write_service(tmp_path, "timed", DEADLINE)
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "timed"))
+        for _ in range(3):
+            assert await kernel.hooks.gate("tool.before", {}, bash("ls")) == bash("ls")
+        calls = (tmp_path / "deadlines").read_text().splitlines()
+        assert [json.loads(c) for c in calls] == [["tool.before", 2.5]] * 3
+        hooks = {h["hook"]: h for h in await kernel.syscall(ADMIN, "hook.list")}
+        [impl] = hooks["tool.before"]["implementations"]
+        assert impl["calls"] == 3
+        assert 0 < impl["p50_ms"] <= impl["p99_ms"]
+        [idle] = hooks["session.assemble"]["implementations"]
+        assert (idle["calls"], idle["p50_ms"], idle["p99_ms"]) == (0, None, None)

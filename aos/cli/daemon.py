@@ -401,15 +401,18 @@ def status(ctx: Context, as_json: bool) -> None:
 @cli.command()
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", default=50, show_default=True, help="Lines to show first.")
+@click.option("--service", metavar="SKILL", help="Only this skill service's lines.")
 @click.option("--json", "as_json", is_flag=True, help='JSON Lines: {"line": ...} per line.')
 @pass_context
-def logs(ctx: Context, follow: bool, lines: int, as_json: bool) -> None:
-    """The daemon log (aos.log under the state dir).
+def logs(ctx: Context, follow: bool, lines: int, service: str | None, as_json: bool) -> None:
+    """The daemon log (aos.log under the state dir); with --service, one skill
+    service's lines only (its stderr as it writes it, and what the daemon says of it).
 
     \b
     Example:
-      aos logs -f -n 100
+      aos logs -f -n 100 --service my-guard
     """
+    mark = f" service {service}: " if service else ""
     log_file = DaemonPaths.of(ctx.config).log_file
     if not log_file.exists():
         raise CLIError(
@@ -419,10 +422,11 @@ def logs(ctx: Context, follow: bool, lines: int, as_json: bool) -> None:
         )
 
     def show(line: str) -> None:
-        click.echo(json.dumps({"line": line.rstrip("\n")}) if as_json else line.rstrip("\n"))
+        if mark in line:
+            click.echo(json.dumps({"line": line.rstrip("\n")}) if as_json else line.rstrip("\n"))
 
     with log_file.open(errors="replace") as handle:
-        for line in handle.readlines()[-lines:]:
+        for line in [line for line in handle.readlines() if mark in line][-lines:]:
             show(line)
         while follow:
             line = handle.readline()

@@ -61,11 +61,19 @@ def hooks(ctx: Context, as_json: bool) -> None:
                 f"  {n}. {impl['owner']}  {impl['where']}  {impl['failure']}  "
                 f"timeout {impl['timeout']:g}s  {impl['function']}"
                 + ("  [system: every agent]" if impl.get("system") else "")
+                + _latency(impl)
             )
     for error in errors:
         click.echo(
             f"plugin {error['plugin']} ({error['entry_point']}) failed: {error['error']}", err=True
         )
+
+
+def _latency(impl: dict[str, Any]) -> str:
+    """``  12 calls, p50 0.140 ms, p99 0.301 ms`` once it was called on the node."""
+    if not impl.get("calls"):
+        return ""
+    return f"  {impl['calls']} calls, p50 {impl['p50_ms']:.3f} ms, p99 {impl['p99_ms']:.3f} ms"
 
 
 @cli.command(name="plugins")

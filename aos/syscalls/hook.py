@@ -26,6 +26,11 @@ class HookImplInfo(msgspec.Struct):
     trylast: bool
     system: bool
     """Its owner is a system skill: it applies to every agent, not only where active."""
+    calls: int
+    """Calls since the node started (failures and timeouts included)."""
+    p50_ms: float | None
+    """Median latency of its last calls (up to 1,024), None before the first."""
+    p99_ms: float | None
 
 
 class HookInfo(msgspec.Struct):

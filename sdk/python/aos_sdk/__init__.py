@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # for type checkers; at run time each name loads on first use
     from aos_sdk.blocking import call
     from aos_sdk.client import Client
     from aos_sdk.errors import ConnectionClosed, FrameTooLarge, NotConnected, SyscallFailed
-    from aos_sdk.service import MethodError, define_service, syscall
+    from aos_sdk.service import MethodError, define_service, leave, syscall
 
 _HOMES = {
     "call": "aos_sdk.blocking",
@@ -29,6 +29,7 @@ _HOMES = {
     "SyscallFailed": "aos_sdk.errors",
     "MethodError": "aos_sdk.service",
     "define_service": "aos_sdk.service",
+    "leave": "aos_sdk.service",
     "syscall": "aos_sdk.service",
 }
 
@@ -52,5 +53,6 @@ __all__ = [
     "__version__",
     "call",
     "define_service",
+    "leave",
     "syscall",
 ]

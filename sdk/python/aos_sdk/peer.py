@@ -71,6 +71,8 @@ class Peer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = asyncio.Event()
         self.close_reason = ""
+        self.bye: Bye | None = None
+        """The peer's ``bye``, when it said one (it leaves on purpose)."""
 
     # -- sending -----------------------------------------------------------------------
     def send(self, message: Message) -> None:
@@ -166,6 +168,7 @@ class Peer:
             if self.on_event is not None:
                 self.on_event(message)
         elif isinstance(message, Bye):
+            self.bye = message
             self.close_reason = (
                 f"peer said bye: {message.reason}" if message.reason else "peer said bye"
             )

@@ -39,6 +39,7 @@ from aos_sdk.client import SDK, peer_syscall, subscribe_params
 from aos_sdk.peer import Peer
 from aos_sdk.protocol import (
     MAX_FRAME,
+    Bye,
     Error,
     ErrorCode,
     Event,
@@ -113,6 +114,16 @@ def define_service(factory: Callable[[], dict[str, Any]]) -> ServiceSpec:
     if factory.__module__ == "__main__":  # the file was run directly
         sys.exit(run(spec))
     return spec
+
+
+async def leave(reason: str = "") -> None:
+    """Leave on purpose: say ``bye`` (with ``reason``) and close the connection;
+    the service then exits 0, and the kernel records a clean stop, not a crash
+    (it stays stopped until ``aos skill reload``)."""
+    if _peer is None:
+        raise RuntimeError("leave() works inside a running service")
+    _peer.send(Bye(reason=reason))
+    await _peer.close(f"left: {reason}" if reason else "left")
 
 
 async def syscall(name: str, params: dict[str, Any] | None = None) -> Any:
