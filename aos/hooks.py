@@ -252,27 +252,23 @@ class HookRunner:
     async def _call(self, impl: Impl, args: Mapping[str, Any]) -> Any:
         """Run one implementation under its timeout; raise TimeoutError past it.
         Its latency counts in ``hook.list``, whatever the outcome."""
+        call_args = {name: args[name] for name in impl.argnames}
         started = time.perf_counter()
         try:
-            return await self._run(impl, args)
+            if impl.is_async:
+                async with asyncio.timeout(impl.timeout):
+                    return await impl.function(**call_args)
+            result = impl.function(**call_args)
+            if inspect.isawaitable(result):  # a sync function returning an awaitable
+                async with asyncio.timeout(impl.timeout - (time.perf_counter() - started)):
+                    return await result
+            if time.perf_counter() - started > impl.timeout:
+                # A blocking in-process function cannot be interrupted; its late
+                # result is discarded and its failure policy applies all the same.
+                raise TimeoutError
+            return result
         finally:
             self._stats[(impl.hook, impl.owner)].add(time.perf_counter() - started)
-
-    async def _run(self, impl: Impl, args: Mapping[str, Any]) -> Any:
-        call_args = {name: args[name] for name in impl.argnames}
-        if impl.is_async:
-            async with asyncio.timeout(impl.timeout):
-                return await impl.function(**call_args)
-        started = time.perf_counter()
-        result = impl.function(**call_args)
-        if inspect.isawaitable(result):  # a sync function returning an awaitable
-            async with asyncio.timeout(impl.timeout - (time.perf_counter() - started)):
-                return await result
-        if time.perf_counter() - started > impl.timeout:
-            # A blocking in-process function cannot be interrupted; its late
-            # result is discarded and its failure policy applies all the same.
-            raise TimeoutError
-        return result
 
     def _record(
         self,
