@@ -148,6 +148,11 @@ def _is(path: Path, kind: Callable[[int], bool]) -> bool:
         return False
 
 
+NOT_SKILL = frozenset({"__pycache__", "node_modules"})
+"""Folders in a skill that are not the skill: built or installed files (a
+service's npm dependencies), neither counted nor watched for changes."""
+
+
 def _fingerprint(skill_dir: Path) -> str:
     """Changes whenever a file of the skill does. Raises :class:`_TooBig` past
     :data:`MAX_SKILL_FILES` files, and OSError for a directory it cannot read."""
@@ -158,7 +163,7 @@ def _fingerprint(skill_dir: Path) -> str:
         raise error
 
     for dirpath, dirnames, filenames in os.walk(skill_dir, onerror=unreadable):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in NOT_SKILL)
         seen += len(filenames)
         if seen > MAX_SKILL_FILES:
             raise _TooBig(f"it holds over {MAX_SKILL_FILES} files: a skill is never read whole")

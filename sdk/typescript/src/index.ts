@@ -1,0 +1,37 @@
+export { Client, type ClientOptions } from "./client.js";
+export {
+  type ErrorCode,
+  type FailurePolicy,
+  HOOKS,
+  type HookKind,
+  type HookName,
+  SYSCALLS,
+  type SyscallName,
+} from "./generated.js";
+export { ConnectionClosed, Peer, SyscallError } from "./peer.js";
+export {
+  decodeBody,
+  encodeFrame,
+  FrameReader,
+  type HookDecl,
+  MAX_FRAME,
+  type Message,
+  PROTOCOL_VERSION,
+  ProtocolError,
+} from "./protocol.js";
+export {
+  defineService,
+  type GateHandler,
+  type HookOptions,
+  leave,
+  log,
+  MethodError,
+  type NotifyHandler,
+  type ProvideHandler,
+  reject,
+  type Reject,
+  SDK,
+  type ServiceSpec,
+  ServiceDefinitionError,
+  syscall,
+} from "./service.js";

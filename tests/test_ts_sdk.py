@@ -1,0 +1,154 @@
+"""The TypeScript SDK (sdk/typescript, npm aos-skill-sdk): its generated tables
+are the kernel's, the spec's byte dumps are fixtures both SDKs read, its own
+tests pass (node --test), and a guard written with it guards a real daemon."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import msgspec
+import pytest
+from aos_sdk.protocol import HEADER, decode, encode
+from conftest import IN_CI, REPO, poll_until, running_daemon
+from test_services import running
+
+from aos.principals import ADMIN
+from aos.testing import Reply, ScriptedLLM
+
+TS = REPO / "sdk" / "typescript"
+FIXTURES = REPO / "sdk" / "fixtures"
+
+
+def _script(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_generated_tables_are_the_kernels() -> None:
+    """src/generated.ts holds the kernel's hooks, syscalls and vocabularies: CI
+    fails when a hook or syscall changed and the file was not generated again."""
+    script = _script(TS / "scripts" / "generate_tables.py")
+    assert script.TARGET.read_text() == script.render(), (
+        "sdk/typescript/src/generated.ts is stale: python sdk/typescript/scripts/generate_tables.py"
+    )
+
+
+def test_the_wire_fixtures_are_the_specs_byte_dumps() -> None:
+    script = _script(FIXTURES / "extract.py")
+    assert script.TARGET.read_text() == script.render(), (
+        "sdk/fixtures/wire-examples.json differs from the spec: python sdk/fixtures/extract.py"
+    )
+
+
+@pytest.mark.parametrize(
+    "example",
+    json.loads((FIXTURES / "wire-examples.json").read_text()),
+    ids=lambda e: e["name"],
+)
+def test_the_python_sdk_reads_and_writes_the_fixtures(example: dict[str, object]) -> None:
+    frame = bytes.fromhex(str(example["hex"]).replace(" ", ""))
+    (length,) = HEADER.unpack(frame[: HEADER.size])
+    assert length == len(frame) - HEADER.size
+    message = decode(frame[HEADER.size :])
+    assert msgspec.to_builtins(message) == example["message"]
+    assert encode(message) == frame
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        if IN_CI:
+            pytest.fail("CI must test the TypeScript SDK: install Node >= 20")
+        pytest.skip("needs node (>= 20) and npm")
+    return node
+
+
+@pytest.fixture(scope="module")
+def built_sdk() -> Path:
+    """sdk/typescript installed (npm ci, once) and built (tsc: ESM, CommonJS, .d.ts)."""
+    _node()
+    npm = shutil.which("npm") or "npm"
+    if not (TS / "node_modules" / "typescript").exists():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=TS, check=True, timeout=300)
+    subprocess.run([npm, "run", "--silent", "build"], cwd=TS, check=True, timeout=300)
+    return TS
+
+
+def test_the_typescript_sdk_passes_its_own_tests(built_sdk: Path) -> None:
+    """node --test: framing (split, joined, empty, oversized), the byte dumps, the
+    service pieces."""
+    done = subprocess.run(
+        [_node(), "--test", "test/"], cwd=built_sdk, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout
+
+
+def test_the_sdk_loads_as_commonjs_too(built_sdk: Path) -> None:
+    script = (
+        "const sdk = require('aos-skill-sdk');"
+        "console.log(typeof sdk.defineService, sdk.HOOKS['tool.before'])"
+    )
+    done = subprocess.run(
+        [_node(), "-e", script], cwd=built_sdk, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "function gate", done.stderr
+
+
+def install_ts_guard(project: Path, sdk: Path) -> Path:
+    """The example guard in ``project``'s skill root, the SDK linked into its
+    node_modules as `npm install` would put it."""
+    skill = project / "skills" / "ts-guard"
+    shutil.copytree(sdk / "examples" / "ts-guard", skill)
+    (skill / "node_modules").mkdir()
+    (skill / "node_modules" / "aos-skill-sdk").symlink_to(sdk, target_is_directory=True)
+    return skill
+
+
+@pytest.mark.anyio
+async def test_a_typescript_guard_guards_a_real_daemon(
+    built_sdk: Path, tmp_path: Path, scripted_llm: ScriptedLLM
+) -> None:
+    install_ts_guard(tmp_path, built_sdk)
+    scripted_llm.add(
+        Reply.tool_call("echo 'DROP TABLE x'"), Reply.tool_call("echo ok"), Reply.text("done")
+    )
+    async with running_daemon(
+        tmp_path, OPENROUTER_BASE_URL=scripted_llm.base_url, AOS_MODEL="m"
+    ) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "ts-guard"))
+        agent = await kernel.syscall(ADMIN, "agent.create", {"name": "worker"})
+        session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
+        outcome = await kernel.syscall(
+            ADMIN, "session.dispatch", {"id": session["id"], "message": "clean up"}
+        )
+        assert outcome["status"] == "completed"
+        history = await kernel.syscall(ADMIN, "session.history", {"id": session["id"]})
+        refused, ran = [h["fact"] for h in history if h["fact"]["kind"] == "tool.result"]
+        assert (refused["status"], refused["rejected_by"]) == ("rejected", "ts-guard")
+        assert refused["output"] == "rejected by ts-guard: blocked: DROP TABLE"
+        assert (ran.get("status", "ok"), ran["output"]) == ("ok", "ok\n")  # ok: the default
+        hooks = {h["hook"]: h for h in await kernel.syscall(ADMIN, "hook.list")}
+        [impl] = hooks["tool.before"]["implementations"]
+        assert (impl["owner"], impl["where"], impl["calls"]) == ("ts-guard", "service", 2)
+
+
+def test_a_node_service_outside_the_kernel_says_how_it_is_started(built_sdk: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AOS_")}
+    done = subprocess.run(
+        [_node(), str(built_sdk / "examples" / "ts-guard" / "service.mjs")],
+        cwd=built_sdk, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "AOS_SERVICE_SOCKET and AOS_SKILL are not set" in done.stderr
