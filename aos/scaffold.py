@@ -36,6 +36,29 @@ def service():
     return {{"hooks": {{"tool.before": before_tool}}}}
 '''
 
+_SERVICE_JS = """// @ts-check
+// The service face of {name}: the hooks it implements (docs/specs/aos-service.md),
+// with the TypeScript SDK (npm aos-skill-sdk). The daemon runs it with `node`.
+import {{ defineService, reject }} from "aos-skill-sdk";
+
+defineService({{
+  hooks: {{
+    "tool.before": (input, output) => {{
+      // Return nothing to let the call through, a changed output, or reject("why").
+      if (String(output.args?.command ?? "").includes("rm -rf /")) return reject("blocked: rm -rf /");
+    }},
+  }},
+}});
+"""
+
+_PACKAGE_JSON = """{{
+  "name": "{name}",
+  "private": true,
+  "type": "module",
+  "dependencies": {{ "aos-skill-sdk": "^0.1.0" }}
+}}
+"""
+
 _PYPROJECT = """[build-system]
 requires = ["hatchling>=1.25"]
 build-backend = "hatchling.build"
@@ -172,12 +195,21 @@ def _write(project: Path, files: dict[str, str]) -> Path:
     return project
 
 
-def skill_dir(root: Path, name: str, *, service: bool) -> Path:
-    """A skill directory ``root/name`` with its SKILL.md (and service.py)."""
-    extra = "service: ./service.py\n" if service else ""
+SERVICE_LANGS = ("python", "ts")
+
+
+def skill_dir(root: Path, name: str, *, service: bool, lang: str = "python") -> Path:
+    """A skill directory ``root/name`` with its SKILL.md, and with ``service`` a
+    service face: service.py (``python``), or service.mjs with its package.json
+    (``ts``: the TypeScript SDK, type-checked by editors through ``@ts-check``)."""
+    program = {"python": "service.py", "ts": "service.mjs"}[lang]
+    extra = f"service: ./{program}\n" if service else ""
     files = {SKILL_FILE: _SKILL_MD.format(name=name, extra=extra)}
-    if service:
-        files["service.py"] = _SERVICE.format(name=name)
+    if service and lang == "python":
+        files[program] = _SERVICE.format(name=name)
+    elif service:
+        files[program] = _SERVICE_JS.format(name=name)
+        files["package.json"] = _PACKAGE_JSON.format(name=name)
     return _write(root / name, files)
 
 

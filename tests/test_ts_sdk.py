@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -18,6 +19,7 @@ from aos_sdk.protocol import HEADER, decode, encode
 from conftest import IN_CI, REPO, poll_until, running_daemon
 from test_services import running
 
+from aos.hooks import HookRejected
 from aos.principals import ADMIN
 from aos.testing import Reply, ScriptedLLM
 
@@ -152,3 +154,39 @@ def test_a_node_service_outside_the_kernel_says_how_it_is_started(built_sdk: Pat
     )  # fmt: skip
     assert done.returncode == 2
     assert "AOS_SERVICE_SOCKET and AOS_SKILL are not set" in done.stderr
+
+
+@pytest.fixture
+def scaffolded(built_sdk: Path, tmp_path: Path) -> Path:
+    """`aos skill new gatekeeper --service --lang ts` in tmp_path's skills/, valid,
+    its SDK installed (linked as `npm install` would)."""
+    aos = str(Path(sys.executable).with_name("aos"))
+    root = tmp_path / "skills"
+    made = subprocess.run(
+        [aos, "skill", "new", "gatekeeper", "--service", "--lang", "ts", "--dir", str(root), "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["lang"] == "ts"
+    skill = root / "gatekeeper"
+    assert json.loads((skill / "package.json").read_text())["dependencies"] == {
+        "aos-skill-sdk": "^0.1.0"
+    }
+    valid = subprocess.run([aos, "skill", "validate", str(skill)], capture_output=True, text=True)
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    (skill / "node_modules").mkdir()
+    (skill / "node_modules" / "aos-skill-sdk").symlink_to(built_sdk, target_is_directory=True)
+    return skill
+
+
+@pytest.mark.anyio
+async def test_a_scaffolded_typescript_service_runs(scaffolded: Path) -> None:
+    """The scaffold's service.mjs says hello and gates: it refuses `rm -rf /`."""
+    async with running_daemon(scaffolded.parent.parent) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        await poll_until(lambda: running(daemon, "gatekeeper"))
+        bash = {"tool": "bash", "args": {"command": "ls"}, "cwd": "/tmp", "env": {}}
+        assert await kernel.hooks.gate("tool.before", {}, bash) == bash
+        with pytest.raises(HookRejected, match="blocked: rm -rf /"):
+            await kernel.hooks.gate("tool.before", {}, {**bash, "args": {"command": "rm -rf /"}})

@@ -140,7 +140,14 @@ def skill_validate(path: Path, as_json: bool) -> None:
 
 @skill.command(name="new")
 @click.argument("name")
-@click.option("--service", "with_service", is_flag=True, help="Add a service face (service.py).")
+@click.option("--service", "with_service", is_flag=True, help="Add a service face.")
+@click.option(
+    "--lang",
+    type=click.Choice(scaffold.SERVICE_LANGS),
+    default="python",
+    show_default=True,
+    help="The service's language: python (service.py) or ts (service.mjs, the TypeScript SDK).",
+)
 @click.option(
     "--plugin",
     "as_plugin",
@@ -160,6 +167,7 @@ def skill_new(
     ctx: Context,
     name: str,
     with_service: bool,
+    lang: str,
     as_plugin: bool,
     directory: Path | None,
     as_json: bool,
@@ -181,14 +189,27 @@ def skill_new(
     if as_plugin:
         made = scaffold.plugin_package(root, name)
     else:
-        made = scaffold.skill_dir(root, name, service=with_service)
+        made = scaffold.skill_dir(root, name, service=with_service, lang=lang)
     if as_json:
-        emit_json({"name": name, "path": str(made), "service": with_service, "plugin": as_plugin})
+        emit_json(
+            {
+                "name": name,
+                "path": str(made),
+                "service": with_service,
+                "lang": lang if with_service else None,
+                "plugin": as_plugin,
+            }
+        )
         return
     click.echo(f"created {made}")
     if as_plugin:
         click.echo(f"install and test it with: cd {made} && pip install -e '.[test]' && pytest")
     else:
+        if with_service and lang == "ts":
+            click.echo(
+                f"install its dependency: cd {made} && npm install  (from a checkout of AgentOS: "
+                "npm install <checkout>/sdk/typescript)"
+            )
         click.echo(f"check it with: aos skill validate {made}")
 
 

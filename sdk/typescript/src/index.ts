@@ -31,7 +31,9 @@ export {
   reject,
   type Reject,
   SDK,
+  serve,
   type ServiceSpec,
   ServiceDefinitionError,
   syscall,
 } from "./service.js";
+export { FakeKernel, type SyscallAnswer } from "./testing.js";

@@ -60,6 +60,11 @@ export class Peer {
     socket.on("error", (error) => this.end(`connection error: ${error.message}`));
   }
 
+  /** The kernel's end of an accepted connection (a test's fake kernel). */
+  static accept(socket: Socket, incoming: Incoming): Peer {
+    return new Peer(socket, incoming);
+  }
+
   /** Connect to a Unix socket. */
   static open(path: string, incoming: Incoming): Promise<Peer> {
     return new Promise((resolve, reject) => {
