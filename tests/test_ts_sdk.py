@@ -4,6 +4,7 @@ tests pass (node --test), and a guard written with it guards a real daemon."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -190,3 +191,58 @@ async def test_a_scaffolded_typescript_service_runs(scaffolded: Path) -> None:
         assert await kernel.hooks.gate("tool.before", {}, bash) == bash
         with pytest.raises(HookRejected, match="blocked: rm -rf /"):
             await kernel.hooks.gate("tool.before", {}, {**bash, "args": {"command": "rm -rf /"}})
+
+
+SUBSCRIBER = """
+import { Client } from "aos-skill-sdk";
+
+const client = await Client.connect({ socket: process.argv[2], token: "" });
+console.log(JSON.stringify({ principal: client.principal }));
+const agents = await client.call("agent.list", {});
+console.log(JSON.stringify({ agents: agents.length }));
+for await (const event of client.subscribe(["history.append"], process.argv[3])) {
+  console.log(JSON.stringify(event));
+  if (event.data.fact.text === "two") break;
+}
+try {
+  await client.call("no.such", {});
+} catch (error) {
+  console.log(JSON.stringify({ code: error.code }));
+}
+client.close();
+"""
+
+
+@pytest.mark.anyio
+async def test_the_typescript_client_calls_and_subscribes(built_sdk: Path, tmp_path: Path) -> None:
+    """Client on aos.sock (the node's user: admin): a syscall, a refused one with
+    its code, and history.append events as facts are appended."""
+    script = tmp_path / "tool" / "subscriber.mjs"
+    (tmp_path / "tool" / "node_modules").mkdir(parents=True)
+    (tmp_path / "tool" / "node_modules" / "aos-skill-sdk").symlink_to(built_sdk)
+    script.write_text(SUBSCRIBER)
+    async with running_daemon(tmp_path) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        agent = await kernel.syscall(ADMIN, "agent.create", {"name": "a"})
+        session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
+        node = await asyncio.create_subprocess_exec(
+            _node(), str(script), str(daemon.paths.control_socket), session["id"],
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert node.stdout is not None
+        lines = [json.loads(await node.stdout.readline()) for _ in range(2)]
+        agents = await kernel.syscall(ADMIN, "agent.list")
+        assert lines == [{"principal": "admin"}, {"agents": len(agents)}]
+        await asyncio.sleep(0.3)  # its subscription is made
+        for text in ("one", "two"):
+            fact = {"kind": "message.user", "text": text}
+            await kernel.syscall(ADMIN, "session.append", {"id": session["id"], "fact": fact})
+        out, err = await asyncio.wait_for(node.communicate(), 30)
+        events = [json.loads(line) for line in out.decode().splitlines()]
+        assert [(e["topic"], e["data"]["fact"]["text"]) for e in events[:2]] == [
+            ("history.append", "one"),
+            ("history.append", "two"),
+        ]
+        assert events[2] == {"code": "unknown"}, err.decode()
+        assert node.returncode == 0, err.decode()

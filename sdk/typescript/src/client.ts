@@ -13,7 +13,20 @@ export interface ClientOptions {
   token?: string;
 }
 
+export interface KernelEvent {
+  topic: string;
+  data: unknown;
+}
+
+type Listener = (event: KernelEvent) => void;
+/** Events kept for a subscription whose result is still on its way to the caller. */
+const EARLY_EVENTS = 1000;
+
 export class Client {
+  private readonly listeners = new Map<number, Listener>();
+  private readonly early = new Map<number, KernelEvent[]>();
+  private readonly ended = new Set<number>();
+
   private constructor(
     private readonly peer: Peer,
     /** Who the kernel says this connection is (`agent:<id>`, `admin`...). */
@@ -27,7 +40,11 @@ export class Client {
     const token = options.token ?? process.env.AOS_TOKEN ?? "";
     let welcomed: (reply: Message) => void;
     const greeting = new Promise<Message>((resolve) => (welcomed = resolve));
-    const peer = await Peer.open(socket, (message) => welcomed(message));
+    let client: Client | null = null;
+    const peer = await Peer.open(socket, (message) => {
+      if (message.type === "event") client?.deliver(message.subscription, { topic: message.topic, data: message.data });
+      else welcomed(message);
+    });
     peer.send({ type: "hello", role: "client", sdk: SDK, protocol: PROTOCOL_VERSION, token });
     const reply = await Promise.race([greeting, peer.closed.then((why) => Promise.reject(new ConnectionClosed(why)))]);
     if (reply.type === "error") {
@@ -38,13 +55,60 @@ export class Client {
       peer.close();
       throw new SyscallError("protocol", `expected welcome, got ${reply.type}`);
     }
-    return new Client(peer, reply.principal);
+    client = new Client(peer, reply.principal);
+    return client;
   }
 
   /** One syscall; its result, or SyscallError with the kernel's code. */
   async call(name: SyscallName | (string & {}), params: Record<string, unknown> = {}): Promise<unknown> {
     const answer = await this.peer.request("syscall", { name, params });
     return answer.type === "syscall_result" ? answer.result : undefined;
+  }
+
+  /**
+   * Kernel events (`events.subscribe`) as they come: `for await (const event of
+   * client.subscribe(["history.append"], sessionId))`. The iteration ends when
+   * the connection does; breaking out of it stops listening.
+   */
+  async *subscribe(topics?: string[], sessionId?: string): AsyncGenerator<KernelEvent> {
+    const params: Record<string, unknown> = {};
+    if (topics !== undefined) params.topics = topics;
+    if (sessionId !== undefined) params.session_id = sessionId;
+    const queue: KernelEvent[] = [];
+    let wake: (() => void) | null = null;
+    const answer = (await this.call("events.subscribe", params)) as { subscription: number };
+    // events that came with the result, before this line ran, are first
+    queue.push(...(this.early.get(answer.subscription) ?? []));
+    this.early.delete(answer.subscription);
+    this.listeners.set(answer.subscription, (event) => {
+      queue.push(event);
+      wake?.();
+    });
+    const ended = this.peer.closed.then(() => wake?.());
+    try {
+      while (true) {
+        const next = queue.shift();
+        if (next !== undefined) {
+          yield next;
+          continue;
+        }
+        if (this.peer.isClosed) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = null;
+      }
+    } finally {
+      this.listeners.delete(answer.subscription);
+      this.ended.add(answer.subscription); // what the kernel still sends for it is dropped
+      void ended;
+    }
+  }
+
+  private deliver(subscription: number, event: KernelEvent): void {
+    const listener = this.listeners.get(subscription);
+    if (listener) return listener(event);
+    if (this.ended.has(subscription)) return;
+    const kept = this.early.get(subscription) ?? [];
+    if (kept.length < EARLY_EVENTS) this.early.set(subscription, [...kept, event]);
   }
 
   close(): void {

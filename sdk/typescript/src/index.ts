@@ -1,4 +1,4 @@
-export { Client, type ClientOptions } from "./client.js";
+export { Client, type ClientOptions, type KernelEvent } from "./client.js";
 export {
   type ErrorCode,
   type FailurePolicy,
