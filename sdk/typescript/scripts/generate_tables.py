@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
+import msgspec
 from aos_sdk.protocol import ErrorCode, FailurePolicy, HookKind
 
 from aos.hookspecs import HOOKS
@@ -22,6 +23,60 @@ TARGET = Path(__file__).resolve().parent.parent / "src" / "generated.ts"
 
 def _union(values: tuple[str, ...]) -> str:
     return " | ".join(json.dumps(v) for v in values)
+
+
+def _ts(schema: dict[str, Any]) -> str:
+    """A TypeScript type for a JSON Schema as msgspec writes them."""
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1]
+    if "anyOf" in schema:
+        return " | ".join(dict.fromkeys(_ts(s) for s in schema["anyOf"]))
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    kind = schema.get("type")
+    if kind == "array":
+        return f"Array<{_ts(schema.get('items', {}))}>"
+    if kind == "object":
+        if "properties" in schema:
+            return _object(schema)
+        extra = schema.get("additionalProperties", {})
+        return f"Record<string, {_ts(extra) if isinstance(extra, dict) else 'unknown'}>"
+    return {"string": "string", "integer": "number", "number": "number", "boolean": "boolean",
+            "null": "null"}.get(kind, "unknown")  # fmt: skip
+
+
+def _object(schema: dict[str, Any]) -> str:
+    required = set(schema.get("required", ()))
+    fields = [
+        f"{json.dumps(name)}{'' if name in required else '?'}: {_ts(prop)}"
+        for name, prop in schema["properties"].items()
+    ]
+    return "{ " + "; ".join(fields) + " }" if fields else "Record<string, never>"
+
+
+def _syscall_types() -> list[str]:
+    """An interface per struct the syscalls take or give, and the two maps."""
+    names = sorted(SYSCALLS)
+    kinds = [t for n in names for t in (SYSCALLS[n].params, SYSCALLS[n].result)]
+    schemas, components = msgspec.json.schema_components(kinds, ref_template="#/$defs/{name}")
+    lines = []
+    for name, component in sorted(components.items()):
+        body = _object(component) if "properties" in component else _ts(component)
+        lines.append(f"export type {name} = {body};")
+    params = dict(zip(names, schemas[0::2], strict=True))
+    results = dict(zip(names, schemas[1::2], strict=True))
+    lines.append("")
+    lines.append("/** Each syscall's params. */")
+    lines.append("export interface SyscallParams {")
+    lines += [f"  {json.dumps(n)}: {_ts(params[n])};" for n in names]
+    lines.append("}")
+    lines.append("/** Each syscall's result. */")
+    lines.append("export interface SyscallResults {")
+    lines += [f"  {json.dumps(n)}: {_ts(results[n])};" for n in names]
+    lines.append("}")
+    return lines
 
 
 def render() -> str:
@@ -41,6 +96,8 @@ def render() -> str:
         "/** Every syscall by name, with the scope it needs. */",
         f"export const SYSCALLS = {json.dumps(scopes, indent=2)} as const;",
         "export type SyscallName = keyof typeof SYSCALLS;",
+        "",
+        *_syscall_types(),
         "",
     ]
     return "\n".join(lines)

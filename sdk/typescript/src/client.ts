@@ -3,7 +3,7 @@
  * (AOS_SOCKET, AOS_TOKEN, what the kernel hands an agent's bash), or aos.sock
  * as the node's user (token "").
  */
-import { type SyscallName } from "./generated.js";
+import { type SyscallName, type SyscallParams, type SyscallResults } from "./generated.js";
 import { ConnectionClosed, Peer, SyscallError } from "./peer.js";
 import { type Message, PROTOCOL_VERSION } from "./protocol.js";
 import { SDK } from "./service.js";
@@ -59,10 +59,10 @@ export class Client {
     return client;
   }
 
-  /** One syscall; its result, or SyscallError with the kernel's code. */
-  async call(name: SyscallName | (string & {}), params: Record<string, unknown> = {}): Promise<unknown> {
-    const answer = await this.peer.request("syscall", { name, params });
-    return answer.type === "syscall_result" ? answer.result : undefined;
+  /** One syscall, typed by the kernel's table; its result, or SyscallError with the kernel's code. */
+  async call<N extends SyscallName>(name: N, params?: SyscallParams[N]): Promise<SyscallResults[N]> {
+    const answer = await this.peer.request("syscall", { name, params: (params ?? {}) as Record<string, unknown> });
+    return (answer.type === "syscall_result" ? answer.result : undefined) as SyscallResults[N];
   }
 
   /**
@@ -71,12 +71,12 @@ export class Client {
    * the connection does; breaking out of it stops listening.
    */
   async *subscribe(topics?: string[], sessionId?: string): AsyncGenerator<KernelEvent> {
-    const params: Record<string, unknown> = {};
-    if (topics !== undefined) params.topics = topics;
+    const params: SyscallParams["events.subscribe"] = {};
+    if (topics !== undefined) params.topics = topics as SyscallParams["events.subscribe"]["topics"];
     if (sessionId !== undefined) params.session_id = sessionId;
     const queue: KernelEvent[] = [];
     let wake: (() => void) | null = null;
-    const answer = (await this.call("events.subscribe", params)) as { subscription: number };
+    const answer = await this.call("events.subscribe", params);
     // events that came with the result, before this line ran, are first
     queue.push(...(this.early.get(answer.subscription) ?? []));
     this.early.delete(answer.subscription);

@@ -1,13 +1,6 @@
 export { Client, type ClientOptions, type KernelEvent } from "./client.js";
-export {
-  type ErrorCode,
-  type FailurePolicy,
-  HOOKS,
-  type HookKind,
-  type HookName,
-  SYSCALLS,
-  type SyscallName,
-} from "./generated.js";
+export type * from "./generated.js";
+export { HOOKS, SYSCALLS } from "./generated.js";
 export { ConnectionClosed, Peer, SyscallError } from "./peer.js";
 export {
   decodeBody,

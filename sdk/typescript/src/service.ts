@@ -3,7 +3,16 @@
  * with AOS_SERVICE_SOCKET and AOS_SKILL set; the service says hello with its
  * hooks and methods, then answers hook calls until the kernel hangs up.
  */
-import { type ErrorCode, type FailurePolicy, HOOKS, type HookKind, type HookName } from "./generated.js";
+import {
+  type ErrorCode,
+  type FailurePolicy,
+  HOOKS,
+  type HookKind,
+  type HookName,
+  type SyscallName,
+  type SyscallParams,
+  type SyscallResults,
+} from "./generated.js";
 import { Peer, SyscallError } from "./peer.js";
 import { type HookDecl, type Message, PROTOCOL_VERSION } from "./protocol.js";
 
@@ -66,11 +75,11 @@ export const log = {
   error: (message: string) => process.stderr.write(`error: ${message}\n`),
 };
 
-/** Call the kernel from inside a running service (as `service:<skill>`). */
-export async function syscall(name: string, params: Record<string, unknown> = {}): Promise<unknown> {
+/** Call the kernel from inside a running service (as `service:<skill>`), typed by its table. */
+export async function syscall<N extends SyscallName>(name: N, params?: SyscallParams[N]): Promise<SyscallResults[N]> {
   if (current === null) throw new Error("syscall() works inside a running service");
-  const answer = await current.request("syscall", { name, params });
-  return answer.type === "syscall_result" ? answer.result : undefined;
+  const answer = await current.request("syscall", { name, params: (params ?? {}) as Record<string, unknown> });
+  return (answer.type === "syscall_result" ? answer.result : undefined) as SyscallResults[N];
 }
 
 /** Leave on purpose: say `bye` and close; the process exits 0, a clean stop. */
