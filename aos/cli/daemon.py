@@ -390,6 +390,8 @@ def status(ctx: Context, as_json: bool) -> None:
     )
     for service in report["services"]:
         error = f", last error: {service['last_error']}" if service["last_error"] else ""
+        if service.get("left"):
+            error = f", left: {service['left']} (`aos skill reload {service['skill']}` starts it)"
         peer = service.get("peer_pid")
         connected = f" (connected: pid {peer})" if peer and peer != service["pid"] else ""
         click.echo(
