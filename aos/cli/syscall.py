@@ -82,8 +82,9 @@ async def admin(config: Config, *, in_process: bool = True) -> AsyncIterator[Sys
     paths = DaemonPaths.of(config)
     async with daemon_socket(config, embed=False) as socket_path:
         if socket_path is not None:
+            client = Client(socket_path, token="", connect_timeout=0)
             try:
-                client = await Client(socket_path, token="", connect_timeout=0).__aenter__()
+                await client.connect()
             except NotConnected:  # it stopped in between
                 raise no_daemon(paths) from None
             try:
