@@ -299,7 +299,7 @@ def test_cli_new_plugin_is_a_package_whose_skill_md_validates(tmp_path: Path) ->
     assert created.returncode == 0, created.stderr
     project = tmp_path / "aos-skill-demo"
     assert json.loads(created.stdout) == {
-        "name": "aos-skill-demo", "path": str(project), "service": False, "plugin": True,
+        "name": "aos-skill-demo", "path": str(project), "service": False, "lang": None, "plugin": True,
     }  # fmt: skip
     assert sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()) == [
         "README.md", "aos_skill_demo/SKILL.md", "aos_skill_demo/__init__.py",
