@@ -15,6 +15,7 @@ export {
 export {
   defineService,
   type GateHandler,
+  type HandlerOf,
   type HookOptions,
   leave,
   log,
@@ -25,6 +26,7 @@ export {
   type Reject,
   SDK,
   serve,
+  type ServiceHooks,
   type ServiceSpec,
   ServiceDefinitionError,
   syscall,

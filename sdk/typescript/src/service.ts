@@ -32,9 +32,23 @@ export type GateHandler = (input: Input, output: Output) => Awaitable<Output | R
 export type NotifyHandler = (event: Input) => Awaitable<void>;
 export type ProvideHandler = (input: Input) => Awaitable<unknown>;
 export type Handler = GateHandler | NotifyHandler | ProvideHandler;
+/** The handler a hook of kind `K` takes. */
+export type HandlerOf<K> = K extends "gate"
+  ? GateHandler
+  : K extends "notify"
+    ? NotifyHandler
+    : K extends "provide"
+      ? ProvideHandler
+      : never;
+/** What a service may implement: hooks other than `register` ones, each typed by its kind. */
+export type ServiceHooks = {
+  [N in HookName as (typeof HOOKS)[N] extends "register" ? never : N]?:
+    | HandlerOf<(typeof HOOKS)[N]>
+    | HookOptions<HandlerOf<(typeof HOOKS)[N]>>;
+};
 
-export interface HookOptions {
-  fn: Handler;
+export interface HookOptions<F extends Handler = Handler> {
+  fn: F;
   priority?: "first" | "normal" | "last";
   /** Seconds the kernel waits for this implementation (SKILL.md's setting wins). */
   timeout?: number;
@@ -55,7 +69,7 @@ export class MethodError extends Error {
 export type Method = (params: Input, caller: Input) => Awaitable<unknown>;
 
 export interface ServiceSpec {
-  hooks?: Partial<Record<HookName, Handler | HookOptions>>;
+  hooks?: ServiceHooks;
   methods?: Record<string, Method>;
   /** Runs once connected (it may call syscalls). */
   start?: () => Awaitable<void>;

@@ -1,5 +1,5 @@
 // Compiled (not run) by `npm test`: the syscall client is typed by the kernel's table.
-import { Client, syscall } from "../src/index.js";
+import { Client, defineService, reject, syscall } from "../src/index.js";
 
 export async function typed(client: Client): Promise<void> {
   const info = await client.call("agent.get", { id: "agt_1" });
@@ -15,4 +15,20 @@ export async function typed(client: Client): Promise<void> {
   await client.call("agent.gett", { id: "agt_1" });
   const status = await syscall("kernel.status");
   status.version satisfies string;
+}
+
+export function hooks(): void {
+  defineService({
+    hooks: {
+      "tool.before": (_input, output) => (String(output.command).includes("x") ? reject("no") : output),
+      "history.append": (event) => void event.seq,
+      "session.assemble": () => [{ role: "system", content: "hi" }],
+      // @ts-expect-error: a notify hook's handler takes one argument, not a gate's two
+      "dispatch.after": (_input: Record<string, unknown>, _output: Record<string, unknown>) => undefined,
+    },
+  });
+  // @ts-expect-error: no such hook
+  defineService({ hooks: { "tool.befor": () => undefined } });
+  // @ts-expect-error: cli.register is for in-process plugins only
+  defineService({ hooks: { "cli.register": () => undefined } });
 }
