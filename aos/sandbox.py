@@ -59,6 +59,8 @@ IDLE_AFTER = 60.0
 RECHECK = 1.0
 """Seconds between two looks at a workspace's directory (made anew?) and at idle sandboxes."""
 PROBE_TIMEOUT = 10.0
+PIDFILE_WAIT = 2.0
+"""Seconds pasta has to write its pid file once its starting process exited."""
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
 )
@@ -111,7 +113,7 @@ def probe(mode: SandboxMode, path: str | None = None) -> Isolation:
     pasta_problem = (
         "install passt (apt-get install passt) to keep them out"
         if pasta is None
-        else _pasta_problem(bwrap, pasta)
+        else _pasta_works(bwrap, pasta)
         if available
         else "no sandbox"
     )
@@ -138,10 +140,38 @@ def probe(mode: SandboxMode, path: str | None = None) -> Isolation:
     )
 
 
+PASTA_TRIES = 3
+"""Tries of pasta on a throwaway sandbox before the node concludes it cannot
+connect sandboxes: a failure that passes (a loaded machine) must not give every
+``network: on`` agent the host's network, the node's own ports included."""
+
+
 @functools.cache
+def _pasta_works(bwrap: str, pasta: str) -> str:
+    """Why pasta cannot connect a sandbox's network here, every try failing ("" when
+    one succeeds); found once per process."""
+    problem = ""
+    for _ in range(PASTA_TRIES):
+        problem = _pasta_problem(bwrap, pasta)
+        if not problem:
+            return ""
+    return problem
+
+
+def _pasta_pid(pidfile: Path) -> int:
+    """The pid pasta writes once in the background: its starting process may exit
+    a moment before the file holds it (ValueError when it never does)."""
+    deadline = time.monotonic() + PIDFILE_WAIT
+    while True:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(pidfile.read_text())
+        if time.monotonic() > deadline:
+            raise ValueError(f"pasta wrote no pid to {pidfile}")
+        time.sleep(0.01)
+
+
 def _pasta_problem(bwrap: str, pasta: str) -> str:
-    """Why pasta cannot connect a sandbox's network here ("" when it can): tried
-    once per process on a throwaway sandbox."""
+    """Why pasta could not connect a throwaway sandbox's network ("" when it did)."""
     info_r, info_w = os.pipe()
     argv = [bwrap, *_isolation_flags("on", own_network=True), "--ro-bind", "/", "/"]
     argv += ["--proc", "/proc", "--dev", "/dev", "--info-fd", str(info_w), "--", "sleep", "30"]
@@ -171,7 +201,7 @@ def _pasta_problem(bwrap: str, pasta: str) -> str:
                 return (
                     f"pasta cannot join this host's sandboxes ({' '.join(said) or ran.returncode})"
                 )
-            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+            os.kill(_pasta_pid(pidfile), signal.SIGTERM)
             return ""
         except (OSError, ValueError, KeyError, subprocess.TimeoutExpired) as exc:
             return f"pasta cannot join this host's sandboxes ({exc})"
@@ -497,7 +527,7 @@ class Sandboxes:
         if process.returncode != 0:
             lines = [x for x in said.decode(errors="replace").splitlines() if "syslog" not in x]
             raise OSError(f"pasta exited {process.returncode}: {' '.join(lines) or 'no reason'}")
-        pasta = int(pidfile.read_text())
+        pasta = await asyncio.to_thread(_pasta_pid, pidfile)
 
         def end() -> None:
             with contextlib.suppress(OSError):
