@@ -34,6 +34,7 @@ from aos_sdk.protocol import (
     SyscallResult,
     Welcome,
 )
+from aos_sdk.transport import StreamTransport
 
 from aos import __version__
 from aos.events import Stream, current_stream
@@ -170,7 +171,7 @@ class ControlServer:
         return ADMIN
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = Peer(reader, writer)
+        peer = Peer(StreamTransport(reader, writer))
         self._peers.add(peer)
         try:
             try:

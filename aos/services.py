@@ -59,6 +59,7 @@ from aos_sdk.protocol import (
     ProtocolError,
     Welcome,
 )
+from aos_sdk.transport import StreamTransport
 
 from aos import __version__
 from aos.control import peer_of, read_hello, syscall_handler
@@ -405,7 +406,7 @@ class Service:
     ) -> None:
         """The service's connection: check who it is and its hello, then serve it
         until it ends."""
-        peer = Peer(reader, writer)
+        peer = Peer(StreamTransport(reader, writer))
         credentials = peer_of(writer)
         pid = credentials.pid if credentials is not None else None
         process = self._process

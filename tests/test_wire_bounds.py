@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from aos_sdk import Client, FrameTooLarge, blocking
-from aos_sdk import peer as peer_module
+from aos_sdk import transport as transport_module
 from aos_sdk.protocol import Error, Hello, decode, encode
 from conftest import running_daemon
 
@@ -35,7 +35,7 @@ async def test_a_frame_that_never_ends_is_closed_with_a_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A truncated frame after welcome held a connection open indefinitely."""
-    monkeypatch.setattr(peer_module, "FRAME_TIMEOUT", 0.5)
+    monkeypatch.setattr(transport_module, "FRAME_TIMEOUT", 0.5)
     async with running_daemon(tmp_path) as daemon:
         reader, writer = await asyncio.open_unix_connection(str(daemon.paths.control_socket))
         writer.write(encode(Hello(role="client", sdk="t/1")))

@@ -21,6 +21,7 @@ from aos_sdk import __version__
 from aos_sdk.errors import ConnectionClosed, NotConnected, SyscallFailed
 from aos_sdk.peer import Peer, RemoteError
 from aos_sdk.protocol import MAX_FRAME, Error, Event, Hello, Syscall, SyscallResult, Welcome
+from aos_sdk.transport import StreamTransport, Transport, is_url, open_websocket
 
 SDK = f"aos-sdk-python/{__version__}"
 EARLY_EVENTS = 1000
@@ -42,17 +43,57 @@ def _connect_unix(path: Path) -> socket.socket:
 
 def _daemon_not_there_yet(exc: OSError) -> bool:
     """A connect worth retrying: no socket yet, nobody listening, or the daemon's
-    accept queue full."""
-    return isinstance(exc, FileNotFoundError | ConnectionRefusedError | BlockingIOError)
+    accept queue full (aiohttp's connect errors carry the OS's as ``os_error``)."""
+    cause = getattr(exc, "os_error", exc)
+    return isinstance(cause, FileNotFoundError | ConnectionRefusedError | BlockingIOError)
 
 
-def _why_not(socket: Path, exc: OSError) -> str:
+def _why_not(target: str, exc: OSError) -> str:
     if isinstance(exc, BlockingIOError):
         return (
-            f"the AgentOS daemon at {socket} accepts no more connections right now "
+            f"the AgentOS daemon at {target} accepts no more connections right now "
             "(its queue is full): try again in a moment"
         )
-    return f"no AgentOS daemon at {socket}: {exc.strerror}"
+    return f"no AgentOS daemon at {target}: {exc.strerror or exc}"
+
+
+async def connect(target: str, patience: float) -> Transport:
+    """A transport to the daemon at ``target`` (a socket path or a ws:// URL),
+    retrying for ``patience`` seconds while no daemon answers."""
+    deadline = asyncio.get_running_loop().time() + patience
+    delay = 0.05
+    while True:
+        try:
+            if is_url(target):
+                return await open_websocket(target)
+            reader, writer = await asyncio.open_unix_connection(
+                sock=_connect_unix(Path(target)), limit=MAX_FRAME + 64
+            )
+            return StreamTransport(reader, writer)
+        except OSError as exc:  # aiohttp's connection errors are OSErrors too
+            if not _daemon_not_there_yet(exc):
+                raise
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise NotConnected(_why_not(target, exc)) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+async def handshake(peer: Peer, hello: Hello) -> Welcome:
+    """Say hello and read the kernel's welcome; its refusal raises
+    :class:`SyscallFailed` (the connection is closed)."""
+    peer.send(hello)
+    try:
+        reply = await peer.read_message()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        await peer.close()
+        raise ConnectionClosed("the kernel hung up before answering the hello") from None
+    if isinstance(reply, Welcome):
+        return reply
+    await peer.close()
+    if isinstance(reply, Error):
+        raise SyscallFailed(reply.code, reply.message)
+    raise SyscallFailed("protocol", f"expected welcome, got {type(reply).__name__}")
 
 
 async def peer_syscall(peer: Peer, name: str, params: dict[str, Any] | None) -> Any:
@@ -84,10 +125,12 @@ class Client:
         *,
         connect_timeout: float = 10.0,
     ) -> None:
-        path = socket or os.environ.get("AOS_SOCKET")
-        if not path:
-            raise NotConnected("no socket given and AOS_SOCKET is not set")
-        self.socket = Path(path)
+        """``socket``: the daemon's Unix socket, or a ``ws://``/``wss://`` URL of
+        its WebSocket face; default ``AOS_SOCKET``, else ``AOS_URL``."""
+        target = str(socket or os.environ.get("AOS_SOCKET") or os.environ.get("AOS_URL") or "")
+        if not target:
+            raise NotConnected("no socket given and neither AOS_SOCKET nor AOS_URL is set")
+        self.target = target
         self.token = token if token is not None else os.environ.get("AOS_TOKEN")
         self.connect_timeout = connect_timeout
         self.welcome: Welcome | None = None
@@ -122,30 +165,9 @@ class Client:
         async with self._lock:
             if self.connected and self.welcome is not None:
                 return self.welcome
-            deadline = asyncio.get_running_loop().time() + self.connect_timeout
-            delay = 0.05
-            while True:
-                try:
-                    reader, writer = await asyncio.open_unix_connection(
-                        sock=_connect_unix(self.socket), limit=MAX_FRAME + 64
-                    )
-                    break
-                except OSError as exc:
-                    if not _daemon_not_there_yet(exc):
-                        raise
-                    if asyncio.get_running_loop().time() + delay > deadline:
-                        raise NotConnected(_why_not(self.socket, exc)) from None
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-            peer = Peer(reader, writer, on_event=self._on_event)
-            peer.send(Hello(role="client", sdk=SDK, token=self.token))
-            reply = await peer.read_message()
-            if isinstance(reply, Error):
-                await peer.close()
-                raise SyscallFailed(reply.code, reply.message)
-            if not isinstance(reply, Welcome):
-                await peer.close()
-                raise SyscallFailed("protocol", f"expected welcome, got {type(reply).__name__}")
+            transport = await connect(self.target, self.connect_timeout)
+            peer = Peer(transport, on_event=self._on_event)
+            reply = await handshake(peer, Hello(role="client", sdk=SDK, token=self.token))
             self._peer, self.welcome = peer, reply
             self._serve = asyncio.get_running_loop().create_task(peer.serve())
             return reply

@@ -9,7 +9,6 @@ own task so that a slow one does not hold up the others.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,9 +16,6 @@ from typing import Any
 
 from aos_sdk.errors import ConnectionClosed, FrameTooLarge
 from aos_sdk.protocol import (
-    FRAME_TIMEOUT,
-    HEADER,
-    MAX_FRAME,
     Bye,
     Error,
     Event,
@@ -32,9 +28,9 @@ from aos_sdk.protocol import (
     Syscall,
     SyscallResult,
     decode,
-    encode,
-    frame_length,
+    encode_body,
 )
+from aos_sdk.transport import Transport
 
 Handler = Callable[["Peer", Message], Awaitable[Message | None]]
 """Answers one request from the other side (hook_call or syscall); may return None."""
@@ -54,18 +50,14 @@ class RemoteError(Exception):
 class Peer:
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        transport: Transport,
         *,
         handler: Handler | None = None,
         on_event: EventHandler | None = None,
-        max_frame: int = MAX_FRAME,
     ) -> None:
-        self.reader = reader
-        self.writer = writer
+        self.transport = transport
         self.handler = handler
         self.on_event = on_event
-        self.max_frame = max_frame
         self._ids = itertools.count(1)
         self._pending: dict[tuple[type, int], asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -79,20 +71,20 @@ class Peer:
         """Queue one frame (the transport buffers; no await needed). A request too big
         for a frame raises :class:`FrameTooLarge` to its sender; an answer too big
         goes as an error answer instead; an event too big is dropped (logged)."""
-        if self.writer.is_closing():
+        if self.transport.is_closing():
             return
         try:
-            frame = encode(message)
+            body = encode_body(message)
         except FrameTooLarge as exc:
             if isinstance(message, (HookCall, Syscall, Ping)):
                 raise
             if isinstance(message, Event):
                 logger.warning("event %s not sent: %s", message.topic, exc)
                 return
-            frame = encode(
+            body = encode_body(
                 Error(id=getattr(message, "id", None), code="unavailable", message=str(exc))
             )
-        self.writer.write(frame)
+        self.transport.send(body)
 
     async def request(self, message: HookCall | Syscall | Ping) -> Any:
         """Send a request and wait for its answer; raise RemoteError on an error reply.
@@ -116,18 +108,9 @@ class Peer:
 
     # -- receiving ---------------------------------------------------------------------
     async def read_message(self) -> Message:
-        """The next message. A connection may stay quiet for ever, but a frame that
-        has begun must arrive whole within :data:`FRAME_TIMEOUT` (ProtocolError)."""
-        first = await self.reader.readexactly(1)
-        try:
-            async with asyncio.timeout(FRAME_TIMEOUT):
-                header = first + await self.reader.readexactly(HEADER.size - 1)
-                body = await self.reader.readexactly(frame_length(header, self.max_frame))
-        except TimeoutError:
-            raise ProtocolError(
-                f"a frame did not arrive whole within {FRAME_TIMEOUT:g} s"
-            ) from None
-        return decode(body)
+        """The next message (ProtocolError for a malformed frame; the end of the
+        connection is ``IncompleteReadError`` or ``ConnectionError``)."""
+        return decode(await self.transport.receive())
 
     async def serve(self) -> None:
         """Read until the connection ends; answer requests, resolve replies."""
@@ -205,6 +188,4 @@ class Peer:
                 future.set_exception(ConnectionClosed(self.close_reason or "connection closed"))
         for task in list(self._tasks):
             task.cancel()
-        with contextlib.suppress(Exception):
-            self.writer.close()
-            await self.writer.wait_closed()
+        await self.transport.close()

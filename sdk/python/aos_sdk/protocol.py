@@ -158,12 +158,18 @@ class ProtocolError(Exception):
     """The peer broke the protocol; the connection must close."""
 
 
-def encode(message: Message) -> bytes:
-    """One frame: length prefix + MessagePack body. Raises :class:`FrameTooLarge`
-    rather than send what the other side would refuse."""
+def encode_body(message: Message) -> bytes:
+    """One frame's MessagePack body. Raises :class:`FrameTooLarge` rather than
+    send what the other side would refuse."""
     body = _encoder.encode(message)
     if len(body) > MAX_FRAME:
         raise FrameTooLarge.of(type(message).__name__.lower(), len(body))
+    return body
+
+
+def encode(message: Message) -> bytes:
+    """One frame as a stream carries it: length prefix + MessagePack body."""
+    body = encode_body(message)
     return HEADER.pack(len(body)) + body
 
 

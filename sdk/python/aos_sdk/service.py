@@ -22,7 +22,9 @@ hook may map to ``{"fn": f, "priority": "first"|"normal"|"last",
 "timeout": seconds, "failure": "fail-open"|"fail-closed"}``.
 
 The kernel runs the file with ``python -m aos_sdk.run FILE``; running the file
-directly works too. Inside hook functions, :func:`syscall` calls the kernel as
+directly works too. Run anywhere else with ``AOS_URL=ws://HOST:PORT``,
+``AOS_SKILL`` and ``AOS_TOKEN`` (``aos service token NAME``), the same file is a
+remote service attached over the node's WebSocket face. Inside hook functions, :func:`syscall` calls the kernel as
 ``service:<skill>`` over the service's own connection.
 """
 
@@ -35,10 +37,10 @@ import sys
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from aos_sdk.client import SDK, peer_syscall, subscribe_params
+from aos_sdk.client import SDK, connect, handshake, peer_syscall, subscribe_params
+from aos_sdk.errors import ConnectionClosed, NotConnected, SyscallFailed
 from aos_sdk.peer import Peer
 from aos_sdk.protocol import (
-    MAX_FRAME,
     Bye,
     Error,
     ErrorCode,
@@ -48,8 +50,11 @@ from aos_sdk.protocol import (
     HookDecl,
     HookResult,
     Message,
-    Welcome,
 )
+from aos_sdk.transport import is_url
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds a service waits for the kernel to answer its connect."""
 
 _GATE_ARGS = ("input", "output")
 
@@ -211,27 +216,34 @@ async def _method(spec: ServiceSpec, message: HookCall) -> HookResult:
 async def serve(spec: ServiceSpec) -> int:
     """Connect to the kernel, say hello, answer hook calls until the kernel hangs up."""
     global _peer
-    socket_path = os.environ.get("AOS_SERVICE_SOCKET")
+    target = os.environ.get("AOS_SERVICE_SOCKET") or os.environ.get("AOS_URL")
     skill = os.environ.get("AOS_SKILL")
-    if not socket_path or not skill:
+    if not target or not skill:
         print(
-            "aos service: AOS_SERVICE_SOCKET and AOS_SKILL are not set: the kernel starts services",
+            "aos service: AOS_SKILL and AOS_SERVICE_SOCKET are not set: the kernel starts "
+            "services (a remote service sets AOS_SKILL, AOS_URL=ws://... and AOS_TOKEN)",
             file=sys.stderr,
         )
         return 2
     spec.build()
-    reader, writer = await asyncio.open_unix_connection(socket_path, limit=MAX_FRAME + 64)
-    peer = Peer(reader, writer, on_event=_on_event)
-    peer.send(
-        Hello(role="service", sdk=SDK, skill=skill, hooks=spec.decls, methods=list(spec.methods))
-    )
-    reply = await peer.read_message()
-    if not isinstance(reply, Welcome):
-        detail = (
-            f"{reply.code}: {reply.message}" if isinstance(reply, Error) else type(reply).__name__
+    try:
+        peer = Peer(await connect(target, CONNECT_TIMEOUT), on_event=_on_event)
+        await handshake(
+            peer,
+            Hello(
+                role="service",
+                sdk=SDK,
+                skill=skill,
+                hooks=spec.decls,
+                methods=list(spec.methods),
+                token=os.environ.get("AOS_TOKEN") if is_url(target) else None,
+            ),
         )
-        print(f"aos service {skill}: the kernel refused the hello: {detail}", file=sys.stderr)
-        await peer.close()
+    except NotConnected as exc:
+        print(f"aos service {skill}: {exc}", file=sys.stderr)
+        return 1
+    except (ConnectionClosed, SyscallFailed) as exc:
+        print(f"aos service {skill}: the kernel refused the hello: {exc}", file=sys.stderr)
         return 1
     peer.handler = lambda p, m: _answer(spec, p, m)
     _peer = peer
