@@ -15,6 +15,10 @@ from aos.sandbox import SandboxMode
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+ListenAddress = Annotated[
+    str, msgspec.Meta(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+]
+"""``HOST:PORT``: a host name, an IPv4 address or a bracketed IPv6 one, and a port."""
 
 
 class Limits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -70,3 +74,6 @@ class AOSCB(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tru
     agent_env: list[str] = msgspec.field(default_factory=list)
     """Variables of the daemon's environment passed to agent commands, beyond the
     allowlist (PATH, locale, TERM, TZ, USER...): nothing else reaches the agent."""
+    ws_listen: ListenAddress | None = None
+    """``HOST:PORT`` where the daemon serves its WebSocket face (remote services and
+    clients, by token; port 0 picks a free one); ``null``: no WebSocket face."""

@@ -52,6 +52,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prompt", "AOS_PROMPT", "text added to every agent's system prompt"),
     Setting("sandbox", "AOS_SANDBOX", "agent commands sandboxed: auto, required or off"),
     Setting("agent_env", "AOS_AGENT_ENV", "comma list of variables passed to agent commands", True),
+    Setting("ws_listen", "AOS_WS_LISTEN", "HOST:PORT of the WebSocket face for remote services"),
     Setting("limits.max_steps", "AOS_MAX_STEPS", "ReAct steps one dispatch may take"),
     Setting("limits.tool_timeout", "AOS_TOOL_TIMEOUT", "seconds one bash call may run"),
     Setting("limits.tool_output_cap", "AOS_TOOL_OUTPUT_CAP", "bytes of tool output the model sees"),

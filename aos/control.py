@@ -68,6 +68,17 @@ async def read_hello(peer: Peer) -> Hello:
     return message
 
 
+async def hello_or_refusal(peer: Peer, dropped: Callable[[str], None]) -> Hello | None:
+    """The connection's hello; or None, once a malformed or missing one was
+    answered with a ``protocol`` error and told to ``dropped``."""
+    try:
+        return await read_hello(peer)
+    except ProtocolError as exc:
+        peer.send(Error(code="protocol", message=str(exc)))
+        dropped(str(exc))
+        return None
+
+
 def syscall_handler(kernel: Kernel, principal: Principal, peer: Peer) -> Callable[..., Any]:
     """Answer ``syscall`` messages as ``principal``; events flow back on ``peer``."""
     closers: list[Callable[[], None]] = []
@@ -100,6 +111,15 @@ def syscall_handler(kernel: Kernel, principal: Principal, peer: Peer) -> Callabl
         return SyscallResult(id=message.id, result=result)
 
     return handle
+
+
+async def serve_client(kernel: Kernel, peer: Peer, principal: Principal) -> str:
+    """Welcome a client as ``principal`` and answer its syscalls until the
+    connection ends; return why it ended."""
+    peer.send(Welcome(node=kernel.node_id, version=__version__, principal=principal.name))
+    peer.handler = syscall_handler(kernel, principal, peer)
+    await peer.serve()
+    return peer.close_reason
 
 
 LISTEN_BACKLOG = 1024
@@ -144,7 +164,7 @@ class ControlServer:
 
     def _principal(self, hello: Hello, writer: asyncio.StreamWriter) -> Principal:
         if hello.token:
-            return self.kernel.tokens.verify(hello.token)
+            return self.kernel.authenticate(hello.token)
         if not self.admin_by_uid:
             raise InvalidToken("this socket needs a token")
         peer = peer_of(writer)
@@ -174,11 +194,8 @@ class ControlServer:
         peer = Peer(StreamTransport(reader, writer))
         self._peers.add(peer)
         try:
-            try:
-                hello = await read_hello(peer)
-            except ProtocolError as exc:
-                peer.send(Error(code="protocol", message=str(exc)))
-                self._log_drop(str(exc))
+            hello = await hello_or_refusal(peer, self._log_drop)
+            if hello is None:
                 return
             if hello.role != "client":
                 peer.send(
@@ -193,13 +210,9 @@ class ControlServer:
             except InvalidToken as exc:
                 peer.send(Error(code="denied", message=str(exc)))
                 return
-            peer.send(
-                Welcome(node=self.kernel.node_id, version=__version__, principal=principal.name)
-            )
-            peer.handler = syscall_handler(self.kernel, principal, peer)
-            await peer.serve()
-            if peer.close_reason.startswith("protocol error"):
-                self._log_drop(peer.close_reason)
+            reason = await serve_client(self.kernel, peer, principal)
+            if reason.startswith("protocol error"):
+                self._log_drop(reason)
         finally:
             self._peers.discard(peer)
             await peer.close()

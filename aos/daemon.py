@@ -29,6 +29,7 @@ from aos.control import ControlServer
 from aos.kernel import Kernel
 from aos.services import MAX_SOCKET_PATH, ServiceSupervisor
 from aos.spawner import SpawnerError
+from aos.websocket import WebSocketError, WebSocketFace
 
 logger = logging.getLogger("aos")
 STOP_NOTIFY_GRACE = 2.0
@@ -156,6 +157,8 @@ class Daemon:
         supervisor = ServiceSupervisor(kernel, self.paths.service_dir, self.paths.agent_socket)
         kernel.services = supervisor
         kernel.agent_socket = self.paths.agent_socket
+        listen = self.config.aoscb.ws_listen
+        face = WebSocketFace(kernel, supervisor, listen) if listen else None
         stop_watch = anyio.Event()
         watcher: asyncio.Task[None] | None = None
         recovery: asyncio.Task[None] | None = None
@@ -165,6 +168,12 @@ class Daemon:
         try:
             await control.start()
             await agents.start()
+            if face is not None:
+                try:
+                    kernel.ws_url = await face.start()
+                except WebSocketError as exc:
+                    raise DaemonError(str(exc)) from None
+                logger.info("websocket face: %s", kernel.ws_url)
             # Before the services start: their start-up sees recovered sessions idle, and
             # no service hears of a lost dispatch after it has already picked the session up.
             for session_id in await kernel.recover():
@@ -213,6 +222,9 @@ class Daemon:
                 recovery.cancel()
             await control.close()
             await agents.close()
+            if face is not None:
+                await face.close()
+                kernel.ws_url = None
             await kernel.stop_dispatches("interrupted: the daemon is shutting down")
             stop_watch.set()
             if watcher is not None:

@@ -27,8 +27,9 @@ from aos.hooks import HookPolicy, HookRunner
 from aos.ids import new_id
 from aos.llm import LLMClient, LLMSettings
 from aos.plugins import AOSPluginManager, PluginLoad, allowed_plugins, load_entrypoint_plugins
-from aos.principals import Principal, TokenAuthority
+from aos.principals import InvalidToken, Principal, TokenAuthority
 from aos.reactunit import LEASE_TTL, DispatchRefused, ReActUnit
+from aos.remotes import GRANT_ENDED, GRANTS_FILE, RemoteGrants
 from aos.runtimelog import LogEntry
 from aos.sandbox import Layout, Sandboxes, probe
 from aos.session import SCB, Sessions
@@ -115,6 +116,11 @@ class Kernel:
         """The daemon's service supervisor, when there is one."""
         self.agent_socket: Path | None = None
         """The socket agents' bash reaches the kernel through (set by the daemon)."""
+        self.ws_url: str | None = None
+        """The WebSocket face's URL, while the daemon listens on one."""
+        self.remotes = RemoteGrants(config.paths.state_dir / GRANTS_FILE)
+        """Remote services' grants: their names guard every agent, like system skills."""
+        self.remotes.subscribe(lambda change, grant: self._refresh_system())
         self.llm_settings = LLMSettings.from_env(config.getenv)
         self._llm: LLMClient | None = None
         self.sandboxes = Sandboxes(
@@ -192,9 +198,7 @@ class Kernel:
         skill of its name, and a node-installed skill's for every agent."""
         self.context.forget_faces()
         skill = event.skill
-        self.hooks.system = frozenset(
-            s.name for s in self.skills.all() if s.system and s.status != "shadowed"
-        )
+        self._refresh_system()
         self._sync_plugin(skill.name)
         if event.kind != "removed" and self.skills.get(skill.name) != skill:
             return  # a shadowed copy: the winner of its name decides
@@ -214,6 +218,21 @@ class Kernel:
                 self.hooks.set_policy(
                     skill.name, hook, HookPolicy(timeout=settings.timeout, failure=settings.failure)
                 )
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal of a token presented in a hello: InvalidToken when it is
+        malformed, forged or expired, or a remote service's revoked or replaced one."""
+        principal = self.tokens.verify(token)
+        if principal.token_id is not None and not self.remotes.valid(principal):
+            raise InvalidToken(GRANT_ENDED)
+        return principal
+
+    def _refresh_system(self) -> None:
+        """The owners whose hooks apply to every agent: the node's system skills and
+        its remote services."""
+        self.hooks.system = self.remotes.names() | frozenset(
+            s.name for s in self.skills.all() if s.system and s.status != "shadowed"
+        )
 
     def _sync_plugin(self, name: str) -> None:
         """An entry-point plugin's hooks are registered only while its skill is the

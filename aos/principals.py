@@ -72,6 +72,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     dispatch_id: str | None = None
     """For agent principals: the dispatch that issued the token; the token is
     valid only while that dispatch runs (checked on every syscall)."""
+    token_id: str | None = None
+    """For a remote service's token: its grant (``aos service token``), checked on
+    every syscall, so that revoking or re-minting it cuts the old token off."""
 
     def allows(self, scope: str) -> bool:
         return self.kind == "admin" or scope in self.scopes
@@ -80,8 +83,10 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 ADMIN = Principal(kind="admin", name="admin")
 
 
-def service_principal(skill: str, scopes: frozenset[str]) -> Principal:
-    return Principal(kind="service", name=f"service:{skill}", scopes=scopes - ADMIN_ONLY)
+def service_principal(skill: str, scopes: frozenset[str], token_id: str | None = None) -> Principal:
+    return Principal(
+        kind="service", name=f"service:{skill}", scopes=scopes - ADMIN_ONLY, token_id=token_id
+    )
 
 
 def agent_principal(
@@ -114,6 +119,8 @@ class _TokenBody(msgspec.Struct, array_like=True):
     expires: float
     dispatch_id: str | None = None
     """The dispatch an agent token is bound to (``None`` for services)."""
+    token_id: str | None = None
+    """A remote service's grant (``None`` for the others)."""
 
 
 class TokenAuthority:
@@ -172,6 +179,7 @@ class TokenAuthority:
             sorted(principal.scopes),
             time.time() + ttl,
             principal.dispatch_id,
+            principal.token_id,
         )
         payload = msgspec.msgpack.encode(body)
         return ".".join((self.PREFIX, _b64(payload), _b64(self._sign(payload))))
@@ -188,7 +196,7 @@ class TokenAuthority:
         if body.expires < time.time():
             raise InvalidToken("token expired")
         if body.kind == "service":
-            return service_principal(body.name, frozenset(body.scopes))
+            return service_principal(body.name, frozenset(body.scopes), body.token_id)
         return agent_principal(body.name, body.session_id, frozenset(body.scopes), body.dispatch_id)
 
 

@@ -65,17 +65,20 @@ from aos import __version__
 from aos.control import peer_of, read_hello, syscall_handler
 from aos.hooks import HookPolicy
 from aos.hookspecs import HOOKS, hookimpl
-from aos.principals import GRANTABLE_SCOPES, service_principal
+from aos.principals import GRANTABLE_SCOPES, Principal, service_principal
 from aos.processes import descends_from
 from aos.reactunit import SECRET_VARIABLES
+from aos.remotes import RemoteGrant
 from aos.runtimelog import LogEntry
+from aos.skills.manifest import HookSettings
 from aos.skills.registry import Skill, SkillEvent
+from aos.statefile import read_state, write_state
 from aos.syscalls import ERROR_CODES, SyscallError
 
 if TYPE_CHECKING:
     from aos.kernel import Kernel
 
-State = Literal["starting", "running", "backoff", "failed", "stopped"]
+State = Literal["starting", "running", "backoff", "failed", "stopped", "disconnected"]
 logger = logging.getLogger("aos")
 HELLO_TIMEOUT = 10.0
 METHOD_TIMEOUT = 30.0
@@ -173,17 +176,9 @@ class RememberedHooks:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.problem: str | None = None
+        found, self.problem = read_state(path, _HooksFile, "hooks file")
         """Why the file could not be used (it is then ignored, and rewritten at the next hello)."""
-        self._skills: dict[str, list[HookDecl]] = {}
-        try:
-            self._skills = msgspec.json.decode(path.read_bytes(), type=_HooksFile).skills
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            self.problem = f"cannot read {path}: {exc.strerror}"
-        except msgspec.DecodeError as exc:
-            self.problem = f"{path} is not a valid hooks file ({exc}): it is ignored"
+        self._skills: dict[str, list[HookDecl]] = found.skills if found else {}
 
     def get(self, skill: str) -> list[HookDecl]:
         return list(self._skills.get(skill, []))
@@ -199,46 +194,29 @@ class RememberedHooks:
             self._write()
 
     def _write(self) -> None:
-        """Replace the file atomically: a crash leaves the old one or the new one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        staged = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            out.write(msgspec.json.encode(_HooksFile(skills=self._skills)))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(staged, self.path)
+        write_state(self.path, _HooksFile(skills=self._skills))
 
 
-class Service:
-    """One skill's service process, supervised."""
+class ServiceLink:
+    """What the kernel holds of one service, local or remote: its connection, the
+    proxy plugin that forwards its hooks, its methods, its state."""
 
-    def __init__(self, supervisor: ServiceSupervisor, skill: Skill) -> None:
+    def __init__(self, supervisor: ServiceSupervisor, name: str) -> None:
         self.supervisor = supervisor
-        self.skill = skill
+        self.name = name
         self.state: State = "starting"
-        self.pid: int | None = None
-        """The spawned process."""
-        self.peer_pid: int | None = None
-        """The process really connected (SO_PEERCRED): the spawned one or a descendant."""
         self.restarts = 0
         self.last_error: str | None = None
         self.left: str | None = None
         """Why it left, when it said ``bye`` and exited 0: stopped until a reload."""
         self.started_at: float | None = None
-        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
-        self.socket_path = supervisor.socket_dir / f"{skill.name}.sock"
-        self._stop = asyncio.Event()
-        self._handover = False
-        """Stopped for a new version of the skill: the hooks stay (failing) until it says hello."""
         self.settled = asyncio.Event()
         """Set once the first start said hello or failed."""
-        self._process: asyncio.subprocess.Process | None = None
         self._peer: Peer | None = None
         self._unresponsive = False
-        """This run did not answer a ping in time: it is killed, not asked to stop."""
-        self._plugin_name = skill.name
+        """This run did not answer a ping in time: it is cut off, not asked to stop."""
+        self._plugin_name = name
         self.methods: frozenset[str] = frozenset()
-        self.task: asyncio.Task[None] | None = None
 
     @property
     def kernel(self) -> Kernel:
@@ -246,14 +224,11 @@ class Service:
 
     def status(self) -> dict[str, Any]:
         return {
-            "skill": self.skill.name,
+            "skill": self.name,
             "state": self.state,
-            "pid": self.pid,
-            "peer_pid": self.peer_pid,
             "restarts": self.restarts,
             "last_error": self.last_error,
             "left": self.left,
-            "socket": str(self.socket_path),
             "uptime": time.time() - self.started_at
             if self.started_at and self.state == "running"
             else None,
@@ -265,8 +240,8 @@ class Service:
         entry = LogEntry(
             kind="service",
             level=level,
-            message=f"service {self.skill.name}: {message}",
-            data={"skill": self.skill.name, **data},
+            message=f"service {self.name}: {message}",
+            data={"skill": self.name, **data},
         )
         self.kernel.log(entry)  # warnings and errors reach the node's log there
         if level == "info":
@@ -274,14 +249,17 @@ class Service:
         if self.kernel.events.has_subscribers():
             self.kernel.events.publish("service", self.status())
 
+    def declared(self) -> dict[str, HookSettings]:
+        """Hook policies set where the service is installed (a local skill's SKILL.md)."""
+        return {}
+
     def expected_hooks(self) -> list[HookDecl]:
         """The gate and provide hooks to enforce before the service says hello:
         those of its last accepted hello (remembered across daemon restarts) and
-        those its SKILL.md declares under ``hooks:``."""
-        remembered = self.supervisor.remembered.get(self.skill.name)
+        those declared where it is installed (a local skill's SKILL.md ``hooks:``)."""
+        remembered = self.supervisor.remembered.get(self.name)
         hooks = {d.name: d for d in remembered if enforceable(d.name)}
-        declared = self.skill.manifest.hooks if self.skill.manifest else {}
-        for name in declared:
+        for name in self.declared():
             if name not in hooks and enforceable(name):
                 hooks[name] = HookDecl(name=name)
         return list(hooks.values())
@@ -292,6 +270,161 @@ class Service:
         hooks = self.expected_hooks()
         if hooks:
             self._register(hooks)
+
+    def check_hello(self, hello: Hello) -> None:
+        """ProtocolError or ServiceError when ``hello`` is not this service's."""
+        if hello.role != "service" or hello.skill != self.name:
+            raise ProtocolError(
+                f"hello is for {hello.role} {hello.skill!r}, expected service {self.name!r}"
+            )
+        check_hooks(hello.hooks)
+
+    def welcome(self, peer: Peer, principal: Principal) -> None:
+        """Answer the accepted hello; the service's syscalls run as ``principal``."""
+        peer.send(Welcome(node=self.kernel.node_id, version=__version__, principal=principal.name))
+        peer.handler = syscall_handler(self.kernel, principal, peer)
+
+    def attach(self, peer: Peer, hello: Hello) -> None:
+        """The service said hello: its hooks (as it declares them now) apply."""
+        self._peer = peer
+        self.methods = frozenset(hello.methods)
+        self._register(hello.hooks)
+        self._remember(hello.hooks)
+        self.state = "running"
+        self.settled.set()
+        self.started_at = time.time()
+
+    async def _watch(self, peer: Peer, cut_off: str) -> None:
+        """Ping the service; return when it does not answer within the deadline
+        (stopped, hung: logged with ``cut_off``, what happens next) or its
+        connection ended."""
+        while not peer.closed.is_set():
+            await asyncio.sleep(PING_INTERVAL)
+            try:
+                async with asyncio.timeout(PING_DEADLINE):
+                    await peer.request(Ping(id=peer.next_id()))
+            except TimeoutError:
+                self._unresponsive = True
+                self.log(f"not answering: no pong within {PING_DEADLINE:g}s; {cut_off}", "error")
+                return
+            except ConnectionClosed:
+                return
+            except RemoteError:
+                continue  # it answered, if with an error: it is alive
+
+    async def _call(self, hook: str, args: dict[str, Any]) -> Any:
+        """One hook call forwarded to the service; raises (its policy decides)
+        when the service is down or its implementation failed."""
+        live = self._peer
+        if live is None or live.closed.is_set():
+            if self.left is not None:
+                raise RuntimeError(
+                    f"the service of {self.name} left ({self.left}): "
+                    f"`aos skill reload {self.name}` starts it again"
+                )
+            why = self.last_error.split("; stderr:")[0] if self.last_error else ""
+            raise RuntimeError(
+                f"the service of {self.name} is not running "
+                f"({self.state}{': ' + why if why else ''}): try again shortly"
+            )
+        deadline = next(
+            (i.timeout for i in self.kernel.hooks.impls(hook) if i.owner == self.name), None
+        )  # the service learns how long it has (its policy's timeout)
+        call = HookCall(id=live.next_id(), hook=hook, args=args, timeout=deadline)
+        reply: HookResult = await live.request(call)
+        if reply.error is not None:
+            raise RuntimeError(reply.error)
+        return reply.result
+
+    def _register(self, hooks: list[HookDecl]) -> None:
+        """Register (or replace) the proxy plugin for ``hooks``, each with its
+        policy: SKILL.md's, else the hook declaration's, else the kind's default."""
+        declared = self.declared()
+        for decl in hooks:
+            from_md = declared.get(decl.name)
+            policy = HookPolicy(
+                timeout=from_md.timeout if from_md and from_md.timeout else decl.timeout,
+                failure=from_md.failure if from_md and from_md.failure else decl.failure,
+            )
+            self.kernel.hooks.set_policy(self.name, decl.name, policy)
+        if self.kernel.pm.has_plugin(self._plugin_name):
+            self.kernel.pm.unregister(name=self._plugin_name)
+        self.kernel.pm.register(make_proxy(self.name, hooks, self._call), name=self._plugin_name)
+
+    def _remember(self, hooks: list[HookDecl]) -> None:
+        try:
+            self.supervisor.remembered.remember(self.name, hooks)
+        except OSError as exc:
+            self.log(
+                f"cannot record its hooks in {self.supervisor.remembered.path}: {exc.strerror}; "
+                "after a daemon restart only the hooks its SKILL.md declares are enforced "
+                "before it says hello",
+                "warning",
+            )
+
+    def _unregister(self) -> None:
+        if self.kernel.pm.has_plugin(self._plugin_name):
+            self.kernel.pm.unregister(name=self._plugin_name)
+
+    async def call_method(self, method: str, caller: dict[str, Any], params: dict[str, Any]) -> Any:
+        """Run one of the service's methods for ``caller`` (a ``skill.call``);
+        its refusals are SyscallErrors with the code the service chose."""
+        peer = self._peer
+        name = f"{self.name}.{method}"
+        if self.state != "running" or peer is None:
+            raise SyscallError("unavailable", f"service {self.name} is not running ({self.state})")
+        if method not in self.methods:
+            raise SyscallError("unknown", f"service {self.name} has no method {method!r}")
+        call = HookCall(
+            id=peer.next_id(),
+            hook=f"method:{method}",
+            args={"caller": caller, "params": params},
+            timeout=METHOD_TIMEOUT,
+        )
+        try:
+            async with asyncio.timeout(METHOD_TIMEOUT):
+                reply: HookResult = await peer.request(call)
+        except TimeoutError:
+            raise SyscallError(
+                "unavailable", f"{name} did not answer within {METHOD_TIMEOUT:g}s"
+            ) from None
+        except ConnectionClosed:
+            raise SyscallError("unavailable", f"{name}: the service went away") from None
+        if reply.error is not None:
+            code = reply.code if reply.code in ERROR_CODES else "unavailable"
+            raise SyscallError(code, f"{name}: {reply.error}")  # type: ignore[arg-type]
+        return reply.result
+
+
+class Service(ServiceLink):
+    """One skill's service process, supervised."""
+
+    def __init__(self, supervisor: ServiceSupervisor, skill: Skill) -> None:
+        super().__init__(supervisor, skill.name)
+        self.skill = skill
+        self.pid: int | None = None
+        """The spawned process."""
+        self.peer_pid: int | None = None
+        """The process really connected (SO_PEERCRED): the spawned one or a descendant."""
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self.socket_path = supervisor.socket_dir / f"{skill.name}.sock"
+        self._stop = asyncio.Event()
+        self._handover = False
+        """Stopped for a new version of the skill: the hooks stay (failing) until it says hello."""
+        self._process: asyncio.subprocess.Process | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            **super().status(),
+            "pid": self.pid,
+            "peer_pid": self.peer_pid,
+            "socket": str(self.socket_path),
+            "remote": None,
+        }
+
+    def declared(self) -> dict[str, HookSettings]:
+        return self.skill.manifest.hooks if self.skill.manifest else {}
 
     async def run(self) -> None:
         """Start, watch, restart with backoff, until stopped."""
@@ -349,20 +482,19 @@ class Service:
             stderr_task = asyncio.get_running_loop().create_task(self._read_stderr())
             try:
                 peer, hello = await self._await_hello(ready)
-                self._peer = peer
-                self.methods = frozenset(hello.methods)
-                self._register(hello.hooks)
-                self._remember(hello.hooks)
-                self.state = "running"
-                self.settled.set()
-                self.started_at = time.time()
+                self.attach(peer, hello)
                 child = f", connected from pid {self.peer_pid}" if self.peer_pid != self.pid else ""
                 self.log(f"running (pid {self.pid}{child})")
                 waits = [
                     asyncio.ensure_future(self._process.wait()),
                     asyncio.ensure_future(self._stop.wait()),
                     asyncio.ensure_future(peer.closed.wait()),
-                    asyncio.ensure_future(self._watch(peer)),
+                    asyncio.ensure_future(
+                        self._watch(
+                            peer,
+                            f"killing its process group (pid {self.pid}) and restarting it",
+                        )
+                    ),
                 ]
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 for w in waits:
@@ -382,7 +514,7 @@ class Service:
                 self.last_error = None
                 self.log(
                     f"stopped: it left ({self.left}) and exited 0; its gates fail as their "
-                    f"policy says until `aos skill reload {self.skill.name}` starts it again"
+                    f"policy says until `aos skill reload {self.name}` starts it again"
                 )
             elif not self._stop.is_set():
                 tail = " | ".join(self.stderr_tail)
@@ -414,27 +546,19 @@ class Service:
             await self._refuse(peer, pid)
             return
         if ready.done():  # one connection per service run
-            peer.send(
-                Error(code="protocol", message=f"service {self.skill.name} is already connected")
-            )
+            peer.send(Error(code="protocol", message=f"service {self.name} is already connected"))
             await peer.close()
             return
         try:
             hello = await read_hello(peer)
-            if hello.role != "service" or hello.skill != self.skill.name:
-                raise ProtocolError(
-                    f"hello is for {hello.role} {hello.skill!r}, expected service {self.skill.name!r}"
-                )
-            check_hooks(hello.hooks)
+            self.check_hello(hello)
         except (ProtocolError, ServiceError) as exc:
             peer.send(Error(code="protocol", message=str(exc)))
             await peer.close()
             if not ready.done():
                 ready.set_exception(ServiceError(f"bad hello: {exc}"))
             return
-        principal = service_principal(self.skill.name, frozenset(self._granted()))
-        peer.send(Welcome(node=self.kernel.node_id, version=__version__, principal=principal.name))
-        peer.handler = syscall_handler(self.kernel, principal, peer)
+        self.welcome(peer, service_principal(self.name, frozenset(self._granted())))
         self.peer_pid = pid
         ready.set_result((peer, hello))
         await peer.serve()
@@ -451,41 +575,20 @@ class Service:
         peer.send(
             Error(
                 code="protocol",
-                message=f"the socket of service {self.skill.name} accepts only the process the "
+                message=f"the socket of service {self.name} accepts only the process the "
                 f"daemon spawned for it (or its descendants), and {who} is not one of them",
             )
         )
         await peer.close()
         self.log(f"refused a connection from {who}: not the service's process", "warning", pid=pid)
 
-    async def _watch(self, peer: Peer) -> None:
-        """Ping the service; return when it does not answer within the deadline
-        (stopped, hung) or its connection ended."""
-        while not peer.closed.is_set():
-            await asyncio.sleep(PING_INTERVAL)
-            try:
-                async with asyncio.timeout(PING_DEADLINE):
-                    await peer.request(Ping(id=peer.next_id()))
-            except TimeoutError:
-                self._unresponsive = True
-                self.log(
-                    f"not answering: no pong within {PING_DEADLINE:g}s; killing its process "
-                    f"group (pid {self.pid}) and restarting it",
-                    "error",
-                )
-                return
-            except ConnectionClosed:
-                return
-            except RemoteError:
-                continue  # it answered, if with an error: it is alive
-
     async def _spawn(self, path: Path) -> None:
         scopes = frozenset(self._granted())
-        token = self.kernel.tokens.issue(service_principal(self.skill.name, scopes))
+        token = self.kernel.tokens.issue(service_principal(self.name, scopes))
         env = {
             **{k: v for k, v in self.kernel.config.environ().items() if k not in SECRET_VARIABLES},
             "AOS_SERVICE_SOCKET": str(self.socket_path),
-            "AOS_SKILL": self.skill.name,
+            "AOS_SKILL": self.name,
             "AOS_TOKEN": token,
             "AOS_SOCKET": str(self.supervisor.agent_socket),
             "AOS_STATE_DIR": str(self.kernel.config.paths.state_dir),  # a service's own state
@@ -513,7 +616,7 @@ class Service:
             if line:
                 self.stderr_tail.append(line)
                 # the node's log, as it comes: `aos logs --service NAME [-f]`
-                logger.info("service %s: stderr: %s", self.skill.name, line[:STDERR_LINE_CAP])
+                logger.info("service %s: stderr: %s", self.name, line[:STDERR_LINE_CAP])
 
     async def _await_hello(self, ready: asyncio.Future[tuple[Peer, Hello]]) -> tuple[Peer, Hello]:
         """The service's checked hello, or ServiceError (exited, timed out, bad hello)."""
@@ -551,62 +654,6 @@ class Service:
         asked = self.skill.manifest.scopes if self.skill.manifest else []
         return [s for s in asked if s in GRANTABLE_SCOPES]
 
-    async def _call(self, hook: str, args: dict[str, Any]) -> Any:
-        """One hook call forwarded to the service; raises (its policy decides)
-        when the service is down or its implementation failed."""
-        live = self._peer
-        if live is None or live.closed.is_set():
-            if self.left is not None:
-                raise RuntimeError(
-                    f"the service of {self.skill.name} left ({self.left}): "
-                    f"`aos skill reload {self.skill.name}` starts it again"
-                )
-            why = self.last_error.split("; stderr:")[0] if self.last_error else ""
-            raise RuntimeError(
-                f"the service of {self.skill.name} is not running "
-                f"({self.state}{': ' + why if why else ''}): try again shortly"
-            )
-        deadline = next(
-            (i.timeout for i in self.kernel.hooks.impls(hook) if i.owner == self.skill.name), None
-        )  # the service learns how long it has (its policy's timeout)
-        call = HookCall(id=live.next_id(), hook=hook, args=args, timeout=deadline)
-        reply: HookResult = await live.request(call)
-        if reply.error is not None:
-            raise RuntimeError(reply.error)
-        return reply.result
-
-    def _register(self, hooks: list[HookDecl]) -> None:
-        """Register (or replace) the proxy plugin for ``hooks``, each with its
-        policy: SKILL.md's, else the hook declaration's, else the kind's default."""
-        declared = self.skill.manifest.hooks if self.skill.manifest else {}
-        for decl in hooks:
-            from_md = declared.get(decl.name)
-            policy = HookPolicy(
-                timeout=from_md.timeout if from_md and from_md.timeout else decl.timeout,
-                failure=from_md.failure if from_md and from_md.failure else decl.failure,
-            )
-            self.kernel.hooks.set_policy(self.skill.name, decl.name, policy)
-        if self.kernel.pm.has_plugin(self._plugin_name):
-            self.kernel.pm.unregister(name=self._plugin_name)
-        self.kernel.pm.register(
-            make_proxy(self.skill.name, hooks, self._call), name=self._plugin_name
-        )
-
-    def _remember(self, hooks: list[HookDecl]) -> None:
-        try:
-            self.supervisor.remembered.remember(self.skill.name, hooks)
-        except OSError as exc:
-            self.log(
-                f"cannot record its hooks in {self.supervisor.remembered.path}: {exc.strerror}; "
-                "after a daemon restart only the hooks its SKILL.md declares are enforced "
-                "before it says hello",
-                "warning",
-            )
-
-    def _unregister(self) -> None:
-        if self.kernel.pm.has_plugin(self._plugin_name):
-            self.kernel.pm.unregister(name=self._plugin_name)
-
     async def _terminate(self) -> int | None:
         peer, self._peer = self._peer, None  # hook calls from now on: "not running"
         process = self._process
@@ -638,37 +685,6 @@ class Service:
                 await process.wait()
         return process.returncode
 
-    async def call_method(self, method: str, caller: dict[str, Any], params: dict[str, Any]) -> Any:
-        """Run one of the service's methods for ``caller`` (a ``skill.call``);
-        its refusals are SyscallErrors with the code the service chose."""
-        peer = self._peer
-        name = f"{self.skill.name}.{method}"
-        if self.state != "running" or peer is None:
-            raise SyscallError(
-                "unavailable", f"service {self.skill.name} is not running ({self.state})"
-            )
-        if method not in self.methods:
-            raise SyscallError("unknown", f"service {self.skill.name} has no method {method!r}")
-        call = HookCall(
-            id=peer.next_id(),
-            hook=f"method:{method}",
-            args={"caller": caller, "params": params},
-            timeout=METHOD_TIMEOUT,
-        )
-        try:
-            async with asyncio.timeout(METHOD_TIMEOUT):
-                reply: HookResult = await peer.request(call)
-        except TimeoutError:
-            raise SyscallError(
-                "unavailable", f"{name} did not answer within {METHOD_TIMEOUT:g}s"
-            ) from None
-        except ConnectionClosed:
-            raise SyscallError("unavailable", f"{name}: the service went away") from None
-        if reply.error is not None:
-            code = reply.code if reply.code in ERROR_CODES else "unavailable"
-            raise SyscallError(code, f"{name}: {reply.error}")  # type: ignore[arg-type]
-        return reply.result
-
     async def stop(self, *, handover: bool = False) -> None:
         """Stop it; with ``handover`` (a new version starts next) its hooks stay,
         failing as their policy says, until the new one says hello."""
@@ -679,6 +695,78 @@ class Service:
         elif not handover:  # taken on but never started: its placeholder goes
             self._unregister()
             self.state = "stopped"
+
+
+class RemoteService(ServiceLink):
+    """A service on another machine, attached over the WebSocket face with the
+    token of its grant (aos/remotes.py). Nothing is spawned: it is ``disconnected``
+    until it says hello, ``running`` while attached. Its remembered hooks are in
+    place all along, failing as their policy says whenever it is not attached."""
+
+    def __init__(self, supervisor: ServiceSupervisor, name: str) -> None:
+        super().__init__(supervisor, name)
+        self.state = "disconnected"
+        self.settled.set()  # nothing to wait for: the node does not start it
+        self.address: str | None = None
+        """Where its connection comes from, while attached."""
+
+    def status(self) -> dict[str, Any]:
+        return {
+            **super().status(),
+            "pid": None,
+            "peer_pid": None,
+            "socket": None,
+            "remote": self.address or "",
+        }
+
+    async def serve(self, peer: Peer, hello: Hello, principal: Principal, address: str) -> None:
+        """Serve an authenticated connection (its principal is this grant's) until it ends."""
+        live = self._peer
+        if live is not None and not live.closed.is_set():
+            peer.send(Error(code="protocol", message=f"service {self.name} is already connected"))
+            return
+        try:
+            self.check_hello(hello)
+        except (ProtocolError, ServiceError) as exc:
+            peer.send(Error(code="protocol", message=str(exc)))
+            self.log(f"refused the hello from {address}: {exc}", "warning")
+            return
+        self.welcome(peer, principal)
+        self.attach(peer, hello)
+        self.address = address
+        self._unresponsive = False
+        self.log(f"running (remote, from {address})")
+        watch = asyncio.get_running_loop().create_task(self._watch(peer, "closing its connection"))
+        serving = asyncio.get_running_loop().create_task(peer.serve())
+        try:
+            await asyncio.wait([watch, serving], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            await peer.close("service detached")
+            await asyncio.gather(serving, return_exceptions=True)
+            if self._peer is peer:
+                self.detach(peer.close_reason)
+
+    def detach(self, why: str) -> None:
+        """Its connection ended: its hooks stay, failing as their policy says."""
+        self._peer = None
+        self.address = None
+        self.state = "disconnected"
+        self.last_error = (
+            f"did not answer a ping within {PING_DEADLINE:g}s" if self._unresponsive else why
+        )
+        self.log(
+            f"disconnected ({self.last_error}); its gates fail as their policy says until it "
+            "attaches again",
+            "warning",
+        )
+
+    async def stop(self) -> None:
+        """Its grant was revoked or replaced: cut its connection off."""
+        live = self._peer
+        if live is not None:
+            live.send(Bye(reason="its grant was revoked or replaced"))
+            await live.close("grant revoked")
 
 
 class ServiceSupervisor:
@@ -694,22 +782,47 @@ class ServiceSupervisor:
         self.remembered = RememberedHooks(kernel.config.paths.state_dir / HOOKS_FILE)
         if self.remembered.problem:
             kernel.log(LogEntry(kind="service", level="warning", message=self.remembered.problem))
-        # Every service skill's hooks are in place from now on, before any socket
-        # opens and before its service says hello: see Service.guard.
+        # Every service's hooks are in place from now on, before any socket opens
+        # and before its service says hello: see ServiceLink.guard.
+        self.remote: dict[str, RemoteService] = {}
+        """Remote services by name: one per grant (aos/remotes.py)."""
+        if kernel.remotes.problem:
+            kernel.log(LogEntry(kind="service", level="warning", message=kernel.remotes.problem))
+        for grant in kernel.remotes.all():
+            self._take_on_remote(grant.name)
+        self._unsubscribe_grants = kernel.remotes.subscribe(self._on_grant)
         for skill in kernel.skills.active():
             if self.runs(skill):
                 self._take_on(skill)
         self._unsubscribe = kernel.skills.subscribe(self._on_event)
 
     def status(self) -> list[dict[str, Any]]:
-        return [s.status() for s in self.services.values()]
+        return [s.status() for s in (*self.services.values(), *self.remote.values())]
+
+    def _take_on_remote(self, name: str) -> None:
+        service = self.remote[name] = RemoteService(self, name)
+        service.guard()
+
+    def _on_grant(self, change: Literal["granted", "revoked"], grant: RemoteGrant) -> None:
+        current = self.remote.get(grant.name)
+        if current is not None:  # its token is no longer valid: cut it off
+            asyncio.get_running_loop().create_task(current.stop())
+        if change == "granted" and current is None:
+            self._take_on_remote(grant.name)
+            self.remote[grant.name].log("granted: waiting for it to attach")
+        elif change == "revoked" and current is not None:
+            del self.remote[grant.name]
+            current._unregister()
+            with contextlib.suppress(OSError):
+                self.remembered.forget(grant.name)
+            current.log("revoked: its hooks are gone")
 
     def runs(self, skill: Skill) -> bool:
         """Whether a skill's service should run: every active service skill, except
         standard skills that are not among the system default skills (removing a
         standard skill from ``default_skills`` removes it entirely)."""
-        if skill.status != "active" or skill.kind != "service":
-            return False
+        if skill.status != "active" or skill.kind != "service" or skill.name in self.remote:
+            return False  # a remote service's name is its own
         return skill.root != "standard" or skill.name in self.kernel.config.aoscb.default_skills
 
     def start_all(self) -> None:
@@ -748,7 +861,7 @@ class ServiceSupervisor:
     async def call_method(
         self, skill: str, method: str, caller: dict[str, Any], params: dict[str, Any]
     ) -> Any:
-        service = self.services.get(skill)
+        service = self.services.get(skill) or self.remote.get(skill)
         if service is None:
             raise SyscallError("unavailable", f"skill {skill!r} has no running service")
         return await service.call_method(method, caller, params)
@@ -775,5 +888,9 @@ class ServiceSupervisor:
 
     async def close(self) -> None:
         self._unsubscribe()
-        await asyncio.gather(*(s.stop() for s in self.services.values()), return_exceptions=True)
+        self._unsubscribe_grants()
+        await asyncio.gather(
+            *(s.stop() for s in (*self.services.values(), *self.remote.values())),
+            return_exceptions=True,
+        )
         self.services.clear()

@@ -192,9 +192,23 @@ async def poll_until(predicate: Callable[[], bool], seconds: float = 15.0) -> No
             await asyncio.sleep(0.02)
 
 
+async def dispatched_tool_results(kernel: Kernel, message: str) -> list[dict[str, Any]]:
+    """Dispatch ``message`` to a new agent's new session (the scripted model decides
+    what it runs); the ``tool.result`` facts of the completed dispatch."""
+    agent = await kernel.syscall(ADMIN, "agent.create", {"name": "worker"})
+    session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
+    outcome = await kernel.syscall(
+        ADMIN, "session.dispatch", {"id": session["id"], "message": message}
+    )
+    assert outcome["status"] == "completed", outcome
+    history = await kernel.syscall(ADMIN, "session.history", {"id": session["id"]})
+    return [h["fact"] for h in history if h["fact"]["kind"] == "tool.result"]
+
+
 __all__ = [
     "REPO",
     "copy_skill",
+    "dispatched_tool_results",
     "kernel_with_model",
     "live_token",
     "poll_until",

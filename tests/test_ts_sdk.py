@@ -17,7 +17,7 @@ from types import ModuleType
 import msgspec
 import pytest
 from aos_sdk.protocol import HEADER, decode, encode
-from conftest import IN_CI, REPO, poll_until, running_daemon
+from conftest import IN_CI, REPO, dispatched_tool_results, poll_until, running_daemon
 from test_services import running
 
 from aos.hooks import HookRejected
@@ -131,14 +131,7 @@ async def test_a_typescript_guard_guards_a_real_daemon(
         kernel = daemon.kernel
         assert kernel is not None
         await poll_until(lambda: running(daemon, "ts-guard"))
-        agent = await kernel.syscall(ADMIN, "agent.create", {"name": "worker"})
-        session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
-        outcome = await kernel.syscall(
-            ADMIN, "session.dispatch", {"id": session["id"], "message": "clean up"}
-        )
-        assert outcome["status"] == "completed"
-        history = await kernel.syscall(ADMIN, "session.history", {"id": session["id"]})
-        refused, ran = [h["fact"] for h in history if h["fact"]["kind"] == "tool.result"]
+        refused, ran = await dispatched_tool_results(kernel, "clean up")
         assert (refused["status"], refused["rejected_by"]) == ("rejected", "ts-guard")
         assert refused["output"] == "rejected by ts-guard: blocked: DROP TABLE"
         assert (ran.get("status", "ok"), ran["output"]) == ("ok", "ok\n")  # ok: the default
@@ -154,7 +147,8 @@ def test_a_node_service_outside_the_kernel_says_how_it_is_started(built_sdk: Pat
         cwd=built_sdk, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2
-    assert "AOS_SERVICE_SOCKET and AOS_SKILL are not set" in done.stderr
+    assert "AOS_SKILL and AOS_SERVICE_SOCKET are not set" in done.stderr
+    assert "AOS_URL=ws://" in done.stderr  # how to run it as a remote service
 
 
 @pytest.fixture

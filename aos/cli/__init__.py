@@ -2,7 +2,8 @@
 
 ``_app`` holds the root group and its :class:`Context`; ``daemon`` (up, start,
 stop, status, logs), ``doctor``, ``agent``, ``session`` (run, chat, session),
-``skill``, ``hooks`` (hooks, plugins), ``harness`` and ``syscall`` add their
+``skill``, ``service`` (remote services' tokens), ``hooks`` (hooks, plugins),
+``harness`` and ``syscall`` add their
 commands to it; ``output`` is how every command speaks. A plugin adds its own
 commands in ``cli.register`` and makes syscalls with :func:`call`.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from aos.cli import agent, daemon, doctor, harness, hooks, session, skill
+from aos.cli import agent, daemon, doctor, harness, hooks, service, session, skill
 from aos.cli import syscall as _syscall
 from aos.cli._app import cli
 from aos.cli.syscall import call
@@ -26,10 +27,11 @@ __all__ = [
     "harness",
     "hooks",
     "main",
+    "service",
     "session",
     "skill",
 ]
-_COMMANDS = (agent, daemon, doctor, harness, hooks, session, skill, _syscall)
+_COMMANDS = (agent, daemon, doctor, harness, hooks, service, session, skill, _syscall)
 """The noun modules: importing them adds their commands to ``cli``."""
 
 

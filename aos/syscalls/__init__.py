@@ -7,14 +7,14 @@ of what the kernel can do (``docs/specs/aos-syscall.md`` documents it).
 
 ``_table`` holds the table and the checks every call passes; one module per
 object holds its syscalls: ``kernel``, ``agent``, ``session``, ``skill``,
-``hook``, ``log``, ``events``. Importing this package registers them all.
+``hook``, ``log``, ``events``, ``service``. Importing this package registers them all.
 """
 
 from __future__ import annotations
 
-from aos.syscalls import agent, events, hook, kernel, log, session, skill
+from aos.syscalls import agent, events, hook, kernel, log, service, session, skill
 from aos.syscalls._table import ERROR_CODES, SYSCALLS, Syscall, SyscallError, call
 
 __all__ = ["ERROR_CODES", "SYSCALLS", "Syscall", "SyscallError", "call"]
-_OBJECTS = (agent, events, hook, kernel, log, session, skill)
+_OBJECTS = (agent, events, hook, kernel, log, service, session, skill)
 """The modules whose import registers their syscalls."""

@@ -13,6 +13,7 @@ from aos_sdk.protocol import SyscallErrorCode
 
 from aos.hooks import HookRejected
 from aos.principals import GRANTABLE_SCOPES, Principal
+from aos.remotes import GRANT_ENDED
 from aos.runtimelog import LogEntry
 from aos.session import SCB
 from aos.store import StoreError
@@ -86,6 +87,9 @@ async def call(
     if principal.kind == "agent" and not dispatch_runs(kernel, principal):
         _audit(kernel, principal, name, f"denied: {DISPATCH_ENDED}")
         raise SyscallError("denied", f"{principal.name}: {DISPATCH_ENDED}")
+    if principal.token_id is not None and not kernel.remotes.valid(principal):
+        _audit(kernel, principal, name, f"denied: {GRANT_ENDED}")
+        raise SyscallError("denied", f"{principal.name}: {GRANT_ENDED}")
     if not principal.allows(sc.scope):
         _audit(kernel, principal, name, "denied")
         raise SyscallError(

@@ -52,6 +52,8 @@ class KernelStatus(msgspec.Struct):
     """What protects the agents' commands (aos/sandbox.py)."""
     project: str
     """The directory the daemon serves: its skills/, aoscb.json and .env are this one's."""
+    websocket: str | None
+    """The WebSocket face's URL, when the node listens (``AOS_WS_LISTEN``)."""
 
 
 @syscall(
@@ -80,6 +82,7 @@ async def kernel_status(kernel: Kernel, principal: Principal, params: NoParams) 
         services=kernel.services.status() if kernel.services else [],
         isolation=kernel.sandboxes.isolation,
         project=str(kernel.config.project_dir),
+        websocket=kernel.ws_url,
     )
 
 

@@ -9,6 +9,7 @@ import { type Message, PROTOCOL_VERSION } from "./protocol.js";
 import { SDK } from "./service.js";
 
 export interface ClientOptions {
+  /** A Unix socket path or a node's WebSocket face (`ws://HOST:PORT/`); default AOS_SOCKET, else AOS_URL. */
   socket?: string;
   token?: string;
 }
@@ -35,8 +36,8 @@ export class Client {
 
   /** Connect and say hello; a refused hello rejects with SyscallError. */
   static async connect(options: ClientOptions = {}): Promise<Client> {
-    const socket = options.socket ?? process.env.AOS_SOCKET;
-    if (!socket) throw new ConnectionClosed("no socket given and AOS_SOCKET is not set");
+    const socket = options.socket || process.env.AOS_SOCKET || process.env.AOS_URL;
+    if (!socket) throw new ConnectionClosed("no socket given and neither AOS_SOCKET nor AOS_URL is set");
     const token = options.token ?? process.env.AOS_TOKEN ?? "";
     let welcomed: (reply: Message) => void;
     const greeting = new Promise<Message>((resolve) => (welcomed = resolve));

@@ -38,6 +38,8 @@ export const SYSCALLS = {
   "kernel.shutdown": "kernel.admin",
   "kernel.status": "kernel.read",
   "log.read": "log.read",
+  "service.revoke": "kernel.admin",
+  "service.token": "kernel.admin",
   "session.append": "session.write",
   "session.archive": "session.write",
   "session.context": "session.read",
@@ -79,12 +81,15 @@ export type HookImplInfo = { "owner": string; "where": string; "function": strin
 export type HookInfo = { "hook": string; "kind": string; "required": boolean; "implementations": Array<HookImplInfo> };
 export type Isolation = { "mode": "auto" | "off" | "required"; "available": boolean; "sandboxed": boolean; "bwrap": string | null; "detail": string; "problem": string; "warning": string; "pasta"?: string | null; "network"?: string; "user_namespaces": string };
 export type KernelConfig = { "aoscb": Record<string, unknown>; "db_url": string; "paths": Record<string, string>; "sources": Record<string, string> };
-export type KernelStatus = { "node": string; "version": string; "pid": number; "python": string; "started_at": number; "uptime": number; "database": DatabaseStatus; "plugins": Array<PluginStatus>; "skills": Record<string, number>; "services": Array<Record<string, unknown>>; "isolation": Isolation; "project": string };
+export type KernelStatus = { "node": string; "version": string; "pid": number; "python": string; "started_at": number; "uptime": number; "database": DatabaseStatus; "plugins": Array<PluginStatus>; "skills": Record<string, number>; "services": Array<Record<string, unknown>>; "isolation": Isolation; "project": string; "websocket": string | null };
 export type LogEntry = { "kind": string; "message"?: string; "level"?: "debug" | "error" | "info" | "warning"; "session_id"?: string | null; "agent_id"?: string | null; "data"?: Record<string, unknown>; "id"?: number; "ts"?: number };
 export type LogQuery = { "session_id"?: string | null; "agent_id"?: string | null; "kind"?: string | null; "since"?: number | null; "until"?: number | null; "after_id"?: number; "limit"?: number; "newest_first"?: boolean };
 export type NoParams = Record<string, never>;
 export type PluginStatus = { "name": string; "value": string; "distribution"?: string | null; "error"?: string | null };
+export type RevokeParams = { "name": string };
+export type Revoked = { "name": string; "revoked": boolean };
 export type SCB = { "id": string; "agent_id": string; "title"?: string; "status"?: "archived" | "idle" | "running"; "phase"?: string; "created_at"?: number; "updated_at"?: number; "revision"?: number; "lease_owner"?: string | null; "lease_expires"?: number | null };
+export type ServiceToken = { "name": string; "token": string; "scopes": Array<string>; "expires": number; "url": string | null };
 export type SessionAppendParams = { "id": string; "fact": UserMessage | AssistantMessage | ToolCall | ToolResult | SkillLoaded | SkillUnloaded | A2AMessage | ContextCompacted | DispatchStarted | DispatchFinished };
 export type SessionCreateParams = { "agent_id"?: string | null; "title"?: string };
 export type SessionHistoryParams = { "id": string; "after"?: number; "until"?: number | null; "limit"?: number | null };
@@ -101,6 +106,7 @@ export type SkillSessionParams = { "name": string; "session_id"?: string | null 
 export type SkillUnloaded = { "kind": "skill.unloaded"; "skill": string };
 export type SubscribeParams = { "topics"?: Array<"history.append" | "service" | "skill" | "stream">; "session_id"?: string | null };
 export type Subscribed = { "subscription": number; "topics": Array<string> };
+export type TokenParams = { "name": string; "scopes"?: Array<string>; "ttl_days"?: number };
 export type ToolCall = { "kind": "tool.call"; "call_id": string; "command": string; "cwd": string; "timeout": number; "index"?: number | null; "pgid"?: number | null };
 export type ToolCallRequest = { "id": string; "command": string; "timeout"?: number | null; "error"?: string | null };
 export type ToolResult = { "kind": "tool.result"; "call_id": string; "output": string; "index"?: number | null; "status"?: "error" | "interrupted" | "lost" | "ok" | "rejected" | "timeout"; "exit_code"?: number | null; "truncated_bytes"?: number; "rejected_by"?: string | null };
@@ -120,6 +126,8 @@ export interface SyscallParams {
   "kernel.shutdown": ShutdownParams;
   "kernel.status": NoParams;
   "log.read": LogQuery;
+  "service.revoke": RevokeParams;
+  "service.token": TokenParams;
   "session.append": SessionAppendParams;
   "session.archive": SessionIdParams;
   "session.context": ContextParams;
@@ -149,6 +157,8 @@ export interface SyscallResults {
   "kernel.shutdown": ShuttingDown;
   "kernel.status": KernelStatus;
   "log.read": Array<LogEntry>;
+  "service.revoke": Revoked;
+  "service.token": ServiceToken;
   "session.append": Appended;
   "session.archive": SCB;
   "session.context": Array<Record<string, unknown>>;

@@ -4,6 +4,7 @@ export { HOOKS, SYSCALLS } from "./generated.js";
 export { ConnectionClosed, Peer, SyscallError } from "./peer.js";
 export {
   decodeBody,
+  encodeBody,
   encodeFrame,
   FrameReader,
   type HookDecl,

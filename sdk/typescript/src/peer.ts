@@ -2,10 +2,11 @@
  * One connection to the kernel: frames out, frames in, requests matched to
  * their answers by id, pings answered.
  */
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
 
 import type { ErrorCode } from "./generated.js";
-import { encodeFrame, FrameReader, type Message, ProtocolError } from "./protocol.js";
+import type { Message } from "./protocol.js";
+import { openWire, streamWire, type Wire } from "./wire.js";
 
 /** A syscall (or method) the other side refused: `code` says why. */
 export class SyscallError extends Error {
@@ -40,7 +41,6 @@ interface Pending {
 export type Incoming = (message: Message, peer: Peer) => void;
 
 export class Peer {
-  private readonly reader = new FrameReader();
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closedBecause: string | null = null;
@@ -51,30 +51,25 @@ export class Peer {
   bye: string | null = null;
 
   private constructor(
-    private readonly socket: Socket,
+    private readonly wire: Wire,
     private readonly incoming: Incoming,
   ) {
     this.closed = new Promise((resolve) => (this.markClosed = resolve));
-    socket.on("data", (chunk: Buffer) => this.receive(chunk));
-    socket.on("close", () => this.end(this.closedBecause ?? "the kernel closed the connection"));
-    socket.on("error", (error) => this.end(`connection error: ${error.message}`));
+    wire.listen({
+      message: (message) => this.route(message),
+      invalid: (why) => this.invalid(why),
+      end: (why) => this.end(this.closedBecause ?? why),
+    });
   }
 
   /** The kernel's end of an accepted connection (a test's fake kernel). */
   static accept(socket: Socket, incoming: Incoming): Peer {
-    return new Peer(socket, incoming);
+    return new Peer(streamWire(socket), incoming);
   }
 
-  /** Connect to a Unix socket. */
-  static open(path: string, incoming: Incoming): Promise<Peer> {
-    return new Promise((resolve, reject) => {
-      const socket = connect(path);
-      socket.once("error", reject);
-      socket.once("connect", () => {
-        socket.off("error", reject);
-        resolve(new Peer(socket, incoming));
-      });
-    });
+  /** Connect to a Unix socket path or a node's WebSocket face (a `ws://` URL). */
+  static async open(target: string, incoming: Incoming): Promise<Peer> {
+    return new Peer(await openWire(target), incoming);
   }
 
   get isClosed(): boolean {
@@ -83,7 +78,7 @@ export class Peer {
 
   send(message: Message): void {
     if (this.isClosed) throw new ConnectionClosed(this.closedBecause ?? "closed");
-    this.socket.write(encodeFrame(message));
+    this.wire.write(message);
   }
 
   /** Send a request with a fresh id; resolve with its answer (an `error` answer rejects). */
@@ -106,23 +101,16 @@ export class Peer {
   /** End the connection (answers still awaited are rejected). */
   close(why = "closed by this side"): void {
     this.end(why);
-    this.socket.end();
+    this.wire.end();
   }
 
-  private receive(chunk: Buffer): void {
-    let messages: Message[];
+  private invalid(why: string): void {
+    if (this.isClosed) return;
     try {
-      messages = this.reader.push(chunk);
-    } catch (error) {
-      const why = (error as ProtocolError).message;
-      try {
-        this.send({ type: "error", code: "protocol", message: why });
-      } finally {
-        this.close(`protocol error: ${why}`);
-      }
-      return;
+      this.send({ type: "error", code: "protocol", message: why });
+    } finally {
+      this.close(`protocol error: ${why}`);
     }
-    for (const message of messages) this.route(message);
   }
 
   private route(message: Message): void {

@@ -43,12 +43,18 @@ export class ProtocolError extends Error {
   override name = "ProtocolError";
 }
 
-/** One message as a frame. `undefined` fields are left out (never sent as nil). */
-export function encodeFrame(message: Message): Uint8Array {
+/** One message's MessagePack body. `undefined` fields are left out (never sent as nil). */
+export function encodeBody(message: Message): Uint8Array {
   const body = encode(message, { ignoreUndefined: true });
   if (body.length > MAX_FRAME) {
     throw new ProtocolError(`a ${message.type} frame of ${body.length} bytes is over ${MAX_FRAME}`);
   }
+  return body;
+}
+
+/** One message as a stream carries it: length prefix + body. */
+export function encodeFrame(message: Message): Uint8Array {
+  const body = encodeBody(message);
   const frame = new Uint8Array(HEADER + body.length);
   new DataView(frame.buffer).setUint32(0, body.length);
   frame.set(body, HEADER);

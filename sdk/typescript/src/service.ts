@@ -1,7 +1,9 @@
 /**
  * defineService: a skill's service face in Node. The kernel starts the program
  * with AOS_SERVICE_SOCKET and AOS_SKILL set; the service says hello with its
- * hooks and methods, then answers hook calls until the kernel hangs up.
+ * hooks and methods, then answers hook calls until the kernel hangs up. Run
+ * anywhere with AOS_URL=ws://HOST:PORT/, AOS_SKILL and AOS_TOKEN (`aos service
+ * token NAME`), the same program is a remote service on the node's WebSocket face.
  */
 import {
   type ErrorCode,
@@ -15,6 +17,7 @@ import {
 } from "./generated.js";
 import { Peer, SyscallError } from "./peer.js";
 import { type HookDecl, type Message, PROTOCOL_VERSION } from "./protocol.js";
+import { isUrl } from "./wire.js";
 
 export const SDK = "aos-sdk-typescript/0.1.0";
 
@@ -165,29 +168,39 @@ export async function answer(built: Built, call: Extract<Message, { type: "hook_
 
 /** Connect, say hello, serve until the kernel hangs up; the exit code. */
 export async function serve(spec: ServiceSpec): Promise<number> {
-  const socketPath = process.env.AOS_SERVICE_SOCKET;
+  const target = process.env.AOS_SERVICE_SOCKET || process.env.AOS_URL;
   const skill = process.env.AOS_SKILL;
-  if (!socketPath || !skill) {
-    process.stderr.write("aos service: AOS_SERVICE_SOCKET and AOS_SKILL are not set: the kernel starts services\n");
+  if (!target || !skill) {
+    process.stderr.write(
+      "aos service: AOS_SKILL and AOS_SERVICE_SOCKET are not set: the kernel starts services " +
+        "(a remote service sets AOS_SKILL, AOS_URL=ws://... and AOS_TOKEN)\n",
+    );
     return 2;
   }
   const built = build(spec);
   let welcomed: (reply: Message) => void;
   const greeting = new Promise<Message>((resolve) => (welcomed = resolve));
   let greeted = false;
-  const peer = await Peer.open(socketPath, (message, self) => {
-    if (!greeted) {
-      greeted = true;
-      welcomed(message);
-    } else if (message.type === "hook_call") {
-      void answer(built, message).then((reply) => !self.isClosed && self.send(reply));
-    } else {
-      self.send({ type: "error", code: "protocol", message: `unexpected ${message.type} message` });
-    }
-  });
+  let peer: Peer;
+  try {
+    peer = await Peer.open(target, (message, self) => {
+      if (!greeted) {
+        greeted = true;
+        welcomed(message);
+      } else if (message.type === "hook_call") {
+        void answer(built, message).then((reply) => !self.isClosed && self.send(reply));
+      } else {
+        self.send({ type: "error", code: "protocol", message: `unexpected ${message.type} message` });
+      }
+    });
+  } catch (error) {
+    process.stderr.write(`aos service ${skill}: cannot reach the kernel at ${target}: ${(error as Error).message}\n`);
+    return 1;
+  }
   peer.send({
     type: "hello", role: "service", sdk: SDK, protocol: PROTOCOL_VERSION, skill,
     hooks: built.decls, methods: [...built.methods.keys()],
+    token: isUrl(target) ? process.env.AOS_TOKEN : undefined,
   });
   const reply = await Promise.race([greeting, peer.closed.then((why) => ({ type: "bye", reason: why }) as Message)]);
   if (reply.type !== "welcome") {
