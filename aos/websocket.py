@@ -126,8 +126,11 @@ class WebSocketFace:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, compress=False)
         if not ws.can_prepare(request).ok:
             return web.Response(status=426, text=NOT_A_WEBSOCKET, headers={"Upgrade": "websocket"})
-        await ws.prepare(request)
         address = address_of(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:  # gone before the upgrade was answered
+            return ws
         peer = Peer(WebSocketTransport(ws))
         self._peers.add(peer)
         try:

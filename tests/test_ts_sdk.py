@@ -18,7 +18,8 @@ import msgspec
 import pytest
 from aos_sdk.protocol import HEADER, decode, encode
 from conftest import IN_CI, REPO, dispatched_tool_results, poll_until, running_daemon
-from test_services import running
+from test_services import running, service
+from test_websocket import LOOPBACK, mint, remote_env
 
 from aos.hooks import HookRejected
 from aos.principals import ADMIN
@@ -138,6 +139,49 @@ async def test_a_typescript_guard_guards_a_real_daemon(
         hooks = {h["hook"]: h for h in await kernel.syscall(ADMIN, "hook.list")}
         [impl] = hooks["tool.before"]["implementations"]
         assert (impl["owner"], impl["where"], impl["calls"]) == ("ts-guard", "service", 2)
+
+
+@pytest.mark.anyio
+async def test_a_typescript_guard_guards_over_websocket(
+    built_sdk: Path, tmp_path: Path, scripted_llm: ScriptedLLM
+) -> None:
+    """The same guard as a remote service: no skill on the node, only its URL and
+    the token of its grant in its environment (the ws package underneath)."""
+    guard = install_ts_guard(tmp_path / "elsewhere", built_sdk)
+    scripted_llm.add(
+        Reply.tool_call("echo 'DROP TABLE x'"), Reply.tool_call("echo ok"), Reply.text("done")
+    )
+    async with running_daemon(
+        tmp_path, OPENROUTER_BASE_URL=scripted_llm.base_url, AOS_MODEL="m", **LOOPBACK
+    ) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        minted = await mint(daemon, "ts-guard")
+        node = await asyncio.create_subprocess_exec(
+            _node(), "service.mjs", cwd=guard, env=remote_env(minted)
+        )
+        try:
+            await poll_until(lambda: running(daemon, "ts-guard"))
+            assert service(daemon, "ts-guard")["remote"].startswith("127.0.0.1:")
+            refused, ran = await dispatched_tool_results(kernel, "clean up")
+            assert (refused["status"], refused["rejected_by"]) == ("rejected", "ts-guard")
+            assert ran["output"] == "ok\n"
+            await kernel.syscall(ADMIN, "service.revoke", {"name": "ts-guard"})
+            assert await asyncio.wait_for(node.wait(), 15) == 0  # bye: a clean exit
+        finally:
+            if node.returncode is None:
+                node.kill()
+            await node.wait()
+        # a bad token: refused with the kernel's reason, exit 1
+        bad = await asyncio.to_thread(
+            subprocess.run,
+            [_node(), "service.mjs"], cwd=guard, capture_output=True, text=True, timeout=60,
+            env=remote_env({**minted, "token": minted["token"][:-4] + "AAAA"}),
+        )  # fmt: skip
+        assert bad.returncode == 1
+        assert (
+            "refused the hello: the kernel reported denied: token signature does not" in bad.stderr
+        )
 
 
 def test_a_node_service_outside_the_kernel_says_how_it_is_started(built_sdk: Path) -> None:

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aos_sdk import Client, SyscallFailed
 from aos_sdk.peer import Peer
-from aos_sdk.protocol import Error, Hello
+from aos_sdk.protocol import Error, Hello, decode
 from aos_sdk.transport import open_websocket
 from conftest import REPO, dispatched_tool_results, poll_until, running_daemon
 from test_services import service
@@ -261,3 +261,32 @@ def test_a_bad_listen_address_names_the_setting(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "ws_listen" in done.stderr and "AOS_WS_LISTEN" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("what", "reason"),
+    [
+        ("text", "text WebSocket message: each frame is one binary message"),
+        ("empty", "empty frame"),
+        ("garbage", "malformed frame: MessagePack data is malformed"),
+    ],
+)
+async def test_a_malformed_websocket_message_gets_a_protocol_error(
+    tmp_path: Path, what: str, reason: str
+) -> None:
+    async with running_daemon(tmp_path, **LOOPBACK) as daemon:
+        assert daemon.kernel is not None and daemon.kernel.ws_url is not None
+        async with aiohttp.ClientSession() as http, http.ws_connect(daemon.kernel.ws_url) as ws:
+            if what == "text":
+                await ws.send_str("hello")
+            else:
+                await ws.send_bytes(b"" if what == "empty" else b"\xc1\xc1")
+            answer = await ws.receive(timeout=10)
+            assert answer.type == aiohttp.WSMsgType.BINARY
+            error = decode(answer.data)
+            assert isinstance(error, Error) and error.code == "protocol"
+            assert reason in error.message
+            assert (await ws.receive(timeout=10)).type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+            )

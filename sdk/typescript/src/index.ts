@@ -33,3 +33,4 @@ export {
   syscall,
 } from "./service.js";
 export { FakeKernel, type SyscallAnswer } from "./testing.js";
+export { isUrl, openWire, streamWire, type Wire, type WireEvents, webSocketWire } from "./wire.js";

@@ -48,26 +48,34 @@ export function streamWire(socket: Socket): Wire {
   };
 }
 
-/** One binary WebSocket message per frame. */
+/**
+ * One binary WebSocket message per frame. Listens from the moment it is made:
+ * messages that came with the upgrade's answer wait for `listen`.
+ */
 export function webSocketWire(ws: WebSocket): Wire {
+  let on: WireEvents | null = null;
+  const early: ((to: WireEvents) => void)[] = [];
+  const deliver = (event: (to: WireEvents) => void) => (on ? event(on) : early.push(event));
+  ws.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+    if (!isBinary) return deliver((to) => to.invalid("a text WebSocket message: each frame is one binary message"));
+    const body = Array.isArray(data) ? Buffer.concat(data) : new Uint8Array(data as ArrayBuffer);
+    if (body.length === 0) return deliver((to) => to.invalid("an empty frame"));
+    let message: Message;
+    try {
+      message = decodeBody(body);
+    } catch (error) {
+      return deliver((to) => to.invalid((error as ProtocolError).message));
+    }
+    deliver((to) => to.message(message));
+  });
+  ws.on("close", (code: number, reason: Buffer) =>
+    deliver((to) => to.end(`the WebSocket was closed (${code}${reason.length ? `: ${reason.toString()}` : ""})`)),
+  );
+  ws.on("error", (error: Error) => deliver((to) => to.end(`connection error: ${error.message}`)));
   return {
-    listen(on) {
-      ws.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-        if (!isBinary) return on.invalid("a text WebSocket message: each frame is one binary message");
-        const body = Array.isArray(data) ? Buffer.concat(data) : new Uint8Array(data as ArrayBuffer);
-        if (body.length === 0) return on.invalid("an empty frame");
-        let message: Message;
-        try {
-          message = decodeBody(body);
-        } catch (error) {
-          return on.invalid((error as ProtocolError).message);
-        }
-        on.message(message);
-      });
-      ws.on("close", (code: number, reason: Buffer) =>
-        on.end(`the WebSocket was closed (${code}${reason.length ? `: ${reason.toString()}` : ""})`),
-      );
-      ws.on("error", (error: Error) => on.end(`connection error: ${error.message}`));
+    listen(handlers) {
+      on = handlers;
+      for (const event of early.splice(0)) event(handlers);
     },
     write: (message) => ws.send(encodeBody(message), { binary: true }),
     end: () => ws.close(),
@@ -87,7 +95,7 @@ export function openWire(target: string): Promise<Wire> {
       ws.once("error", reject);
       ws.once("open", () => {
         ws.off("error", reject);
-        resolve(webSocketWire(ws));
+        resolve(webSocketWire(ws)); // listening now, before anything else arrives
       });
       return;
     }
