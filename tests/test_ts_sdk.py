@@ -19,7 +19,7 @@ import pytest
 from aos_sdk.protocol import HEADER, decode, encode
 from conftest import IN_CI, REPO, dispatched_tool_results, poll_until, running_daemon
 from test_services import running, service
-from test_websocket import LOOPBACK, mint, remote_env
+from test_websocket import guarded_node, mint, remote_env
 
 from aos.hooks import HookRejected
 from aos.principals import ADMIN
@@ -148,14 +148,7 @@ async def test_a_typescript_guard_guards_over_websocket(
     """The same guard as a remote service: no skill on the node, only its URL and
     the token of its grant in its environment (the ws package underneath)."""
     guard = install_ts_guard(tmp_path / "elsewhere", built_sdk)
-    scripted_llm.add(
-        Reply.tool_call("echo 'DROP TABLE x'"), Reply.tool_call("echo ok"), Reply.text("done")
-    )
-    async with running_daemon(
-        tmp_path, OPENROUTER_BASE_URL=scripted_llm.base_url, AOS_MODEL="m", **LOOPBACK
-    ) as daemon:
-        kernel = daemon.kernel
-        assert kernel is not None
+    async with guarded_node(tmp_path, scripted_llm) as (daemon, kernel):
         minted = await mint(daemon, "ts-guard")
         node = await asyncio.create_subprocess_exec(
             _node(), "service.mjs", cwd=guard, env=remote_env(minted)

@@ -25,6 +25,7 @@ from test_services import service
 
 from aos.daemon import Daemon, DaemonError
 from aos.hooks import HookRejected
+from aos.kernel import Kernel
 from aos.principals import ADMIN
 from aos.testing import Reply, ScriptedLLM
 
@@ -71,17 +72,22 @@ def state(daemon: Daemon, name: str) -> str:
     return service(daemon, name)["state"]
 
 
+@contextlib.asynccontextmanager
+async def guarded_node(project: Path, llm: ScriptedLLM) -> AsyncIterator[tuple[Daemon, Kernel]]:
+    """A daemon with a loopback WebSocket face whose model runs `echo 'DROP TABLE x'`,
+    then `echo ok`, then is done."""
+    llm.add(Reply.tool_call("echo 'DROP TABLE x'"), Reply.tool_call("echo ok"), Reply.text("done"))
+    async with running_daemon(
+        project, OPENROUTER_BASE_URL=llm.base_url, AOS_MODEL="m", **LOOPBACK
+    ) as daemon:
+        assert daemon.kernel is not None and daemon.kernel.ws_url is not None
+        yield daemon, daemon.kernel
+
+
 async def test_a_remote_python_guard_guards_every_agent(
     tmp_path: Path, scripted_llm: ScriptedLLM
 ) -> None:
-    scripted_llm.add(
-        Reply.tool_call("echo 'DROP TABLE x'"), Reply.tool_call("echo ok"), Reply.text("done")
-    )
-    async with running_daemon(
-        tmp_path, OPENROUTER_BASE_URL=scripted_llm.base_url, AOS_MODEL="m", **LOOPBACK
-    ) as daemon:
-        kernel = daemon.kernel
-        assert kernel is not None and kernel.ws_url is not None
+    async with guarded_node(tmp_path, scripted_llm) as (daemon, kernel):
         minted = await mint(daemon, "far-guard")
         assert minted["url"] == kernel.ws_url
         assert state(daemon, "far-guard") == "disconnected"
