@@ -23,6 +23,7 @@ from typing import Literal
 
 import msgspec
 
+from aos.hookspecs import HOOKS
 from aos.principals import GRANTABLE_SCOPES, Principal
 from aos.skills.manifest import check_name
 from aos.statefile import read_state, write_state
@@ -39,6 +40,8 @@ GRANT_ENDED = (
 class RemoteGrant(msgspec.Struct, kw_only=True, frozen=True):
     name: str
     scopes: list[str]
+    hooks: list[str] = []
+    """Gate and provide hooks enforced (failing by policy) before its first hello."""
     token_id: str
     """Carried in the token: only the token of the latest grant is valid."""
     minted: float
@@ -81,9 +84,11 @@ class RemoteGrants:
         grant = self._grants.get(principal.name.removeprefix("service:"))
         return grant is not None and grant.token_id == principal.token_id
 
-    def grant(self, name: str, scopes: list[str], ttl_days: float) -> RemoteGrant:
-        """Grant (or re-grant) ``name``: GrantError for a bad name or scope, OSError
-        when the file cannot be written (nothing changes then)."""
+    def grant(
+        self, name: str, scopes: list[str], ttl_days: float, hooks: list[str] | None = None
+    ) -> RemoteGrant:
+        """Grant (or re-grant) ``name``: GrantError for a bad name, scope or hook,
+        OSError when the file cannot be written (nothing changes then)."""
         problems = check_name(name, name)
         if problems:
             raise GrantError(f"invalid service name: {'; '.join(problems)}")
@@ -95,10 +100,18 @@ class RemoteGrants:
             )
         if ttl_days <= 0:
             raise GrantError("ttl_days must be positive")
+        hooks = sorted(set(hooks or []))
+        unfit = [h for h in hooks if h not in HOOKS or HOOKS[h].kind not in ("gate", "provide")]
+        if unfit:
+            raise GrantError(
+                f"{', '.join(unfit)}: a remote service's hooks enforced before its hello must "
+                "be gate or provide hooks (docs/specs/aos-hooks.md)"
+            )
         now = time.time()
         made = RemoteGrant(
             name=name,
             scopes=sorted(set(scopes)),
+            hooks=hooks,
             token_id=secrets.token_urlsafe(12),
             minted=now,
             expires=now + ttl_days * 86400,

@@ -710,6 +710,11 @@ class RemoteService(ServiceLink):
         self.address: str | None = None
         """Where its connection comes from, while attached."""
 
+    def declared(self) -> dict[str, HookSettings]:
+        """The hooks its grant names: enforced before its first hello."""
+        grant = self.kernel.remotes.get(self.name)
+        return {hook: HookSettings() for hook in grant.hooks} if grant else {}
+
     def status(self) -> dict[str, Any]:
         return {
             **super().status(),
@@ -810,6 +815,8 @@ class ServiceSupervisor:
         if change == "granted" and current is None:
             self._take_on_remote(grant.name)
             self.remote[grant.name].log("granted: waiting for it to attach")
+        elif change == "granted" and current is not None:
+            current.guard()  # the hooks the new grant names, too
         elif change == "revoked" and current is not None:
             del self.remote[grant.name]
             current._unregister()

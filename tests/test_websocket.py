@@ -209,6 +209,23 @@ async def test_a_grant_survives_a_daemon_restart_and_guards_from_the_start(
             assert await kernel.hooks.gate("tool.before", {}, bash("ls")) == bash("ls")
 
 
+async def test_a_grant_can_guard_before_the_first_hello(tmp_path: Path) -> None:
+    """The hooks a grant names fail by their policy until the service says hello
+    (nothing is known of its hooks before): no agent runs unguarded meanwhile."""
+    async with running_daemon(tmp_path, **LOOPBACK) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        minted = await mint(daemon, "far-guard", hooks=["tool.before"])
+        assert minted["hooks"] == ["tool.before"]
+        with pytest.raises(HookRejected, match="far-guard is not running"):
+            await kernel.hooks.gate("tool.before", {}, bash("ls"))
+        async with remote_guard(remote_env(minted)):
+            await poll_until(lambda: state(daemon, "far-guard") == "running")
+            assert await kernel.hooks.gate("tool.before", {}, bash("ls")) == bash("ls")
+        with pytest.raises(Exception, match="must be gate or provide hooks"):
+            await mint(daemon, "other", hooks=["history.append"])
+
+
 async def test_a_remote_name_must_not_be_a_local_skill(tmp_path: Path) -> None:
     (tmp_path / "skills").mkdir()
     async with running_daemon(tmp_path, **LOOPBACK) as daemon:

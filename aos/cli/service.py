@@ -32,6 +32,11 @@ def service() -> None:
     help="Comma list of scopes its syscalls may use (none by default).",
 )
 @click.option(
+    "--hooks",
+    default="",
+    help="Comma list of gate/provide hooks enforced (failing by policy) before its first hello.",
+)
+@click.option(
     "--ttl-days",
     type=click.FloatRange(min=0, min_open=True),
     default=DEFAULT_TTL_DAYS,
@@ -40,7 +45,9 @@ def service() -> None:
 )
 @json_option
 @pass_context
-def service_token(ctx: Context, name: str, scopes: str, ttl_days: float, as_json: bool) -> None:
+def service_token(
+    ctx: Context, name: str, scopes: str, hooks: str, ttl_days: float, as_json: bool
+) -> None:
     """Mint the token of remote service NAME (replacing any earlier one).
 
     The token is printed once; the node keeps only its grant. From now on the
@@ -49,11 +56,12 @@ def service_token(ctx: Context, name: str, scopes: str, ttl_days: float, as_json
 
     \b
     Example:
-      aos service token my-guard --scopes session.read,log.read
+      aos service token my-guard --scopes session.read --hooks tool.before
     """
     params = {
         "name": name,
-        "scopes": [s.strip() for s in scopes.split(",") if s.strip()],
+        "scopes": _comma_list(scopes),
+        "hooks": _comma_list(hooks),
         "ttl_days": ttl_days,
     }
     minted = asyncio.run(call(ctx.config, "service.token", params))
@@ -64,10 +72,15 @@ def service_token(ctx: Context, name: str, scopes: str, ttl_days: float, as_json
     days = (minted["expires"] - time.time()) / 86400
     click.echo(
         f"remote service {minted['name']}: scopes {', '.join(minted['scopes']) or '(none)'}, "
+        f"guarded before its hello: {', '.join(minted['hooks']) or '(no hooks)'}, "
         f"valid {days:.0f} days\n"
         f"run it with:\n"
         f"  AOS_URL={url} AOS_SKILL={minted['name']} AOS_TOKEN={minted['token']}"
     )
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 @service.command(name="revoke")

@@ -18,6 +18,7 @@ class TokenParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str
     scopes: list[str] = []
     ttl_days: float = DEFAULT_TTL_DAYS
+    hooks: list[str] = []
 
 
 class ServiceToken(msgspec.Struct):
@@ -25,6 +26,7 @@ class ServiceToken(msgspec.Struct):
     token: str
     """Given once: the node keeps only its grant's id."""
     scopes: list[str]
+    hooks: list[str]
     expires: float
     url: str | None
     """The node's WebSocket face, when it listens (``AOS_WS_LISTEN``)."""
@@ -44,7 +46,7 @@ async def service_token(kernel: Kernel, principal: Principal, params: TokenParam
             "a name of its own",
         )
     try:
-        grant = kernel.remotes.grant(params.name, params.scopes, params.ttl_days)
+        grant = kernel.remotes.grant(params.name, params.scopes, params.ttl_days, params.hooks)
     except GrantError as exc:
         raise SyscallError("invalid", str(exc)) from None
     except OSError as exc:
@@ -56,7 +58,12 @@ async def service_token(kernel: Kernel, principal: Principal, params: TokenParam
         ttl=grant.expires - grant.minted,
     )
     return ServiceToken(
-        name=grant.name, token=token, scopes=grant.scopes, expires=grant.expires, url=kernel.ws_url
+        name=grant.name,
+        token=token,
+        scopes=grant.scopes,
+        hooks=grant.hooks,
+        expires=grant.expires,
+        url=kernel.ws_url,
     )
 
 
