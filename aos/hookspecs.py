@@ -33,8 +33,8 @@ implementation (see docs/specs/aos-hooks.md).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal, NotRequired, Required, TypedDict
 
 import click
 import pluggy
@@ -58,6 +58,11 @@ class HookSpec:
     """For provide hooks: a missing provider is an error."""
     output_keys: frozenset[str] = frozenset()
     """For gate hooks: keys a valid output dict must have."""
+    schema: Mapping[str, Any] = field(default_factory=dict)
+    """The shape of each argument and of a provider's answer: ``input``,
+    ``output`` (gate), ``event`` (notify), ``returns`` (provide) -> a TypedDict
+    or type. The TypeScript SDK's hook types are generated from it, and the
+    tests check that every call the kernel makes matches it."""
 
 
 HOOKS: dict[str, HookSpec] = {}
@@ -65,20 +70,180 @@ HOOKS: dict[str, HookSpec] = {}
 
 
 def _declare(
-    kind: HookKind, *, required: bool = False, output_keys: tuple[str, ...] = ()
+    kind: HookKind,
+    *,
+    required: bool = False,
+    output_keys: tuple[str, ...] = (),
+    **schema: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         name = fn.__name__.replace("_", ".", 1)
-        HOOKS[name] = HookSpec(name, fn.__name__, kind, required, frozenset(output_keys))
+        HOOKS[name] = HookSpec(name, fn.__name__, kind, required, frozenset(output_keys), schema)
         return hookspec(firstresult=kind == "provide")(fn)
 
     return mark
 
 
+# -- the shapes of hook arguments (HookSpec.schema) -------------------------------------
+Record = dict[str, Any]
+
+
+class DaemonStartEvent(TypedDict):
+    node: str
+    pid: int
+    db: str
+
+
+class DaemonStopEvent(TypedDict):
+    node: str
+    reason: str
+
+
+class AgentCreateInput(TypedDict):
+    principal: str
+    parent: str | None
+    parent_effective: Record | None
+
+
+class AgentCreateOutput(TypedDict):
+    name: str
+    parent: str | None
+    config: Record
+    scopes: list[str] | None
+
+
+class SessionCreateEvent(TypedDict):
+    session: Record
+    agent: Record
+
+
+class SessionAssembleInput(TypedDict):
+    session_id: str
+    agent_id: str
+    history: list[Record]
+    skills: list[Record]
+    skills_prompt: str
+    budget: int
+    prompt: str
+    model: str | None
+    rebuild: bool
+
+
+class Compaction(TypedDict):
+    through_seq: int
+    fallback: str
+    summarize: list[Record]
+
+
+class SessionAssembleAnswer(TypedDict):
+    messages: list[Record]
+    compaction: NotRequired[Compaction]
+
+
+class SessionStep(TypedDict):
+    session_id: str
+    agent_id: str
+    step: int
+
+
+class DispatchBeforeInput(TypedDict):
+    session_id: str
+    agent_id: str
+    principal: str
+
+
+class DispatchBeforeOutput(TypedDict):
+    message: str
+
+
+class ComputeBeforeOutput(TypedDict, total=False):
+    messages: Required[list[Record]]
+    model: Required[str]
+    params: Record
+    tools: list[Record]
+
+
+class ComputeAfterInput(SessionStep):
+    usage: Record | None
+
+
+class ComputeAfterOutput(TypedDict, total=False):
+    content: Required[str]
+    reasoning: str
+    tool_calls: Required[list[Record]]
+    finish_reason: str | None
+
+
+class ToolInput(TypedDict):
+    session_id: str
+    agent_id: str
+    call_id: str
+
+
+class BashArgs(TypedDict, total=False):
+    command: Required[str]
+    timeout: float
+
+
+class ToolBeforeOutput(TypedDict, total=False):
+    tool: Required[Literal["bash"]]
+    args: Required[BashArgs]
+    cwd: str
+    env: dict[str, str]
+
+
+class ToolAfterInput(ToolInput):
+    command: str
+    raw_bytes: int
+
+
+class ToolAfterOutput(TypedDict, total=False):
+    output: Required[str]
+    exit_code: Required[int | None]
+    status: str
+
+
+class DispatchAfterEvent(TypedDict):
+    session_id: str
+    agent_id: str
+    dispatch_id: str
+    status: str
+    answer: str | None
+    error: str | None
+    steps: int
+    usage: Record | None
+
+
+class HistoryAppendEvent(TypedDict):
+    session_id: str
+    agent_id: str
+    seq: int
+    ts: float
+    fact: Record
+
+
+class SkillEventArgs(TypedDict):
+    skill: str
+    agent_id: str | None
+    session_id: str | None
+
+
+class SyscallBeforeInput(TypedDict):
+    syscall: str
+    principal: str
+    scope: str
+    agent_id: str | None
+    session_id: str | None
+
+
+class SyscallBeforeOutput(TypedDict):
+    params: Record
+
+
 # -- node lifecycle ------------------------------------------------------------
 
 
-@_declare("notify")
+@_declare("notify", event=DaemonStartEvent)
 def daemon_start(event: Mapping[str, Any]) -> None:
     """**notify** — the node finished starting and serves requests.
 
@@ -87,7 +252,7 @@ def daemon_start(event: Mapping[str, Any]) -> None:
     """
 
 
-@_declare("notify")
+@_declare("notify", event=DaemonStopEvent)
 def daemon_stop(event: Mapping[str, Any]) -> None:
     """**notify** — the node is shutting down (fired before services stop).
 
@@ -98,20 +263,26 @@ def daemon_stop(event: Mapping[str, Any]) -> None:
 # -- agents and sessions ---------------------------------------------------------
 
 
-@_declare("gate", output_keys=("name", "config", "scopes"))
+@_declare(
+    "gate",
+    output_keys=("name", "config", "scopes"),
+    input=AgentCreateInput,
+    output=AgentCreateOutput,
+)
 def agent_create(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — validate, adjust or reject a new agent before it is stored.
 
     ``input``: ``{"principal": str, "parent": str | None, "parent_effective":
     {"model", "skills", "scopes", ...} | None}``.
     ``output``: ``{"name": str, "parent": str | None, "config": {"model",
-    "skills", "workspace", "max_steps"}, "scopes": [str]}``.
+    "skills", "workspace", "max_steps"}, "scopes": [str] | None}`` (None: the
+    parent's, or the defaults for a root agent).
     Implementations may change ``name``, ``config`` and ``scopes``; the kernel
     checks the result again (a child never gets a scope its parent lacks).
     """
 
 
-@_declare("notify")
+@_declare("notify", event=SessionCreateEvent)
 def session_create(event: Mapping[str, Any]) -> None:
     """**notify** — a session was opened.
 
@@ -119,7 +290,12 @@ def session_create(event: Mapping[str, Any]) -> None:
     """
 
 
-@_declare("provide", required=True)
+@_declare(
+    "provide",
+    required=True,
+    input=SessionAssembleInput,
+    returns=list[Record] | SessionAssembleAnswer,
+)
 def session_assemble(input: Mapping[str, Any]) -> list[dict[str, Any]] | dict[str, Any] | None:
     """**provide, required** — build the SessionContext from SessionHistory.
 
@@ -141,7 +317,7 @@ def session_assemble(input: Mapping[str, Any]) -> list[dict[str, Any]] | dict[st
 # -- the ReAct loop ------------------------------------------------------------------
 
 
-@_declare("gate", output_keys=("message",))
+@_declare("gate", output_keys=("message",), input=DispatchBeforeInput, output=DispatchBeforeOutput)
 def dispatch_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — reject a dispatch or rewrite its input message.
 
@@ -150,7 +326,7 @@ def dispatch_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[st
     """
 
 
-@_declare("gate", output_keys=("messages", "model"))
+@_declare("gate", output_keys=("messages", "model"), input=SessionStep, output=ComputeBeforeOutput)
 def compute_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — rewrite the LLM request before it is sent.
 
@@ -159,7 +335,12 @@ def compute_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str
     """
 
 
-@_declare("gate", output_keys=("content", "tool_calls"))
+@_declare(
+    "gate",
+    output_keys=("content", "tool_calls"),
+    input=ComputeAfterInput,
+    output=ComputeAfterOutput,
+)
 def compute_after(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — validate or rewrite the assistant's response.
 
@@ -171,7 +352,7 @@ def compute_after(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str,
     """
 
 
-@_declare("gate", output_keys=("tool", "args"))
+@_declare("gate", output_keys=("tool", "args"), input=ToolInput, output=ToolBeforeOutput)
 def tool_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — reject or rewrite a bash call before it runs.
 
@@ -182,7 +363,7 @@ def tool_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, A
     """
 
 
-@_declare("gate", output_keys=("output", "exit_code"))
+@_declare("gate", output_keys=("output", "exit_code"), input=ToolAfterInput, output=ToolAfterOutput)
 def tool_after(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — validate or rewrite the visible result of a bash call.
 
@@ -192,7 +373,7 @@ def tool_after(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, An
     """
 
 
-@_declare("notify")
+@_declare("notify", event=DispatchAfterEvent)
 def dispatch_after(event: Mapping[str, Any]) -> None:
     """**notify** — a dispatch finished.
 
@@ -202,7 +383,7 @@ def dispatch_after(event: Mapping[str, Any]) -> None:
     """
 
 
-@_declare("notify")
+@_declare("notify", event=HistoryAppendEvent)
 def history_append(event: Mapping[str, Any]) -> None:
     """**notify** — a fact was appended to a session's history.
 
@@ -214,7 +395,7 @@ def history_append(event: Mapping[str, Any]) -> None:
 # -- skills ------------------------------------------------------------------------------
 
 
-@_declare("notify")
+@_declare("notify", event=SkillEventArgs)
 def skill_load(event: Mapping[str, Any]) -> None:
     """**notify** — a skill became active for an agent or a session.
 
@@ -222,7 +403,7 @@ def skill_load(event: Mapping[str, Any]) -> None:
     """
 
 
-@_declare("notify")
+@_declare("notify", event=SkillEventArgs)
 def skill_unload(event: Mapping[str, Any]) -> None:
     """**notify** — a skill stopped being active for an agent or a session.
 
@@ -233,7 +414,7 @@ def skill_unload(event: Mapping[str, Any]) -> None:
 # -- the kernel boundary -------------------------------------------------------------------
 
 
-@_declare("gate", output_keys=("params",))
+@_declare("gate", output_keys=("params",), input=SyscallBeforeInput, output=SyscallBeforeOutput)
 def syscall_before(input: Mapping[str, Any], output: dict[str, Any]) -> dict[str, Any] | None:
     """**gate** — deny a syscall that the kernel's scopes allowed.
 

@@ -1,5 +1,6 @@
-"""Write src/generated.ts: the hook and syscall tables and the wire vocabularies,
-from the kernel's own (aos/hookspecs.py, aos/syscalls/, aos_sdk/protocol.py).
+"""Write src/generated.ts: the hook and syscall tables, their argument and
+result types, and the wire vocabularies, from the kernel's own (aos/hookspecs.py
+with each hook's schema, aos/syscalls/, aos_sdk/protocol.py).
 
     python sdk/typescript/scripts/generate_tables.py
 
@@ -79,6 +80,34 @@ def _syscall_types() -> list[str]:
     return lines
 
 
+_HOOK_ARGUMENTS = {"input": "HookInput", "output": "HookOutput", "event": "HookEvent",
+                   "returns": "HookAnswer"}  # fmt: skip
+
+
+def _hook_types() -> list[str]:
+    """A type per shape the hooks' arguments have (HookSpec.schema), and one map
+    per argument: hook name -> its shape."""
+    entries = [(n, a, t) for n, spec in HOOKS.items() for a, t in spec.schema.items()]
+    schemas, components = msgspec.json.schema_components(
+        [t for _, _, t in entries], ref_template="#/$defs/{name}"
+    )
+    lines = []
+    for name, component in sorted(components.items()):
+        body = _object(component) if "properties" in component else _ts(component)
+        lines.append(f"export type {name} = {body};")
+    for argument, interface in _HOOK_ARGUMENTS.items():
+        lines.append("")
+        lines.append(f"/** Each hook's `{argument}`. */")
+        lines.append(f"export interface {interface} {{")
+        lines += [
+            f"  {json.dumps(n)}: {_ts(schema)};"
+            for (n, a, _), schema in zip(entries, schemas, strict=True)
+            if a == argument
+        ]
+        lines.append("}")
+    return lines
+
+
 def render() -> str:
     hooks = {name: spec.kind for name, spec in HOOKS.items()}
     scopes = {name: sc.scope for name, sc in sorted(SYSCALLS.items())}
@@ -98,6 +127,8 @@ def render() -> str:
         "export type SyscallName = keyof typeof SYSCALLS;",
         "",
         *_syscall_types(),
+        "",
+        *_hook_types(),
         "",
     ]
     return "\n".join(lines)

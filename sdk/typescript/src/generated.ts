@@ -175,3 +175,67 @@ export interface SyscallResults {
   "skill.reload": SkillInfo;
   "skill.unload": Appended;
 }
+
+export type AgentCreateInput = { "parent": string | null; "parent_effective": Record<string, unknown> | null; "principal": string };
+export type AgentCreateOutput = { "config": Record<string, unknown>; "name": string; "parent": string | null; "scopes": Array<string> | null };
+export type BashArgs = { "command": string; "timeout"?: number };
+export type Compaction = { "fallback": string; "summarize": Array<Record<string, unknown>>; "through_seq": number };
+export type ComputeAfterInput = { "agent_id": string; "session_id": string; "step": number; "usage": Record<string, unknown> | null };
+export type ComputeAfterOutput = { "content": string; "finish_reason"?: string | null; "reasoning"?: string; "tool_calls": Array<Record<string, unknown>> };
+export type ComputeBeforeOutput = { "messages": Array<Record<string, unknown>>; "model": string; "params"?: Record<string, unknown>; "tools"?: Array<Record<string, unknown>> };
+export type DaemonStartEvent = { "db": string; "node": string; "pid": number };
+export type DaemonStopEvent = { "node": string; "reason": string };
+export type DispatchAfterEvent = { "agent_id": string; "answer": string | null; "dispatch_id": string; "error": string | null; "session_id": string; "status": string; "steps": number; "usage": Record<string, unknown> | null };
+export type DispatchBeforeInput = { "agent_id": string; "principal": string; "session_id": string };
+export type DispatchBeforeOutput = { "message": string };
+export type HistoryAppendEvent = { "agent_id": string; "fact": Record<string, unknown>; "seq": number; "session_id": string; "ts": number };
+export type SessionAssembleAnswer = { "compaction"?: Compaction; "messages": Array<Record<string, unknown>> };
+export type SessionAssembleInput = { "agent_id": string; "budget": number; "history": Array<Record<string, unknown>>; "model": string | null; "prompt": string; "rebuild": boolean; "session_id": string; "skills": Array<Record<string, unknown>>; "skills_prompt": string };
+export type SessionCreateEvent = { "agent": Record<string, unknown>; "session": Record<string, unknown> };
+export type SessionStep = { "agent_id": string; "session_id": string; "step": number };
+export type SkillEventArgs = { "agent_id": string | null; "session_id": string | null; "skill": string };
+export type SyscallBeforeInput = { "agent_id": string | null; "principal": string; "scope": string; "session_id": string | null; "syscall": string };
+export type SyscallBeforeOutput = { "params": Record<string, unknown> };
+export type ToolAfterInput = { "agent_id": string; "call_id": string; "command": string; "raw_bytes": number; "session_id": string };
+export type ToolAfterOutput = { "exit_code": number | null; "output": string; "status"?: string };
+export type ToolBeforeOutput = { "args": BashArgs; "cwd"?: string; "env"?: Record<string, string>; "tool": "bash" };
+export type ToolInput = { "agent_id": string; "call_id": string; "session_id": string };
+
+/** Each hook's `input`. */
+export interface HookInput {
+  "agent.create": AgentCreateInput;
+  "session.assemble": SessionAssembleInput;
+  "dispatch.before": DispatchBeforeInput;
+  "compute.before": SessionStep;
+  "compute.after": ComputeAfterInput;
+  "tool.before": ToolInput;
+  "tool.after": ToolAfterInput;
+  "syscall.before": SyscallBeforeInput;
+}
+
+/** Each hook's `output`. */
+export interface HookOutput {
+  "agent.create": AgentCreateOutput;
+  "dispatch.before": DispatchBeforeOutput;
+  "compute.before": ComputeBeforeOutput;
+  "compute.after": ComputeAfterOutput;
+  "tool.before": ToolBeforeOutput;
+  "tool.after": ToolAfterOutput;
+  "syscall.before": SyscallBeforeOutput;
+}
+
+/** Each hook's `event`. */
+export interface HookEvent {
+  "daemon.start": DaemonStartEvent;
+  "daemon.stop": DaemonStopEvent;
+  "session.create": SessionCreateEvent;
+  "dispatch.after": DispatchAfterEvent;
+  "history.append": HistoryAppendEvent;
+  "skill.load": SkillEventArgs;
+  "skill.unload": SkillEventArgs;
+}
+
+/** Each hook's `returns`. */
+export interface HookAnswer {
+  "session.assemble": Array<Record<string, unknown>> | SessionAssembleAnswer;
+}

@@ -16,7 +16,7 @@ export {
 export {
   defineService,
   type GateHandler,
-  type HandlerOf,
+  type HandlerFor,
   type HookOptions,
   leave,
   log,

@@ -8,9 +8,13 @@
 import {
   type ErrorCode,
   type FailurePolicy,
+  type HookAnswer,
+  type HookEvent,
+  type HookInput,
   HOOKS,
   type HookKind,
   type HookName,
+  type HookOutput,
   type SyscallName,
   type SyscallParams,
   type SyscallResults,
@@ -31,26 +35,26 @@ export interface Reject {
 export const reject = (reason: string): Reject => ({ verdict: "reject", reason });
 
 type Awaitable<T> = T | Promise<T>;
-export type GateHandler = (input: Input, output: Output) => Awaitable<Output | Reject | undefined | void>;
-export type NotifyHandler = (event: Input) => Awaitable<void>;
-export type ProvideHandler = (input: Input) => Awaitable<unknown>;
+/** A gate: the new output, `reject(reason)`, or nothing (the output passes through unchanged). */
+export type GateHandler<I = Input, O = Output> = (input: Readonly<I>, output: O) => Awaitable<O | Reject | undefined | void>;
+export type NotifyHandler<E = Input> = (event: Readonly<E>) => Awaitable<void>;
+/** A provider: its answer, or nothing (not providing: the next provider answers). */
+export type ProvideHandler<I = Input, R = unknown> = (input: Readonly<I>) => Awaitable<R | undefined | null>;
 export type Handler = GateHandler | NotifyHandler | ProvideHandler;
-/** The handler a hook of kind `K` takes. */
-export type HandlerOf<K> = K extends "gate"
-  ? GateHandler
-  : K extends "notify"
-    ? NotifyHandler
-    : K extends "provide"
-      ? ProvideHandler
+/** The handler hook `N` takes, typed by its kind and its arguments' shapes (the kernel's HookSpec.schema). */
+export type HandlerFor<N extends HookName> = N extends keyof HookInput & keyof HookOutput
+  ? GateHandler<HookInput[N], HookOutput[N]>
+  : N extends keyof HookEvent
+    ? NotifyHandler<HookEvent[N]>
+    : N extends keyof HookInput & keyof HookAnswer
+      ? ProvideHandler<HookInput[N], HookAnswer[N]>
       : never;
-/** What a service may implement: hooks other than `register` ones, each typed by its kind. */
+/** What a service may implement: hooks other than `register` ones, each typed by its kind and shapes. */
 export type ServiceHooks = {
-  [N in HookName as (typeof HOOKS)[N] extends "register" ? never : N]?:
-    | HandlerOf<(typeof HOOKS)[N]>
-    | HookOptions<HandlerOf<(typeof HOOKS)[N]>>;
+  [N in HookName as (typeof HOOKS)[N] extends "register" ? never : N]?: HandlerFor<N> | HookOptions<HandlerFor<N>>;
 };
 
-export interface HookOptions<F extends Handler = Handler> {
+export interface HookOptions<F = Handler> {
   fn: F;
   priority?: "first" | "normal" | "last";
   /** Seconds the kernel waits for this implementation (SKILL.md's setting wins). */
@@ -124,7 +128,8 @@ export function build(spec: ServiceSpec): Built {
     if (kind === "register") {
       throw new ServiceDefinitionError(`${name} is a register hook: only in-process plugins implement it`);
     }
-    const options: HookOptions = typeof value === "function" ? { fn: value } : (value as HookOptions);
+    // the kernel's table checked the name; the handler's shapes are the kernel's promise
+    const options = (typeof value === "function" ? { fn: value } : value) as HookOptions;
     if (typeof options.fn !== "function") throw new ServiceDefinitionError(`hook ${name}: fn is not a function`);
     decls.push({ name, kind, priority: options.priority, timeout: options.timeout, failure: options.failure });
     handlers.set(name, { kind, fn: options.fn });

@@ -20,9 +20,23 @@ export async function typed(client: Client): Promise<void> {
 export function hooks(): void {
   defineService({
     hooks: {
-      "tool.before": (_input, output) => (String(output.command).includes("x") ? reject("no") : output),
-      "history.append": (event) => void event.seq,
-      "session.assemble": () => [{ role: "system", content: "hi" }],
+      "tool.before": (input, output) => {
+        input.call_id satisfies string;
+        output.args.command satisfies string;
+        output.env?.PATH satisfies string | undefined;
+        return output.args.command.includes("x") ? reject("no") : { ...output, cwd: "/tmp" };
+      },
+      // @ts-expect-error: a bash call's output has no "command" at the top (it is in args)
+      "tool.after": (_input, output) => void output.command,
+      "compute.after": (input, output) => {
+        input.step satisfies number;
+        output.tool_calls satisfies Array<Record<string, unknown>>;
+      },
+      "history.append": (event) => {
+        event.seq satisfies number;
+        event.fact satisfies Record<string, unknown>;
+      },
+      "session.assemble": (input) => [{ role: "system", content: `budget ${input.budget satisfies number}` }],
       // @ts-expect-error: a notify hook's handler takes one argument, not a gate's two
       "dispatch.after": (_input: Record<string, unknown>, _output: Record<string, unknown>) => undefined,
     },
