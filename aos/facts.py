@@ -117,6 +117,20 @@ class A2AMessage(_Fact, tag="a2a.message"):
     hops: int = 0
 
 
+MCPCallStatus = Literal["ok", "error", "timeout", "failed"]
+
+
+class MCPCall(_Fact, tag="mcp.call"):
+    """A call of an MCP server's tool (aos-mcp): a record, not a message (the
+    agent's ``mcp call`` command already has the result as its output)."""
+
+    server: str
+    tool: str
+    status: MCPCallStatus
+    arguments_bytes: int = 0
+    duration_ms: float = 0.0
+
+
 class ContextCompacted(_Fact, tag="context.compacted"):
     summary: str
     through_seq: int
@@ -147,6 +161,7 @@ Fact = (
     | SkillLoaded
     | SkillUnloaded
     | A2AMessage
+    | MCPCall
     | ContextCompacted
     | DispatchStarted
     | DispatchFinished
@@ -161,6 +176,7 @@ FACT_KINDS: tuple[str, ...] = tuple(
         SkillLoaded,
         SkillUnloaded,
         A2AMessage,
+        MCPCall,
         ContextCompacted,
         DispatchStarted,
         DispatchFinished,
@@ -170,11 +186,12 @@ FACT_KINDS: tuple[str, ...] = tuple(
 
 APPENDABLE: dict[str, frozenset[str]] = {
     "agent": frozenset({"message.user"}),
-    "service": frozenset({"message.user", "a2a.message"}),
+    "service": frozenset({"message.user", "a2a.message", "mcp.call"}),
 }
 """The fact kinds agent and service principals may append with ``session.append``
 (the admin may append any). Their ``message.user`` facts carry their own name as
-``sender``; every other kind is written by the kernel, or by aos-a2a's service."""
+``sender``; every other kind is written by the kernel, or by aos-a2a's and aos-mcp's
+services."""
 _DISPATCH_WRITES = "written by the dispatch that runs the model and the command"
 APPENDED_BY: dict[str, str] = {
     "message.assistant": _DISPATCH_WRITES,
@@ -183,6 +200,7 @@ APPENDED_BY: dict[str, str] = {
     "skill.loaded": "the skill.load syscall records it (`skill load NAME`)",
     "skill.unloaded": "the skill.unload syscall records it (`skill unload NAME`)",
     "a2a.message": "messages between agents go through aos-a2a (`a2a send`)",
+    "mcp.call": "aos-mcp's service records the MCP calls it makes (`mcp call`)",
     "context.compacted": "the kernel records compaction",
     "dispatch.started": "dispatch markers are the kernel's",
     "dispatch.finished": "dispatch markers are the kernel's",

@@ -9,10 +9,13 @@ without the interpreter's teardown (~2 ms).
 
 from __future__ import annotations
 
-import os
 import sys
 
-from aos_sdk import ConnectionClosed, NotConnected, SyscallFailed, call
+from aos_sdk.blocking import exit_now, run_skill_command
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds per command
+    from typing import Any
 
 SKILL = "aos-a2a"
 USAGE = """usage: a2a send AGENT MESSAGE (--silent | --notify | --wake) [--session SESSION]
@@ -32,7 +35,7 @@ FOLLOW = {
 }
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
     pass
 
 
@@ -79,23 +82,12 @@ def parse(argv: list[str]) -> tuple[str, dict[str, str | None]]:
     return "send", {"to": to, "text": text, "mode": modes.pop(), "session": session}
 
 
-def main(argv: list[str]) -> int:
-    if "-h" in argv or "--help" in argv:
-        print(USAGE)
-        return 0
-    try:
-        action, params = parse(argv)
-    except UsageError as exc:
-        print(f"{USAGE}\na2a: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        result = call("skill.call", {"skill": SKILL, "method": action, "params": params})
-    except (SyscallFailed, NotConnected, ConnectionClosed) as exc:
-        print(f"a2a: {exc}", file=sys.stderr)
-        return 1
+def show(action: str, result: Any) -> None:
     if action == "send":
-        mode = str(params["mode"])
-        print(f"sent {result['message_id']} to {result['to_name']} ({mode}): {FOLLOW[mode]}")
+        print(
+            f"sent {result['message_id']} to {result['to_name']} ({result['mode']}): "
+            f"{FOLLOW[result['mode']]}"
+        )
     elif action == "inbox":
         for m in result:
             reply = f", reply to {m['reply_to']}" if m.get("reply_to") else ""
@@ -103,11 +95,11 @@ def main(argv: list[str]) -> int:
     else:
         for a in result:
             print(f"{a['name']} ({a['id']}){' parent ' + a['parent'] if a['parent'] else ''}")
-    return 0
+
+
+def main(argv: list[str]) -> int:
+    return run_skill_command("a2a", SKILL, argv, parse, show, USAGE)
 
 
 if __name__ == "__main__":
-    code = main(sys.argv[1:])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(main(sys.argv[1:]))

@@ -142,6 +142,8 @@ def _convert(state: _State, seq: int, fact: Mapping[str, Any]) -> None:
     elif kind == "skill.loaded":
         state.loaded[fact["skill"]] = fact.get("body", "")
         return
+    elif kind == "mcp.call":  # a record: the `mcp call` command's output is the tool result
+        return
     elif kind == "skill.unloaded":
         state.loaded.pop(fact["skill"], None)
         return

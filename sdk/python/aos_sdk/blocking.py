@@ -13,6 +13,7 @@ from __future__ import annotations
 import _socket
 import os
 import struct
+import sys
 import time
 
 import msgpack
@@ -26,6 +27,7 @@ _HEADER = struct.Struct(">I")
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs milliseconds
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -63,6 +65,43 @@ def call(
             return _expect(reply, "syscall_result").get("result")
     finally:
         sock.close()
+
+
+def run_skill_command(
+    command: str,
+    skill: str,
+    argv: list[str],
+    parse: Callable[[list[str]], tuple[str, dict[str, Any]]],
+    show: Callable[[str, Any], int | None],
+    usage: str,
+) -> int:
+    """The body of an agent's command for a skill's service (``a2a``, ``mcp``):
+    ``parse(argv)`` gives the method and its params (ValueError: a usage error,
+    exit 2), the method runs through ``skill.call`` with the agent's token (a
+    refusal is one line on stderr, exit 1), ``show(method, result)`` prints it
+    and gives the exit code (None: 0). ``-h``/``--help`` prints ``usage``."""
+    if "-h" in argv or "--help" in argv:
+        print(usage)
+        return 0
+    try:
+        method, params = parse(argv)
+    except ValueError as exc:
+        print(f"{usage}\n{command}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = call("skill.call", {"skill": skill, "method": method, "params": params})
+    except (SyscallFailed, NotConnected, ConnectionClosed) as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 1
+    return show(method, result) or 0
+
+
+def exit_now(code: int) -> None:
+    """Leave a command's process at once, its output flushed: no interpreter
+    teardown (milliseconds per command)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _connect(path: str, timeout: float) -> _socket.socket:
