@@ -9,20 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, dispatched_tool_results, poll_until, running_daemon
+from conftest import IN_CI, REPO, dispatched_tool_results, poll_until, running_daemon
 from test_services import running
 
 from aos.daemon import Daemon
+from aos.hookspecs import hookimpl
 from aos.kernel import Kernel
 from aos.principals import ADMIN
 from aos.syscalls import SyscallError
-from aos.testing import Reply, ScriptedLLM
+from aos.testing import Reply, ScriptedLLM, free_port, wait_for_http
 from aos_stdskills.aos_mcp.config import ConfigProblem, expand, load
 
 DEMO = REPO / "tests" / "fixtures" / "mcp" / "demo_server.py"
@@ -188,3 +190,118 @@ async def test_an_agent_discovers_and_calls_a_tool_and_the_call_is_recorded(
         context = await kernel.syscall(ADMIN, "session.context", {"id": sessions[0]["id"]})
         system = context[0]["content"]
         assert "input_schema" not in system and '"properties"' not in system
+
+
+# -- servers no one here wrote, and Streamable HTTP --------------------------------------
+
+EVERYTHING = REPO / "tests" / "fixtures" / "mcp" / "node_modules" / ".bin" / "mcp-server-everything"
+
+
+def everything() -> str:
+    """The reference server from npm (tests/fixtures/mcp: npm ci), or skip (fail in CI)."""
+    if not EVERYTHING.exists():
+        if IN_CI:
+            pytest.fail("CI must run the reference MCP server: cd tests/fixtures/mcp && npm ci")
+        pytest.skip("needs the reference MCP server: cd tests/fixtures/mcp && npm ci")
+    return str(EVERYTHING)
+
+
+@contextlib.asynccontextmanager
+async def http_server(*command: str, **env: str) -> AsyncIterator[None]:
+    process = await asyncio.create_subprocess_exec(
+        *command, env={**os.environ, **env}, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def test_the_reference_server_over_stdio_and_streamable_http(tmp_path: Path) -> None:
+    server = everything()
+    port = free_port()
+    servers = {
+        "everything": {"command": server, "args": ["stdio"]},
+        "remote": {"type": "http", "url": f"http://127.0.0.1:{port}/mcp"},
+    }
+    async with (
+        http_server(server, "streamableHttp", PORT=str(port)),
+        mcp_node(tmp_path, servers) as (_, kernel),
+    ):
+        await wait_for_http(f"http://127.0.0.1:{port}/mcp")
+        listed = {s["name"]: s for s in (await method(kernel, "list"))["servers"]}
+        for name in ("everything", "remote"):
+            assert listed[name]["status"] == "ready", listed[name]
+            tools = {t["name"] for t in listed[name]["tools"]}
+            assert {"echo", "get-sum", "get-structured-content"} <= tools
+            summed = await method(
+                kernel, "call", server=name, tool="get-sum", arguments={"a": 20, "b": 22}
+            )
+            assert summed["text"] == "The sum of 20 and 22 is 42."
+        weather = await method(
+            kernel, "call", server="remote", tool="get-structured-content",
+            arguments={"location": "New York"},
+        )  # fmt: skip
+        assert set(weather["structured"]) == {"temperature", "conditions", "humidity"}
+        image = await method(kernel, "call", server="everything", tool="get-tiny-image")
+        assert "[image image/png]" in image["other"]
+
+
+async def test_the_context_grows_by_the_skill_line_only(tmp_path: Path) -> None:
+    """With the reference server's tools configured, the system prompt grows by
+    aos-mcp's own listing, never by tool schemas (the issue's bound: 1,500 characters)."""
+    write_config(tmp_path, {"everything": {"command": everything(), "args": ["stdio"]}})
+    sizes = {}
+    for skills in ("aos-context,aos-skill", SKILLS):
+        async with running_daemon(tmp_path, AOS_DEFAULT_SKILLS=skills) as daemon:
+            kernel = daemon.kernel
+            assert kernel is not None
+            agent = await kernel.syscall(ADMIN, "agent.create", {"name": "a"})
+            session = await kernel.syscall(
+                ADMIN, "session.create", {"agent_id": agent["agent"]["id"]}
+            )
+            context = await kernel.syscall(ADMIN, "session.context", {"id": session["id"]})
+            sizes[skills] = len(context[0]["content"])
+    growth = sizes[SKILLS] - sizes["aos-context,aos-skill"]
+    assert 0 < growth < 1500, growth
+
+
+# -- policy ----------------------------------------------------------------------------------
+
+
+class DenyCrash:
+    """A policy skill's syscall.before gate: no agent may call demo's crash tool,
+    whatever bash ran the call."""
+
+    @hookimpl
+    def syscall_before(self, input: Any, output: Any) -> Any:
+        params = output["params"]
+        if input["syscall"] == "skill.call" and params.get("skill") == "aos-mcp":
+            asked = params.get("params") or {}
+            if (asked.get("server"), asked.get("tool")) == ("demo", "crash"):
+                return {"verdict": "reject", "reason": "demo crash is not for agents"}
+        return output
+
+
+async def test_a_policy_skill_denies_one_mcp_tool(
+    tmp_path: Path, scripted_llm: ScriptedLLM
+) -> None:
+    scripted_llm.add(
+        Reply.tool_call("echo '{}' | mcp call demo crash"),
+        Reply.tool_call('mcp call demo add \'{"a": 1, "b": 1}\''),
+        Reply.text("done"),
+    )
+    async with mcp_node(
+        tmp_path, {"demo": demo_entry()}, OPENROUTER_BASE_URL=scripted_llm.base_url, AOS_MODEL="m"
+    ) as (_, kernel):
+        kernel.pm.register(DenyCrash(), name="deny-crash")
+        kernel.hooks.system = kernel.hooks.system | {"deny-crash"}  # installed on the node
+        denied, allowed = await dispatched_tool_results(kernel, "try both")
+        assert denied["status"] == "error"
+        assert (
+            denied["output"]
+            == "mcp: denied: skill.call rejected by deny-crash: demo crash is not for agents\n"
+        )
+        assert allowed["output"] == "2\n"
+        assert (await method(kernel, "list"))["servers"][0]["status"] == "ready"  # never crashed

@@ -8,7 +8,6 @@ the process leaves without the interpreter's teardown.
 
 from __future__ import annotations
 
-import json
 import sys
 
 from aos_sdk.blocking import exit_now, run_skill_command
@@ -63,18 +62,8 @@ def parse(argv: list[str], stdin: Any = None) -> tuple[str, dict[str, Any]]:
     if len(positional) not in (2, 3):
         raise UsageError("call takes SERVER TOOL and one JSON object of arguments")
     text = positional[2] if len(positional) == 3 else ("" if stdin.isatty() else stdin.read())
-    try:
-        arguments = json.loads(text) if text.strip() else {}
-    except ValueError as exc:
-        raise UsageError(f"the arguments are not JSON: {exc}") from None
-    if not isinstance(arguments, dict):
-        raise UsageError('the arguments must be one JSON object: \'{"name": "value"}\'')
-    return "call", {
-        "server": positional[0],
-        "tool": positional[1],
-        "arguments": arguments,
-        **params,
-    }
+    # the service parses the JSON: importing json here would cost every call milliseconds
+    return "call", {"server": positional[0], "tool": positional[1], "json": text, **params}
 
 
 def show(action: str, result: Any) -> int:
@@ -104,6 +93,8 @@ def show(action: str, result: Any) -> int:
             need = "required" if name in required else "optional"
             about = f": {prop['description']}" if prop.get("description") else ""
             print(f"  {name} ({kind}, {need}){about}")
+        import json  # only here: every `mcp` command would pay for its import
+
         print("schema: " + json.dumps(schema, separators=(",", ":")))
     else:
         return _show_call(result)
@@ -118,6 +109,8 @@ def _show_call(result: dict[str, Any]) -> int:
     if result["text"]:
         print(result["text"])
     elif result["structured"] is not None:
+        import json  # only here: every `mcp` command would pay for its import
+
         print(json.dumps(result["structured"], indent=2))
     for other in result["other"]:
         print(other)

@@ -129,9 +129,7 @@ async def call(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     unknown, the server down or too slow). Recorded in the caller's session."""
     await STATE.ready.wait()
     server = STATE.server(str(params.get("server", "")))
-    arguments = params.get("arguments") or {}
-    if not isinstance(arguments, dict):
-        raise MethodError("invalid", "arguments must be a JSON object")
+    arguments = _arguments(params)
     timeout = min(float(params.get("timeout") or CALL_TIMEOUT), CALL_TIMEOUT)
     await _started(server)
     tool = _tool(server, str(params.get("tool", "")))
@@ -160,6 +158,22 @@ async def call(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
         raise failure
     assert answer is not None
     return answer
+
+
+def _arguments(params: dict[str, Any]) -> dict[str, Any]:
+    """The tool's arguments: ``arguments`` (an object), or ``json`` (its text, as
+    the agent's command sends it: parsing is done here, not in every command)."""
+    arguments: Any = params.get("arguments")
+    text = params.get("json")
+    if arguments is None and isinstance(text, str) and text.strip():
+        try:
+            arguments = json.loads(text)
+        except ValueError as exc:
+            raise MethodError("invalid", f"the arguments are not JSON: {exc}") from None
+    arguments = {} if arguments is None else arguments
+    if not isinstance(arguments, dict):
+        raise MethodError("invalid", 'the arguments must be one JSON object: {"name": "value"}')
+    return arguments
 
 
 def _gone(server: Server, why: str) -> MethodError:
