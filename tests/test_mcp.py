@@ -51,9 +51,9 @@ async def mcp_node(
         yield daemon, daemon.kernel
 
 
-async def method(kernel: Kernel, name: str, **params: Any) -> Any:
+async def method(kernel: Kernel, which: str, **params: Any) -> Any:
     return await kernel.syscall(
-        ADMIN, "skill.call", {"skill": "aos-mcp", "method": name, "params": params}
+        ADMIN, "skill.call", {"skill": "aos-mcp", "method": which, "params": params}
     )
 
 
@@ -246,6 +246,23 @@ async def test_the_reference_server_over_stdio_and_streamable_http(tmp_path: Pat
         assert set(weather["structured"]) == {"temperature", "conditions", "humidity"}
         image = await method(kernel, "call", server="everything", tool="get-tiny-image")
         assert "[image image/png]" in image["other"]
+        found = {r["uri"]: r for r in await method(kernel, "resources", server="everything")}
+        uri = "demo://resource/static/document/architecture.md"
+        assert found[uri]["mime_type"] == "text/markdown"
+        [content] = await method(kernel, "read", server="everything", uri=uri)
+        assert content["text"].startswith("# Everything Server")
+        prompts = {p["name"]: p for p in await method(kernel, "prompts", server="remote")}
+        assert prompts["args-prompt"]["arguments"] == [
+            {"name": "city", "required": True},
+            {"name": "state", "required": False},
+        ]
+        messages = await method(
+            kernel, "prompt", server="remote", name="args-prompt", json='{"city": "Oslo"}'
+        )
+        assert messages[0]["role"] == "user" and "Oslo" in messages[0]["text"]
+        with pytest.raises(SyscallError, match="demo://nothing/here not found") as missing:
+            await method(kernel, "read", server="everything", uri="demo://nothing/here")
+        assert missing.value.code == "invalid"
 
 
 async def test_the_context_grows_by_the_skill_line_only(tmp_path: Path) -> None:
@@ -305,3 +322,26 @@ async def test_a_policy_skill_denies_one_mcp_tool(
         )
         assert allowed["output"] == "2\n"
         assert (await method(kernel, "list"))["servers"][0]["status"] == "ready"  # never crashed
+
+
+def test_the_command_reads_its_arguments() -> None:
+    from aos_stdskills.aos_mcp.__main__ import parse
+
+    assert parse(["read", "s", "demo://x"]) == ("read", {"server": "s", "uri": "demo://x"})
+    assert parse(["prompt", "s", "p", '{"a": 1}']) == (
+        "prompt",
+        {"server": "s", "name": "p", "json": '{"a": 1}'},
+    )
+    assert parse(["call", "s", "t", "{}", "--timeout", "2"]) == (
+        "call",
+        {"server": "s", "tool": "t", "json": "{}", "timeout": 2.0},
+    )
+    for wrong, why in (
+        ([], "an action is required"),
+        (["info", "s"], "info takes SERVER TOOL"),
+        (["call", "s"], "call takes SERVER TOOL"),
+        (["call", "s", "t", "--timeout", "soon"], "--timeout needs seconds"),
+        (["fetch"], "unknown action 'fetch'"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            parse(wrong)

@@ -21,13 +21,25 @@ USAGE = """usage: mcp list
        mcp grep WORD
        mcp info SERVER TOOL
        mcp call SERVER TOOL [JSON] [--timeout SECONDS]
+       mcp resources SERVER | mcp read SERVER URI
+       mcp prompts SERVER | mcp prompt SERVER NAME [JSON]
 
 The project's MCP servers as commands.
-  list   servers, their status, one line per tool
-  grep   tools whose name or description mentions WORD
-  info   a tool's description and arguments (JSON schema)
-  call   run a tool with a JSON object of arguments (or JSON on stdin)"""
-ARITY = {"list": 0, "grep": 1, "info": 2}
+  list       servers, their status, one line per tool
+  grep       tools whose name or description mentions WORD
+  info       a tool's description and arguments (JSON schema)
+  call       run a tool with a JSON object of arguments (or JSON on stdin)
+  resources  a server's resources; read prints one
+  prompts    a server's prompts; prompt prints one, its arguments given as JSON"""
+PARAMS = {
+    "list": ["list"],
+    "grep": ["grep", "word"],
+    "info": ["info", "server", "tool"],
+    "resources": ["resources", "server"],
+    "read": ["read", "server", "uri"],
+    "prompts": ["prompts", "server"],
+}
+"""Actions whose arguments are only positional: the action and its params' names."""
 
 
 class UsageError(ValueError):
@@ -38,15 +50,21 @@ def parse(argv: list[str], stdin: Any = None) -> tuple[str, dict[str, Any]]:
     """The method and its params (JSON arguments may come on ``stdin``)."""
     stdin = stdin if stdin is not None else sys.stdin
     if not argv:
-        raise UsageError("an action is required: list, grep, info or call")
+        raise UsageError("an action is required: list, grep, info, call, read or prompt")
     action, rest = argv[0], argv[1:]
-    if action in ARITY:
-        if len(rest) != ARITY[action]:
-            raise UsageError(f"{action} takes {ARITY[action] or 'no'} argument(s)")
-        names = {"grep": ["word"], "info": ["server", "tool"]}.get(action, [])
+    if action in PARAMS:
+        names = PARAMS[action][1:]
+        if len(rest) != len(names):
+            wanted = " ".join(n.upper() for n in names) or "no arguments"
+            raise UsageError(f"{action} takes {wanted}")
         return action, dict(zip(names, rest, strict=True))
+    if action == "prompt":
+        if len(rest) not in (2, 3):
+            raise UsageError("prompt takes SERVER NAME and one JSON object of arguments")
+        text = rest[2] if len(rest) == 3 else ""
+        return "prompt", {"server": rest[0], "name": rest[1], "json": text}
     if action != "call":
-        raise UsageError(f"unknown action {action!r}: use list, grep, info or call")
+        raise UsageError(f"unknown action {action!r} (see mcp --help)")
     params: dict[str, Any] = {}
     positional: list[str] = []
     args = iter(rest)
@@ -84,6 +102,21 @@ def show(action: str, result: Any) -> int:
     elif action == "grep":
         for found in result:
             print(f"{found['server']} {found['tool']} - {found['summary']}")
+    elif action == "resources":
+        for found in result:
+            print(f"{found['uri']}  {found['name']}  {found['mime_type']}".rstrip())
+    elif action == "read":
+        for content in result:
+            print(content["text"])
+    elif action == "prompts":
+        for found in result:
+            wanted = ", ".join(
+                a["name"] + ("" if a["required"] else "?") for a in found["arguments"]
+            )
+            print(f"{found['name']}({wanted}) - {found['description']}")
+    elif action == "prompt":
+        for message in result:
+            print(f"[{message['role']}] {message['text']}")
     elif action == "info":
         print(f"{result['server']} {result['name']}\n{result['description'].strip()}")
         schema = result["input_schema"]

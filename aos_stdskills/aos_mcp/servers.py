@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -169,12 +169,19 @@ class Server:
             yield streamable_http_client(config.url, http_client=http)
 
 
-async def _list_tools(client: mcp.Client) -> list[ToolInfo]:
-    tools: list[ToolInfo] = []
+async def all_pages(page: Callable[[str | None], Awaitable[Any]], items: str) -> list[Any]:
+    """Every item of a paginated MCP listing: ``page(cursor)`` fetches one page,
+    ``items`` names its list (``tools``, ``resources``, ``prompts``)."""
+    found: list[Any] = []
     cursor: str | None = None
     while True:
-        page = await client.list_tools(cursor=cursor)
-        tools += [ToolInfo(t.name, t.description or "", dict(t.input_schema)) for t in page.tools]
-        cursor = page.next_cursor
+        result = await page(cursor)
+        found += getattr(result, items)
+        cursor = result.next_cursor
         if not cursor:
-            return tools
+            return found
+
+
+async def _list_tools(client: mcp.Client) -> list[ToolInfo]:
+    tools = await all_pages(lambda cursor: client.list_tools(cursor=cursor), "tools")
+    return [ToolInfo(t.name, t.description or "", dict(t.input_schema)) for t in tools]

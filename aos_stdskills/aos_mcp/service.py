@@ -15,17 +15,19 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aos_sdk import MethodError, SyscallFailed, define_service, syscall
 from mcp import MCPError
 from mcp_types import CONNECTION_CLOSED
 
 from aos_stdskills.aos_mcp.config import Servers, load
-from aos_stdskills.aos_mcp.servers import Server, ServerDown, ToolInfo, describe
+from aos_stdskills.aos_mcp.servers import Server, ServerDown, ToolInfo, all_pages, describe
 
 SKILL = "aos-mcp"
+T = TypeVar("T")
 logger = logging.getLogger(SKILL)
 CALL_TIMEOUT = float(os.environ.get("AOS_MCP_CALL_TIMEOUT", "25"))
 """Seconds a tool call may take unless the caller asks for less (under the kernel's
@@ -160,6 +162,73 @@ async def call(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     return answer
 
 
+async def resources(caller: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resources a server offers (``mcp read`` reads one)."""
+    client = await _session(str(params.get("server", "")))
+    listed = await _asked(
+        all_pages(lambda cursor: client.list_resources(cursor=cursor), "resources")
+    )
+    return [{"uri": str(r.uri), "name": r.name, "mime_type": r.mime_type or ""} for r in listed]
+
+
+async def read(caller: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """One resource's contents: text as text, binary as its size."""
+    client = await _session(str(params.get("server", "")))
+    result = await _asked(client.read_resource(str(params.get("uri", ""))))
+    return [
+        {
+            "uri": str(c.uri),
+            "mime_type": c.mime_type or "",
+            "text": c.text if hasattr(c, "text") else f"[binary, {len(c.blob) * 3 // 4} bytes]",
+        }
+        for c in result.contents
+    ]
+
+
+async def prompts(caller: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The prompts a server offers, with their arguments."""
+    client = await _session(str(params.get("server", "")))
+    listed = await _asked(all_pages(lambda cursor: client.list_prompts(cursor=cursor), "prompts"))
+    return [
+        {
+            "name": p.name,
+            "description": p.description or "",
+            "arguments": [
+                {"name": a.name, "required": bool(a.required)} for a in p.arguments or ()
+            ],
+        }
+        for p in listed
+    ]
+
+
+async def prompt(caller: dict[str, Any], params: dict[str, Any]) -> list[dict[str, str]]:
+    """A prompt's messages, its arguments filled in."""
+    client = await _session(str(params.get("server", "")))
+    arguments = {k: str(v) for k, v in _arguments(params).items()}
+    result = await _asked(client.get_prompt(str(params.get("name", "")), arguments))
+    return [
+        {"role": m.role, "text": getattr(m.content, "text", None) or _placeholder(m.content)}
+        for m in result.messages
+    ]
+
+
+async def _session(name: str) -> Any:
+    await STATE.ready.wait()
+    server = STATE.server(name)
+    await _started(server)
+    return await server.client()
+
+
+async def _asked(request: Awaitable[T]) -> T:
+    """A listing or read: the server's refusal or absence is the caller's error."""
+    try:
+        return await asyncio.wait_for(request, CALL_TIMEOUT)
+    except TimeoutError:
+        raise MethodError("unavailable", f"no answer within {CALL_TIMEOUT:g} s") from None
+    except MCPError as exc:
+        raise MethodError("invalid", exc.message) from None
+
+
 def _arguments(params: dict[str, Any]) -> dict[str, Any]:
     """The tool's arguments: ``arguments`` (an object), or ``json`` (its text, as
     the agent's command sends it: parsing is done here, not in every command)."""
@@ -246,6 +315,15 @@ async def _record(
 @define_service
 def service() -> dict[str, Any]:
     return {
-        "methods": {"list": list_servers, "info": info, "grep": grep, "call": call},
+        "methods": {
+            "list": list_servers,
+            "info": info,
+            "grep": grep,
+            "call": call,
+            "resources": resources,
+            "read": read,
+            "prompts": prompts,
+            "prompt": prompt,
+        },
         "start": start,
     }
