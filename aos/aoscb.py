@@ -7,7 +7,7 @@ strictly: an unknown or mistyped field is an error naming that field.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -74,6 +74,9 @@ class AOSCB(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tru
     agent_env: list[str] = msgspec.field(default_factory=list)
     """Variables of the daemon's environment passed to agent commands, beyond the
     allowlist (PATH, locale, TERM, TZ, USER...): nothing else reaches the agent."""
+    mcp_servers: dict[str, Any] = msgspec.field(default_factory=dict)
+    """MCP servers for aos-mcp, in ``.mcp.json``'s ``mcpServers`` shape (the
+    project's ``.mcp.json`` wins for a name both have); the kernel only carries them."""
     ws_listen: ListenAddress | None = None
     """``HOST:PORT`` where the daemon serves its WebSocket face (remote services and
     clients, by token; port 0 picks a free one); ``null``: no WebSocket face."""

@@ -345,3 +345,22 @@ def test_the_command_reads_its_arguments() -> None:
     ):
         with pytest.raises(ValueError, match=why):
             parse(wrong)
+
+
+def test_aoscb_servers_join_and_mcp_json_wins(tmp_path: Path) -> None:
+    aoscb = tmp_path / "aoscb.json"
+    aoscb.write_text(
+        json.dumps(
+            {
+                "mcp_servers": {
+                    "shared": demo_entry(args=["from-aoscb"]),
+                    "only-aoscb": demo_entry(),
+                }
+            }
+        )
+    )
+    write_config(tmp_path, {"shared": demo_entry(args=["from-mcp-json"])})
+    found = load(tmp_path, {}, aoscb)
+    assert sorted(found.configs) == ["only-aoscb", "shared"]
+    assert found.configs["shared"].args == ("from-mcp-json",)
+    assert found.problems == []

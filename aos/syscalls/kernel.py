@@ -54,6 +54,8 @@ class KernelStatus(msgspec.Struct):
     """The directory the daemon serves: its skills/, aoscb.json and .env are this one's."""
     websocket: str | None
     """The WebSocket face's URL, when the node listens (``AOS_WS_LISTEN``)."""
+    config_file: str | None
+    """The aoscb.json the node read, if any (skills read their own keys from it)."""
 
 
 @syscall(
@@ -83,6 +85,7 @@ async def kernel_status(kernel: Kernel, principal: Principal, params: NoParams) 
         isolation=kernel.sandboxes.isolation,
         project=str(kernel.config.project_dir),
         websocket=kernel.ws_url,
+        config_file=str(kernel.config.aoscb_file) if kernel.config.aoscb_file else None,
     )
 
 

@@ -1,4 +1,6 @@
-"""Which MCP servers there are: ``.mcp.json`` in the project directory.
+"""Which MCP servers there are: ``.mcp.json`` in the project directory, and
+``mcp_servers`` in the node's ``aoscb.json`` (``.mcp.json`` wins for a name
+both have).
 
 The shape is the one Claude Code, OpenCode and Letta users already have::
 
@@ -80,27 +82,36 @@ def expand(text: str, environ: Mapping[str, str]) -> str:
     return _VARIABLE.sub(value, text)
 
 
-def load(project: Path, environ: Mapping[str, str]) -> Servers:
-    """The servers of ``project``'s ``.mcp.json`` (none when it has none)."""
-    path = project / CONFIG_FILE
+def load(project: Path, environ: Mapping[str, str], aoscb: Path | None = None) -> Servers:
+    """The servers of ``aoscb``'s ``mcp_servers`` and of ``project``'s
+    ``.mcp.json``, which wins for a name both have (none when neither has any)."""
     found = Servers()
+    sources = [(aoscb, "mcp_servers")] if aoscb is not None else []
+    for path, key in [*sources, (project / CONFIG_FILE, "mcpServers")]:
+        servers = _servers_in(path, key, found.problems)
+        for name, entry in servers.items():
+            found.configs.pop(name, None)
+            try:
+                found.configs[name] = parse(name, entry, environ, project)
+            except ConfigProblem as exc:
+                found.problems.append(f"{path}: server {name!r}: {exc}")
+    return found
+
+
+def _servers_in(path: Path, key: str, problems: list[str]) -> dict[str, Any]:
+    """The ``key`` object of the JSON file at ``path`` ({} without the file or the key)."""
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
-        return found
+        return {}
     except (OSError, ValueError) as exc:
-        found.problems.append(f"{path}: cannot be read as JSON: {exc}")
-        return found
-    servers = document.get("mcpServers") if isinstance(document, dict) else None
+        problems.append(f"{path}: cannot be read as JSON: {exc}")
+        return {}
+    servers = document.get(key, {}) if isinstance(document, dict) else None
     if not isinstance(servers, dict):
-        found.problems.append(f'{path}: expected {{"mcpServers": {{NAME: {{...}}}}}}')
-        return found
-    for name, entry in servers.items():
-        try:
-            found.configs[name] = parse(name, entry, environ, project)
-        except ConfigProblem as exc:
-            found.problems.append(f"{path}: server {name!r}: {exc}")
-    return found
+        problems.append(f'{path}: expected {{"{key}": {{NAME: {{...}}}}}}')
+        return {}
+    return servers
 
 
 def parse(name: str, entry: Any, environ: Mapping[str, str], project: Path) -> ServerConfig:

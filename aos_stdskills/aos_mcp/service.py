@@ -60,14 +60,16 @@ STATE = State()
 
 
 async def start() -> None:
-    """Read the project's ``.mcp.json`` (the project is the daemon's)."""
+    """Read the servers: the project's ``.mcp.json`` and the node's ``aoscb.json``
+    (both as the daemon found them)."""
     try:
-        project = Path((await syscall("kernel.status"))["project"])
+        status = await syscall("kernel.status")
     except SyscallFailed as exc:
         STATE.problems = [f"cannot learn the project directory: {exc}"]
         STATE.ready.set()
         return
-    STATE.configure(load(project, os.environ))
+    aoscb = Path(status["config_file"]) if status.get("config_file") else None
+    STATE.configure(load(Path(status["project"]), os.environ, aoscb))
     STATE.ready.set()
 
 
