@@ -97,6 +97,9 @@ PING_DEADLINE = 10.0
 """A running service that does not answer a ping this long is killed and restarted."""
 EXIT_GRACE = 1.0
 """After ``bye``, how long a stopped service has to exit before it gets SIGTERM."""
+DOCTOR_METHOD = "doctor"
+"""A method a service may offer: its answer, a list of lines, says what is wrong
+with its own setup; ``aos doctor`` and ``aos skill show`` print them."""
 HOOKS_FILE = "service-hooks.json"
 """Under the node's state dir: each service's hooks, as its last accepted hello declared them."""
 
@@ -226,6 +229,7 @@ class ServiceLink:
         return {
             "skill": self.name,
             "state": self.state,
+            "methods": sorted(self.methods),
             "restarts": self.restarts,
             "last_error": self.last_error,
             "left": self.left,

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -364,3 +365,25 @@ def test_aoscb_servers_join_and_mcp_json_wins(tmp_path: Path) -> None:
     assert sorted(found.configs) == ["only-aoscb", "shared"]
     assert found.configs["shared"].args == ("from-mcp-json",)
     assert found.problems == []
+
+
+async def test_doctor_and_skill_show_say_what_is_wrong(tmp_path: Path) -> None:
+    servers = {"demo": demo_entry(), "unset": demo_entry(env={"KEY": "${NOT_SET_ANYWHERE}"})}
+    async with mcp_node(tmp_path, servers) as (daemon, kernel):
+        home = str(daemon.config.paths.config_dir)  # AOS_HOME: everything under it
+        env = {**os.environ, "AOS_HOME": home, "AOS_DEFAULT_SKILLS": SKILLS}
+        aos = str(Path(sys.executable).with_name("aos"))
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [aos, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+            )
+
+        report = json.loads((await asyncio.to_thread(run, "doctor", "--json")).stdout)
+        [problem] = report["daemon"]["services"]["aos-mcp"]["problems"]
+        assert problem.endswith(
+            "server 'unset': ${NOT_SET_ANYWHERE} is not set (give it in the environment or .env)"
+        )
+        shown = await asyncio.to_thread(run, "skill", "show", "aos-mcp")
+        assert f"problem: {problem}" in shown.stdout
+        assert (await method(kernel, "list"))["servers"][0]["status"] == "ready"  # the others work

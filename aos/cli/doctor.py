@@ -20,9 +20,10 @@ from aos.cli.output import (
     warn_isolation,
 )
 from aos.cli.syscall import call
-from aos.config import mask_url
+from aos.config import Config, mask_url
 from aos.daemon import DaemonPaths
 from aos.sandbox import probe
+from aos.services import DOCTOR_METHOD
 from aos.store import StoreError, backend_of, open_store
 
 
@@ -118,6 +119,10 @@ def _print_doctor(report: dict[str, Any]) -> None:
         click.echo(f"  {'serves':<{width}}  {daemon['project']}")
     else:
         click.echo(f"  {'running':<{width}}  no (`aos start` starts it)")
+    for name, service in daemon["services"].items():
+        click.echo(f"  {'service':<{width}}  {name}: {service['state']}")
+        for problem in service["problems"]:
+            click.echo(f"  {'':<{width}}    problem: {problem}")
     iso = report["isolation"]
     click.echo(f"\nisolation: {iso['detail']}")
     click.echo(f"  user namespaces: {iso['user_namespaces']}")
@@ -142,4 +147,21 @@ def _daemon_report(ctx: Context) -> dict[str, Any]:
         "pid": status["pid"] if status else None,
         "node": status["node"] if status else None,
         "project": status["project"] if status else None,
+        "services": {
+            s["skill"]: {"state": s["state"], "problems": service_problems(ctx.config, s)}
+            for s in (status["services"] if status else [])
+        },
     }
+
+
+def service_problems(config: Config, service: dict[str, Any]) -> list[str]:
+    """What a running service says is wrong with its own setup: the lines of its
+    ``doctor`` method, when it offers one (docs/specs/aos-service.md#methods)."""
+    if service["state"] != "running" or DOCTOR_METHOD not in service.get("methods", ()):
+        return []
+    params = {"skill": service["skill"], "method": DOCTOR_METHOD, "params": {}}
+    try:
+        lines = asyncio.run(call(config, "skill.call", params, in_process=False))
+    except click.ClickException as exc:
+        return [f"its doctor method failed: {exc.message}"]
+    return [str(line) for line in lines] if isinstance(lines, list) else [str(lines)]

@@ -101,10 +101,24 @@ def skill_show(ctx: Context, name: str, as_json: bool) -> None:
             click.echo(f"warning: {warning}")
         if s.service_path:
             click.echo(f"service: {s.service_path}")
+            for problem in _service_problems(ctx, s.name):
+                click.echo(f"problem: {problem}")
         if s.scripts_dir:
             click.echo(f"scripts: {s.scripts_dir}")
         if s.body:
             click.echo("\n" + s.body)
+
+
+def _service_problems(ctx: Context, name: str) -> list[str]:
+    """What the skill's running service says is wrong (its ``doctor`` method)."""
+    from aos.cli.doctor import service_problems
+
+    try:
+        status = asyncio.run(call(ctx.config, "kernel.status", in_process=False))
+    except click.ClickException:  # no daemon: no service to ask
+        return []
+    found = [s for s in status["services"] if s["skill"] == name]
+    return service_problems(ctx.config, found[0]) if found else []
 
 
 @skill.command(name="validate")

@@ -164,6 +164,14 @@ async def call(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     return answer
 
 
+async def doctor(caller: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """What is wrong with the configuration: one line per bad entry, and per
+    server that failed to start (``aos doctor``, ``aos skill show aos-mcp``)."""
+    await STATE.ready.wait()
+    failed = [f"server {s.name}: {s.error}" for s in STATE.servers.values() if s.status == "failed"]
+    return [*STATE.problems, *failed]
+
+
 async def resources(caller: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
     """The resources a server offers (``mcp read`` reads one)."""
     client = await _session(str(params.get("server", "")))
@@ -326,6 +334,7 @@ def service() -> dict[str, Any]:
             "read": read,
             "prompts": prompts,
             "prompt": prompt,
+            "doctor": doctor,
         },
         "start": start,
     }
