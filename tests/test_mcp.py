@@ -129,8 +129,9 @@ async def test_list_info_call_error_and_structured_results(tmp_path: Path) -> No
             SyscallError, match=r"no MCP server named 'nope' \(servers: broken, demo\)"
         ):
             await method(kernel, "call", server="nope", tool="x")
-        with pytest.raises(SyscallError, match=r"did not start .*/nonexistent/mcp-server"):
+        with pytest.raises(SyscallError, match=r"did not start .*/nonexistent/mcp-server") as down:
             await method(kernel, "call", server="broken", tool="x")
+        assert "the next try is in" in down.value.message  # not spawned again per call
 
 
 async def test_timeouts_crashes_and_concurrent_calls(tmp_path: Path) -> None:
@@ -367,7 +368,7 @@ def test_aoscb_servers_join_and_mcp_json_wins(tmp_path: Path) -> None:
     assert found.problems == []
 
 
-async def test_doctor_and_skill_show_say_what_is_wrong(tmp_path: Path) -> None:
+async def test_doctor_skill_show_and_the_operators_commands(tmp_path: Path) -> None:
     servers = {"demo": demo_entry(), "unset": demo_entry(env={"KEY": "${NOT_SET_ANYWHERE}"})}
     async with mcp_node(tmp_path, servers) as (daemon, kernel):
         home = str(daemon.config.paths.config_dir)  # AOS_HOME: everything under it
@@ -387,3 +388,11 @@ async def test_doctor_and_skill_show_say_what_is_wrong(tmp_path: Path) -> None:
         shown = await asyncio.to_thread(run, "skill", "show", "aos-mcp")
         assert f"problem: {problem}" in shown.stdout
         assert (await method(kernel, "list"))["servers"][0]["status"] == "ready"  # the others work
+        # the operator's commands
+        tools = json.loads((await asyncio.to_thread(run, "mcp", "tools", "demo", "--json")).stdout)
+        assert {"server": "demo", "tool": "add", "summary": "Add two integers."} in tools
+        added = await asyncio.to_thread(run, "mcp", "call", "demo", "add", '{"a": 1, "b": 2}')
+        assert (added.returncode, added.stdout) == (0, "3\n")
+        failed = await asyncio.to_thread(run, "mcp", "call", "demo", "boom")
+        assert failed.returncode == 1
+        assert "the tool failed: Error executing tool boom" in failed.stderr

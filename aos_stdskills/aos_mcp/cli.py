@@ -1,4 +1,4 @@
-"""``aos mcp list | info | call``: the operator's view of the MCP servers (the
+"""``aos mcp list | tools | info | call``: the operator's view of the MCP servers (the
 skill's ``cli.register``), through the running daemon's aos-mcp service.
 
 This module is the skill's in-process plugin (its entry point); the package
@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from aos import hookimpl
+from aos_stdskills.aos_mcp.__main__ import show
 
 
 def _method(ctx: click.Context, method: str, params: dict[str, Any]) -> Any:
@@ -32,8 +33,6 @@ def _method(ctx: click.Context, method: str, params: dict[str, Any]) -> Any:
 
 def _emit(ctx: click.Context, method: str, params: dict[str, Any], as_json: bool) -> None:
     """Run the method; print its result as JSON, or as the agent's command does."""
-    from aos_stdskills.aos_mcp.__main__ import show
-
     result = _method(ctx, method, params)
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -64,6 +63,28 @@ def cli_register(cli: click.Group) -> None:
           aos mcp list --json
         """
         _emit(ctx, "list", {}, as_json)
+
+    @mcp.command(name="tools")
+    @click.argument("server", required=False)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.pass_context
+    def tools(ctx: click.Context, server: str | None, as_json: bool) -> None:
+        """Every tool (of SERVER, or of every server), one line each.
+
+        \b
+        Example:
+          aos mcp tools files
+        """
+        listed = [
+            {"server": s["name"], "tool": t["name"], "summary": t["summary"]}
+            for s in _method(ctx, "list", {})["servers"]
+            if server in (None, s["name"])
+            for t in s["tools"]
+        ]
+        if as_json:
+            click.echo(json.dumps(listed, indent=2))
+        else:
+            show("grep", listed)
 
     @mcp.command(name="info")
     @click.argument("server")

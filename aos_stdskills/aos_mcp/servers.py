@@ -25,6 +25,10 @@ from aos_stdskills.aos_mcp.config import ServerConfig
 
 START_TIMEOUT = 30.0
 """Seconds a server has to start and answer its tool list."""
+BACKOFF_START = 0.5
+BACKOFF_CAP = 30.0
+"""After a failed start, calls fail at once for this long (doubling per failure,
+capped) before the next try: a server that cannot start is not spawned per call."""
 Status = Literal["idle", "starting", "ready", "failed"]
 
 
@@ -72,6 +76,8 @@ class Server:
         self._done = asyncio.Event()
         self._lock = asyncio.Lock()
         self._last_use = time.monotonic()
+        self._backoff = BACKOFF_START
+        self._retry_at = 0.0
 
     @property
     def name(self) -> str:
@@ -86,7 +92,16 @@ class Server:
         async with self._lock:
             if self._client is not None and self._holder is not None and not self._holder.done():
                 return self._client
-            await self._start()
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:
+                raise ServerDown(f"{self.error}; the next try is in {wait:.1f} s")
+            try:
+                await self._start()
+            except ServerDown:
+                self._retry_at = time.monotonic() + self._backoff
+                self._backoff = min(self._backoff * 2, BACKOFF_CAP)
+                raise
+            self._backoff, self._retry_at = BACKOFF_START, 0.0
             assert self._client is not None
             return self._client
 
@@ -112,8 +127,11 @@ class Server:
         except TimeoutError:
             self._done.set()
             self.status = "failed"
-            self.error = f"did not start within {START_TIMEOUT:g} s ({self.config.describe()})"
-            raise ServerDown(f"MCP server {self.name} {self.error}") from None
+            self.error = (
+                f"MCP server {self.name} did not start within {START_TIMEOUT:g} s "
+                f"({self.config.describe()})"
+            )
+            raise ServerDown(self.error) from None
         except ServerDown as exc:
             self.status, self.error = "failed", str(exc)
             raise
