@@ -786,6 +786,9 @@ class ServiceSupervisor:
         self.socket_dir = socket_dir
         self.agent_socket = agent_socket
         self.services: dict[str, Service] = {}
+        self._closing = False
+        """Set by close: no service starts any more (a reload under way stops short)."""
+        self._applying: set[asyncio.Task[None]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         """One change at a time per skill: a restart never overlaps a stop."""
         self.remembered = RememberedHooks(kernel.config.paths.state_dir / HOOKS_FILE)
@@ -854,7 +857,9 @@ class ServiceSupervisor:
         service.task = asyncio.get_running_loop().create_task(service.run())
 
     def _on_event(self, event: SkillEvent) -> None:
-        asyncio.get_running_loop().create_task(self._apply(event))
+        task = asyncio.get_running_loop().create_task(self._apply(event))
+        self._applying.add(task)
+        task.add_done_callback(self._applying.discard)
 
     async def _apply(self, event: SkillEvent) -> None:
         skill = event.skill
@@ -863,7 +868,7 @@ class ServiceSupervisor:
             follows = event.kind != "removed" and self.runs(skill)
             if current is not None:
                 await current.stop(handover=follows)
-            if follows:
+            if follows and not self._closing:
                 self._start(skill)
             elif current is not None:  # gone for good: its hooks are no longer expected
                 with contextlib.suppress(OSError):
@@ -898,8 +903,10 @@ class ServiceSupervisor:
         await self._apply(SkillEvent("changed", skill))
 
     async def close(self) -> None:
+        self._closing = True
         self._unsubscribe()
         self._unsubscribe_grants()
+        await asyncio.gather(*self._applying, return_exceptions=True)  # none starts a service now
         await asyncio.gather(
             *(s.stop() for s in (*self.services.values(), *self.remote.values())),
             return_exceptions=True,

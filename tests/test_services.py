@@ -7,11 +7,15 @@ import contextlib
 import json
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aos_sdk.peer import Peer
+from aos_sdk.protocol import Welcome
+from aos_sdk.transport import StreamTransport
 from conftest import REPO, copy_skill, poll_until, running_daemon
 
 from aos.daemon import Daemon, alive
@@ -432,3 +436,50 @@ async def test_a_hook_call_carries_its_deadline_and_hook_list_its_latency(
         assert 0 < impl["p50_ms"] <= impl["p99_ms"]
         [idle] = hooks["session.assemble"]["implementations"]
         assert (idle["calls"], idle["p50_ms"], idle["p99_ms"]) == (0, None, None)
+
+
+async def test_a_python_service_leaves_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM ends the connection and the process exits 0 after its cleanup ran
+    (a `finally` in a task), as the TypeScript SDK does: a service's children
+    (aos-mcp's MCP servers) are stopped, not orphaned."""
+    program = tmp_path / "service.py"
+    marker = tmp_path / "cleaned"
+    program.write_text(
+        "import asyncio\n"
+        "from aos_sdk import define_service\n"
+        "async def hold():\n"
+        "    try:\n"
+        "        await asyncio.Event().wait()\n"
+        "    finally:\n"
+        f"        open({str(marker)!r}, 'w').close()\n"
+        "tasks = set()\n"
+        "@define_service\n"
+        "def service():\n"
+        "    return {'hooks': {}, 'start': lambda: tasks.add(asyncio.get_running_loop().create_task(hold()))}\n"
+    )
+    socket_path = tmp_path / "s.sock"
+    hello: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def kernel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = Peer(StreamTransport(reader, writer))
+        await peer.read_message()
+        peer.send(Welcome(node="n", version="v", principal="service:s"))
+        hello.set_result(None)
+        await peer.serve()
+
+    server = await asyncio.start_unix_server(kernel, path=str(socket_path))
+    env = {**os.environ, "AOS_SERVICE_SOCKET": str(socket_path), "AOS_SKILL": "s"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aos_sdk.run", str(program), env=env
+    )
+    try:
+        await asyncio.wait_for(hello, 30)
+        await asyncio.sleep(0.2)  # start ran
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+        assert marker.exists()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        server.close()

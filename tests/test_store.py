@@ -22,6 +22,7 @@ from aos.facts import (
     DispatchFinished,
     DispatchStarted,
     Fact,
+    MCPCall,
     SkillLoaded,
     SkillUnloaded,
     ToolCall,
@@ -178,6 +179,7 @@ EVERY_KIND: list[Fact] = [
     A2AMessage(
         message_id="m1", from_agent="a", to_agent="b", mode="wake", text="hi", reply_to=None, hops=1
     ),
+    MCPCall(server="files", tool="read_file", status="ok", arguments_bytes=19, duration_ms=1.5),
     ContextCompacted(summary="earlier: listed files", through_seq=4),
     DispatchStarted(dispatch_id="d1", node="n1"),
     DispatchFinished(dispatch_id="d1", status="completed", answer="done", usage=Usage()),

@@ -395,6 +395,9 @@ def describe_fact(fact: dict[str, Any], requested: Mapping[str, str]) -> str:
         return f"{head} {fact['from_agent']} -> {fact['to_agent']} ({fact['mode']}{reply}): {fact['text']}"
     if kind == "dispatch.finished":
         return f"{head} {fact['status']} {fact.get('error') or ''}"
+    if kind == "mcp.call":
+        took = f"{fact.get('duration_ms', 0):g} ms"
+        return f"{head} {fact['server']} {fact['tool']} [{fact['status']}, {took}]"
     rest = {k: v for k, v in fact.items() if k not in ("seq", "ts", "kind")}
     return f"{head} {json.dumps(rest)[:200]}"
 

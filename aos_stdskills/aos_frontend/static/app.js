@@ -563,6 +563,11 @@ class Transcript {
     }
   }
 
+  on_mcp_call(fact) {
+    const took = `${fact.duration_ms} ms, ${fact.arguments_bytes} bytes of arguments`;
+    this.add(el("div", { class: "note" }, `mcp ${fact.server} ${fact.tool}: ${fact.status} (${took})`));
+  }
+
   on_skill_loaded(fact) {
     this.add(el("div", { class: "note" }, `skill ${fact.skill} loaded`));
   }

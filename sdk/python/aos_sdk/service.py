@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import signal
 import sys
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -247,7 +248,11 @@ async def serve(spec: ServiceSpec) -> int:
         return 1
     peer.handler = lambda p, m: _answer(spec, p, m)
     _peer = peer
-    serving = asyncio.get_running_loop().create_task(peer.serve())
+    loop = asyncio.get_running_loop()
+    serving = loop.create_task(peer.serve())
+    # SIGTERM ends the connection, then the process leaves as after a close: its
+    # tasks are cancelled and their cleanup runs (a service's own children stop).
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(peer.close("SIGTERM")))
     try:
         if spec.start is not None:  # once connected: it may call syscalls
             started = spec.start()
@@ -256,6 +261,7 @@ async def serve(spec: ServiceSpec) -> int:
         await serving
     finally:
         _peer = None
+        loop.remove_signal_handler(signal.SIGTERM)
     return 0
 
 
