@@ -18,6 +18,12 @@ host has one) runs:
 (2) ``mcp --help`` the same number of times: the command's own start-up (an
     interpreter, the SDK's blocking client imported, no call), p50 and p99.
 
+Before (1), the bytecode of the packages the command imports (``aos_sdk``,
+``aos_stdskills``) is compiled, as installing their wheels leaves it: an
+editable tree under ``PYTHONDONTWRITEBYTECODE`` (this machine's setting) has
+none, and the agent's read-only sandbox cannot write it, so each command would
+compile its imports again (~4 ms). The figure is an installed node's.
+
 Then, with ``tests/fixtures/mcp``'s reference server
 (``@modelcontextprotocol/server-everything``, installed by ``npm ci`` there)
 configured, a new session's system prompt with aos-mcp among the default
@@ -28,14 +34,17 @@ issue's bound: < 1,500), skipped when the reference server is not installed.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+import aos_sdk
 from _harness import Context, Result, Target, latency_results
 
+import aos_stdskills
 from aos.kernel import Kernel
 from aos.principals import ADMIN
 from aos.testing import Reply, ScriptedLLM, temporary_daemon
@@ -69,7 +78,15 @@ async def run(ctx: Context) -> list[Result]:
     return results
 
 
+def compile_command_imports() -> None:
+    """The bytecode a wheel install of ``aos_sdk`` and ``aos_stdskills`` has."""
+    for package in (aos_sdk, aos_stdskills):
+        for directory in package.__path__:
+            compileall.compile_dir(directory, quiet=1)
+
+
 async def _call_figures(ctx: Context, n: int) -> list[Result]:
+    compile_command_imports()
     project = Path(tempfile.mkdtemp(prefix="aosmcp-", dir="/tmp"))
     call = 'mcp call demo add \'{"a": 1, "b": 2}\''
     script = f"{timed_loop(call, WARMUP)} >/dev/null && {timed_loop(call, n)} && echo -- && {timed_loop('mcp --help', n)}"
