@@ -45,7 +45,14 @@ from aos.facts import Usage
 if TYPE_CHECKING:
     from aos.daemon import Daemon
 
-__all__ = ["RecordedRequest", "Reply", "ScriptedLLM", "ScriptedToolCall", "temporary_daemon"]
+__all__ = [
+    "RecordedRequest",
+    "Reply",
+    "ScriptedLLM",
+    "ScriptedToolCall",
+    "first_system_prompt",
+    "temporary_daemon",
+]
 
 MAX_REQUEST = 32 * 1024 * 1024
 """The largest request body the scripted server takes: providers take prompts of
@@ -566,3 +573,18 @@ async def temporary_daemon(project: Path, **environ: str) -> AsyncIterator[Daemo
             await asyncio.wait([task], timeout=60)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+async def first_system_prompt(project: Path, **environ: str) -> str:
+    """The system prompt a new agent's first session gets on a node serving
+    ``project`` with these settings (a :func:`temporary_daemon` started for it):
+    to measure what a skill adds to every agent's context."""
+    from aos.principals import ADMIN
+
+    async with temporary_daemon(project, **environ) as daemon:
+        kernel = daemon.kernel
+        assert kernel is not None
+        agent = await kernel.syscall(ADMIN, "agent.create", {"name": "probe"})
+        session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
+        context = await kernel.syscall(ADMIN, "session.context", {"id": session["id"]})
+        return str(context[0]["content"])

@@ -47,7 +47,7 @@ from _harness import Context, Result, Target, latency_results
 import aos_stdskills
 from aos.kernel import Kernel
 from aos.principals import ADMIN
-from aos.testing import Reply, ScriptedLLM, temporary_daemon
+from aos.testing import Reply, ScriptedLLM, first_system_prompt, temporary_daemon
 
 NAME = "mcp"
 DESCRIPTION = "aos-mcp: warm `mcp call` round trip from the agent's bash; context growth"
@@ -161,15 +161,7 @@ async def _growth(ctx: Context) -> Result:
         (project / ".mcp.json").write_text(json.dumps({"mcpServers": servers}))
         for skills in (WITHOUT, SKILLS):
             ctx.progress(f"the system prompt with default skills {skills}")
-            async with temporary_daemon(project, AOS_DEFAULT_SKILLS=skills) as daemon:
-                kernel = daemon.kernel
-                assert kernel is not None
-                agent = await kernel.syscall(ADMIN, "agent.create", {"name": "a"})
-                session = await kernel.syscall(
-                    ADMIN, "session.create", {"agent_id": agent["agent"]["id"]}
-                )
-                context = await kernel.syscall(ADMIN, "session.context", {"id": session["id"]})
-                sizes[skills] = len(context[0]["content"])
+            sizes[skills] = len(await first_system_prompt(project, AOS_DEFAULT_SKILLS=skills))
     finally:
         shutil.rmtree(project, ignore_errors=True)
     return Result(

@@ -141,6 +141,18 @@ async def test_a_hostile_agent_stays_in_its_tree_and_its_config(
             ),
             "may not append skill.loaded facts",
         )
+        await refused(
+            mal,
+            "append a forged mcp.call record",
+            syscall(
+                "session.append",
+                {
+                    "id": mal.session_id,
+                    "fact": {"kind": "mcp.call", "server": "s", "tool": "t", "status": "ok"},
+                },
+            ),
+            "may not append mcp.call facts",
+        )
         config = (await admin.call("agent.get", {"id": mal.id}))["agent"]["config"]
         assert config == own
         history = await admin.call("session.history", {"id": mal.session_id})

@@ -25,7 +25,7 @@ from aos.hookspecs import hookimpl
 from aos.kernel import Kernel
 from aos.principals import ADMIN
 from aos.syscalls import SyscallError
-from aos.testing import Reply, ScriptedLLM, free_port, wait_for_http
+from aos.testing import Reply, ScriptedLLM, first_system_prompt, free_port, wait_for_http
 from aos_stdskills.aos_mcp.config import ConfigProblem, expand, load
 
 DEMO = REPO / "tests" / "fixtures" / "mcp" / "demo_server.py"
@@ -65,6 +65,24 @@ def test_variables_expand_with_defaults_and_an_unset_one_is_named() -> None:
     assert expand("${HOME_DIR}/x ${MODE:-fast}", {"HOME_DIR": "/h"}) == "/h/x fast"
     with pytest.raises(ConfigProblem, match=r"\$\{TOKEN\} is not set"):
         expand("Bearer ${TOKEN}", {})
+
+
+def test_messages_show_the_entry_as_written_never_a_secret(tmp_path: Path) -> None:
+    """What fails a call reaches the agent: a variable's value (a key, a token)
+    must not ride along in the command line or URL it names."""
+    write_config(
+        tmp_path,
+        {
+            "cli": {"command": "/nonexistent/server", "args": ["--key=${KEY}"]},
+            "web": {"url": "https://x.example/mcp?token=${KEY}"},
+            "bad": {"url": "ftp://x/${KEY}"},
+        },
+    )
+    found = load(tmp_path, {"KEY": "hunter2"})
+    assert found.configs["cli"].args == ("--key=hunter2",)  # what runs is expanded
+    assert found.configs["cli"].describe() == "/nonexistent/server --key=${KEY}"
+    assert found.configs["web"].describe() == "https://x.example/mcp?token=${KEY}"
+    assert "hunter2" not in " ".join(found.problems)
 
 
 def test_each_bad_entry_is_one_line_and_the_others_load(tmp_path: Path) -> None:
@@ -129,8 +147,11 @@ async def test_list_info_call_error_and_structured_results(tmp_path: Path) -> No
             SyscallError, match=r"no MCP server named 'nope' \(servers: broken, demo\)"
         ):
             await method(kernel, "call", server="nope", tool="x")
-        with pytest.raises(SyscallError, match=r"did not start .*/nonexistent/mcp-server") as down:
-            await method(kernel, "call", server="broken", tool="x")
+        for _ in range(2):  # the first may be the retry after the backoff; the second is not
+            with pytest.raises(
+                SyscallError, match=r"did not start .*/nonexistent/mcp-server"
+            ) as down:
+                await method(kernel, "call", server="broken", tool="x")
         assert "the next try is in" in down.value.message  # not spawned again per call
 
 
@@ -271,17 +292,10 @@ async def test_the_context_grows_by_the_skill_line_only(tmp_path: Path) -> None:
     """With the reference server's tools configured, the system prompt grows by
     aos-mcp's own listing, never by tool schemas (the issue's bound: 1,500 characters)."""
     write_config(tmp_path, {"everything": {"command": everything(), "args": ["stdio"]}})
-    sizes = {}
-    for skills in ("aos-context,aos-skill", SKILLS):
-        async with running_daemon(tmp_path, AOS_DEFAULT_SKILLS=skills) as daemon:
-            kernel = daemon.kernel
-            assert kernel is not None
-            agent = await kernel.syscall(ADMIN, "agent.create", {"name": "a"})
-            session = await kernel.syscall(
-                ADMIN, "session.create", {"agent_id": agent["agent"]["id"]}
-            )
-            context = await kernel.syscall(ADMIN, "session.context", {"id": session["id"]})
-            sizes[skills] = len(context[0]["content"])
+    sizes = {
+        skills: len(await first_system_prompt(tmp_path, AOS_DEFAULT_SKILLS=skills))
+        for skills in ("aos-context,aos-skill", SKILLS)
+    }
     growth = sizes[SKILLS] - sizes["aos-context,aos-skill"]
     assert 0 < growth < 1500, growth
 

@@ -49,6 +49,9 @@ class ServerConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     allowed_tools: frozenset[str] | None = None
     disabled_tools: frozenset[str] = frozenset()
+    shown: str = ""
+    """The command line or URL as the file writes it, ``${VAR}`` unexpanded: what
+    messages show (an agent reads them; the values may be secrets)."""
 
     def offers(self, tool: str) -> bool:
         """Whether the agent may see and call ``tool`` of this server."""
@@ -56,8 +59,9 @@ class ServerConfig:
         return allowed and tool not in self.disabled_tools
 
     def describe(self) -> str:
-        """What it runs or reaches, for messages (no header values: they hold secrets)."""
-        return " ".join((self.command, *self.args)) if self.transport == "stdio" else self.url
+        """What it runs or reaches, for messages: as written, no expanded variable
+        and no header (they hold secrets)."""
+        return self.shown
 
 
 @dataclass
@@ -128,11 +132,13 @@ def parse(name: str, entry: Any, environ: Mapping[str, str], project: Path) -> S
         command = _text(entry, "command", environ)
         if not command:
             raise ConfigProblem("a stdio server needs a command")
+        args = [str(a) for a in _list(entry, "args")]
         return ServerConfig(
             name=name,
             transport="stdio",
             command=command,
-            args=tuple(expand(str(a), environ) for a in _list(entry, "args")),
+            args=tuple(expand(a, environ) for a in args),
+            shown=" ".join((str(entry["command"]), *args)),
             env={k: expand(str(v), environ) for k, v in _map(entry, "env").items()},
             cwd=str(project / _text(entry, "cwd", environ)),
             **filters,
@@ -140,11 +146,12 @@ def parse(name: str, entry: Any, environ: Mapping[str, str], project: Path) -> S
     if kind in ("http", "streamable-http"):
         url = _text(entry, "url", environ)
         if not url.startswith(("http://", "https://")):
-            raise ConfigProblem(f"url must be http:// or https://, not {url!r}")
+            raise ConfigProblem(f"url must be http:// or https://, not {entry['url']!r}")
         return ServerConfig(
             name=name,
             transport="http",
             url=url,
+            shown=str(entry["url"]),
             headers={k: expand(str(v), environ) for k, v in _map(entry, "headers").items()},
             **filters,
         )
