@@ -66,8 +66,8 @@ WARMUP = 20
 def timed_loop(command: str, n: int) -> str:
     """Bash that runs ``command`` n times, one line of nanoseconds per run."""
     return (
-        f"for i in $(seq {n}); do s=$(date +%s%N); {command} >/dev/null || exit 1; "
-        f"e=$(date +%s%N); echo $((e - s)); done"
+        f"for i in $(seq {n}); do s=${{EPOCHREALTIME/./}}; {command} >/dev/null || exit 1; "
+        f"e=${{EPOCHREALTIME/./}}; echo $(((e - s) * 1000)); done"
     )
 
 

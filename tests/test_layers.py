@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ALLOWED = frozenset(sys.stdlib_module_names) | {"aos_sdk", "msgpack"}
+ALLOWED = frozenset(sys.stdlib_module_names) | {"aos_sdk"}
 """Top-level packages a skill script may import besides ``aos`` itself."""
 
 

@@ -9,8 +9,6 @@ Names are imported on first use: a skill script that only needs
 
 from __future__ import annotations
 
-import importlib
-
 __version__ = "0.1.0"
 
 TYPE_CHECKING = False
@@ -38,7 +36,7 @@ def __getattr__(name: str) -> object:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'aos_sdk' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
+    value = getattr(__import__(home, fromlist=[name]), name)  # (importlib: 0.6 ms more)
     globals()[name] = value
     return value
 

@@ -5,7 +5,8 @@ what they pay at start-up is paid on every call: this module imports no
 asyncio, no msgspec, no typing and no ``socket`` wrapper (its enum and
 selectors imports), which together cost tens of milliseconds per start. It
 speaks the same frames as :mod:`aos_sdk.protocol` (a 4-byte big-endian
-length, then a MessagePack map with a ``type``), encoded with ``msgpack``.
+length, then a MessagePack map with a ``type``), encoded by
+:mod:`aos_sdk._msgpack` (the ``msgpack`` package's import alone is 4-5 ms).
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import struct
 import sys
 import time
 
-import msgpack
-
-from aos_sdk import __version__
+from aos_sdk import __version__, _msgpack
 from aos_sdk.errors import MAX_FRAME, ConnectionClosed, FrameTooLarge, NotConnected, SyscallFailed
 
 SDK = f"aos-sdk-python/{__version__}"
@@ -125,7 +124,7 @@ def _connect(path: str, timeout: float) -> _socket.socket:
 
 
 def _send(sock: _socket.socket, message: dict[str, Any]) -> None:
-    body = msgpack.packb(message) or b""  # (never empty: a map is at least one byte)
+    body = _msgpack.packb(message)
     if len(body) > MAX_FRAME:
         raise FrameTooLarge.of(str(message.get("type", "message")), len(body))
     try:
@@ -137,7 +136,7 @@ def _send(sock: _socket.socket, message: dict[str, Any]) -> None:
 def _receive(sock: _socket.socket) -> dict[str, Any]:
     (length,) = _HEADER.unpack(_read(sock, _HEADER.size))
     try:  # as msgspec decodes them: any map key, timestamps as datetimes
-        message = msgpack.unpackb(_read(sock, length), strict_map_key=False, timestamp=3)
+        message = _msgpack.unpackb(_read(sock, length))
     except ValueError as exc:
         raise SyscallFailed("protocol", f"the kernel sent a malformed frame: {exc}") from None
     if not isinstance(message, dict):
