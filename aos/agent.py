@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
+from aos.dispatches import PLACEMENT_PATTERN
 from aos.principals import DEFAULT_AGENT_SCOPES
 from aos.sandbox import Network, SandboxMode
 
@@ -45,6 +46,9 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit
     ``host`` (the host's network, the node's ports included: admin only)."""
     sandbox: SandboxMode | None = None
     """Overrides the node's ``sandbox`` setting for this agent (admin only)."""
+    placement: Annotated[str, msgspec.Meta(pattern=PLACEMENT_PATTERN)] | None = None
+    """Where its dispatches run on a cluster: ``any`` node, ``node:<id>`` (its
+    workspace lives there) or a node with ``label:<label>`` (admin only)."""
 
 
 class ACB(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -74,6 +78,7 @@ class EffectiveConfig(msgspec.Struct, kw_only=True):
     max_steps: int
     network: Network = "on"
     sandbox: SandboxMode = "auto"
+    placement: str = "any"
 
 
 class Agents:
@@ -126,7 +131,7 @@ class Agents:
     def effective_of(self, chain: list[ACB]) -> EffectiveConfig:
         """Inherit along a root-first lineage.
 
-        The nearest override wins for model, workspace, max_steps and sandbox;
+        The nearest override wins for model, workspace, max_steps, sandbox and placement;
         ``network`` too, except that ``none`` holds for the whole subtree below it. Skills add
         up: a child adds skills but cannot drop its ancestors' (policy skills
         stay active below them). Scopes narrow: a root agent has the scopes it
@@ -137,6 +142,7 @@ class Agents:
         model, workspace, max_steps = aoscb.model, None, aoscb.limits.max_steps
         network: Network = "on"
         sandbox: SandboxMode = aoscb.sandbox
+        placement = "any"
         skills: dict[str, None] = {}  # ordered set
         scopes: set[str] | None = None
         for acb in chain:
@@ -148,6 +154,7 @@ class Agents:
             if network != "none" and c.network is not None:  # none is never widened below
                 network = c.network
             sandbox = c.sandbox if c.sandbox is not None else sandbox
+            placement = c.placement if c.placement is not None else placement
             if scopes is None:
                 scopes = set(DEFAULT_AGENT_SCOPES if acb.scopes is None else acb.scopes)
             elif acb.scopes is not None:
@@ -160,6 +167,7 @@ class Agents:
             max_steps=max_steps,
             network=network,
             sandbox=sandbox,
+            placement=placement,
         )
 
     async def effective(self, agent_id: str) -> EffectiveConfig:

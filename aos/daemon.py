@@ -21,14 +21,17 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import anyio
 
 from aos.config import Config
 from aos.control import ControlServer
 from aos.kernel import Kernel
+from aos.nodes import SQLiteInUse, lock_sqlite
 from aos.services import MAX_SOCKET_PATH, ServiceSupervisor
 from aos.spawner import SpawnerError
+from aos.store.sqlite import SQLiteStore
 from aos.websocket import WebSocketError, WebSocketFace
 
 logger = logging.getLogger("aos")
@@ -152,6 +155,11 @@ class Daemon:
         """Serve until SIGTERM/SIGINT or ``kernel.shutdown``."""
         self._claim()
         kernel = self.kernel = self.kernel or await Kernel.open(self.config)
+        try:
+            node_lock = self._lock_database(kernel)
+        except DaemonError:
+            await kernel.close()
+            raise
         control = ControlServer(kernel, self.paths.control_socket, admin_by_uid=True)
         agents = ControlServer(kernel, self.paths.agent_socket, admin_by_uid=False)
         supervisor = ServiceSupervisor(kernel, self.paths.service_dir, self.paths.agent_socket)
@@ -179,6 +187,7 @@ class Daemon:
             for session_id in await kernel.recover():
                 logger.warning("recovered session %s: its dispatch was cut by a crash", session_id)
             supervisor.start_all()
+            await kernel.cluster.start()  # on PostgreSQL: claims queued dispatches from now on
             watch_started = anyio.Event()
             watcher = loop.create_task(kernel.skills.watch(started=watch_started, stop=stop_watch))
             await watch_started.wait()
@@ -209,6 +218,7 @@ class Daemon:
                 ready.set()
             await kernel.shutdown_requested.wait()
             logger.info("shutting down: %s", kernel.shutdown_reason or "requested")
+            kernel.cluster.stop_claiming()
             kernel.hooks.notify(
                 "daemon.stop", {"node": kernel.node_id, "reason": kernel.shutdown_reason}
             )
@@ -226,6 +236,8 @@ class Daemon:
                 await face.close()
                 kernel.ws_url = None
             await kernel.stop_dispatches("interrupted: the daemon is shutting down")
+            if kernel.cluster.running:
+                await kernel.cluster.stop()
             stop_watch.set()
             if watcher is not None:
                 await asyncio.wait([watcher], timeout=5)
@@ -233,7 +245,18 @@ class Daemon:
             await kernel.close()
             if read_pid(self.paths.pidfile) == os.getpid():
                 self.paths.pidfile.unlink()
+            if node_lock is not None:
+                node_lock.close()
             logger.info("stopped")
+
+    def _lock_database(self, kernel: Kernel) -> IO[str] | None:
+        """SQLite serves one node: hold its lock (a second daemon is refused)."""
+        if not isinstance(kernel.store, SQLiteStore):
+            return None
+        try:
+            return lock_sqlite(kernel.store.path)
+        except SQLiteInUse as exc:
+            raise DaemonError(str(exc)) from None
 
     async def _recover_periodically(self, kernel: Kernel) -> None:
         """Pick up dispatches whose node died (their lease expired)."""

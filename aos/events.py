@@ -5,6 +5,10 @@ and reasoning as they arrive, token by token, before the assistant fact),
 ``skill`` (a skill was added, changed or removed), ``service`` (a service
 changed state). Publishing never
 blocks and never raises: a subscriber that fails is dropped.
+
+On a cluster, events of sessions running on other nodes are published here
+too, ``relayed`` (:mod:`aos.cluster`); a ``local_only`` subscription (the
+relay's own) does not receive them.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ class Subscription:
     session_id: str | None = None
     agent_ids: frozenset[str] | None = None
     """When set, only events of these agents (an agent principal's subtree)."""
+    local_only: bool = False
+    """Only events of this node (not those relayed from others)."""
 
-    def wants(self, topic: str, data: Any) -> bool:
-        if topic not in self.topics:
+    def wants(self, topic: str, data: Any, relayed: bool = False) -> bool:
+        if topic not in self.topics or (relayed and self.local_only):
             return False
         if topic not in SESSION_TOPICS:
             return self.agent_ids is None
@@ -52,8 +58,9 @@ class EventBus:
         topics: frozenset[str] = frozenset(TOPICS),
         session_id: str | None = None,
         agent_ids: frozenset[str] | None = None,
+        local_only: bool = False,
     ) -> Subscription:
-        sub = Subscription(next(self._ids), deliver, topics, session_id, agent_ids)
+        sub = Subscription(next(self._ids), deliver, topics, session_id, agent_ids, local_only)
         self._subscriptions[sub.id] = sub
         return sub
 
@@ -63,9 +70,13 @@ class EventBus:
     def has_subscribers(self) -> bool:
         return bool(self._subscriptions)
 
-    def publish(self, topic: str, data: Any) -> None:
+    def wanted(self, topic: str, data: Any) -> bool:
+        """Whether a subscriber would receive a relayed event like this one."""
+        return any(sub.wants(topic, data, True) for sub in self._subscriptions.values())
+
+    def publish(self, topic: str, data: Any, *, relayed: bool = False) -> None:
         for sub in list(self._subscriptions.values()):
-            if sub.wants(topic, data):
+            if sub.wants(topic, data, relayed):
                 try:
                     sub.deliver(topic, data)
                 except Exception:

@@ -18,6 +18,7 @@ import msgspec
 
 from aos.agent import Agents
 from aos.bash import kill_group
+from aos.cluster import Cluster
 from aos.config import Config
 from aos.context import SessionContext
 from aos.events import EventBus
@@ -142,6 +143,8 @@ class Kernel:
         self.agents = Agents(store, lambda: self.config.aoscb, self.history.loaded_skills)
         """Agents and their inheritance: lineage, effective configuration, active skills."""
         self.sessions = Sessions(store)
+        self.cluster = Cluster(self)
+        """This node among the daemons on its database (started by the daemon)."""
         self.context = SessionContext(
             config, skills, self.history, self.agents, self.hooks, lambda: self.llm, self.log
         )
@@ -315,9 +318,11 @@ class Kernel:
         *,
         cwd: str | None = None,
         model: str | None = None,
+        dispatch_id: str | None = None,
     ) -> ReActUnit:
-        """Start a ReActUnit on a session (raises DispatchRefused if it cannot);
-        its ``task`` ends with the DispatchOutcome."""
+        """Start a ReActUnit on a session here (raises DispatchRefused if it
+        cannot); its ``task`` ends with the DispatchOutcome. ``dispatch_id``: the
+        one a queued request chose."""
         if scb.id in self.dispatches or scb.id in self._starting:
             raise DispatchRefused(
                 "conflict",
@@ -325,6 +330,8 @@ class Kernel:
                 f"`aos session interrupt {scb.id}`",
             )
         unit = ReActUnit(self, scb, principal, message, cwd=cwd, model=model)
+        if dispatch_id is not None:
+            unit.dispatch_id = dispatch_id
         self._starting.add(scb.id)  # a second dispatch arriving meanwhile is refused
         try:
             await unit.prepare()
@@ -363,13 +370,13 @@ class Kernel:
                 else f"node {scb.lease_owner} stopped renewing its lease"
             )
             try:
-                await self._recover_session(scb, stopped)
+                await self.recover_session(scb, stopped)
                 recovered.append(scb.id)
             finally:
                 await self.store.release_lease(scb.id, self.node_id)
         return recovered
 
-    async def _recover_session(self, scb: SCB, stopped: str) -> None:
+    async def recover_session(self, scb: SCB, stopped: str) -> None:
         """Close the session's cut dispatch; ``stopped`` says what cut it."""
         history = await self.store.read_history(scb.id)
         started = next((e for e in reversed(history) if isinstance(e.fact, DispatchStarted)), None)

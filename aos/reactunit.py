@@ -188,6 +188,14 @@ class ReActUnit:
         problem = missing_configuration(self.effective.model, kernel.llm_settings)
         if problem is not None:
             raise DispatchRefused("unavailable", problem.message)
+        placement = self.effective.placement
+        if placement not in kernel.cluster.placements:
+            raise DispatchRefused(
+                "unavailable",
+                f"agent {self.scb.agent_id} is placed on {placement}, which this node "
+                f"({kernel.node_id}) is not: run it on a node there (on PostgreSQL, any node "
+                "queues it for one), or change the agent's placement",
+            )
         try:
             self.sandboxed = kernel.sandboxes.wanted(self.effective.sandbox)
         except SandboxUnavailable as exc:

@@ -20,6 +20,7 @@ import msgspec
 from aos import jsontext
 from aos.agent import ACB, AgentStatus
 from aos.facts import Fact, HistoryEntry, decode_fact
+from aos.nodes import NodeRecord, NodeState
 from aos.runtimelog import LogEntry, LogQuery, decode_data, encode_data
 from aos.session import SCB, SessionStatus
 
@@ -173,6 +174,30 @@ class Store(ABC):
     async def release_lease(self, session_id: str, owner: str) -> bool:
         """Give the lease up; False if it was not ours."""
 
+    @abstractmethod
+    async def take_lease(self, session_id: str, owner: str, ttl: float, dead: str) -> bool:
+        """Take the session's lease from the ``dead`` node that holds it; False if
+        that node does not hold it (any more)."""
+
+    # -- nodes ----------------------------------------------------------
+    @abstractmethod
+    async def register_node(self, node: NodeRecord) -> None:
+        """Record the node as running, its heartbeat now (a node restarting
+        under its old id replaces its old record)."""
+
+    @abstractmethod
+    async def heartbeat_node(self, node_id: str, services: str) -> NodeState | None:
+        """Stamp the node's heartbeat with the database's clock and its services
+        (JSON); return the state it had (``dead``: others recovered its sessions),
+        None if it is not registered."""
+
+    @abstractmethod
+    async def set_node_state(self, node_id: str, state: NodeState) -> None: ...
+
+    @abstractmethod
+    async def list_nodes(self) -> list[NodeRecord]:
+        """Every node ever registered, with ``age`` (seconds since its heartbeat)."""
+
 
 _AGENT_COLUMNS = (
     "id",
@@ -198,6 +223,18 @@ _SESSION_COLUMNS = (
     "lease_owner",
     "lease_expires",
 )
+_NODE_COLUMNS = (
+    "id",
+    "host",
+    "pid",
+    "version",
+    "labels",
+    "services",
+    "state",
+    "started_at",
+    "heartbeat_at",
+)
+_NODE_JSON = ("labels", "services")
 _LOG_COLUMNS = ("id", "ts", "kind", "level", "session_id", "agent_id", "message", "data")
 
 
@@ -462,11 +499,63 @@ class SQLStore(Store):
         )
         return await self._lease_result(session_id, changed)
 
+    async def take_lease(self, session_id: str, owner: str, ttl: float, dead: str) -> bool:
+        changed = await self._execute(
+            self._sql(
+                "UPDATE sessions SET lease_owner = $2, lease_expires = {now} + $3 "
+                "WHERE id = $1 AND lease_owner = $4"
+            ),
+            session_id,
+            owner,
+            float(ttl),
+            dead,
+        )
+        return await self._lease_result(session_id, changed)
+
     async def _lease_result(self, session_id: str, changed: int) -> bool:
         if changed:
             return True
         await self.get_session(session_id)  # NotFound for an unknown session
         return False
+
+    # -- nodes ----------------------------------------------------------------
+    async def register_node(self, node: NodeRecord) -> None:
+        values = _row_values(node, _NODE_COLUMNS[:-2], _NODE_JSON)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS[1:])
+        await self._execute(
+            self._sql(
+                f"INSERT INTO nodes ({', '.join(_NODE_COLUMNS)}) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, {now}, {now}) "
+                f"ON CONFLICT (id) DO UPDATE SET {updates}"
+            ),
+            *values,
+        )
+
+    async def heartbeat_node(self, node_id: str, services: str) -> NodeState | None:
+        row = await self._fetchrow("SELECT state FROM nodes WHERE id = $1", node_id)
+        if row is None:
+            return None
+        await self._execute(
+            self._sql(
+                "UPDATE nodes SET heartbeat_at = {now}, services = $2, "
+                "state = CASE WHEN state = 'dead' THEN 'running' ELSE state END WHERE id = $1"
+            ),
+            node_id,
+            services,
+        )
+        return row["state"]
+
+    async def set_node_state(self, node_id: str, state: NodeState) -> None:
+        await self._execute("UPDATE nodes SET state = $2 WHERE id = $1", node_id, state)
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        rows = await self._fetch(
+            self._sql(
+                f"SELECT {', '.join(_NODE_COLUMNS)}, {{now}} - heartbeat_at AS age "
+                "FROM nodes ORDER BY started_at, id"
+            )
+        )
+        return [_from_row(r, NodeRecord, _NODE_JSON) for r in rows]
 
 
 def log_row(entry: LogEntry, ts: float) -> tuple[Any, ...]:

@@ -10,13 +10,16 @@ same statement, so it has no gaps even with many nodes appending to one session.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import msgspec
 
+from aos import jsontext
 from aos.config import mask_url
+from aos.dispatches import DispatchRequest, DispatchRequestState, Placement
 from aos.facts import Fact, encode_fact, fact_kind
 from aos.runtimelog import LogEntry
 from aos.store._groupcommit import GroupCommit
@@ -74,6 +77,34 @@ RETURNING id
 """
 
 
+_DISPATCH_COLUMNS = (
+    "id",
+    "session_id",
+    "dispatch_id",
+    "origin",
+    "principal",
+    "message",
+    "cwd",
+    "model",
+    "placement",
+    "state",
+    "node",
+    "created_at",
+    "claimed_at",
+    "outcome",
+)
+_CLAIM_SQL = f"""
+UPDATE dispatch_requests r SET state = 'claimed', node = $1, claimed_at = {{now}}
+WHERE r.id = (
+    SELECT id FROM dispatch_requests WHERE state = 'queued' AND placement = ANY($2::text[])
+    ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED
+)
+RETURNING {", ".join(f"r.{c}" for c in _DISPATCH_COLUMNS)}
+"""
+NOTIFY_LIMIT = 7900
+"""Bytes of one NOTIFY payload (PostgreSQL's limit is 8000)."""
+
+
 class PostgresStore(SQLStore):
     backend = "postgres"
     NOW: ClassVar[str] = "extract(epoch from clock_timestamp())::float8"
@@ -88,6 +119,10 @@ class PostgresStore(SQLStore):
         self.url = mask_url(dsn)
         self._appends: GroupCommit[tuple[str, Fact], int] = GroupCommit(self._flush_appends)
         self._logs: GroupCommit[LogEntry, int] = GroupCommit(self._flush_logs)
+        self._listener: asyncpg.Connection | None = None
+        schema = settings.get("search_path")
+        self.channel = f"aos_{schema}"[:63] if schema else "aos"
+        """The LISTEN/NOTIFY channel of this database (and schema) for the cluster."""
 
     @classmethod
     async def open(
@@ -146,6 +181,7 @@ class PostgresStore(SQLStore):
 
     async def close(self) -> None:
         await self.flush()
+        await self.unlisten()
         await self._writer.close()
         await self._pool.close()
 
@@ -222,6 +258,128 @@ class PostgresStore(SQLStore):
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 raise self._wrap(exc) from exc
         raise AssertionError("unreachable")
+
+    # -- the cluster: LISTEN/NOTIFY ------------------------------------------
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None and not self._listener.is_closed()
+
+    async def listen(self, receive: Callable[[str], None]) -> None:
+        """Call ``receive(payload)`` for every notification on :attr:`channel`, on a
+        connection of its own (see :attr:`listening`: it may drop)."""
+        await self.unlisten()
+        try:
+            conn = await asyncpg.connect(self._dsn, server_settings=self._settings)
+            await conn.add_listener(self.channel, lambda _c, _pid, _ch, payload: receive(payload))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._wrap(exc) from exc
+        self._listener = conn
+
+    async def unlisten(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None and not conn.is_closed():
+            await conn.close()
+
+    async def notify(self, payloads: Sequence[str]) -> None:
+        """Send notifications on :attr:`channel` in one round trip, outside any write
+        transaction (a notifying commit takes a database-wide lock)."""
+        await self._execute(
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", self.channel, list(payloads)
+        )
+
+    # -- the cluster: the dispatch queue --------------------------------------
+    async def enqueue_dispatch(self, request: DispatchRequest) -> None:
+        """Record a queued request (Conflict: the session has one not yet done)."""
+        values = [_escaped(getattr(request, c)) for c in _DISPATCH_COLUMNS]
+        marks = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+        try:
+            await self._pool.execute(
+                f"INSERT INTO dispatch_requests ({', '.join(_DISPATCH_COLUMNS)}) VALUES ({marks})",
+                *values,
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict(
+                f"session {request.session_id} has a dispatch queued or running"
+            ) from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._wrap(exc) from exc
+
+    async def claim_dispatch(
+        self, node_id: str, placements: Sequence[Placement]
+    ) -> DispatchRequest | None:
+        """The oldest queued request this node may run, now claimed by it."""
+        row = await self._fetchrow(self._sql(_CLAIM_SQL), node_id, list(placements))
+        return _request(row) if row is not None else None
+
+    async def get_dispatch(self, request_id: str) -> DispatchRequest:
+        row = await self._fetchrow(
+            f"SELECT {', '.join(_DISPATCH_COLUMNS)} FROM dispatch_requests WHERE id = $1",
+            request_id,
+        )
+        if row is None:
+            raise NotFound(f"dispatch request {request_id} not found")
+        return _request(row)
+
+    async def pending_dispatch(self, session_id: str) -> DispatchRequest | None:
+        """The session's request not yet done, if any (there is at most one)."""
+        row = await self._fetchrow(
+            f"SELECT {', '.join(_DISPATCH_COLUMNS)} FROM dispatch_requests "
+            "WHERE session_id = $1 AND state <> 'done'",
+            session_id,
+        )
+        return _request(row) if row is not None else None
+
+    async def dispatches_of(
+        self, node_id: str, states: Sequence[DispatchRequestState]
+    ) -> list[DispatchRequest]:
+        rows = await self._fetch(
+            f"SELECT {', '.join(_DISPATCH_COLUMNS)} FROM dispatch_requests "
+            "WHERE node = $1 AND state = ANY($2::text[]) ORDER BY created_at",
+            node_id,
+            list(states),
+        )
+        return [_request(r) for r in rows]
+
+    async def set_dispatch_state(
+        self, request_id: str, state: DispatchRequestState, outcome: str | None = None
+    ) -> None:
+        await self._execute(
+            "UPDATE dispatch_requests SET state = $2, outcome = coalesce($3, outcome) "
+            "WHERE id = $1",
+            request_id,
+            state,
+            outcome,
+        )
+
+    async def release_leases_of(self, node_id: str) -> int:
+        """Free the leases ``node_id`` (a dead node) holds on sessions not running."""
+        return await self._execute(
+            "UPDATE sessions SET lease_owner = NULL, lease_expires = NULL "
+            "WHERE lease_owner = $1 AND status <> 'running'",
+            node_id,
+        )
+
+    async def requeue_dispatches(self, node_id: str) -> int:
+        """Queue again what ``node_id`` claimed but never started."""
+        return await self._execute(
+            "UPDATE dispatch_requests SET state = 'queued', node = NULL, claimed_at = NULL "
+            "WHERE node = $1 AND state = 'claimed'",
+            node_id,
+        )
+
+
+def _request(row: Mapping[str, Any]) -> DispatchRequest:
+    values = {c: _unescaped(row[c]) for c in _DISPATCH_COLUMNS}
+    return msgspec.convert(values, DispatchRequest)
+
+
+def _unescaped(value: Any) -> Any:
+    return jsontext.unescape(value) if isinstance(value, str) else value
+
+
+def _escaped(value: Any) -> Any:
+    """A text column's value by the rule of :mod:`aos.jsontext` (NUL escaped)."""
+    return jsontext.escape(value) if isinstance(value, str) else value
 
 
 async def _keep(connection: asyncpg.Connection) -> None:

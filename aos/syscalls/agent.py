@@ -41,9 +41,9 @@ def _check_scopes(requested: list[str] | None, ceiling: list[str], whose: str) -
         )
 
 
-ADMIN_SET_CONFIG = ("workspace", "model", "sandbox")
+ADMIN_SET_CONFIG = ("workspace", "model", "sandbox", "placement")
 """AgentConfig fields only the admin sets: where an agent's bash runs, which model it
-uses, whether its commands are sandboxed."""
+uses, whether its commands are sandboxed, which nodes run its dispatches."""
 
 
 def _check_agent_input(kernel: Kernel, name: str | None, config: AgentConfig | None) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from aos import __version__
+from aos.cluster import ClusterStatus
 from aos.config import mask_url
 from aos.principals import Principal
 from aos.sandbox import Isolation
@@ -56,6 +57,8 @@ class KernelStatus(msgspec.Struct):
     """The WebSocket face's URL, when the node listens (``AOS_WS_LISTEN``)."""
     config_file: str | None
     """The aoscb.json the node read, if any (skills read their own keys from it)."""
+    cluster: ClusterStatus
+    """The nodes on this node's database, alive or not, and the sessions each runs."""
 
 
 @syscall(
@@ -69,6 +72,7 @@ async def kernel_status(kernel: Kernel, principal: Principal, params: NoParams) 
         python=platform.python_version(),
         started_at=kernel.started_at,
         uptime=time.time() - kernel.started_at,
+        cluster=await kernel.cluster.status(),
         database=DatabaseStatus(
             backend=kernel.store.backend,
             url=kernel.store.url,

@@ -225,6 +225,15 @@ async def session_dispatch(
         if not params.model.strip():
             raise SyscallError("invalid", "session.dispatch: model must be a model id, not empty")
     try:
+        if kernel.cluster.shared:  # whichever node may run it claims it
+            return await kernel.cluster.dispatch(
+                principal,
+                scb,
+                params.message,
+                cwd=params.cwd,
+                model=params.model,
+                wait=params.wait,
+            )
         unit = await kernel.start_dispatch(
             principal, scb, params.message, cwd=params.cwd, model=params.model
         )
@@ -247,17 +256,22 @@ async def session_interrupt(
 ) -> DispatchOutcome:
     scb = await session_for(kernel, principal, params.id)
     unit = kernel.dispatches.get(scb.id)
+    reason = f"interrupted by session.interrupt ({principal.name})"
     if unit is None:
         if (
             scb.lease_owner is not None
             and scb.lease_owner != kernel.node_id
             and (scb.lease_expires or 0) > time.time()
         ):
+            if kernel.cluster.shared:  # the node running it stops it
+                outcome = await kernel.cluster.interrupt(scb.id, reason)
+                if outcome is not None:
+                    return outcome
             raise SyscallError(
                 "conflict", f"session {scb.id} is running on {scb.lease_owner}: interrupt it there"
             )
         raise SyscallError("conflict", f"session {scb.id} has no running dispatch")
-    unit.cancel(f"interrupted by session.interrupt ({principal.name})")
+    unit.cancel(reason)
     return await asyncio.shield(unit.task)
 
 

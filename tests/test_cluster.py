@@ -1,0 +1,226 @@
+"""Scale-out: three real daemons (three AOS_HOMEs, `aos start`) on one PostgreSQL
+schema, the scripted model behind them.
+
+- 100 sessions dispatched through node A's socket: each dispatch runs exactly
+  once, on some node (each node runs some), every history gap-free;
+- kill -9 of node B while its dispatch runs a command, at 10 different moments:
+  node A or C records the cut call as lost within the node TTL and a claim
+  interval, nothing lost or repeated, the command never re-run, the session
+  usable again;
+- `aos run` through node A for a session placed on node B prints what it prints
+  through node B; `aos status --json` shows the cluster;
+- a second daemon on one SQLite file is refused with one sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from aos_sdk import Client
+from test_main_job_cli import Project
+
+from aos.daemon import alive
+from aos.paths import Paths
+from aos.testing import Reply, ScriptedLLM
+
+pytestmark = pytest.mark.anyio
+
+NODE_TTL = 1.5
+CLAIM_INTERVAL = 0.2
+KILLS = 10
+
+
+class Node(Project):
+    """One daemon of the cluster: its own AOS_HOME, the test's database."""
+
+    def __init__(self, root: Path, llm: ScriptedLLM, db_url: str, label: str) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "skills").mkdir(exist_ok=True)
+        super().__init__(root, llm)
+        self.env.update(
+            AOS_DB_URL=db_url,
+            AOS_NODE_TTL=str(NODE_TTL),
+            AOS_CLAIM_INTERVAL=str(CLAIM_INTERVAL),
+            AOS_NODE_LABELS=label,
+            AOS_DEFAULT_SKILLS="aos-context",
+        )
+        self.socket = Paths.resolve(self.home).runtime_dir / "aos.sock"
+        self.pid = 0
+        self.id = ""
+
+    def start(self) -> None:
+        started = self.aos("start", "--json")
+        assert started.returncode == 0, started.stderr
+        self.pid = json.loads(started.stdout)["pid"]
+        status = json.loads(self.aos("status", "--json").stdout)
+        self.id = status["node"]
+
+    def client(self) -> Client:
+        return Client(self.socket, token="")
+
+
+@pytest.fixture
+def llm() -> Iterator[ScriptedLLM]:
+    with ScriptedLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, llm: ScriptedLLM, pg_url: str) -> Iterator[list[Node]]:
+    cluster = [Node(tmp_path / name, llm, pg_url, name) for name in ("a", "b", "c")]
+    try:
+        for node in cluster:
+            node.start()
+        yield cluster
+    finally:
+        for node in cluster:
+            node.aos("stop")
+            if node.pid and alive(node.pid):
+                os.kill(node.pid, signal.SIGKILL)
+
+
+@asynccontextmanager
+async def connected(node: Node) -> AsyncIterator[Client]:
+    async with node.client() as client:
+        yield client
+
+
+async def history_of(client: Client, session: str) -> list[dict[str, Any]]:
+    """The session's facts, after checking their seqs are 1..n (no gap, no repeat)."""
+    entries = await client.call("session.history", {"id": session})
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    return [e["fact"] for e in entries]
+
+
+async def test_100_dispatches_through_one_node_run_once_each_over_all_three(
+    nodes: list[Node], llm: ScriptedLLM
+) -> None:
+    a = nodes[0]
+    llm.default = lambda body: Reply.text("done")
+    async with connected(a) as client:
+        agent = (await client.call("agent.create", {"name": "many"}))["agent"]["id"]
+        sessions = [
+            (await client.call("session.create", {"agent_id": agent}))["id"] for _ in range(100)
+        ]
+        outcomes = await asyncio.gather(
+            *(client.call("session.dispatch", {"id": s, "message": "go"}) for s in sessions)
+        )
+        assert [o["status"] for o in outcomes] == ["completed"] * 100
+        ran: Counter[str] = Counter()
+        for session, outcome in zip(sessions, outcomes, strict=True):
+            history = await history_of(client, session)
+            started = [f for f in history if f["kind"] == "dispatch.started"]
+            finished = [f for f in history if f["kind"] == "dispatch.finished"]
+            assert len(started) == len(finished) == 1  # exactly once
+            assert started[0]["dispatch_id"] == outcome["dispatch_id"]
+            ran[started[0]["node"]] += 1
+        assert set(ran) == {node.id for node in nodes}, ran  # each node ran some
+        status = await client.call("kernel.status")
+        cluster = status["cluster"]
+        assert cluster["shared"] is True
+        assert {n["id"] for n in cluster["nodes"] if n["alive"]} == {node.id for node in nodes}
+
+
+async def test_kill_9_of_the_running_node_is_recovered_by_another(
+    nodes: list[Node], llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    """A dispatch placed on node B runs `sleep`; B is killed at a random moment;
+    A or C records the call as lost, never re-runs it; the session goes on."""
+    a, b, _ = nodes
+    rng = random.Random(20)
+    workspace = tmp_path / "workspace"  # where the sandboxed command may write
+    workspace.mkdir()
+    marker = workspace / "runs"
+    async with connected(a) as client:
+        agent = (await client.call("agent.create", {"name": "pinned"}))["agent"]
+        for trial in range(KILLS):
+            config = {"placement": f"node:{b.id}", "workspace": str(workspace)}
+            await client.call("agent.update", {"id": agent["id"], "config": config})
+            session = (await client.call("session.create", {"agent_id": agent["id"]}))["id"]
+            command = f"echo t{trial} >> runs; sleep 30"
+            llm.default = lambda body, command=command: (
+                Reply.text("usable again")
+                if body["messages"][-1]["content"] == "usable?"
+                else Reply.tool_call(command)
+            )
+            started = await client.call(
+                "session.dispatch", {"id": session, "message": "go", "wait": False}
+            )
+            assert started["status"] == "running"
+            with anyio.fail_after(20):
+                while f"t{trial}" not in (marker.read_text() if marker.exists() else ""):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(rng.uniform(0, 0.5))
+            os.kill(b.pid, signal.SIGKILL)
+            with anyio.fail_after(NODE_TTL + CLAIM_INTERVAL + 5):
+                while True:
+                    history = await history_of(client, session)
+                    if any(f["kind"] == "dispatch.finished" for f in history):
+                        break
+                    await asyncio.sleep(0.05)
+            results = [f for f in history if f["kind"] == "tool.result"]
+            assert len(results) == 1 and results[0]["status"] == "lost", results
+            assert f"node {b.id} died" in results[0]["output"]
+            [end] = [f for f in history if f["kind"] == "dispatch.finished"]
+            assert end["status"] == "lost"
+            assert marker.read_text().split().count(f"t{trial}") == 1  # never re-run
+            config["placement"] = "any"
+            await client.call("agent.update", {"id": agent["id"], "config": config})
+            again = await client.call("session.dispatch", {"id": session, "message": "usable?"})
+            assert (again["status"], again["answer"]) == ("completed", "usable again")
+            b.start()  # the same node again, for the next trial
+        assert len(marker.read_text().split()) == KILLS
+
+
+async def test_aos_run_through_another_node_prints_the_same_stream(
+    nodes: list[Node], llm: ScriptedLLM
+) -> None:
+    a, b, _ = nodes
+    async with connected(a) as client:
+        agent = (await client.call("agent.create", {"name": "onb"}))["agent"]["id"]
+        await client.call("agent.update", {"id": agent, "config": {"placement": f"node:{b.id}"}})
+    printed = []
+    for via in (b, a):
+        llm.add(
+            Reply.tool_call("echo hello from the node"),
+            Reply.text("It said hello, streamed in small pieces.", chunk=3),
+        )
+        run = via.aos("run", "--agent", "onb", "say hello")
+        assert run.returncode == 0, run.stderr
+        printed.append(run.stdout)
+        session = run.stderr.strip().split()[-1]
+        async with connected(via) as client:
+            history = await history_of(client, session)
+        [started] = [f for f in history if f["kind"] == "dispatch.started"]
+        assert started["node"] == b.id
+    assert printed[0] == printed[1]
+    assert "It said hello, streamed in small pieces." in printed[1]
+
+
+def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path, llm: ScriptedLLM) -> None:
+    database = f"sqlite://{tmp_path / 'one.db'}"
+    first, second = Project(tmp_path, llm), Project(tmp_path, llm)
+    for project in (first, second):
+        project.env["AOS_DB_URL"] = database
+    try:
+        assert first.aos("start").returncode == 0
+        refused = second.aos("start")
+        assert refused.returncode != 0
+        message = refused.stderr.strip()
+        assert f"the SQLite database {tmp_path / 'one.db'} is in use by another daemon" in message
+        assert "SQLite serves one node" in message
+        assert len(message.splitlines()) == 1, message
+    finally:
+        first.aos("stop")
+        second.aos("stop")
