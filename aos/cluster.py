@@ -65,6 +65,9 @@ logger = logging.getLogger("aos")
 SPREAD_DELAY = 0.0005
 """Seconds a node waits per dispatch it runs before it claims another, so that
 a burst of requests spreads over the nodes rather than going to the quickest."""
+KEEP_DONE = 24 * 3600.0
+"""Seconds a finished dispatch request is kept (its dispatch is in the history)."""
+PRUNE_EVERY = 600.0
 _principal = msgspec.json.Decoder(Principal)
 
 
@@ -124,6 +127,7 @@ class Cluster:
         self._published: dict[str, int] = {}
         """The newest seq of each session whose facts this node has published."""
         self._subscription = 0
+        self._pruned = time.monotonic()
 
     @property
     def shared(self) -> bool:
@@ -161,16 +165,9 @@ class Cluster:
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
         kernel = self.kernel
-        await kernel.store.register_node(
-            NodeRecord(
-                id=self.node_id,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                version=__version__,
-                labels=self.labels,
-                services=self._services(),
-            )
-        )
+        await self._register()
+        if self.store is not None:  # what this node's previous life left in the queue
+            await self._take_over(self.node_id, "the daemon stopped")
         self.running = True
         if self.store is None:
             return
@@ -233,7 +230,7 @@ class Cluster:
         services = msgspec.json.encode(self._services()).decode()
         before = await self.kernel.store.heartbeat_node(self.node_id, services)
         if before is None:  # the row is gone (the table was cleared): register again
-            await self.start_record()
+            await self._register()
         elif before == "dead":
             logger.error("cluster: this node was declared dead (it missed its heartbeats)")
             for unit in list(self.kernel.dispatches.values()):
@@ -242,7 +239,8 @@ class Cluster:
                     "sessions"
                 )
 
-    async def start_record(self) -> None:
+    async def _register(self) -> None:
+        stopping = self.running and not self.claiming
         await self.kernel.store.register_node(
             NodeRecord(
                 id=self.node_id,
@@ -251,7 +249,7 @@ class Cluster:
                 version=__version__,
                 labels=self.labels,
                 services=self._services(),
-                state="running" if self.claiming else "stopping",
+                state="stopping" if stopping else "running",
             )
         )
 
@@ -265,7 +263,13 @@ class Cluster:
         self.peers = sum(n.alive(self.ttl) for n in others)
         for node in others:
             if node.state in ("running", "stopping") and node.age > self.ttl:
-                await self._take_over(node)
+                await self._take_over(
+                    node.id, f"node {node.id} died (no heartbeat for {node.age:.0f} s)"
+                )
+                await store.set_node_state(node.id, "dead")
+        if time.monotonic() - self._pruned > PRUNE_EVERY:
+            self._pruned = time.monotonic()
+            await store.prune_dispatches(KEEP_DONE)
         if not store.listening:
             await store.listen(self._received)
             logger.info("cluster: listening again on %s", store.channel)
@@ -274,28 +278,27 @@ class Cluster:
             if session_id not in self.kernel.dispatches:
                 self._inbox.put_nowait(["h", session_id, None, None])
 
-    async def _take_over(self, node: NodeRecord) -> None:
-        """Recover what a dead node held: its claimed requests, its sessions, its
-        callers' answers."""
+    async def _take_over(self, node_id: str, why: str) -> None:
+        """Recover what a dead node (or this node's previous life) held: its claimed
+        requests, its sessions, its callers' answers; ``why`` says what cut them."""
         store = self.store
         assert store is not None
         kernel = self.kernel
-        why = f"node {node.id} died (no heartbeat for {node.age:.0f} s)"
-        if requeued := await store.requeue_dispatches(node.id):
+        if requeued := await store.requeue_dispatches(node_id):
             logger.warning("cluster: %s; %d dispatch requests queued again", why, requeued)
             self._send(["q"])
         for scb in await store.list_sessions(status="running"):
-            if scb.lease_owner != node.id:
+            if scb.lease_owner != node_id:
                 continue
-            if not await store.take_lease(scb.id, self.node_id, LEASE_TTL, node.id):
+            if not await store.take_lease(scb.id, self.node_id, LEASE_TTL, node_id):
                 continue  # another node got there first
             try:
                 await kernel.recover_session(scb, why)
                 logger.warning("cluster: recovered session %s: %s", scb.id, why)
             finally:
                 await store.release_lease(scb.id, self.node_id)
-        await store.release_leases_of(node.id)  # sessions it was only starting
-        for request in await store.dispatches_of(node.id, ["running"]):
+        await store.release_leases_of(node_id)  # sessions it was only starting
+        for request in await store.dispatches_of(node_id, ["claimed", "running"]):
             scb = await store.get_session(request.session_id)
             outcome = DispatchOutcome(
                 session_id=scb.id,
@@ -305,7 +308,6 @@ class Cluster:
                 error=f"{why} during this dispatch; completed steps are kept",
             )
             await self._done(request, outcome)
-        await store.set_node_state(node.id, "dead")
 
     # -- the dispatch queue: the caller's side ---------------------------------------------
     async def dispatch(
@@ -455,8 +457,13 @@ class Cluster:
         except StoreError as exc:
             await self._done(request, Refusal("unavailable", str(exc)))
             return
-        await store.set_dispatch_state(request.id, "running")
-        self._send(["r", request.id])
+        except Exception as exc:
+            logger.exception("cluster: starting the dispatch of %s failed", request.id)
+            await self._done(request, Refusal("unavailable", f"internal error: {exc!r}"))
+            return
+        with contextlib.suppress(StoreError):  # its end is recorded below in any case
+            await store.set_dispatch_state(request.id, "running")
+            self._send(["r", request.id])
         outcome = await asyncio.shield(unit.task)
         await self._done(request, outcome)
 

@@ -25,7 +25,10 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -43,9 +46,12 @@ from aiohttp import web
 from aos.facts import Usage
 
 if TYPE_CHECKING:
+    from aos_sdk import Client
+
     from aos.daemon import Daemon
 
 __all__ = [
+    "NodeProcess",
     "RecordedRequest",
     "Reply",
     "ScriptedLLM",
@@ -588,3 +594,78 @@ async def first_system_prompt(project: Path, **environ: str) -> str:
         session = await kernel.syscall(ADMIN, "session.create", {"agent_id": agent["agent"]["id"]})
         context = await kernel.syscall(ADMIN, "session.context", {"id": session["id"]})
         return str(context[0]["content"])
+
+
+class NodeProcess:
+    """A daemon in a process of its own (``aos start``) serving ``project``, with
+    its own fresh AOS_HOME (under /tmp) and the settings ``environ`` on top of this
+    process's environment (its ``AOS_*`` and ``OPENROUTER_*`` left out): several
+    of them on one PostgreSQL ``AOS_DB_URL`` make a cluster to test or measure::
+
+        node = NodeProcess(project, AOS_DB_URL=url, AOS_MODEL="m", OPENROUTER_BASE_URL=...)
+        node.start()
+        async with node.client() as client: ...
+        node.kill()   # kill -9
+        node.stop()   # aos stop, then its home removed
+    """
+
+    def __init__(self, project: Path, **environ: str) -> None:
+        self.project = project
+        self.home = Path(tempfile.mkdtemp(prefix="aos-", dir="/tmp"))
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("AOS_", "OPENROUTER_"))}
+        self.env = {
+            **clean,
+            "AOS_HOME": str(self.home),
+            "AOS_FRONTEND_PORT": str(free_port()),
+            **environ,
+        }
+        from aos.paths import Paths
+
+        self.socket = Paths.resolve(self.home).runtime_dir / "aos.sock"
+        self.pid = 0
+        self.id = ""
+        """The node id, once started."""
+
+    def aos(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run the ``aos`` command for this node (its environment, in ``project``)."""
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "aos"), *args],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def start(self) -> None:
+        """``aos start``; RuntimeError with its stderr if the daemon did not start."""
+        started = self.aos("start", "--json")
+        if started.returncode != 0:
+            raise RuntimeError(f"the node did not start: {started.stderr.strip()}")
+        self.pid = json.loads(started.stdout)["pid"]
+        self.id = json.loads(self.aos("status", "--json").stdout)["node"]
+
+    def kill(self) -> None:
+        """``kill -9`` the daemon and wait until it is gone."""
+        from aos.daemon import alive
+
+        os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while alive(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop the daemon (killed if ``aos stop`` could not) and remove its home."""
+        from aos.daemon import alive
+
+        self.aos("stop")
+        if self.pid and alive(self.pid):
+            self.kill()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def client(self) -> Client:
+        """An admin client on the node's control socket."""
+        from aos_sdk import Client
+
+        return Client(self.socket, token="")

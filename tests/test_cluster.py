@@ -15,13 +15,9 @@ schema, the scripted model behind them.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
-import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,44 +26,13 @@ import pytest
 from aos_sdk import Client
 from test_main_job_cli import Project
 
-from aos.daemon import alive
-from aos.paths import Paths
-from aos.testing import Reply, ScriptedLLM
+from aos.testing import NodeProcess, Reply, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
 
 NODE_TTL = 1.5
 CLAIM_INTERVAL = 0.2
 KILLS = 10
-
-
-class Node(Project):
-    """One daemon of the cluster: its own AOS_HOME, the test's database."""
-
-    def __init__(self, root: Path, llm: ScriptedLLM, db_url: str, label: str) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "skills").mkdir(exist_ok=True)
-        super().__init__(root, llm)
-        self.env.update(
-            AOS_DB_URL=db_url,
-            AOS_NODE_TTL=str(NODE_TTL),
-            AOS_CLAIM_INTERVAL=str(CLAIM_INTERVAL),
-            AOS_NODE_LABELS=label,
-            AOS_DEFAULT_SKILLS="aos-context",
-        )
-        self.socket = Paths.resolve(self.home).runtime_dir / "aos.sock"
-        self.pid = 0
-        self.id = ""
-
-    def start(self) -> None:
-        started = self.aos("start", "--json")
-        assert started.returncode == 0, started.stderr
-        self.pid = json.loads(started.stdout)["pid"]
-        status = json.loads(self.aos("status", "--json").stdout)
-        self.id = status["node"]
-
-    def client(self) -> Client:
-        return Client(self.socket, token="")
 
 
 @pytest.fixture
@@ -77,23 +42,28 @@ def llm() -> Iterator[ScriptedLLM]:
 
 
 @pytest.fixture
-def nodes(tmp_path: Path, llm: ScriptedLLM, pg_url: str) -> Iterator[list[Node]]:
-    cluster = [Node(tmp_path / name, llm, pg_url, name) for name in ("a", "b", "c")]
+def nodes(tmp_path: Path, llm: ScriptedLLM, pg_url: str) -> Iterator[list[NodeProcess]]:
+    (tmp_path / "skills").mkdir()
+    cluster = [
+        NodeProcess(
+            tmp_path,
+            AOS_DB_URL=pg_url,
+            AOS_MODEL="test-model",
+            OPENROUTER_BASE_URL=llm.base_url,
+            AOS_NODE_TTL=str(NODE_TTL),
+            AOS_CLAIM_INTERVAL=str(CLAIM_INTERVAL),
+            AOS_NODE_LABELS=name,
+            AOS_DEFAULT_SKILLS="aos-context",
+        )
+        for name in ("a", "b", "c")
+    ]
     try:
         for node in cluster:
             node.start()
         yield cluster
     finally:
         for node in cluster:
-            node.aos("stop")
-            if node.pid and alive(node.pid):
-                os.kill(node.pid, signal.SIGKILL)
-
-
-@asynccontextmanager
-async def connected(node: Node) -> AsyncIterator[Client]:
-    async with node.client() as client:
-        yield client
+            node.stop()
 
 
 async def history_of(client: Client, session: str) -> list[dict[str, Any]]:
@@ -104,11 +74,11 @@ async def history_of(client: Client, session: str) -> list[dict[str, Any]]:
 
 
 async def test_100_dispatches_through_one_node_run_once_each_over_all_three(
-    nodes: list[Node], llm: ScriptedLLM
+    nodes: list[NodeProcess], llm: ScriptedLLM
 ) -> None:
     a = nodes[0]
     llm.default = lambda body: Reply.text("done")
-    async with connected(a) as client:
+    async with a.client() as client:
         agent = (await client.call("agent.create", {"name": "many"}))["agent"]["id"]
         sessions = [
             (await client.call("session.create", {"agent_id": agent}))["id"] for _ in range(100)
@@ -133,7 +103,7 @@ async def test_100_dispatches_through_one_node_run_once_each_over_all_three(
 
 
 async def test_kill_9_of_the_running_node_is_recovered_by_another(
-    nodes: list[Node], llm: ScriptedLLM, tmp_path: Path
+    nodes: list[NodeProcess], llm: ScriptedLLM, tmp_path: Path
 ) -> None:
     """A dispatch placed on node B runs `sleep`; B is killed at a random moment;
     A or C records the call as lost, never re-runs it; the session goes on."""
@@ -142,7 +112,7 @@ async def test_kill_9_of_the_running_node_is_recovered_by_another(
     workspace = tmp_path / "workspace"  # where the sandboxed command may write
     workspace.mkdir()
     marker = workspace / "runs"
-    async with connected(a) as client:
+    async with a.client() as client:
         agent = (await client.call("agent.create", {"name": "pinned"}))["agent"]
         for trial in range(KILLS):
             config = {"placement": f"node:{b.id}", "workspace": str(workspace)}
@@ -162,7 +132,7 @@ async def test_kill_9_of_the_running_node_is_recovered_by_another(
                 while f"t{trial}" not in (marker.read_text() if marker.exists() else ""):  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
             await asyncio.sleep(rng.uniform(0, 0.5))
-            os.kill(b.pid, signal.SIGKILL)
+            b.kill()
             with anyio.fail_after(NODE_TTL + CLAIM_INTERVAL + 5):
                 while True:
                     history = await history_of(client, session)
@@ -184,10 +154,10 @@ async def test_kill_9_of_the_running_node_is_recovered_by_another(
 
 
 async def test_aos_run_through_another_node_prints_the_same_stream(
-    nodes: list[Node], llm: ScriptedLLM
+    nodes: list[NodeProcess], llm: ScriptedLLM
 ) -> None:
     a, b, _ = nodes
-    async with connected(a) as client:
+    async with a.client() as client:
         agent = (await client.call("agent.create", {"name": "onb"}))["agent"]["id"]
         await client.call("agent.update", {"id": agent, "config": {"placement": f"node:{b.id}"}})
     printed = []
@@ -200,7 +170,7 @@ async def test_aos_run_through_another_node_prints_the_same_stream(
         assert run.returncode == 0, run.stderr
         printed.append(run.stdout)
         session = run.stderr.strip().split()[-1]
-        async with connected(via) as client:
+        async with via.client() as client:
             history = await history_of(client, session)
         [started] = [f for f in history if f["kind"] == "dispatch.started"]
         assert started["node"] == b.id

@@ -335,6 +335,26 @@ def stop(ctx: Context, timeout: float, as_json: bool) -> None:
         click.echo(f"stopped{f' (pid {pid})' if pid else ''}")
 
 
+def echo_cluster(cluster: dict[str, Any], this: str) -> None:
+    """The nodes on the database: one line each (``aos status``)."""
+    if not cluster["shared"]:
+        click.echo("cluster: one node (SQLite serves one; PostgreSQL runs several)")
+        return
+    alive = sum(n["alive"] for n in cluster["nodes"])
+    click.echo(
+        f"cluster: {alive} of {len(cluster['nodes'])} nodes alive on PostgreSQL "
+        f"(node TTL {cluster['node_ttl']:g} s)"
+    )
+    for node in cluster["nodes"]:
+        services = ", ".join(f"{s['skill']} {s['state']}" for s in node["services"]) or "none"
+        labels = f", labels {','.join(node['labels'])}" if node["labels"] else ""
+        click.echo(
+            f"node {node['id']}{' (this one)' if node['id'] == this else ''}: {node['state']}"
+            f"{'' if node['alive'] else ' (not alive)'}, heartbeat {node['heartbeat_age']:.1f}s "
+            f"ago{labels}, {len(node['sessions'])} running sessions, services: {services}"
+        )
+
+
 @cli.command()
 @json_option
 @pass_context
@@ -370,6 +390,7 @@ def status(ctx: Context, as_json: bool) -> None:
         "skills": [{k: s[k] for k in ("name", "status", "kind", "root", "reason")} for s in skills],
         "services": kernel["services"],
         "isolation": kernel["isolation"],
+        "cluster": kernel["cluster"],
     }
     if as_json:
         emit_json(report)
@@ -388,6 +409,7 @@ def status(ctx: Context, as_json: bool) -> None:
     click.echo(
         f"skills:  {len(skills)} ({', '.join(f'{n} {s}' for s, n in kernel['skills'].items() if n)})"
     )
+    echo_cluster(kernel["cluster"], kernel["node"])
     for service in report["services"]:
         error = f", last error: {service['last_error']}" if service["last_error"] else ""
         if service.get("left"):

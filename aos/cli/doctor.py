@@ -43,6 +43,7 @@ def doctor(ctx: Context, as_json: bool) -> None:
         "url": mask_url(config.db_url),
         "schema_version": None,
         "error": None,
+        "nodes": CLUSTER_MODES[backend_of(config.db_url)],
     }
     try:
         database["schema_version"] = asyncio.run(_schema_version(config.db_url))
@@ -78,6 +79,15 @@ def doctor(ctx: Context, as_json: bool) -> None:
         sys.exit(1)
 
 
+CLUSTER_MODES = {
+    "sqlite": "one: SQLite serves one daemon (a second one on this file is refused); "
+    "PostgreSQL runs several",
+    "postgres": "several: every daemon on this database is a node of one cluster "
+    "(AOS_NODE_TTL, AOS_CLAIM_INTERVAL, AOS_NODE_LABELS)",
+}
+"""What ``aos doctor`` says of the nodes a database serves."""
+
+
 async def _schema_version(url: str) -> int:
     store = await open_store(url)
     try:
@@ -103,6 +113,7 @@ def _print_doctor(report: dict[str, Any]) -> None:
     click.echo(f"  {'url':<{width}}  {db['url']}")
     if db["error"] is None:
         click.echo(f"  {'schema':<{width}}  version {db['schema_version']}")
+    click.echo(f"  {'nodes':<{width}}  {db['nodes']}")
     model = report["model"]
     click.echo("\nmodel:")
     click.echo(f"  {'model':<{width}}  {model['model'] or '(none)'}  [{model['source']}]")

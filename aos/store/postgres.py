@@ -360,11 +360,25 @@ class PostgresStore(SQLStore):
         )
 
     async def requeue_dispatches(self, node_id: str) -> int:
-        """Queue again what ``node_id`` claimed but never started."""
+        """Queue again what ``node_id`` claimed but never started (no
+        ``dispatch.started`` of it in the history: a request whose dispatch
+        started is never run twice, even when its ``running`` mark was lost)."""
         return await self._execute(
-            "UPDATE dispatch_requests SET state = 'queued', node = NULL, claimed_at = NULL "
-            "WHERE node = $1 AND state = 'claimed'",
+            "UPDATE dispatch_requests r SET state = 'queued', node = NULL, claimed_at = NULL "
+            "WHERE node = $1 AND state = 'claimed' AND NOT EXISTS (SELECT 1 FROM history h "
+            "WHERE h.session_id = r.session_id AND h.kind = 'dispatch.started' "
+            "AND h.body->>'dispatch_id' = r.dispatch_id)",
             node_id,
+        )
+
+    async def prune_dispatches(self, older_than: float) -> int:
+        """Forget requests done more than ``older_than`` seconds after they were made
+        (their dispatches are in the history)."""
+        return await self._execute(
+            self._sql(
+                "DELETE FROM dispatch_requests WHERE state = 'done' AND created_at < {now} - $1"
+            ),
+            float(older_than),
         )
 
 
