@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,5 +193,74 @@ def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path, llm: Scri
         assert "SQLite serves one node" in message
         assert len(message.splitlines()) == 1, message
     finally:
-        first.aos("stop")
-        second.aos("stop")
+        for project in (first, second):
+            project.aos("stop")
+            shutil.rmtree(project.home, ignore_errors=True)
+
+
+async def test_an_a2a_wake_whose_target_node_dies_is_answered_once(
+    tmp_path: Path, llm: ScriptedLLM, pg_url: str
+) -> None:
+    """The lead (node A) wakes a worker placed on node B; B dies while the worker's
+    command runs: another node records it lost, A's aos-a2a answers the lead with
+    that outcome, once, and the command is never run again."""
+    (tmp_path / "skills").mkdir()
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+
+    def script(body: dict[str, Any]) -> Reply:
+        last = body["messages"][-1]
+        text = str(last.get("content") or "")
+        if last["role"] == "tool":
+            return Reply.text("ok")
+        if text == "delegate":
+            return Reply.tool_call("a2a send worker --wake 'count the runs'")
+        if "needs an answer" in text:
+            return Reply.tool_call("echo w >> runs; sleep 30")
+        return Reply.text("noted the reply")
+
+    llm.default = script
+    nodes = [
+        NodeProcess(
+            tmp_path,
+            AOS_DB_URL=pg_url,
+            AOS_MODEL="test-model",
+            OPENROUTER_BASE_URL=llm.base_url,
+            AOS_NODE_TTL=str(NODE_TTL),
+            AOS_CLAIM_INTERVAL=str(CLAIM_INTERVAL),
+            AOS_DEFAULT_SKILLS="aos-context,aos-a2a",
+        )
+        for _ in range(3)
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        a, b, _ = nodes
+        async with a.client() as client:
+            lead = (await client.call("agent.create", {"name": "lead"}))["agent"]["id"]
+            child = {"name": "worker", "parent": lead}  # a2a's policy: one agent tree
+            worker = (await client.call("agent.create", child))["agent"]["id"]
+            await client.call("agent.update", {"id": lead, "config": {"placement": f"node:{a.id}"}})
+            config = {"placement": f"node:{b.id}", "workspace": str(workspace)}
+            await client.call("agent.update", {"id": worker, "config": config})
+            session = (await client.call("session.create", {"agent_id": lead}))["id"]
+            sent = await client.call("session.dispatch", {"id": session, "message": "delegate"})
+            assert sent["status"] == "completed", sent
+            with anyio.fail_after(30):
+                while not (workspace / "runs").exists():  # noqa: ASYNC110 - another process
+                    await asyncio.sleep(0.02)
+            b.kill()
+            with anyio.fail_after(NODE_TTL + CLAIM_INTERVAL + 20):
+                while True:
+                    facts = await history_of(client, session)
+                    replies = [f for f in facts if f["kind"] == "a2a.message" and f.get("reply_to")]
+                    if replies and facts[-1]["kind"] == "dispatch.finished":
+                        break
+                    await asyncio.sleep(0.05)
+            assert len(replies) == 1, replies
+            assert replies[0]["text"].startswith("[lost] node "), replies[0]
+            assert f"{b.id} died" in replies[0]["text"]
+            assert (workspace / "runs").read_text() == "w\n"  # never run again
+    finally:
+        for node in nodes:
+            node.stop()

@@ -3,11 +3,13 @@
 Agents call the ``send``, ``inbox`` and ``agents`` methods (``skill.call``) with
 their own token; the kernel tells this service who calls. Delivery is an
 ``a2a.message`` fact appended to the target's session before ``send`` returns
-(acknowledged means recorded). ``--notify`` and ``--wake`` dispatch the target;
-for ``--wake`` its final answer (``dispatch.after``) goes back to the sender's
-session as a reply linked by ``reply_to``, and an idle sender is dispatched to
-handle it. Nothing blocks, so agents waking each other cannot deadlock; the hop
-count stops ping-pong. Everything it needs to resume after a restart is in the
+(acknowledged means recorded). ``--notify`` and ``--wake`` dispatch the target
+(in a task of this service: ``session.dispatch`` answers with the outcome from
+whichever node of a cluster ran it); for ``--wake`` its final answer goes back
+to the sender's session as a reply linked by ``reply_to``, and an idle sender
+is dispatched to handle it. Messages for a busy session wait until its dispatch
+ends (``dispatch.after`` here, else a retry). Nothing blocks, so agents waking
+each other cannot deadlock; the hop count stops ping-pong. Everything it needs to resume after a restart is in the
 histories (``start`` completes wakes whose target dispatch was cut by a crash).
 """
 
@@ -19,6 +21,7 @@ import os
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Coroutine
 from typing import Any
 
 from aos_sdk import MethodError, SyscallFailed, define_service, syscall
@@ -46,13 +49,15 @@ class State:
         self.policy = Policy({})
         self.hops: dict[str, int] = {}
         """session id -> hop count of the message its running dispatch handles."""
-        self.answering: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        """session id -> wake messages its running dispatch answers."""
+        self.answering: dict[str, list[dict[str, Any]]] = {}
+        """session id -> wake messages the dispatch this service runs on it answers."""
         self.queued: dict[str, list[dict[str, Any]]] = defaultdict(list)
         """session id -> messages that wait for the session to be free."""
         self.lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
         """Wakes under way (started after ``send`` returned)."""
+        self.retrying: set[str] = set()
+        """Sessions whose waiting messages are tried again after a delay."""
         self.policy_read = asyncio.Event()
         """Methods wait for the SKILL.md policy before deciding anything."""
         self.ready = asyncio.Event()
@@ -123,35 +128,93 @@ def dispatch_text(messages: list[dict[str, Any]], names: dict[str, str]) -> str:
     return " ".join(parts) + " The messages are in your history."
 
 
+def spawn(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    state.tasks.add(task)
+    task.add_done_callback(state.tasks.discard)
+
+
 async def wake(session_id: str, messages: list[dict[str, Any]]) -> None:
-    """Dispatch a session to handle messages, or queue them while it is busy."""
-    names = {m["from_agent"]: m.get("from_name", m["from_agent"]) for m in messages}
-    try:
-        await syscall(
-            "session.dispatch",
-            {"id": session_id, "message": dispatch_text(messages, names), "wait": False},
-        )
-    except SyscallFailed as exc:
-        if exc.code != "conflict":
-            raise
-        state.queued[session_id].extend(messages)  # handled when its dispatch ends
+    """Dispatch a session to handle messages, or queue them while this service's
+    dispatch of it runs (called under the lock)."""
+    if session_id in state.answering:
+        state.queued[session_id].extend(messages)
         return
-    state.hops[session_id] = max(m["hops"] for m in messages)
     state.answering[session_id] = [m for m in messages if m["mode"] == "wake"]
+    state.hops[session_id] = max(m["hops"] for m in messages)
+    spawn(run_wake(session_id, messages))
 
 
-async def wake_target(
-    session_id: str, message: dict[str, Any], target_name: str, sender_session: str | None
-) -> None:
-    """Start the target on a delivered message; if it cannot be started, the
-    sender learns why in its own history."""
+async def run_wake(session_id: str, messages: list[dict[str, Any]]) -> None:
+    """The dispatch, to its end: the answer goes back to the senders of wakes; a
+    busy session keeps the messages for later; a refusal is told to the senders."""
+    names = {m["from_agent"]: m.get("from_name", m["from_agent"]) for m in messages}
+    params = {"id": session_id, "message": dispatch_text(messages, names)}
     try:
-        async with state.lock:
-            await wake(session_id, [message])
+        outcome = await syscall("session.dispatch", params)
     except SyscallFailed as exc:
-        if not sender_session:
-            return
+        async with state.lock:
+            state.answering.pop(session_id, None)
+            state.hops.pop(session_id, None)
+            if exc.code == "conflict":  # its own dispatch runs: they wait for its end
+                state.queued[session_id][:0] = messages
+                if session_id not in state.retrying:
+                    state.retrying.add(session_id)
+                    spawn(retry(session_id))
+                return
+        await refused(messages, exc)
+        return
+    except Exception:
+        logger.exception("the dispatch of %s for a2a messages failed", session_id)
+        outcome = {"status": "failed", "error": "aos-a2a lost the dispatch's outcome"}
+    async with state.lock:
+        await ended(session_id, outcome)
+
+
+async def ended(session_id: str, outcome: dict[str, Any]) -> None:
+    """This service's dispatch of a session ended: reply, then the next messages."""
+    answering = state.answering.pop(session_id, [])
+    state.hops.pop(session_id, None)
+    if outcome["status"] == "completed":
+        answer = outcome.get("answer") or ""
+    else:
+        answer = f"[{outcome['status']}] {outcome.get('error') or 'no answer'}"
+    for message in answering:
+        await reply(message, session_id, answer)
+    queued = state.queued.pop(session_id, [])
+    if queued:
+        await wake(session_id, queued)
+
+
+async def retry(session_id: str) -> None:
+    """Messages for a session busy with a dispatch not started here (perhaps on
+    another node, whose ``dispatch.after`` this service does not hear): tried
+    again after 0.5, 1, 2 and then every 5 s until they go."""
+    delay = 0.5
+    try:
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            async with state.lock:
+                if session_id in state.answering:  # started meanwhile (dispatch.after)
+                    return
+                queued = state.queued.pop(session_id, [])
+                if not queued:
+                    return
+                await wake(session_id, queued)
+                return  # a new conflict starts a new retry
+    finally:
+        state.retrying.discard(session_id)
+
+
+async def refused(messages: list[dict[str, Any]], exc: SyscallFailed) -> None:
+    """The target could not be started: each sender learns why in its own history."""
+    for message in messages:
+        sender_session = message.get("from_session")
+        if not sender_session or message["from_agent"] == SKILL:
+            continue
         try:
+            target = (await syscall("agent.get", {"id": message["to_agent"]}))["agent"]["name"]
             await deliver(
                 sender_session,
                 {
@@ -159,15 +222,13 @@ async def wake_target(
                     "from_agent": SKILL,
                     "to_agent": message["from_agent"],
                     "mode": "silent",
-                    "text": f"message {message['message_id']} was delivered to {target_name}, "
-                    f"but {target_name} could not be started: {exc.message}",
+                    "text": f"message {message['message_id']} was delivered to {target}, "
+                    f"but {target} could not be started: {exc.message}",
                     "hops": message["hops"],
                 },
             )
         except SyscallFailed as failed:
             logger.warning("could not tell %s: %s", sender_session, failed)
-    except Exception:
-        logger.exception("waking %s for message %s failed", session_id, message["message_id"])
 
 
 async def send(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -229,13 +290,8 @@ async def send(caller: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     async with state.lock:
         await deliver(session_id, message)  # acknowledged = recorded
     if mode != "silent":  # the sender does not wait for the target to start
-        task = asyncio.get_running_loop().create_task(
-            wake_target(
-                session_id, {**message, "from_name": sender["name"]}, target["name"], sender_session
-            )
-        )
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+        async with state.lock:
+            await wake(session_id, [{**message, "from_name": sender["name"]}])
     return {
         "message_id": message["message_id"],
         "to": target["id"],
@@ -276,19 +332,12 @@ async def reply(message: dict[str, Any], session_id: str, answer: str) -> None:
 
 
 async def dispatch_after(event: dict[str, Any]) -> None:
+    """A dispatch of a session with waiting messages ended on this node (not one
+    this service runs: its end comes back in ``run_wake``): they go now."""
     session_id = event["session_id"]
     async with state.lock:
-        answering = state.answering.pop(session_id, [])
-        state.hops.pop(session_id, None)
-        if event["status"] == "completed":
-            answer = event.get("answer") or ""
-        else:
-            answer = f"[{event['status']}] {event.get('error') or 'no answer'}"
-        for message in answering:
-            await reply(message, session_id, answer)
-        queued = state.queued.pop(session_id, [])
-        if queued:
-            await wake(session_id, queued)
+        if session_id not in state.answering and state.queued.get(session_id):
+            await wake(session_id, state.queued.pop(session_id))
 
 
 async def inbox(caller: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
