@@ -47,6 +47,7 @@ SCOPES = [
     "hook.read",
     "log.read",
     "events.subscribe",
+    "kernel.read",  # the nodes page (kernel.status)
 ]
 
 
@@ -252,6 +253,10 @@ async def test_skills_hooks_and_log(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             detail = (await client.get(f"/api/skills/{SKILL}")).json()
             assert detail["scopes"] == SCOPES  # what it needs and nothing more
             assert detail["metadata"] == {"host": "127.0.0.1", "port": "3000"}
+
+            node = (await client.get("/api/node")).json()  # the nodes page's source
+            assert node["cluster"]["shared"] is False
+            assert [n["id"] for n in node["cluster"]["nodes"]] == [node["node"]]
 
             hooks = {h["hook"]: h for h in (await client.get("/api/hooks")).json()}
             owners = [i["owner"] for i in hooks["session.assemble"]["implementations"]]

@@ -224,6 +224,14 @@ async def test_the_ui_in_a_real_browser(
                 await page.goto(f"{client.base_url}#/log")
                 await expect(page.locator("#log tbody tr").first).to_be_visible()
 
+                # the nodes on the database: this one alone, on SQLite
+                await page.goto(f"{client.base_url}#/nodes")
+                assert daemon.kernel is not None
+                node = page.locator(f"tr[data-node='{daemon.kernel.node_id}']")
+                await expect(node).to_contain_text("(this one)")
+                await expect(node.locator(".badge")).to_have_text("running")
+                await expect(page.locator("#cluster-summary")).to_contain_text("One node")
+
                 assert dialogs == []  # no script ever ran
                 assert errors == []
             finally:

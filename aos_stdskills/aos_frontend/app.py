@@ -643,6 +643,7 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
             methods=post,
         ),
         Route("/api/hooks", endpoint(path_call("hook.list")), methods=get),
+        Route("/api/node", endpoint(path_call("kernel.status")), methods=get),
         Route("/api/log", endpoint(log_read), methods=get),
         Route("/api/log/stream", log_stream, methods=get),
         Route("/api/events", node_events, methods=get),

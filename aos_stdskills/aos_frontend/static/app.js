@@ -149,6 +149,7 @@ const routes = [
   [/^#\/skills\/?$/, "skills", () => skillsPage()],
   [/^#\/hooks\/?$/, "hooks", () => hooksPage()],
   [/^#\/log\/?(\?.*)?$/, "log", () => logPage()],
+  [/^#\/nodes\/?$/, "nodes", () => nodesPage()],
 ];
 
 function route() {
@@ -806,6 +807,50 @@ async function hooksPage() {
     if (change.topic === "skill" || change.topic === "service") reload();
   });
   return el("div", { id: "hooks-page" }, el("h1", null, "Hooks"), el("p", { class: "muted" }, "Implementations in call order."), list);
+}
+
+// -- nodes -------------------------------------------------------------------------------------
+
+async function nodesPage() {
+  const summary = el("p", { class: "muted", id: "cluster-summary" });
+  const table = el("div", { id: "nodes" });
+
+  async function load() {
+    const status = await api("GET", "/node");
+    const cluster = status.cluster;
+    const alive = cluster.nodes.filter((n) => n.alive).length;
+    summary.replaceChildren(
+      cluster.shared
+        ? `${alive} of ${cluster.nodes.length} nodes alive on PostgreSQL · a node is dead after ${cluster.node_ttl} s without a heartbeat`
+        : "One node: SQLite serves one daemon (PostgreSQL runs several).",
+    );
+    table.replaceChildren(
+      el(
+        "table",
+        null,
+        el("thead", null, el("tr", null, ...["node", "state", "heartbeat", "labels", "services", "running sessions"].map((h) => el("th", null, h)))),
+        el(
+          "tbody",
+          null,
+          cluster.nodes.map((n) =>
+            el(
+              "tr",
+              { "data-node": n.id, class: n.alive ? "" : "muted" },
+              el("td", { class: "mono" }, n.id, n.id === status.node ? el("span", { class: "muted" }, " (this one)") : null),
+              el("td", null, badge(n.alive ? n.state : `${n.state}, not alive`, n.alive ? "active" : "broken")),
+              el("td", null, `${n.heartbeat_age.toFixed(1)} s ago`),
+              el("td", null, n.labels.join(", ")),
+              el("td", null, n.services.map((s) => `${s.skill} ${s.state}`).join(", ")),
+              el("td", { class: "mono" }, n.sessions.map((id) => el("div", null, link(`#/sessions/${enc(id)}`, id)))),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+  await load();
+  every(2000, () => load().catch(() => {}));
+  return el("div", { id: "nodes-page" }, el("h1", null, "Nodes"), summary, table);
 }
 
 // -- runtime log -------------------------------------------------------------------------------
