@@ -669,3 +669,18 @@ class NodeProcess:
         from aos_sdk import Client
 
         return Client(self.socket, token="")
+
+
+@contextlib.contextmanager
+def running_nodes(project: Path, count: int, **environ: str) -> Iterator[list[NodeProcess]]:
+    """``count`` :class:`NodeProcess` daemons with the same settings, started one
+    after another and all stopped at the end: a cluster, when ``AOS_DB_URL`` names
+    one PostgreSQL database."""
+    nodes = [NodeProcess(project, **environ) for _ in range(count)]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()

@@ -39,7 +39,7 @@ import asyncpg
 from _harness import Context, PostgresUnavailable, Result, Target, latency_results, pg_schema
 from aos_sdk import Client
 
-from aos.testing import NodeProcess, Reply, ScriptedLLM
+from aos.testing import NodeProcess, Reply, ScriptedLLM, running_nodes
 
 NAME = "cluster"
 DESCRIPTION = "three nodes on one PostgreSQL: claim latency, cross-node events, failover, appends"
@@ -70,26 +70,20 @@ async def _cluster(ctx: Context, url: str) -> AsyncIterator[list[NodeProcess]]:
     (project / "skills").mkdir()
     async with ScriptedLLM() as llm:
         llm.default = _reply
-        nodes = [
-            NodeProcess(
+        try:
+            ctx.progress("starting three nodes")
+            with running_nodes(
                 project,
+                3,
                 AOS_DB_URL=url,
                 AOS_MODEL="m",
                 OPENROUTER_BASE_URL=llm.base_url,
                 AOS_NODE_TTL=str(NODE_TTL),
                 AOS_CLAIM_INTERVAL=str(CLAIM_INTERVAL),
                 AOS_DEFAULT_SKILLS="aos-context",
-            )
-            for _ in range(3)
-        ]
-        try:
-            ctx.progress("starting three nodes")
-            for node in nodes:
-                await asyncio.to_thread(node.start)
-            yield nodes
+            ) as nodes:
+                yield nodes
         finally:
-            for node in nodes:
-                await asyncio.to_thread(node.stop)
             shutil.rmtree(project, ignore_errors=True)
 
 

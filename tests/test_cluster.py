@@ -27,7 +27,7 @@ import pytest
 from aos_sdk import Client
 from test_main_job_cli import Project
 
-from aos.testing import NodeProcess, Reply, ScriptedLLM
+from aos.testing import NodeProcess, Reply, ScriptedLLM, running_nodes
 
 pytestmark = pytest.mark.anyio
 
@@ -42,29 +42,23 @@ def llm() -> Iterator[ScriptedLLM]:
         yield server
 
 
+def settings(llm: ScriptedLLM, pg_url: str, skills: str = "aos-context") -> dict[str, str]:
+    """Every node's: the test's database and model, short failover times."""
+    return {
+        "AOS_DB_URL": pg_url,
+        "AOS_MODEL": "test-model",
+        "OPENROUTER_BASE_URL": llm.base_url,
+        "AOS_NODE_TTL": str(NODE_TTL),
+        "AOS_CLAIM_INTERVAL": str(CLAIM_INTERVAL),
+        "AOS_DEFAULT_SKILLS": skills,
+    }
+
+
 @pytest.fixture
 def nodes(tmp_path: Path, llm: ScriptedLLM, pg_url: str) -> Iterator[list[NodeProcess]]:
     (tmp_path / "skills").mkdir()
-    cluster = [
-        NodeProcess(
-            tmp_path,
-            AOS_DB_URL=pg_url,
-            AOS_MODEL="test-model",
-            OPENROUTER_BASE_URL=llm.base_url,
-            AOS_NODE_TTL=str(NODE_TTL),
-            AOS_CLAIM_INTERVAL=str(CLAIM_INTERVAL),
-            AOS_NODE_LABELS=name,
-            AOS_DEFAULT_SKILLS="aos-context",
-        )
-        for name in ("a", "b", "c")
-    ]
-    try:
-        for node in cluster:
-            node.start()
+    with running_nodes(tmp_path, 3, **settings(llm, pg_url)) as cluster:
         yield cluster
-    finally:
-        for node in cluster:
-            node.stop()
 
 
 async def history_of(client: Client, session: str) -> list[dict[str, Any]]:
@@ -220,21 +214,7 @@ async def test_an_a2a_wake_whose_target_node_dies_is_answered_once(
         return Reply.text("noted the reply")
 
     llm.default = script
-    nodes = [
-        NodeProcess(
-            tmp_path,
-            AOS_DB_URL=pg_url,
-            AOS_MODEL="test-model",
-            OPENROUTER_BASE_URL=llm.base_url,
-            AOS_NODE_TTL=str(NODE_TTL),
-            AOS_CLAIM_INTERVAL=str(CLAIM_INTERVAL),
-            AOS_DEFAULT_SKILLS="aos-context,aos-a2a",
-        )
-        for _ in range(3)
-    ]
-    try:
-        for node in nodes:
-            node.start()
+    with running_nodes(tmp_path, 3, **settings(llm, pg_url, "aos-context,aos-a2a")) as nodes:
         a, b, _ = nodes
         async with a.client() as client:
             lead = (await client.call("agent.create", {"name": "lead"}))["agent"]["id"]
@@ -261,6 +241,3 @@ async def test_an_a2a_wake_whose_target_node_dies_is_answered_once(
             assert replies[0]["text"].startswith("[lost] node "), replies[0]
             assert f"{b.id} died" in replies[0]["text"]
             assert (workspace / "runs").read_text() == "w\n"  # never run again
-    finally:
-        for node in nodes:
-            node.stop()
