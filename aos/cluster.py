@@ -68,6 +68,9 @@ a burst of requests spreads over the nodes rather than going to the quickest."""
 KEEP_DONE = 24 * 3600.0
 """Seconds a finished dispatch request is kept (its dispatch is in the history)."""
 PRUNE_EVERY = 600.0
+FOLLOW_WINDOW = 60.0
+"""Seconds after its last fact that a session's relay state is kept (and the
+backstop polls it, if its facts came from other nodes)."""
 _principal = msgspec.json.Decoder(Principal)
 
 
@@ -125,7 +128,12 @@ class Cluster:
         self._sending: asyncio.Task[None] | None = None
         self._inbox: asyncio.Queue[list[Any]] = asyncio.Queue()
         self._published: dict[str, int] = {}
-        """The newest seq of each session whose facts this node has published."""
+        """The newest seq of each session whose facts this node has published lately."""
+        self._touched: dict[str, float] = {}
+        """When each session of ``_published`` last had a fact (monotonic)."""
+        self._remote: set[str] = set()
+        """Sessions of ``_published`` whose facts came from other nodes: the backstop
+        polls them while they are recent."""
         self._subscription = 0
         self._pruned = time.monotonic()
 
@@ -274,8 +282,11 @@ class Cluster:
             await store.listen(self._received)
             logger.info("cluster: listening again on %s", store.channel)
         self._wake.set()
-        for session_id in list(self._published):
-            if session_id not in self.kernel.dispatches:
+        now = time.monotonic()
+        for session_id, touched in list(self._touched.items()):
+            if now - touched > FOLLOW_WINDOW:  # quiet for a while: forgotten
+                self._forget(session_id)
+            elif session_id in self._remote and session_id not in self.kernel.dispatches:
                 self._inbox.put_nowait(["h", session_id, None, None])
 
     async def _take_over(self, node_id: str, why: str) -> None:
@@ -485,7 +496,7 @@ class Cluster:
     def _local_event(self, topic: str, data: Any) -> None:
         if topic == "history.append":
             session_id, seq = data["session_id"], data["seq"]
-            self._published[session_id] = max(self._published.get(session_id, 0), seq)
+            self._mark(session_id, seq)
             if self.peers:
                 self._send(["h", session_id, data["agent_id"], seq])
         elif self.peers:
@@ -554,10 +565,11 @@ class Cluster:
         probe = {"session_id": session_id, "agent_id": agent_id}
         if not self.kernel.events.wanted("history.append", probe):
             if seq is not None:
-                self._published[session_id] = max(last or 0, seq)
+                self._mark(session_id, seq)
             else:
-                self._published.pop(session_id, None)  # nobody follows it here any more
+                self._forget(session_id)  # nobody follows it here any more
             return
+        self._remote.add(session_id)
         if last is None:
             last = (seq - 1) if seq is not None else 0
         if seq is not None and seq <= last:
@@ -565,7 +577,7 @@ class Cluster:
         for entry in await store.read_history(session_id, after=last, until=seq):
             if entry.seq <= self._published.get(session_id, 0):
                 continue
-            self._published[session_id] = entry.seq
+            self._mark(session_id, entry.seq)
             event = {
                 **probe,
                 "seq": entry.seq,
@@ -573,6 +585,16 @@ class Cluster:
                 "fact": fact_to_builtins(entry.fact),
             }
             self.kernel.events.publish("history.append", event, relayed=True)
+
+    def _mark(self, session_id: str, seq: int) -> None:
+        """This node has published the session's facts up to ``seq``."""
+        self._published[session_id] = max(self._published.get(session_id, 0), seq)
+        self._touched[session_id] = time.monotonic()
+
+    def _forget(self, session_id: str) -> None:
+        self._published.pop(session_id, None)
+        self._touched.pop(session_id, None)
+        self._remote.discard(session_id)
 
 
 def _ended(request: DispatchRequest) -> DispatchOutcome | Refusal:
