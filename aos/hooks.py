@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import click
 import msgspec
@@ -27,6 +27,9 @@ from aos_sdk.protocol import FailurePolicy
 from aos.hookspecs import HOOKS, HookSpec
 from aos.plugins import AOSPluginManager
 from aos.runtimelog import LogEntry
+
+if TYPE_CHECKING:
+    from aos.telemetry import Telemetry
 
 Where = Literal["in-process", "service"]
 POLICY_ATTR = "__aos_hook_policy__"
@@ -165,8 +168,11 @@ class HookRunner:
         default_timeout: float = 5.0,
         log: Callable[[LogEntry], object] | None = None,
         trace: bool | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.pm = pm
+        self.telemetry = telemetry
+        """Spans of gate implementations' calls (when tracing is on)."""
         self.default_timeout = default_timeout
         self._log = log
         self._trace = os.environ.get("AOS_TRACE_HOOKS") == "1" if trace is None else trace
@@ -286,6 +292,9 @@ class HookRunner:
                 f"aos hook {impl.hook} {impl.owner}: {kind} {message} ({elapsed_ms:.3f} ms)",
                 file=sys.stderr,
             )
+        if self.telemetry is not None and self.telemetry.enabled:
+            verdict = "reject" if kind == "hook.verdict" else kind.removeprefix("hook.")
+            self._span(impl, started, verdict, failed=verdict != "reject")
         if self._log is not None:
             self._log(
                 LogEntry(
@@ -310,6 +319,21 @@ class HookRunner:
                 f"aos hook {impl.hook} {impl.owner}: {outcome} ({elapsed_ms:.3f} ms)",
                 file=sys.stderr,
             )
+        if self.telemetry is not None and self.telemetry.enabled:
+            self._span(impl, started, outcome, failed=False)
+
+    def _span(self, impl: Impl, started: float, verdict: str, *, failed: bool) -> None:
+        """An ``aos.hook <hook>`` span for a gate implementation's call (its error
+        text is not in it: it may quote content)."""
+        assert self.telemetry is not None
+        if HOOKS[impl.hook].kind != "gate":
+            return
+        self.telemetry.record(
+            f"aos.hook {impl.hook}",
+            time.perf_counter() - started,
+            {"aos.hook.name": impl.hook, "aos.hook.owner": impl.owner, "aos.hook.verdict": verdict},
+            failed=verdict if failed else None,
+        )
 
     def _failed(
         self,

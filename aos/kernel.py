@@ -37,6 +37,7 @@ from aos.session import SCB, Sessions
 from aos.skills.registry import SkillEvent, SkillRegistry, agents_skills_dirs, default_roots
 from aos.store import Store, open_store
 from aos.syscalls import call
+from aos.telemetry import Telemetry
 
 logger = logging.getLogger("aos")
 
@@ -105,7 +106,14 @@ class Kernel:
         self.skills = skills
         self.node_id = node_id(config.paths.state_dir)
         self.started_at = time.time()
-        self.hooks = HookRunner(pm, default_timeout=config.aoscb.limits.hook_timeout, log=self.log)
+        self.telemetry = Telemetry.from_env(config.getenv, self.node_id)
+        """OpenTelemetry traces (off unless an OTLP endpoint is configured)."""
+        self.hooks = HookRunner(
+            pm,
+            default_timeout=config.aoscb.limits.hook_timeout,
+            log=self.log,
+            telemetry=self.telemetry,
+        )
         self._pending_logs: set[asyncio.Task[Any]] = set()
         self._unlogged = 0
         """RuntimeLog records the store failed to write (said in the daemon log)."""
@@ -184,6 +192,7 @@ class Kernel:
         await self.sandboxes.aclose()
         await self.hooks.drain()
         await self.flush_logs()
+        await self.telemetry.close()
         await self.store.close()
 
     async def flush_logs(self) -> None:

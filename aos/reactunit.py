@@ -50,6 +50,7 @@ from aos.sandbox import SandboxUnavailable
 from aos.session import SCB, title_of
 from aos.spawner import SpawnerError
 from aos.store import StoreError, StoreUnavailable
+from aos.telemetry import provider_name
 
 if TYPE_CHECKING:
     from aos.history import HistoryWriter
@@ -233,7 +234,37 @@ class ReActUnit:
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> DispatchOutcome:
-        """Run to completion (or interruption); always records how it ended."""
+        """Run to completion (or interruption); always records how it ended. Traced
+        as ``invoke_agent <agent name>`` (aos/telemetry.py)."""
+        agent = self.chain[-1]
+        with self.kernel.telemetry.span(
+            f"invoke_agent {agent.name}",
+            {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.provider.name": provider_name(self.kernel.llm_settings.base_url),
+                "gen_ai.agent.id": agent.id,
+                "gen_ai.agent.name": agent.name,
+                "gen_ai.conversation.id": self.scb.id,
+                "gen_ai.request.model": self.effective.model or "",
+                "aos.dispatch.id": self.dispatch_id,
+                "aos.node.id": self.kernel.node_id,
+            },
+        ) as span:
+            outcome = await self._run()
+            usage = outcome.usage
+            span.set(
+                {
+                    "aos.dispatch.status": outcome.status,
+                    "aos.dispatch.steps": outcome.steps,
+                    "gen_ai.usage.input_tokens": usage.prompt_tokens if usage else 0,
+                    "gen_ai.usage.output_tokens": usage.completion_tokens if usage else 0,
+                }
+            )
+            if outcome.status not in ("completed", "max_steps"):
+                span.fail(outcome.status, outcome.error)
+            return outcome
+
+    async def _run(self) -> DispatchOutcome:
         kernel = self.kernel
         renew = asyncio.get_running_loop().create_task(self._renew_lease())
         status: DispatchStatus = "failed"
@@ -323,6 +354,10 @@ class ReActUnit:
                 )
 
         async def on_retry(error: LLMError, delay: float) -> None:
+            chat.event(
+                "aos.llm.retry",
+                {"http.response.status_code": error.status or 0, "aos.delay_s": delay},
+            )
             await self._keep_partial(error)
             why = (
                 "rate limited by the model server"
@@ -333,14 +368,46 @@ class ReActUnit:
             self._log("llm.retry", notice, {"dispatch_id": self.dispatch_id, "step": step})
             on_delta("notice", notice)
 
-        completion = await kernel.llm.complete(
-            model=str(request["model"]),
-            messages=request["messages"],
-            tools=request.get("tools"),
-            params=request.get("params") or {},
-            on_delta=on_delta,
-            on_retry=on_retry,
-        )
+        model = str(request["model"])
+        telemetry = kernel.telemetry
+        with telemetry.span(
+            f"chat {model}",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": provider_name(kernel.llm_settings.base_url),
+                "gen_ai.request.model": model,
+                "gen_ai.conversation.id": self.scb.id,
+                "gen_ai.input.messages": telemetry.content(request["messages"]),
+            },
+        ) as chat:
+            try:
+                completion = await kernel.llm.complete(
+                    model=model,
+                    messages=request["messages"],
+                    tools=request.get("tools"),
+                    params=request.get("params") or {},
+                    on_delta=on_delta,
+                    on_retry=on_retry,
+                )
+            except LLMError as exc:
+                chat.fail("llm_error", exc.message)
+                raise
+            usage = completion.usage
+            chat.set(
+                {
+                    "gen_ai.response.model": completion.model or model,
+                    "gen_ai.response.finish_reasons": [completion.finish_reason or "unknown"],
+                    "gen_ai.usage.input_tokens": usage.prompt_tokens if usage else None,
+                    "gen_ai.usage.output_tokens": usage.completion_tokens if usage else None,
+                    "aos.usage.cost": usage.cost if usage else None,
+                    "gen_ai.output.messages": telemetry.content(
+                        {
+                            "content": completion.content,
+                            "tool_calls": [msgspec.to_builtins(c) for c in completion.tool_calls],
+                        }
+                    ),
+                }
+            )
         self._totals.add(completion.usage)
         if completion.usage is not None:
             self._log(
@@ -408,12 +475,36 @@ class ReActUnit:
             )
 
     async def _tool(self, index: int, request: ToolCallRequest) -> None:
+        """One tool call, traced as ``execute_tool bash``."""
+        telemetry = self.kernel.telemetry
+        with telemetry.span(
+            "execute_tool bash",
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": "bash",
+                "gen_ai.tool.call.id": request.id,
+                "gen_ai.conversation.id": self.scb.id,
+                "gen_ai.tool.call.arguments": telemetry.content(request.command or request.error),
+            },
+        ) as span:
+            result = await self._run_tool(index, request)
+            span.set(
+                {
+                    "aos.tool.status": result.status,
+                    "aos.tool.exit_code": result.exit_code,
+                    "gen_ai.tool.call.result": telemetry.content(result.output),
+                }
+            )
+            if result.status not in ("ok", "rejected"):
+                span.fail(result.status)
+
+    async def _run_tool(self, index: int, request: ToolCallRequest) -> ToolResult:
+        """The call's gates, its command, its result: appended, and returned."""
         kernel = self.kernel
         if request.error:
-            await self._append_ahead(
-                ToolResult(call_id=request.id, index=index, output=request.error, status="error")
-            )
-            return
+            fact = ToolResult(call_id=request.id, index=index, output=request.error, status="error")
+            await self._append_ahead(fact)
+            return fact
         limits = kernel.config.aoscb.limits
         timeout = min(request.timeout or limits.tool_timeout, limits.tool_timeout)
         workspace = self._workspace()
@@ -431,12 +522,15 @@ class ReActUnit:
                 active=self.active,
             )
         except HookRejected as exc:
-            await self._append_ahead(_rejected(request, index, exc))
-            return
+            fact = _rejected(request, index, exc)
+            await self._append_ahead(fact)
+            return fact
         command = str(decided["args"].get("command", ""))
         run_timeout = float(decided["args"].get("timeout") or timeout)
         env = {str(k): str(v) for k, v in dict(decided.get("env") or {}).items()}
         env.update(self._kernel_env())
+        if (traceparent := kernel.telemetry.traceparent()) is not None:
+            env["TRACEPARENT"] = traceparent  # the command's own spans join this trace
         cwd = str(decided.get("cwd") or workspace)
 
         async def started(pgid: int) -> None:
@@ -480,8 +574,9 @@ class ReActUnit:
                 active=self.active,
             )
         except HookRejected as exc:  # the command ran; the model sees the verdict instead
-            await self._append_ahead(_rejected(request, index, exc, result.exit_code))
-            return
+            fact = _rejected(request, index, exc, result.exit_code)
+            await self._append_ahead(fact)
+            return fact
         output = str(after["output"])
         if request.timeout is not None and request.timeout > limits.tool_timeout:
             output = (
@@ -511,6 +606,7 @@ class ReActUnit:
             del self._unresolved[index]
             raise HookError("tool.after", f"tool.after returned an invalid result: {exc}") from None
         await self._append_ahead(fact)
+        return fact
 
     def _log(self, kind: str, message: str, data: dict[str, Any]) -> None:
         """A RuntimeLog record of this session (not waited for)."""
