@@ -103,6 +103,8 @@ def syscall_handler(kernel: Kernel, principal: Principal, peer: Peer) -> Callabl
         assert isinstance(message, Syscall)
         token = current_stream.set(stream)
         try:
+            if kernel.telemetry.enabled and principal.kind != "admin":
+                return await traced_syscall(kernel, principal, message)
             result = await kernel.syscall(principal, message.name, message.params)
         except SyscallError as exc:
             return Error(id=message.id, code=exc.code, message=exc.message)
@@ -111,6 +113,22 @@ def syscall_handler(kernel: Kernel, principal: Principal, peer: Peer) -> Callabl
         return SyscallResult(id=message.id, result=result)
 
     return handle
+
+
+async def traced_syscall(kernel: Kernel, principal: Principal, message: Syscall) -> Message:
+    """A service's or an agent's syscall as an ``aos.syscall <name>`` span, a child
+    of the trace context its frame carries."""
+    with kernel.telemetry.span(
+        f"aos.syscall {message.name}",
+        {"aos.syscall.name": message.name, "aos.principal.kind": principal.kind},
+        parent=message.traceparent,
+    ) as span:
+        try:
+            result = await kernel.syscall(principal, message.name, message.params)
+        except SyscallError as exc:
+            span.fail(exc.code, exc.message)
+            return Error(id=message.id, code=exc.code, message=exc.message)
+        return SyscallResult(id=message.id, result=result)
 
 
 async def serve_client(kernel: Kernel, peer: Peer, principal: Principal) -> str:

@@ -257,7 +257,28 @@ class HookRunner:
     # -- calling one implementation -------------------------------------------------
     async def _call(self, impl: Impl, args: Mapping[str, Any]) -> Any:
         """Run one implementation under its timeout; raise TimeoutError past it.
-        Its latency counts in ``hook.list``, whatever the outcome."""
+        Its latency counts in ``hook.list``, whatever the outcome. A gate's call is
+        an ``aos.hook <hook>`` span while the node traces (a service's own spans
+        continue it: its hook call carries the span's context)."""
+        telemetry = self.telemetry
+        if telemetry is None or not telemetry.enabled or HOOKS[impl.hook].kind != "gate":
+            return await self._run(impl, args)
+        with telemetry.span(
+            f"aos.hook {impl.hook}", {"aos.hook.name": impl.hook, "aos.hook.owner": impl.owner}
+        ) as span:
+            try:
+                result = await self._run(impl, args)
+            except TimeoutError:
+                span.fail("timeout")
+                raise
+            except Exception:
+                span.fail("error")  # its text may quote content: the RuntimeLog has it
+                raise
+            rejected = isinstance(result, dict) and result.get("verdict") == "reject"
+            span.set({"aos.hook.verdict": "reject" if rejected else "pass"})
+            return result
+
+    async def _run(self, impl: Impl, args: Mapping[str, Any]) -> Any:
         call_args = {name: args[name] for name in impl.argnames}
         started = time.perf_counter()
         try:
@@ -292,9 +313,6 @@ class HookRunner:
                 f"aos hook {impl.hook} {impl.owner}: {kind} {message} ({elapsed_ms:.3f} ms)",
                 file=sys.stderr,
             )
-        if self.telemetry is not None and self.telemetry.enabled:
-            verdict = "reject" if kind == "hook.verdict" else kind.removeprefix("hook.")
-            self._span(impl, started, verdict, failed=verdict != "reject")
         if self._log is not None:
             self._log(
                 LogEntry(
@@ -319,21 +337,6 @@ class HookRunner:
                 f"aos hook {impl.hook} {impl.owner}: {outcome} ({elapsed_ms:.3f} ms)",
                 file=sys.stderr,
             )
-        if self.telemetry is not None and self.telemetry.enabled:
-            self._span(impl, started, outcome, failed=False)
-
-    def _span(self, impl: Impl, started: float, verdict: str, *, failed: bool) -> None:
-        """An ``aos.hook <hook>`` span for a gate implementation's call (its error
-        text is not in it: it may quote content)."""
-        assert self.telemetry is not None
-        if HOOKS[impl.hook].kind != "gate":
-            return
-        self.telemetry.record(
-            f"aos.hook {impl.hook}",
-            time.perf_counter() - started,
-            {"aos.hook.name": impl.hook, "aos.hook.owner": impl.owner, "aos.hook.verdict": verdict},
-            failed=verdict if failed else None,
-        )
 
     def _failed(
         self,

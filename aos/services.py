@@ -334,7 +334,13 @@ class ServiceLink:
         deadline = next(
             (i.timeout for i in self.kernel.hooks.impls(hook) if i.owner == self.name), None
         )  # the service learns how long it has (its policy's timeout)
-        call = HookCall(id=live.next_id(), hook=hook, args=args, timeout=deadline)
+        call = HookCall(
+            id=live.next_id(),
+            hook=hook,
+            args=args,
+            timeout=deadline,
+            traceparent=self.kernel.telemetry.traceparent(),
+        )
         reply: HookResult = await live.request(call)
         if reply.error is not None:
             raise RuntimeError(reply.error)
@@ -384,6 +390,7 @@ class ServiceLink:
             hook=f"method:{method}",
             args={"caller": caller, "params": params},
             timeout=METHOD_TIMEOUT,
+            traceparent=self.kernel.telemetry.traceparent(),
         )
         try:
             async with asyncio.timeout(METHOD_TIMEOUT):

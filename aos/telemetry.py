@@ -12,7 +12,11 @@ batches:
   finish reasons, token usage, cost when the server reports one; retries as
   ``aos.llm.retry`` events);
 - ``execute_tool bash``: one command (call id, exit code, status);
-- ``aos.hook {hook}``: one gate implementation's call (owner, verdict).
+- ``aos.hook {hook}``: one gate implementation's call (owner, verdict); the
+  hook call sent to a service carries its context (``traceparent``);
+- ``aos.syscall {name}``: one syscall of a service or an agent over the wire
+  (principal kind, error code), a child of the caller's context when its frame
+  carries one.
 
 **Content** (prompts, replies, commands, their output, error texts that may
 quote them) is left out of every span, event and status unless
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -128,32 +131,26 @@ class Telemetry:
         return cls(provider.get_tracer("aos", __version__), provider, capture_content=capture)
 
     @contextmanager
-    def span(self, name: str, attributes: Attributes | None = None) -> Iterator[Span]:
-        """A span of the current one (the dispatch's, in its task), ended on exit."""
+    def span(
+        self, name: str, attributes: Attributes | None = None, *, parent: str | None = None
+    ) -> Iterator[Span]:
+        """A span of the current one (the dispatch's, in its task), or of the W3C
+        ``parent`` context a caller sent; ended on exit."""
         if self._tracer is None:
             yield _NO_SPAN
             return
+        context = None
+        if parent:
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+            context = TraceContextTextMapPropagator().extract({"traceparent": parent})
         with self._tracer.start_as_current_span(
-            name, record_exception=False, set_status_on_exception=False
+            name, context=context, record_exception=False, set_status_on_exception=False
         ) as span:
             live = _Live(span, self.capture_content)
             if attributes:
                 live.set(attributes)
             yield live
-
-    def record(
-        self, name: str, seconds: float, attributes: Attributes, failed: str | None = None
-    ) -> None:
-        """A span of the current one for what took the last ``seconds`` (timed already)."""
-        if self._tracer is None:
-            return
-        now = time.time_ns()
-        span = self._tracer.start_span(name, start_time=now - int(seconds * 1e9))
-        live = _Live(span, self.capture_content)
-        live.set(attributes)
-        if failed is not None:
-            live.fail(failed)
-        span.end(end_time=now)
 
     def traceparent(self) -> str | None:
         """The current span as a W3C ``traceparent`` (handed to the agent's bash as

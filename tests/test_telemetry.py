@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import install, kernel_with_model
+from conftest import install, kernel_with_model, poll_until
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -24,7 +24,7 @@ from aos.hookspecs import hookimpl
 from aos.kernel import Kernel
 from aos.principals import ADMIN
 from aos.telemetry import CAPTURE_CONTENT
-from aos.testing import Reply, ScriptedLLM
+from aos.testing import Reply, ScriptedLLM, temporary_daemon
 
 pytestmark = pytest.mark.anyio
 
@@ -170,3 +170,79 @@ async def test_off_without_an_endpoint(tmp_path: Path) -> None:
     with ScriptedLLM() as llm:
         async with kernel_with_model(f"sqlite://{tmp_path / 'aos.db'}", tmp_path, llm) as kernel:
             assert not kernel.telemetry.enabled
+
+
+TRACED_GUARD = '''\
+"""A guard whose check is a span of its own, continuing the kernel's hook call."""
+import os
+
+from aos_sdk import define_service
+from aos_sdk.service import traceparent
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+provider = TracerProvider()
+endpoint = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] + "/v1/traces"
+provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+tracer = provider.get_tracer("traced-guard")
+
+
+@define_service
+def service():
+    def guard(input_data, output_data):
+        parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent()})
+        with tracer.start_as_current_span("traced-guard check", context=parent):
+            return output_data
+
+    return {"hooks": {"tool.before": guard}}
+'''
+
+
+async def test_a_services_own_span_is_a_child_of_the_hook_span(tmp_path: Path) -> None:
+    """The hook call carries its span's context; the service (the Python SDK's
+    ``traceparent()``) continues it; the agent's command's syscall joins its tool span."""
+    guard = tmp_path / "skills" / "traced-guard"
+    guard.mkdir(parents=True)
+    (guard / "SKILL.md").write_text(
+        "---\nname: traced-guard\ndescription: A guard that traces.\nservice: ./service.py\n---\n"
+    )
+    (guard / "service.py").write_text(TRACED_GUARD)
+    async with receiver() as sink:
+        with ScriptedLLM(Reply.tool_call("skill list"), Reply.text("done")) as llm:
+            async with temporary_daemon(
+                tmp_path,
+                AOS_MODEL="m",
+                OPENROUTER_BASE_URL=llm.base_url,
+                OTEL_EXPORTER_OTLP_ENDPOINT=sink.url,
+                AOS_DEFAULT_SKILLS="aos-context,aos-skill",
+            ) as daemon:
+                kernel = daemon.kernel
+                assert kernel is not None
+                await poll_until(
+                    lambda: any(
+                        s["skill"] == "traced-guard" and s["state"] == "running"
+                        for s in (kernel.services.status() if kernel.services else [])
+                    )
+                )
+                agent = await kernel.syscall(
+                    ADMIN, "agent.create", {"name": "t", "config": {"skills": ["traced-guard"]}}
+                )
+                session = await kernel.syscall(
+                    ADMIN, "session.create", {"agent_id": agent["agent"]["id"]}
+                )
+                outcome = await kernel.syscall(
+                    ADMIN, "session.dispatch", {"id": session["id"], "message": "list skills"}
+                )
+                assert outcome["status"] == "completed", outcome
+                await kernel.telemetry.flush()
+    [hook] = [s for s in sink.spans if s.name == "aos.hook tool.before"]
+    [check] = [s for s in sink.spans if s.name == "traced-guard check"]
+    [tool] = [s for s in sink.spans if s.name == "execute_tool bash"]
+    assert attributes(hook)["aos.hook.owner"] == "traced-guard"
+    assert (check.trace_id, check.parent_span_id) == (hook.trace_id, hook.span_id)
+    # the agent's `skill list` calls skill.list on agent.sock with TRACEPARENT: a child of its tool
+    syscalls = [s for s in sink.spans if s.name == "aos.syscall skill.list"]
+    assert syscalls and all(s.parent_span_id == tool.span_id for s in syscalls)
+    assert attributes(syscalls[0])["aos.principal.kind"] == "agent"

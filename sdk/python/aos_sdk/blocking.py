@@ -55,7 +55,10 @@ def call(
         welcome = _expect(_receive(sock), "welcome")
         if welcome.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
             raise SyscallFailed("protocol", f"the kernel speaks protocol {welcome['protocol']}")
-        _send(sock, {"type": "syscall", "id": 1, "name": name, "params": params or {}})
+        frame = {"type": "syscall", "id": 1, "name": name, "params": params or {}}
+        if traceparent := os.environ.get("TRACEPARENT"):  # an agent's command: its tool span
+            frame["traceparent"] = traceparent
+        _send(sock, frame)
         while True:  # no subscription on this connection: no events can come
             reply = _receive(sock)
             if reply.get("type") == "ping":

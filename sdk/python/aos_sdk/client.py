@@ -96,11 +96,14 @@ async def handshake(peer: Peer, hello: Hello) -> Welcome:
     raise SyscallFailed("protocol", f"expected welcome, got {type(reply).__name__}")
 
 
-async def peer_syscall(peer: Peer, name: str, params: dict[str, Any] | None) -> Any:
-    """One syscall over a connection; an error reply raises :class:`SyscallFailed`."""
+async def peer_syscall(
+    peer: Peer, name: str, params: dict[str, Any] | None, traceparent: str | None = None
+) -> Any:
+    """One syscall over a connection; an error reply raises :class:`SyscallFailed`.
+    ``traceparent``: the caller's W3C trace context, which the kernel's span joins."""
     try:
         reply: SyscallResult = await peer.request(
-            Syscall(id=peer.next_id(), name=name, params=params or {})
+            Syscall(id=peer.next_id(), name=name, params=params or {}, traceparent=traceparent)
         )
     except RemoteError as exc:
         raise SyscallFailed(exc.code, exc.message) from None

@@ -84,6 +84,9 @@ class HookCall(_Message, tag="hook_call"):
     args: dict[str, Any]
     """``{"input", "output"}`` for gates, ``{"event"}`` for notify, ``{"input"}`` for provide."""
     timeout: float | None = None
+    traceparent: str | None = None
+    """The W3C trace context of the kernel's span for this call, when the node traces:
+    a service's own spans continue it (``aos_sdk.service.traceparent()``)."""
 
 
 class HookResult(_Message, tag="hook_result"):
@@ -100,6 +103,9 @@ class Syscall(_Message, tag="syscall"):
     id: int
     name: str
     params: dict[str, Any] = {}
+    traceparent: str | None = None
+    """The caller's W3C trace context (a service inside a hook call, an agent's
+    command from ``TRACEPARENT``): the kernel's span of the syscall joins it."""
 
 
 class SyscallResult(_Message, tag="syscall_result"):

@@ -31,6 +31,7 @@ remote service attached over the node's WebSocket face. Inside hook functions, :
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 import signal
@@ -133,10 +134,23 @@ async def leave(reason: str = "") -> None:
 
 
 async def syscall(name: str, params: dict[str, Any] | None = None) -> Any:
-    """Call the kernel from inside a service (as ``service:<skill>``)."""
+    """Call the kernel from inside a service (as ``service:<skill>``); made while
+    handling a hook call or method, it carries that call's trace context."""
     if _peer is None:
         raise RuntimeError("syscall() works inside a running service; scripts use aos_sdk.Client")
-    return await peer_syscall(_peer, name, params)
+    return await peer_syscall(_peer, name, params, _traceparent.get())
+
+
+_traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "aos_traceparent", default=None
+)
+
+
+def traceparent() -> str | None:
+    """The W3C trace context of the hook call or method being handled, when the
+    node traces (OpenTelemetry): start your own spans as its children, e.g.
+    ``TraceContextTextMapPropagator().extract({"traceparent": traceparent()})``."""
+    return _traceparent.get()
 
 
 _queues: dict[int, asyncio.Queue[Event | None]] = {}
@@ -178,6 +192,7 @@ async def _answer(spec: ServiceSpec, _: Peer, message: Message) -> Message | Non
             code="protocol",
             message="services answer hook calls only",
         )
+    _traceparent.set(message.traceparent)  # this call's task: its handler and syscalls
     if message.hook.startswith("method:"):
         return await _method(spec, message)
     fn = spec.hooks.get(message.hook)

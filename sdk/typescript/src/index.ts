@@ -31,6 +31,7 @@ export {
   type ServiceSpec,
   ServiceDefinitionError,
   syscall,
+  traceparent,
 } from "./service.js";
 export { FakeKernel, type SyscallAnswer } from "./testing.js";
 export { isUrl, openWire, streamWire, type Wire, type WireEvents, webSocketWire } from "./wire.js";

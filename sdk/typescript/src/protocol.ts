@@ -22,9 +22,9 @@ export interface HookDecl {
 export type Message =
   | { type: "hello"; role: "service" | "client"; sdk: string; protocol?: number; skill?: string | null; token?: string | null; hooks?: HookDecl[]; methods?: string[] }
   | { type: "welcome"; node: string; version: string; principal: string; protocol?: number; max_frame?: number }
-  | { type: "hook_call"; id: number; hook: string; args: Record<string, unknown>; timeout?: number | null }
+  | { type: "hook_call"; id: number; hook: string; args: Record<string, unknown>; timeout?: number | null; traceparent?: string | null }
   | { type: "hook_result"; id: number; result?: unknown; error?: string | null; code?: ErrorCode | null }
-  | { type: "syscall"; id: number; name: string; params?: Record<string, unknown> }
+  | { type: "syscall"; id: number; name: string; params?: Record<string, unknown>; traceparent?: string | null }
   | { type: "syscall_result"; id: number; result?: unknown }
   | { type: "event"; subscription: number; topic: string; data?: unknown }
   | { type: "ping"; id: number }

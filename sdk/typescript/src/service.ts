@@ -19,6 +19,7 @@ import {
   type SyscallParams,
   type SyscallResults,
 } from "./generated.js";
+import { AsyncLocalStorage } from "node:async_hooks";
 import { Peer, SyscallError } from "./peer.js";
 import { type HookDecl, type Message, PROTOCOL_VERSION } from "./protocol.js";
 import { isUrl } from "./wire.js";
@@ -99,7 +100,13 @@ export const log = {
 /** Call the kernel from inside a running service (as `service:<skill>`), typed by its table. */
 export async function syscall<N extends SyscallName>(name: N, params?: SyscallParams[N]): Promise<SyscallResults[N]> {
   if (current === null) throw new Error("syscall() works inside a running service");
-  const answer = await current.request("syscall", { name, params: (params ?? {}) as Record<string, unknown> });
+  const frame: { name: string; params: Record<string, unknown>; traceparent?: string } = {
+    name,
+    params: (params ?? {}) as Record<string, unknown>,
+  };
+  const context = tracing.getStore();
+  if (context) frame.traceparent = context; // made while handling a call: the kernel's span joins it
+  const answer = await current.request("syscall", frame);
   return (answer.type === "syscall_result" ? answer.result : undefined) as SyscallResults[N];
 }
 
@@ -142,8 +149,23 @@ export function build(spec: ServiceSpec): Built {
   return { decls, handlers, methods };
 }
 
+const tracing = new AsyncLocalStorage<string | undefined>();
+
+/**
+ * The W3C trace context of the hook call or method being handled, when the node
+ * traces (OpenTelemetry): start your own spans as its children. Syscalls made
+ * meanwhile carry it.
+ */
+export function traceparent(): string | undefined {
+  return tracing.getStore();
+}
+
 /** Run one hook call or method; the hook_result to send. */
 export async function answer(built: Built, call: Extract<Message, { type: "hook_call" }>): Promise<Message> {
+  return tracing.run(call.traceparent ?? undefined, () => handle(built, call));
+}
+
+async function handle(built: Built, call: Extract<Message, { type: "hook_call" }>): Promise<Message> {
   const id = call.id;
   try {
     if (call.hook.startsWith("method:")) {

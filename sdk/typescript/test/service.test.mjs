@@ -39,3 +39,18 @@ test("methods answer, refuse with their code, and a thrown error is unavailable"
   assert.deepEqual(await answer(built, call("boom")), { type: "hook_result", id: 1, error: "TypeError: bad", code: "unavailable" });
   assert.equal((await answer(built, call("missing"))).code, "unknown");
 });
+
+test("a handler sees its hook call's trace context, and only its own", async () => {
+  const { traceparent } = await import("../dist/esm/index.js");
+  const built = build({
+    hooks: { "tool.before": async (_input, output) => ({ ...output, seen: traceparent() ?? null }) },
+  });
+  const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  const call = (context) => ({
+    type: "hook_call", id: 4, hook: "tool.before", args: { input: {}, output: {} }, traceparent: context,
+  });
+  const [traced, untraced] = await Promise.all([answer(built, call(parent)), answer(built, call(null))]);
+  assert.equal(traced.result.seen, parent);
+  assert.equal(untraced.result.seen, null);
+  assert.equal(traceparent(), undefined); // outside any call
+});
