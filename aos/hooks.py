@@ -255,19 +255,17 @@ class HookRunner:
         ]
 
     # -- calling one implementation -------------------------------------------------
-    async def _call(self, impl: Impl, args: Mapping[str, Any]) -> Any:
-        """Run one implementation under its timeout; raise TimeoutError past it.
-        Its latency counts in ``hook.list``, whatever the outcome. A gate's call is
-        an ``aos.hook <hook>`` span while the node traces (a service's own spans
-        continue it: its hook call carries the span's context)."""
+    async def _traced_call(self, impl: Impl, args: Mapping[str, Any]) -> Any:
+        """:meth:`_call` as an ``aos.hook <hook>`` span, for gates while the node
+        traces (a service's own spans continue it: its hook call carries the
+        span's context)."""
         telemetry = self.telemetry
-        if telemetry is None or not telemetry.enabled or HOOKS[impl.hook].kind != "gate":
-            return await self._run(impl, args)
+        assert telemetry is not None
         with telemetry.span(
             f"aos.hook {impl.hook}", {"aos.hook.name": impl.hook, "aos.hook.owner": impl.owner}
         ) as span:
             try:
-                result = await self._run(impl, args)
+                result = await self._call(impl, args)
             except TimeoutError:
                 span.fail("timeout")
                 raise
@@ -278,7 +276,9 @@ class HookRunner:
             span.set({"aos.hook.verdict": "reject" if rejected else "pass"})
             return result
 
-    async def _run(self, impl: Impl, args: Mapping[str, Any]) -> Any:
+    async def _call(self, impl: Impl, args: Mapping[str, Any]) -> Any:
+        """Run one implementation under its timeout; raise TimeoutError past it.
+        Its latency counts in ``hook.list``, whatever the outcome."""
         call_args = {name: args[name] for name in impl.argnames}
         started = time.perf_counter()
         try:
@@ -376,12 +376,14 @@ class HookRunner:
         """
         spec = HOOKS[hook]
         args = {"input": MappingProxyType(dict(input)), "output": output}
+        traced = self.telemetry is not None and self.telemetry.enabled
+        call = self._traced_call if traced else self._call  # decided once per chain
         for impl in self.impls(hook):
             if not self.in_scope(impl, active):
                 continue
             started = time.perf_counter()
             try:
-                result = await self._call(impl, args)
+                result = await call(impl, args)
             except Exception as exc:
                 reason = self._failed(impl, exc, started, "error", input)
                 if impl.failure == "fail-closed":
