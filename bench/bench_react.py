@@ -241,12 +241,15 @@ def kernel_config(tmp: Path, base_url: str, db_url: str | None, **extra: str) ->
 
 
 async def _step_case(
-    ctx: Context, case: str, schema: PgSchema | None
+    ctx: Context, case: str, schema: PgSchema | None, **environ: str
 ) -> tuple[list[Result], float]:
-    """The case's figures and its overhead p50 in ms."""
+    """The case's figures and its overhead p50 in ms (``environ``: more settings of
+    the kernel, e.g. tracing for bench_telemetry)."""
     async with scripted_server(0.0) as llm:
         with tempfile.TemporaryDirectory(prefix="aos-bench-") as tmp:
-            config = kernel_config(Path(tmp), llm.base_url, schema.url if schema else None)
+            config = kernel_config(
+                Path(tmp), llm.base_url, schema.url if schema else None, **environ
+            )
             kernel = await Kernel.open(config, load_plugins=True)
             try:
                 owners = [i.owner for i in kernel.hooks.impls("session.assemble")]
