@@ -271,6 +271,9 @@ class SessionHistory:
         events = [{"session_id": scb.id, "agent_id": scb.agent_id, **e} for e in entries]
         for event in events:  # subscribers first: in seq order, whatever waits below
             self._events.publish("history.append", event)
+        telemetry = self._hooks.telemetry  # the node's, shared with the hook runner
+        if telemetry is not None and telemetry.metrics is not None:
+            telemetry.metrics.appends.add(len(events))
         if self._hooks.impls("history.append"):
             if active is None:
                 active = await self._active_skills(scb.agent_id, scb.id)

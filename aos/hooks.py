@@ -264,6 +264,7 @@ class HookRunner:
         with telemetry.span(
             f"aos.hook {impl.hook}", {"aos.hook.name": impl.hook, "aos.hook.owner": impl.owner}
         ) as span:
+            started = time.perf_counter()
             try:
                 result = await self._call(impl, args)
             except TimeoutError:
@@ -273,7 +274,13 @@ class HookRunner:
                 span.fail("error")  # its text may quote content: the RuntimeLog has it
                 raise
             rejected = isinstance(result, dict) and result.get("verdict") == "reject"
-            span.set({"aos.hook.verdict": "reject" if rejected else "pass"})
+            verdict = "reject" if rejected else "pass"
+            span.set({"aos.hook.verdict": verdict})
+            if (metrics := telemetry.metrics) is not None:
+                attributes = {"aos.hook.name": impl.hook, "aos.hook.owner": impl.owner}
+                metrics.hooks.record(
+                    time.perf_counter() - started, {**attributes, "aos.hook.verdict": verdict}
+                )
             return result
 
     async def _call(self, impl: Impl, args: Mapping[str, Any]) -> Any:

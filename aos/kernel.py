@@ -106,7 +106,9 @@ class Kernel:
         self.skills = skills
         self.node_id = node_id(config.paths.state_dir)
         self.started_at = time.time()
-        self.telemetry = Telemetry.from_env(config.getenv, self.node_id)
+        self.telemetry = Telemetry.from_env(
+            config.getenv, self.node_id, active=lambda: len(self.dispatches)
+        )
         """OpenTelemetry traces (off unless an OTLP endpoint is configured)."""
         self.hooks = HookRunner(
             pm,

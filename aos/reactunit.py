@@ -262,6 +262,8 @@ class ReActUnit:
             )
             if outcome.status not in ("completed", "max_steps"):
                 span.fail(outcome.status, outcome.error)
+            if (metrics := self.kernel.telemetry.metrics) is not None:
+                metrics.dispatches.add(1, {"aos.dispatch.status": outcome.status})
             return outcome
 
     async def _run(self) -> DispatchOutcome:
@@ -380,6 +382,7 @@ class ReActUnit:
                 "gen_ai.input.messages": telemetry.content(request["messages"]),
             },
         ) as chat:
+            started = time.perf_counter()
             try:
                 completion = await kernel.llm.complete(
                     model=model,
@@ -391,8 +394,10 @@ class ReActUnit:
                 )
             except LLMError as exc:
                 chat.fail("llm_error", exc.message)
+                self._measure_model_call(model, started, None, "llm_error")
                 raise
             usage = completion.usage
+            self._measure_model_call(model, started, usage, None)
             chat.set(
                 {
                     "gen_ai.response.model": completion.model or model,
@@ -458,6 +463,26 @@ class ReActUnit:
             await self._append(reply)
         return content, tool_calls
 
+    def _measure_model_call(
+        self, model: str, started: float, usage: Usage | None, error: str | None
+    ) -> None:
+        """``gen_ai.client.operation.duration`` and ``token.usage`` of one model call."""
+        metrics = self.kernel.telemetry.metrics
+        if metrics is None:
+            return
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": provider_name(self.kernel.llm_settings.base_url),
+            "gen_ai.request.model": model,
+        }
+        errors = {"error.type": error} if error else {}
+        metrics.operation.record(time.perf_counter() - started, {**attributes, **errors})
+        if usage is not None:
+            metrics.tokens.record(usage.prompt_tokens, {**attributes, "gen_ai.token.type": "input"})
+            metrics.tokens.record(
+                usage.completion_tokens, {**attributes, "gen_ai.token.type": "output"}
+            )
+
     async def _keep_partial(self, error: LLMError) -> None:
         """Record what a failed stream had said, as an incomplete assistant message."""
         partial, error.partial = error.partial, None  # recorded once
@@ -487,7 +512,12 @@ class ReActUnit:
                 "gen_ai.tool.call.arguments": telemetry.content(request.command or request.error),
             },
         ) as span:
+            started = time.perf_counter()
             result = await self._run_tool(index, request)
+            if (metrics := telemetry.metrics) is not None:
+                metrics.tools.record(
+                    time.perf_counter() - started, {"aos.tool.status": result.status}
+                )
             span.set(
                 {
                     "aos.tool.status": result.status,

@@ -18,6 +18,13 @@ batches:
   (principal kind, error code), a child of the caller's context when its frame
   carries one.
 
+The same endpoint gets **metrics** (``OTEL_METRICS_EXPORTER=none`` keeps them
+off), every ``OTEL_METRIC_EXPORT_INTERVAL`` ms (default 60000):
+``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` per model
+call, ``aos.dispatches`` by status, ``aos.hook.duration`` by hook and skill,
+``aos.tool.duration`` by status, ``aos.history.appends`` and
+``aos.sessions.active`` (the dispatches running on the node).
+
 **Content** (prompts, replies, commands, their output, error texts that may
 quote them) is left out of every span, event and status unless
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``: spans never record
@@ -37,6 +44,8 @@ from aos import __version__
 from aos.llm import is_openrouter
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import Meter
+    from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Tracer
 
@@ -80,8 +89,44 @@ class _Live(Span):
         self._span.set_status(Status(StatusCode.ERROR, described))
 
 
+class Metrics:
+    """The node's instruments (OpenTelemetry metrics), while an endpoint is set."""
+
+    def __init__(self, meter: Meter, active: Callable[[], int]) -> None:
+        from opentelemetry.metrics import CallbackOptions, Observation
+
+        self.tokens = meter.create_histogram(
+            "gen_ai.client.token.usage", unit="{token}", description="Tokens per model call"
+        )
+        self.operation = meter.create_histogram(
+            "gen_ai.client.operation.duration", unit="s", description="Model call duration"
+        )
+        self.dispatches = meter.create_counter(
+            "aos.dispatches", unit="{dispatch}", description="Dispatches ended, by status"
+        )
+        self.hooks = meter.create_histogram(
+            "aos.hook.duration", unit="s", description="Gate implementation calls"
+        )
+        self.tools = meter.create_histogram(
+            "aos.tool.duration", unit="s", description="Tool calls, gates and command"
+        )
+        self.appends = meter.create_counter(
+            "aos.history.appends", unit="{fact}", description="Facts committed to histories"
+        )
+
+        def sessions(options: CallbackOptions) -> list[Observation]:
+            return [Observation(active())]
+
+        meter.create_observable_gauge(
+            "aos.sessions.active",
+            [sessions],
+            unit="{session}",
+            description="Sessions running a dispatch on this node",
+        )
+
+
 class Telemetry:
-    """The node's tracer (see the module's docstring)."""
+    """The node's tracer and instruments (see the module's docstring)."""
 
     def __init__(
         self,
@@ -89,18 +134,28 @@ class Telemetry:
         provider: TracerProvider | None = None,
         *,
         capture_content: bool = False,
+        metrics: Metrics | None = None,
+        meters: MeterProvider | None = None,
     ) -> None:
         self._tracer = tracer
         self._provider = provider
         self.capture_content = capture_content
         """Whether prompts, replies, commands and outputs go into spans."""
+        self.metrics = metrics
+        """The instruments, when metrics are on (else None: nothing to record)."""
+        self._meters = meters
 
     @property
     def enabled(self) -> bool:
         return self._tracer is not None
 
     @classmethod
-    def from_env(cls, getenv: Callable[[str], str | None], node_id: str) -> Telemetry:
+    def from_env(
+        cls,
+        getenv: Callable[[str], str | None],
+        node_id: str,
+        active: Callable[[], int] = lambda: 0,
+    ) -> Telemetry:
         """Traces to the configured OTLP endpoint, or off (the standard ``OTEL_*``
         variables: ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none`` turn
         them off, ``OTEL_SERVICE_NAME`` names the service, default ``agentos``)."""
@@ -128,7 +183,20 @@ class Telemetry:
         )
         provider = TracerProvider(resource=resource)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-        return cls(provider.get_tracer("aos", __version__), provider, capture_content=capture)
+        metrics, meters = None, None
+        metrics_endpoint = getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or (
+            base.rstrip("/") + "/v1/metrics" if base else None
+        )
+        if metrics_endpoint and (getenv("OTEL_METRICS_EXPORTER") or "").lower() != "none":
+            meters = _meter_provider(getenv, metrics_endpoint, resource)
+            metrics = Metrics(meters.get_meter("aos", __version__), active)
+        return cls(
+            provider.get_tracer("aos", __version__),
+            provider,
+            capture_content=capture,
+            metrics=metrics,
+            meters=meters,
+        )
 
     @contextmanager
     def span(
@@ -170,15 +238,35 @@ class Telemetry:
         return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
     async def flush(self) -> None:
-        """Export every ended span now."""
+        """Export every ended span, and the metrics so far, now."""
         if self._provider is not None:
             await asyncio.to_thread(self._provider.force_flush)
+        if self._meters is not None:
+            await asyncio.to_thread(self._meters.force_flush)
 
     async def close(self) -> None:
         if self._provider is not None:
             await asyncio.to_thread(self._provider.shutdown)
             self._provider = None
             self._tracer = None
+        if self._meters is not None:
+            await asyncio.to_thread(self._meters.shutdown)
+            self._meters = None
+            self.metrics = None
+
+
+def _meter_provider(
+    getenv: Callable[[str], str | None], endpoint: str, resource: Any
+) -> MeterProvider:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    interval = float(getenv("OTEL_METRIC_EXPORT_INTERVAL") or 60000)
+    reader = PeriodicExportingMetricReader(
+        OTLPMetricExporter(endpoint=endpoint), export_interval_millis=interval
+    )
+    return MeterProvider(resource=resource, metric_readers=[reader])
 
 
 def provider_name(base_url: str) -> str:

@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from conftest import install, kernel_with_model, poll_until
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -35,12 +39,26 @@ ANSWER = "All done: one command ran, the guard refused the other."
 
 
 class Receiver:
-    """An OTLP/HTTP trace receiver: every payload as it came, and its spans."""
+    """An OTLP/HTTP receiver: every payload as it came, its spans and its metrics
+    (name -> data points of the latest export: they are cumulative)."""
 
     def __init__(self) -> None:
         self.payloads: list[bytes] = []
         self.spans: list[Span] = []
+        self.metrics: dict[str, list[Any]] = {}
         self.url = ""
+
+    async def metric_payload(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.payloads.append(body)
+        for resource in ExportMetricsServiceRequest.FromString(body).resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    kind = metric.WhichOneof("data")
+                    points = getattr(metric, kind).data_points if kind else []
+                    self.metrics[metric.name] = list(points)
+        reply = ExportMetricsServiceResponse().SerializeToString()
+        return web.Response(body=reply, content_type="application/x-protobuf")
 
     async def traces(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -58,6 +76,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     found = Receiver()
     app = web.Application()
     app.router.add_post("/v1/traces", found.traces)
+    app.router.add_post("/v1/metrics", found.metric_payload)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -147,6 +166,33 @@ async def test_a_dispatch_is_a_tree_of_genai_spans_without_content(tmp_path: Pat
     everything = b"".join(sink.payloads)
     for content in (SECRET, COMMAND, "counted-sheep", REFUSED, "no deleting", ANSWER):
         assert content.encode() not in everything, content
+
+
+async def test_metrics_count_tokens_dispatches_hooks_tools_and_appends(tmp_path: Path) -> None:
+    async with receiver() as sink:
+        with ScriptedLLM() as llm:
+            await traced_dispatch(tmp_path, llm, sink)
+    metrics = sink.metrics
+
+    def attrs(point: Any) -> dict[str, Any]:
+        return {kv.key: kv.value.string_value for kv in point.attributes}
+
+    tokens = {attrs(p)["gen_ai.token.type"]: p for p in metrics["gen_ai.client.token.usage"]}
+    assert tokens["input"].count == tokens["output"].count == 2  # two model calls
+    assert (
+        tokens["input"].sum > 0 and attrs(tokens["input"])["gen_ai.request.model"] == "test-model"
+    )
+    [durations] = metrics["gen_ai.client.operation.duration"]
+    assert durations.count == 2
+    [ended] = metrics["aos.dispatches"]
+    assert (attrs(ended)["aos.dispatch.status"], ended.as_int) == ("completed", 1)
+    verdicts = {attrs(p)["aos.hook.verdict"]: p.count for p in metrics["aos.hook.duration"]}
+    assert verdicts == {"pass": 1, "reject": 1}
+    tools = {attrs(p)["aos.tool.status"]: p.count for p in metrics["aos.tool.duration"]}
+    assert tools == {"ok": 1, "rejected": 1}
+    [appends] = metrics["aos.history.appends"]
+    assert appends.as_int >= 8  # started, user, 2 assistants, 2 calls/results, finished
+    assert "aos.sessions.active" in metrics
 
 
 async def test_with_the_switch_on_the_content_is_in_the_spans(tmp_path: Path) -> None:
