@@ -16,6 +16,7 @@ from test_main_job_cli import AOS, Project, llm, project
 
 from aos.cli import cli
 from aos.cli.output import syscall_error
+from aos.facts import Usage
 from aos.syscalls import ERROR_CODES
 from aos.testing import Reply, ScriptedLLM
 
@@ -106,24 +107,49 @@ def test_names_work_wherever_ids_do(project: Project, llm: ScriptedLLM) -> None:
 
 
 def test_tables_and_records_are_for_people(project: Project, llm: ScriptedLLM) -> None:
-    llm.add(Reply.tool_call("ls"), Reply.text("notes.txt is here."))
+    llm.add(
+        Reply.tool_call("ls", usage=Usage(prompt_tokens=1000, completion_tokens=20, cost=0.001)),
+        Reply.text("notes.txt is here.", usage=Usage(prompt_tokens=1500, completion_tokens=30)),
+    )
     ran = project.aos("run", "what is in this directory?\nlook closely")
     session = ran.stderr.strip().split()[-1]
     table = project.aos("session", "list").stdout.splitlines()
-    assert table[0].split() == ["ID", "STATUS", "AGENT", "ACTIVE", "TITLE"]
+    assert table[0].split() == ["ID", "STATUS", "AGENT", "ACTIVE", "TOKENS", "COST", "TITLE"]
     assert table[1].startswith(session)
+    assert re.search(r"  2,550 +\$0\.0010  ", table[1])  # tokens in and out; the reported cost
     assert table[1].endswith("what is in this directory?")  # the first line of the message
     assert re.search(
         r"  default  +(now|a second ago|\d+ seconds ago)  ", table[1]
     )  # agent name, time for people
     record = project.aos("session", "show", session).stdout
     assert re.search(r"^created_at: (now|.* ago) \(\d{4}-\d\d-\d\dT", record, re.M), record
+    assert "usage: 2 calls, 2,500 in + 50 out tokens, $0.0010\n" in record
+    assert "  test-model: 2 calls, 2,500 in + 50 out tokens, $0.0010\n" in record
+    assert re.search(
+        r"^dispatch dsp_\w+ \(completed\): 2,500 in \+ 50 out, \$0.0010$", record, re.M
+    )
+    shown = json.loads(project.aos("session", "show", session, "--json").stdout)
+    assert (
+        shown["usage"]["input_tokens"] == 2500 and shown["dispatches"][0]["status"] == "completed"
+    )
     listed = json.loads(project.aos("session", "list", "--json").stdout)
     assert ISO.match(listed[0]["created_at"]) and listed[0]["title"] == "what is in this directory?"
     history = project.aos("session", "history", session).stdout
     assert history.count("$ ls") == 1, history  # each command once
+    assert listed[0]["usage"]["models"] == [
+        {
+            "model": "test-model",
+            "calls": 2,
+            "input_tokens": 2500,
+            "output_tokens": 50,
+            "cost": 0.001,
+        }
+    ]
     agents = project.aos("agent", "list").stdout.splitlines()
-    assert agents[0].split() == ["NAME", "ID", "STATUS", "CREATED"]
+    assert agents[0].split() == ["NAME", "ID", "STATUS", "CREATED", "TOKENS", "COST"]
+    assert re.search(r"  2,550 +\$0\.0010", agents[1])
+    by_agent = json.loads(project.aos("agent", "list", "--json").stdout)
+    assert by_agent[0]["usage"]["calls"] == 2
 
 
 def in_a_terminal(project: Project, *args: str, **env: str) -> str:

@@ -129,6 +129,9 @@ async def test_the_ui_in_a_real_browser(
                 await expect(created).to_be_visible()  # nested under default
                 await created.click()
                 await expect(page.locator("#agent-page h1")).to_contain_text("browser-agent")
+                await expect(page.locator("#agent-usage")).to_have_text(
+                    "0 model calls · 0 in + 0 out tokens"
+                )
 
                 # open a session and chat
                 await page.fill("#session-title", "browser chat")
@@ -147,6 +150,8 @@ async def test_the_ui_in_a_real_browser(
                 await expect(tool.locator("pre.output")).to_have_text(SCRIPT)  # as text
                 answer = transcript.locator(".bubble.assistant:not(.pending)", has_text=ANSWER)
                 await expect(answer).to_be_visible()
+                # the tokens of its two model calls, counted as they were recorded
+                await expect(page.locator("#session-usage")).to_contain_text("2 model calls · ")
                 # it arrived token by token (two characters a delta) before the fact
                 deltas = int(await answer.get_attribute("data-deltas") or 0)
                 assert deltas >= len(ANSWER) // 2

@@ -17,12 +17,14 @@ from aos.cli.output import (
     CLIError,
     ExitCode,
     ago,
+    cost,
     emit_json,
     is_time,
     json_option,
     local_time,
+    tokens,
 )
-from aos.cli.syscall import Syscall, admin, call
+from aos.cli.syscall import Syscall, admin
 
 DEFAULT_AGENT = "default"
 
@@ -103,18 +105,38 @@ def agent_list(ctx: Any, as_json: bool) -> None:
     Example:
       aos agent list --json
     """
-    agents = asyncio.run(call(ctx.config, "agent.list", {}))
+
+    async def listing() -> list[dict[str, Any]]:
+        async with admin(ctx.config) as syscall:
+            agents = await syscall("agent.list", {})
+            ids = [a["id"] for a in agents]
+            totals = await syscall("session.usage", {"ids": ids, "by": "agent"})
+            for agent, usage in zip(agents, totals, strict=True):
+                agent["usage"] = {k: v for k, v in usage.items() if k != "id"}
+            return agents
+
+    agents = asyncio.run(listing())
     if as_json:
         emit_json(agents)
         return
     children: dict[str | None, list[dict[str, Any]]] = {}
     for a in agents:
         children.setdefault(a["parent"], []).append(a)
-    rows = [("NAME", "ID", "STATUS", "CREATED")]
+    rows = [("NAME", "ID", "STATUS", "CREATED", "TOKENS", "COST")]
 
     def walk(parent: str | None, depth: int) -> None:
         for a in children.get(parent, []):
-            rows.append((f"{'  ' * depth}{a['name']}", a["id"], a["status"], ago(a["created_at"])))
+            used = a["usage"]
+            rows.append(
+                (
+                    f"{'  ' * depth}{a['name']}",
+                    a["id"],
+                    a["status"],
+                    ago(a["created_at"]),
+                    tokens(used["input_tokens"] + used["output_tokens"]),
+                    cost(used["cost"]),
+                )
+            )
             walk(a["id"], depth + 1)
 
     walk(None, 0)

@@ -165,6 +165,25 @@ def ago(ts: float | None) -> str:
     return humanize.naturaltime(dt.datetime.fromtimestamp(ts))
 
 
+def tokens(count: int) -> str:
+    """A token count for people: ``12,345``."""
+    return humanize.intcomma(count)
+
+
+def cost(dollars: float | None) -> str:
+    """A cost the provider reported, in dollars (empty when none did)."""
+    return "" if dollars is None else f"${dollars:.4f}"
+
+
+def usage_line(usage: Mapping[str, Any]) -> str:
+    """``N calls, X in + Y out tokens, $C`` of a UsageTotals or ModelUsage."""
+    spent = f", {cost(usage['cost'])}" if usage.get("cost") is not None else ""
+    return (
+        f"{usage['calls']} calls, {tokens(usage['input_tokens'])} in + "
+        f"{tokens(usage['output_tokens'])} out tokens{spent}"
+    )
+
+
 def _iso_times(data: Any) -> Any:
     if isinstance(data, dict):
         return {

@@ -29,9 +29,12 @@ from aos.cli.agent import print_record, print_table, resolve_agent
 from aos.cli.output import (
     CLIError,
     ago,
+    cost,
     emit_json,
     json_option,
     syscall_error,
+    tokens,
+    usage_line,
     warn_isolation,
 )
 from aos.cli.syscall import admin, call, cli_errors, daemon_socket
@@ -622,6 +625,11 @@ def session_list(ctx: Any, agent: str | None, as_json: bool) -> None:
             params = {"agent_id": await resolve_agent(syscall, agent)} if agent else {}
             sessions = await syscall("session.list", params)
             names = {a["id"]: a["name"] for a in await syscall("agent.list", {})}
+            ids = [s["id"] for s in sessions]
+            for session, usage in zip(
+                sessions, await syscall("session.usage", {"ids": ids}), strict=True
+            ):
+                session["usage"] = {k: v for k, v in usage.items() if k != "id"}
             return sessions, names
 
     sessions, names = asyncio.run(listing())
@@ -629,13 +637,15 @@ def session_list(ctx: Any, agent: str | None, as_json: bool) -> None:
         emit_json(sessions)
         return
     sessions.sort(key=lambda s: s["updated_at"], reverse=True)
-    rows = [("ID", "STATUS", "AGENT", "ACTIVE", "TITLE")]
+    rows = [("ID", "STATUS", "AGENT", "ACTIVE", "TOKENS", "COST", "TITLE")]
     rows += [
         (
             s["id"],
             s["status"],
             str(names.get(s["agent_id"], s["agent_id"])),
             ago(s["updated_at"]),
+            tokens(s["usage"]["input_tokens"] + s["usage"]["output_tokens"]),
+            cost(s["usage"]["cost"]),
             s["title"] or "(no message yet)",
         )
         for s in sessions
@@ -648,17 +658,40 @@ def session_list(ctx: Any, agent: str | None, as_json: bool) -> None:
 @json_option
 @pass_context
 def session_show(ctx: Any, session_id: str, as_json: bool) -> None:
-    """One session's control block.
+    """One session's control block, its tokens and cost by model and by dispatch.
 
     \b
     Example:
       aos session show ses_0123
     """
-    scb = asyncio.run(call(ctx.config, "session.get", {"id": session_id}))
+
+    async def showing() -> dict[str, Any]:
+        async with admin(ctx.config) as syscall:
+            scb = await syscall("session.get", {"id": session_id})
+            [usage] = await syscall("session.usage", {"ids": [session_id]})
+            history = await syscall("session.history", {"id": session_id})
+            dispatches = [
+                {k: h["fact"].get(k) for k in ("dispatch_id", "status", "usage")}
+                for h in history
+                if h["fact"]["kind"] == "dispatch.finished"
+            ]
+            del usage["id"]
+            return {**scb, "usage": usage, "dispatches": dispatches}
+
+    shown = asyncio.run(showing())
     if as_json:
-        emit_json(scb)
+        emit_json(shown)
         return
-    print_record(scb)
+    usage, dispatches = shown.pop("usage"), shown.pop("dispatches")
+    print_record(shown)
+    click.echo(f"usage: {usage_line(usage)}")
+    for model in usage["models"]:
+        click.echo(f"  {model['model']}: {usage_line(model)}")
+    for d in dispatches:
+        spent = d["usage"] or {}
+        line = f"{tokens(spent.get('prompt_tokens', 0))} in + {tokens(spent.get('completion_tokens', 0))} out"
+        extra = f", {cost(spent['cost'])}" if spent.get("cost") is not None else ""
+        click.echo(f"dispatch {d['dispatch_id']} ({d['status']}): {line}{extra}")
 
 
 @session_group.command(name="history")

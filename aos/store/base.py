@@ -23,6 +23,7 @@ from aos.facts import Fact, HistoryEntry, decode_fact
 from aos.nodes import NodeRecord, NodeState
 from aos.runtimelog import LogEntry, LogQuery, decode_data, encode_data
 from aos.session import SCB, SessionStatus
+from aos.usage import UsageGroup
 
 Backend = Literal["sqlite", "postgres"]
 _any_json = msgspec.json.Decoder()
@@ -179,6 +180,16 @@ class Store(ABC):
         """Take the session's lease from the ``dead`` node that holds it; False if
         that node does not hold it (any more)."""
 
+    # -- usage ----------------------------------------------------------
+    @abstractmethod
+    async def usage_rows(
+        self, group: UsageGroup, keys: Sequence[str] | None = None
+    ) -> list[Mapping[str, Any]]:
+        """The model calls (``message.assistant`` facts) of sessions, or of each
+        agent's sessions, summed by key and model: ``{key, model, calls,
+        input_tokens, output_tokens, cost}``; ``keys`` limits it to those sessions
+        (or agents)."""
+
     # -- nodes ----------------------------------------------------------
     @abstractmethod
     async def register_node(self, node: NodeRecord) -> None:
@@ -279,6 +290,10 @@ class SQLStore(Store):
 
     def _sql(self, sql: str) -> str:
         return sql.replace("{now}", self.NOW)
+
+    @abstractmethod
+    def _json_field(self, column: str, path: str, kind: Literal["text", "int", "float"]) -> str:
+        """SQL for a field (``usage.cost``) of a JSON column, as text or a number."""
 
     async def schema_version(self) -> int:
         row = await self._fetchrow("SELECT max(version) AS v FROM schema_migrations")
@@ -517,6 +532,29 @@ class SQLStore(Store):
             return True
         await self.get_session(session_id)  # NotFound for an unknown session
         return False
+
+    # -- usage ----------------------------------------------------------------
+    async def usage_rows(
+        self, group: UsageGroup, keys: Sequence[str] | None = None
+    ) -> list[Mapping[str, Any]]:
+        key = "h.session_id" if group == "session" else "s.agent_id"
+        where, args = "", list(keys or ())
+        if keys is not None:
+            if not keys:
+                return []
+            marks = ", ".join(f"${i}" for i in range(1, len(args) + 1))
+            where = f" AND {key} IN ({marks})"
+        model = self._json_field("h.body", "model", "text")
+        tokens_in = self._json_field("h.body", "usage.prompt_tokens", "int")
+        tokens_out = self._json_field("h.body", "usage.completion_tokens", "int")
+        cost = self._json_field("h.body", "usage.cost", "float")
+        return await self._fetch(
+            f"SELECT {key} AS key, {model} AS model, count(*) AS calls, "
+            f"sum({tokens_in}) AS input_tokens, sum({tokens_out}) AS output_tokens, "
+            f"sum({cost}) AS cost FROM history h JOIN sessions s ON s.id = h.session_id "
+            f"WHERE h.kind = 'message.assistant'{where} GROUP BY {key}, {model}",
+            *args,
+        )
 
     # -- nodes ----------------------------------------------------------------
     async def register_node(self, node: NodeRecord) -> None:

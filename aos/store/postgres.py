@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -188,6 +188,12 @@ class PostgresStore(SQLStore):
     async def flush(self) -> None:
         await self._appends.drain()
         await self._logs.drain()
+
+    def _json_field(self, column: str, path: str, kind: Literal["text", "int", "float"]) -> str:
+        *parents, last = path.split(".")
+        reach = "".join(f"->'{p}'" for p in parents)
+        text = f"({column}{reach}->>'{last}')"
+        return {"text": text, "int": f"{text}::bigint", "float": f"{text}::float8"}[kind]
 
     # -- primitives -------------------------------------------------------
     async def _fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:

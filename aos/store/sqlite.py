@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from aos.facts import Fact, encode_fact, fact_kind
 from aos.runtimelog import LogEntry
@@ -111,6 +111,9 @@ class SQLiteStore(SQLStore):
 
     async def flush(self) -> None:
         await self._writes.drain()
+
+    def _json_field(self, column: str, path: str, kind: Literal["text", "int", "float"]) -> str:
+        return f"json_extract({column}, '$.{path}')"  # JSON numbers come back as numbers
 
     # -- primitives -------------------------------------------------------
     def _translate(self, sql: str) -> str:

@@ -28,6 +28,7 @@ from aos.syscalls._table import (
     session_for,
     syscall,
 )
+from aos.usage import UsageGroup, UsageTotals, fold
 
 if TYPE_CHECKING:
     from aos.kernel import Kernel
@@ -273,6 +274,38 @@ async def session_interrupt(
         raise SyscallError("conflict", f"session {scb.id} has no running dispatch")
     unit.cancel(reason)
     return await asyncio.shield(unit.task)
+
+
+class UsageParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    ids: list[str] | None = None
+    """These sessions (or, ``by: agent``, these agents); None: every one the caller sees."""
+    by: UsageGroup = "session"
+    """``session``: each session's own; ``agent``: each agent's sessions together."""
+
+
+@syscall(
+    "session.usage",
+    scope="session.read",
+    doc="Tokens and cost of sessions (or of each agent's sessions), in total and by model.",
+)
+async def session_usage(
+    kernel: Kernel, principal: Principal, params: UsageParams
+) -> list[UsageTotals]:
+    if params.by == "session":
+        if params.ids is None:
+            ids = [s.id for s in await session_list(kernel, principal, SessionListParams())]
+        else:
+            ids = [(await session_for(kernel, principal, i)).id for i in params.ids]
+    elif params.ids is None:
+        agents = await kernel.agents.all()
+        if principal.kind == "agent" and principal.agent_id is not None:
+            agents = await kernel.agents.within(principal.agent_id, agents)
+        ids = [a.id for a in agents]
+    else:
+        for agent_id in params.ids:
+            await check_agent(kernel, principal, agent_id)
+        ids = list(params.ids)
+    return fold(await kernel.store.usage_rows(params.by, ids), ids)
 
 
 class ContextParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

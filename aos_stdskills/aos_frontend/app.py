@@ -457,6 +457,13 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
             "kind": _text(r, "kind"),
         }
 
+    async def usage(r: Request) -> tuple[str, dict[str, Any]]:
+        ids = _text(r, "ids")
+        return "session.usage", {
+            "ids": [i for i in ids.split(",") if i] if ids is not None else None,
+            "by": _text(r, "by"),
+        }
+
     async def log_read(r: Request) -> tuple[str, dict[str, Any]]:
         limit = _int(r, "limit", 100) or 100
         return "log.read", {
@@ -644,6 +651,7 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
         ),
         Route("/api/hooks", endpoint(path_call("hook.list")), methods=get),
         Route("/api/node", endpoint(path_call("kernel.status")), methods=get),
+        Route("/api/usage", endpoint(usage), methods=get),
         Route("/api/log", endpoint(log_read), methods=get),
         Route("/api/log/stream", log_stream, methods=get),
         Route("/api/events", node_events, methods=get),

@@ -36,6 +36,18 @@ function badge(text, kind) {
   return el("span", { class: `badge ${kind || text}` }, text);
 }
 
+/** "N calls · X in + Y out tokens · $C" of a session's or agent's usage totals. */
+function usageText(u) {
+  const n = (x) => x.toLocaleString("en-US");
+  const cost = u.cost === null || u.cost === undefined ? "" : ` · $${u.cost.toFixed(4)}`;
+  return `${n(u.calls)} model calls · ${n(u.input_tokens)} in + ${n(u.output_tokens)} out tokens${cost}`;
+}
+
+async function usageOf(id, by) {
+  const [totals] = await api("GET", "/usage" + query({ ids: id, by }));
+  return usageText(totals);
+}
+
 function when(ts) {
   if (!ts) return "";
   return new Date(ts * 1000).toLocaleString();
@@ -361,6 +373,7 @@ async function agentPage(id) {
       el("dt", null, "scopes"), el("dd", { class: "mono" }, effective.scopes.join(" ")),
       el("dt", null, "max steps"), el("dd", null, String(effective.max_steps)),
       el("dt", null, "created"), el("dd", null, when(agent.created_at)),
+      el("dt", null, "usage"), el("dd", { id: "agent-usage" }, await usageOf(agent.id, "agent")),
     ),
     archive,
     el("h2", null, "Sessions"),
@@ -631,10 +644,15 @@ async function sessionPage(id) {
   const history = await api("GET", `/sessions/${enc(id)}/history`);
   for (const entry of history) transcript.fact(entry);
   setStatus(scb.status); // history may end mid-dispatch
+  const usage = el("span", { id: "session-usage", class: "muted" }, await usageOf(id, "session"));
+  const recount = debounce(() => usageOf(id, "session").then((text) => usage.replaceChildren(text), () => {}), 300);
 
   // Then follow: facts after the last seq, and the model's text as it streams.
   stream(`/api/sessions/${enc(id)}/events?after=${transcript.lastSeq}`, {
-    fact: (entry) => transcript.fact(entry),
+    fact: (entry) => {
+      transcript.fact(entry);
+      if (entry.fact.kind === "message.assistant") recount(); // a model call: its tokens
+    },
     delta: (data) => transcript.delta(data),
   });
 
@@ -686,6 +704,7 @@ async function sessionPage(id) {
       el("span", { class: "mono muted" }, id),
       status,
     ),
+    el("p", null, usage),
     transcript.node,
     error,
     form,

@@ -49,6 +49,7 @@ export const SYSCALLS = {
   "session.history": "session.read",
   "session.interrupt": "session.dispatch",
   "session.list": "session.read",
+  "session.usage": "session.read",
   "skill.call": "skill.call",
   "skill.get": "skill.read",
   "skill.list": "skill.read",
@@ -86,6 +87,7 @@ export type KernelStatus = { "node": string; "version": string; "pid": number; "
 export type LogEntry = { "kind": string; "message"?: string; "level"?: "debug" | "error" | "info" | "warning"; "session_id"?: string | null; "agent_id"?: string | null; "data"?: Record<string, unknown>; "id"?: number; "ts"?: number };
 export type LogQuery = { "session_id"?: string | null; "agent_id"?: string | null; "kind"?: string | null; "since"?: number | null; "until"?: number | null; "after_id"?: number; "limit"?: number; "newest_first"?: boolean };
 export type MCPCall = { "kind": "mcp.call"; "server": string; "tool": string; "status": "error" | "failed" | "ok" | "timeout"; "arguments_bytes"?: number; "duration_ms"?: number };
+export type ModelUsage = { "model": string; "calls"?: number; "input_tokens"?: number; "output_tokens"?: number; "cost"?: number | null };
 export type NoParams = Record<string, never>;
 export type NodeStatus = { "id": string; "host": string; "pid": number; "version": string; "labels": Array<string>; "state": string; "alive": boolean; "heartbeat_age": number; "services": Array<ServiceState>; "sessions": Array<string> };
 export type PluginStatus = { "name": string; "value": string; "distribution"?: string | null; "error"?: string | null };
@@ -115,6 +117,8 @@ export type ToolCall = { "kind": "tool.call"; "call_id": string; "command": stri
 export type ToolCallRequest = { "id": string; "command": string; "timeout"?: number | null; "error"?: string | null };
 export type ToolResult = { "kind": "tool.result"; "call_id": string; "output": string; "index"?: number | null; "status"?: "error" | "interrupted" | "lost" | "ok" | "rejected" | "timeout"; "exit_code"?: number | null; "truncated_bytes"?: number; "rejected_by"?: string | null };
 export type Usage = { "prompt_tokens"?: number; "completion_tokens"?: number; "total_tokens"?: number; "cost"?: number | null };
+export type UsageParams = { "ids"?: Array<string> | null; "by"?: "agent" | "session" };
+export type UsageTotals = { "id": string; "calls"?: number; "input_tokens"?: number; "output_tokens"?: number; "cost"?: number | null; "models"?: Array<ModelUsage> };
 export type UserMessage = { "kind": "message.user"; "text": string; "sender"?: string };
 
 /** Each syscall's params. */
@@ -141,6 +145,7 @@ export interface SyscallParams {
   "session.history": SessionHistoryParams;
   "session.interrupt": SessionIdParams;
   "session.list": SessionListParams;
+  "session.usage": UsageParams;
   "skill.call": SkillCallParams;
   "skill.get": SkillNameParams;
   "skill.list": NoParams;
@@ -172,6 +177,7 @@ export interface SyscallResults {
   "session.history": Array<HistoryEntry>;
   "session.interrupt": DispatchOutcome;
   "session.list": Array<SCB>;
+  "session.usage": Array<UsageTotals>;
   "skill.call": unknown;
   "skill.get": SkillDetail;
   "skill.list": Array<SkillInfo>;
