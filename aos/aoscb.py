@@ -77,6 +77,9 @@ class AOSCB(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tru
     mcp_servers: dict[str, Any] = msgspec.field(default_factory=dict)
     """MCP servers for aos-mcp, in ``.mcp.json``'s ``mcpServers`` shape (the
     project's ``.mcp.json`` wins for a name both have); the kernel only carries them."""
+    budgets: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Spending budgets for aos-budget: an agent's name or id (``*``: every agent)
+    -> ``{"tokens": int, "cost": float}`` per window; the kernel only carries them."""
     ws_listen: ListenAddress | None = None
     """``HOST:PORT`` where the daemon serves its WebSocket face (remote services and
     clients, by token; port 0 picks a free one); ``null``: no WebSocket face."""

@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from test_services import running
 
 from aos.hookspecs import hookimpl
 from aos.kernel import Kernel
@@ -266,12 +267,7 @@ async def test_a_services_own_span_is_a_child_of_the_hook_span(tmp_path: Path) -
             ) as daemon:
                 kernel = daemon.kernel
                 assert kernel is not None
-                await poll_until(
-                    lambda: any(
-                        s["skill"] == "traced-guard" and s["state"] == "running"
-                        for s in (kernel.services.status() if kernel.services else [])
-                    )
-                )
+                await poll_until(lambda: running(daemon, "traced-guard"))
                 agent = await kernel.syscall(
                     ADMIN, "agent.create", {"name": "t", "config": {"skills": ["traced-guard"]}}
                 )

@@ -183,12 +183,12 @@ class Store(ABC):
     # -- usage ----------------------------------------------------------
     @abstractmethod
     async def usage_rows(
-        self, group: UsageGroup, keys: Sequence[str] | None = None
+        self, group: UsageGroup, keys: Sequence[str] | None = None, *, since: float | None = None
     ) -> list[Mapping[str, Any]]:
         """The model calls (``message.assistant`` facts) of sessions, or of each
         agent's sessions, summed by key and model: ``{key, model, calls,
         input_tokens, output_tokens, cost}``; ``keys`` limits it to those sessions
-        (or agents)."""
+        (or agents), ``since`` to facts recorded at or after that Unix time."""
 
     # -- nodes ----------------------------------------------------------
     @abstractmethod
@@ -535,15 +535,18 @@ class SQLStore(Store):
 
     # -- usage ----------------------------------------------------------------
     async def usage_rows(
-        self, group: UsageGroup, keys: Sequence[str] | None = None
+        self, group: UsageGroup, keys: Sequence[str] | None = None, *, since: float | None = None
     ) -> list[Mapping[str, Any]]:
         key = "h.session_id" if group == "session" else "s.agent_id"
-        where, args = "", list(keys or ())
+        where, args = "", list[Any](keys or ())
         if keys is not None:
             if not keys:
                 return []
             marks = ", ".join(f"${i}" for i in range(1, len(args) + 1))
             where = f" AND {key} IN ({marks})"
+        if since is not None:
+            args.append(float(since))
+            where += f" AND h.ts >= ${len(args)}"
         model = self._json_field("h.body", "model", "text")
         tokens_in = self._json_field("h.body", "usage.prompt_tokens", "int")
         tokens_out = self._json_field("h.body", "usage.completion_tokens", "int")

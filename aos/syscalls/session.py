@@ -281,6 +281,8 @@ class UsageParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """These sessions (or, ``by: agent``, these agents); None: every one the caller sees."""
     by: UsageGroup = "session"
     """``session``: each session's own; ``agent``: each agent's sessions together."""
+    since: float | None = None
+    """Only model calls recorded at or after this Unix time (a budget's window)."""
 
 
 @syscall(
@@ -305,7 +307,7 @@ async def session_usage(
         for agent_id in params.ids:
             await check_agent(kernel, principal, agent_id)
         ids = list(params.ids)
-    return fold(await kernel.store.usage_rows(params.by, ids), ids)
+    return fold(await kernel.store.usage_rows(params.by, ids, since=params.since), ids)
 
 
 class ContextParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -117,7 +117,7 @@ export type ToolCall = { "kind": "tool.call"; "call_id": string; "command": stri
 export type ToolCallRequest = { "id": string; "command": string; "timeout"?: number | null; "error"?: string | null };
 export type ToolResult = { "kind": "tool.result"; "call_id": string; "output": string; "index"?: number | null; "status"?: "error" | "interrupted" | "lost" | "ok" | "rejected" | "timeout"; "exit_code"?: number | null; "truncated_bytes"?: number; "rejected_by"?: string | null };
 export type Usage = { "prompt_tokens"?: number; "completion_tokens"?: number; "total_tokens"?: number; "cost"?: number | null };
-export type UsageParams = { "ids"?: Array<string> | null; "by"?: "agent" | "session" };
+export type UsageParams = { "ids"?: Array<string> | null; "by"?: "agent" | "session"; "since"?: number | null };
 export type UsageTotals = { "id": string; "calls"?: number; "input_tokens"?: number; "output_tokens"?: number; "cost"?: number | null; "models"?: Array<ModelUsage> };
 export type UserMessage = { "kind": "message.user"; "text": string; "sender"?: string };
 
