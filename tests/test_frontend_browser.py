@@ -8,9 +8,11 @@ chromium``; .ci/run installs it). Elsewhere the test skips and says so; in CI
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +75,7 @@ def model(body: dict[str, Any]) -> Reply:
 async def test_the_ui_in_a_real_browser(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    missing = browser_missing()
-    if missing:
-        if IN_CI:
-            pytest.fail(f"CI must run the browser tests: {missing}")
-        pytest.skip(missing)
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     project = tmp_path / "project"
     broken = project / "skills" / "half-done"
@@ -93,154 +90,136 @@ async def test_the_ui_in_a_real_browser(
                 daemon,
                 client,
             ),
-            async_playwright() as pw,
+            opened_page(daemon) as (page, errors),  # with its token: the cookie keeps it
         ):
-            browser = await pw.chromium.launch(
-                executable_path=chromium_path(),
-                headless=True,
-                args=CHROMIUM_ARGS,
+            dialogs: list[str] = []
+
+            async def dismiss(dialog: Any) -> None:
+                dialogs.append(dialog.message)
+                await dialog.dismiss()
+
+            page.on("dialog", dismiss)
+
+            # the agents page shows the default agent (created by the service)
+            tree = page.locator("#agent-tree")
+            await expect(tree.locator(".agent-name", has_text="default")).to_be_visible()
+            assert "token" not in page.url  # the address bar no longer shows it
+
+            # create an agent under it
+            await page.fill("#agent-name", "browser-agent")
+            await page.select_option("#agent-parent", label=await default_label(page))
+            await page.fill("#agent-model", "m")
+            await page.click("#create-agent button[type=submit]")
+            created = tree.locator("li li .agent-name", has_text="browser-agent")
+            await expect(created).to_be_visible()  # nested under default
+            await created.click()
+            await expect(page.locator("#agent-page h1")).to_contain_text("browser-agent")
+            await expect(page.locator("#agent-usage")).to_have_text(
+                "0 model calls · 0 in + 0 out tokens"
             )
-            try:
-                page = await browser.new_page(viewport={"width": 1200, "height": 900})
-                page.set_default_timeout(TIMEOUT_MS)
-                dialogs: list[str] = []
-                errors: list[str] = []
 
-                async def dismiss(dialog: Any) -> None:
-                    dialogs.append(dialog.message)
-                    await dialog.dismiss()
+            # open a session and chat
+            await page.fill("#session-title", "browser chat")
+            await page.click("#create-session button[type=submit]")
+            await expect(page.locator("#session-page")).to_be_visible()
+            await page.fill("#message", "Show me the script")
+            await page.click("#send")
 
-                page.on("dialog", dismiss)
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                # opened once with its token, as `aos status` prints it: the cookie keeps it
-                await page.goto(await ui_address(daemon))
+            transcript = page.locator("#transcript")
+            await expect(transcript.locator(".bubble.user .text")).to_have_text(
+                "Show me the script"
+            )
+            tool = transcript.locator(".tool[data-status=ok]")
+            await expect(tool.locator(".tool-command")).to_have_text(f"printf '{SCRIPT}'")
+            await expect(tool.locator(".badge")).to_have_text("exit 0")
+            await expect(tool.locator("pre.output")).to_have_text(SCRIPT)  # as text
+            answer = transcript.locator(".bubble.assistant:not(.pending)", has_text=ANSWER)
+            await expect(answer).to_be_visible()
+            # the tokens of its two model calls, counted as they were recorded
+            await expect(page.locator("#session-usage")).to_contain_text("2 model calls · ")
+            # it arrived token by token (two characters a delta) before the fact
+            deltas = int(await answer.get_attribute("data-deltas") or 0)
+            assert deltas >= len(ANSWER) // 2
+            assert await transcript.locator("script").count() == 0
+            await expect(page.locator("#session-status")).to_have_attribute("data-status", "idle")
 
-                # the agents page shows the default agent (created by the service)
-                tree = page.locator("#agent-tree")
-                await expect(tree.locator(".agent-name", has_text="default")).to_be_visible()
-                assert "token" not in page.url  # the address bar no longer shows it
+            # a call a skill rejects: marked with the skill and its reason
+            await poll_until(lambda: guard_running(daemon))
+            await page.fill("#message", "Drop the table")
+            await page.click("#send")
+            rejected = transcript.locator(".tool[data-status=rejected]")
+            await expect(rejected.locator(".badge")).to_have_text("rejected by my-guard")
+            await expect(rejected.locator(".tool-reason")).to_have_text("blocked: DROP TABLE")
+            await expect(transcript.locator(".bubble", has_text="The guard")).to_be_visible()
 
-                # create an agent under it
-                await page.fill("#agent-name", "browser-agent")
-                await page.select_option("#agent-parent", label=await default_label(page))
-                await page.fill("#agent-model", "m")
-                await page.click("#create-agent button[type=submit]")
-                created = tree.locator("li li .agent-name", has_text="browser-agent")
-                await expect(created).to_be_visible()  # nested under default
-                await created.click()
-                await expect(page.locator("#agent-page h1")).to_contain_text("browser-agent")
-                await expect(page.locator("#agent-usage")).to_have_text(
-                    "0 model calls · 0 in + 0 out tokens"
-                )
-
-                # open a session and chat
-                await page.fill("#session-title", "browser chat")
-                await page.click("#create-session button[type=submit]")
-                await expect(page.locator("#session-page")).to_be_visible()
-                await page.fill("#message", "Show me the script")
-                await page.click("#send")
-
-                transcript = page.locator("#transcript")
-                await expect(transcript.locator(".bubble.user .text")).to_have_text(
-                    "Show me the script"
-                )
-                tool = transcript.locator(".tool[data-status=ok]")
-                await expect(tool.locator(".tool-command")).to_have_text(f"printf '{SCRIPT}'")
-                await expect(tool.locator(".badge")).to_have_text("exit 0")
-                await expect(tool.locator("pre.output")).to_have_text(SCRIPT)  # as text
-                answer = transcript.locator(".bubble.assistant:not(.pending)", has_text=ANSWER)
-                await expect(answer).to_be_visible()
-                # the tokens of its two model calls, counted as they were recorded
-                await expect(page.locator("#session-usage")).to_contain_text("2 model calls · ")
-                # it arrived token by token (two characters a delta) before the fact
-                deltas = int(await answer.get_attribute("data-deltas") or 0)
-                assert deltas >= len(ANSWER) // 2
-                assert await transcript.locator("script").count() == 0
-                await expect(page.locator("#session-status")).to_have_attribute(
-                    "data-status", "idle"
-                )
-
-                # a call a skill rejects: marked with the skill and its reason
-                await poll_until(lambda: guard_running(daemon))
-                await page.fill("#message", "Drop the table")
-                await page.click("#send")
-                rejected = transcript.locator(".tool[data-status=rejected]")
-                await expect(rejected.locator(".badge")).to_have_text("rejected by my-guard")
-                await expect(rejected.locator(".tool-reason")).to_have_text("blocked: DROP TABLE")
-                await expect(transcript.locator(".bubble", has_text="The guard")).to_be_visible()
-
-                # an a2a message arrives live, with its sender and mode
-                session = await page.locator("#session-page").get_attribute("data-session-id")
-                async with Client(daemon.paths.control_socket, token="") as admin:
-                    agents = await admin.call("agent.list", {})
-                    default = next(a for a in agents if a["name"] == "default")
-                    await admin.call(
-                        "session.append",
-                        {
-                            "id": session,
-                            "fact": {
-                                "kind": "a2a.message",
-                                "message_id": "msg_1",
-                                "from_agent": default["id"],
-                                "to_agent": "agt_x",
-                                "mode": "notify",
-                                "text": "FYI <img src=x onerror=alert(2)>",
-                            },
+            # an a2a message arrives live, with its sender and mode
+            session = await page.locator("#session-page").get_attribute("data-session-id")
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                agents = await admin.call("agent.list", {})
+                default = next(a for a in agents if a["name"] == "default")
+                await admin.call(
+                    "session.append",
+                    {
+                        "id": session,
+                        "fact": {
+                            "kind": "a2a.message",
+                            "message_id": "msg_1",
+                            "from_agent": default["id"],
+                            "to_agent": "agt_x",
+                            "mode": "notify",
+                            "text": "FYI <img src=x onerror=alert(2)>",
                         },
-                    )
-                a2a = transcript.locator(".bubble.a2a")
-                await expect(a2a.locator(".who")).to_have_text("a2a from default · notify")
-                await expect(a2a.locator(".text")).to_have_text("FYI <img src=x onerror=alert(2)>")
-                assert await transcript.locator("img").count() == 0
+                    },
+                )
+            a2a = transcript.locator(".bubble.a2a")
+            await expect(a2a.locator(".who")).to_have_text("a2a from default · notify")
+            await expect(a2a.locator(".text")).to_have_text("FYI <img src=x onerror=alert(2)>")
+            assert await transcript.locator("img").count() == 0
 
-                # a long command, interrupted from the page
-                await page.fill("#message", "Wait for it")
-                await page.click("#send")
-                sleeping = transcript.locator(".tool", has_text="sleep 30")
-                await expect(sleeping.locator(".badge")).to_have_text("running")
-                await expect(page.locator("#interrupt")).to_be_enabled()
-                await page.click("#interrupt")
-                await expect(sleeping).to_have_attribute("data-status", "interrupted", timeout=5000)
-                await expect(sleeping.locator(".badge")).to_have_text("interrupted")
-                await expect(transcript.locator(".note[data-status=interrupted]")).to_be_visible()
-                await expect(page.locator("#interrupt")).to_be_disabled()
+            # a long command, interrupted from the page
+            await page.fill("#message", "Wait for it")
+            await page.click("#send")
+            sleeping = transcript.locator(".tool", has_text="sleep 30")
+            await expect(sleeping.locator(".badge")).to_have_text("running")
+            await expect(page.locator("#interrupt")).to_be_enabled()
+            await page.click("#interrupt")
+            await expect(sleeping).to_have_attribute("data-status", "interrupted", timeout=5000)
+            await expect(sleeping.locator(".badge")).to_have_text("interrupted")
+            await expect(transcript.locator(".note[data-status=interrupted]")).to_be_visible()
+            await expect(page.locator("#interrupt")).to_be_disabled()
 
-                # a reload loses nothing: the page renders from history
-                await page.reload()
-                await expect(transcript.locator("pre.output").first).to_have_text(SCRIPT)
-                await expect(transcript.locator(".tool[data-status=interrupted]")).to_be_visible()
-                await expect(
-                    transcript.locator(".bubble.assistant", has_text=ANSWER)
-                ).to_be_visible()
-                await page.screenshot(path=str(screenshot), full_page=True)
+            # a reload loses nothing: the page renders from history
+            await page.reload()
+            await expect(transcript.locator("pre.output").first).to_have_text(SCRIPT)
+            await expect(transcript.locator(".tool[data-status=interrupted]")).to_be_visible()
+            await expect(transcript.locator(".bubble.assistant", has_text=ANSWER)).to_be_visible()
+            await page.screenshot(path=str(screenshot), full_page=True)
 
-                # the skills page shows the broken skill and why
-                await page.goto(f"{client.base_url}#/skills")
-                row = page.locator("tr[data-skill=half-done]")
-                await expect(row.locator(".badge")).to_have_text("broken")
-                await expect(row.locator(".skill-reason")).to_contain_text("description")
-                frontend_row = page.locator("tr[data-skill=aos-frontend]")
-                await expect(frontend_row.locator(".badge")).to_have_text("active")
+            # the skills page shows the broken skill and why
+            await page.goto(f"{client.base_url}#/skills")
+            row = page.locator("tr[data-skill=half-done]")
+            await expect(row.locator(".badge")).to_have_text("broken")
+            await expect(row.locator(".skill-reason")).to_contain_text("description")
+            frontend_row = page.locator("tr[data-skill=aos-frontend]")
+            await expect(frontend_row.locator(".badge")).to_have_text("active")
 
-                # hooks in call order, and the runtime log
-                await page.goto(f"{client.base_url}#/hooks")
-                assemble = page.locator(".hook[data-hook='session.assemble']")
-                await expect(assemble.locator("ol.impls li").first).to_contain_text("aos-context")
-                await page.goto(f"{client.base_url}#/log")
-                await expect(page.locator("#log tbody tr").first).to_be_visible()
+            # hooks in call order, and the runtime log
+            await page.goto(f"{client.base_url}#/hooks")
+            assemble = page.locator(".hook[data-hook='session.assemble']")
+            await expect(assemble.locator("ol.impls li").first).to_contain_text("aos-context")
+            await page.goto(f"{client.base_url}#/log")
+            await expect(page.locator("#log tbody tr").first).to_be_visible()
 
-                # the nodes on the database: this one alone, on SQLite
-                await page.goto(f"{client.base_url}#/nodes")
-                assert daemon.kernel is not None
-                node = page.locator(f"tr[data-node='{daemon.kernel.node_id}']")
-                await expect(node).to_contain_text("(this one)")
-                await expect(node.locator(".badge")).to_have_text("running")
-                await expect(page.locator("#cluster-summary")).to_contain_text("One node")
+            # the nodes on the database: this one alone, on SQLite
+            await page.goto(f"{client.base_url}#/nodes")
+            assert daemon.kernel is not None
+            node = page.locator(f"tr[data-node='{daemon.kernel.node_id}']")
+            await expect(node).to_contain_text("(this one)")
+            await expect(node.locator(".badge")).to_have_text("running")
+            await expect(page.locator("#cluster-summary")).to_contain_text("One node")
 
-                assert dialogs == []  # no script ever ran
-                assert errors == []
-            finally:
-                await browser.close()
+            assert dialogs == []  # no script ever ran
+            assert errors == []
     with capsys.disabled():
         print(f"\nscreenshot of the chat page: {screenshot}")
     assert screenshot.stat().st_size > 0
@@ -250,3 +229,75 @@ async def default_label(page: Any) -> str:
     options = await page.locator("#agent-parent option").all_text_contents()
     [label] = [o for o in options if o.startswith("default (")]
     return label
+
+
+@contextlib.asynccontextmanager
+async def opened_page(daemon: Daemon) -> AsyncIterator[tuple[Any, list[str]]]:
+    """Chromium with one page opened at the UI's address (with its token, as `aos
+    status` prints it), and the page's errors as they come."""
+    missing = browser_missing()
+    if missing:
+        if IN_CI:
+            pytest.fail(f"CI must run the browser tests: {missing}")
+        pytest.skip(missing)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(await ui_address(daemon))
+            yield page, errors
+        finally:
+            await browser.close()
+
+
+async def test_tool_blocks_stay_in_their_turn_when_call_ids_repeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Providers reuse call ids (``bash:0`` in every turn): three turns, each block
+    keeps its own command and output, live and after a reload."""
+    from playwright.async_api import expect
+
+    turns = (1, 2, 3)
+    replies = [
+        reply
+        for n in turns
+        for reply in (Reply.tool_call(f"echo turn{n}", id="bash:0"), Reply.text(f"done {n}"))
+    ]
+
+    async def blocks_in_order(page: Any) -> None:
+        tools = page.locator("#transcript .tool")
+        await expect(tools).to_have_count(len(turns))
+        for i, n in enumerate(turns):
+            await expect(tools.nth(i).locator(".tool-command")).to_have_text(f"echo turn{n}")
+            await expect(tools.nth(i).locator("pre.output")).to_have_text(f"turn{n}\n")
+
+    project = tmp_path / "project"
+    (project / "skills").mkdir(parents=True)
+    with ScriptedLLM(*replies) as llm:
+        async with frontend(
+            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
+        ) as (daemon, client):
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                agent = await admin.call("agent.create", {"name": "repeater"})
+                session = await admin.call("session.create", {"agent_id": agent["agent"]["id"]})
+            async with opened_page(daemon) as (page, errors):
+                await page.goto(f"{client.base_url}#/sessions/{session['id']}")
+                transcript = page.locator("#transcript")
+                for n in turns:
+                    await page.fill("#message", f"turn {n}")
+                    await page.click("#send")
+                    done = transcript.locator(
+                        ".bubble.assistant:not(.pending)", has_text=f"done {n}"
+                    )
+                    await expect(done).to_be_visible()
+                await blocks_in_order(page)  # live
+                await page.reload()
+                await blocks_in_order(page)  # from the history
+                assert errors == []
