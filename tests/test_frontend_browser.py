@@ -301,3 +301,63 @@ async def test_tool_blocks_stay_in_their_turn_when_call_ids_repeat(
                 await page.reload()
                 await blocks_in_order(page)  # from the history
                 assert errors == []
+
+
+async def test_the_chat_for_people_keys_times_children_and_the_newest_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enter sends and Shift+Enter is a new line; Esc interrupts after a confirmation;
+    every message has its time; the agent page lists its children; a long session
+    opens at its newest turn."""
+    from playwright.async_api import expect
+
+    project = tmp_path / "project"
+    (project / "skills").mkdir(parents=True)
+    with ScriptedLLM(Reply.text("first answer"), Reply.tool_call("sleep 30")) as llm:
+        async with frontend(
+            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
+        ) as (daemon, client):
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                parent = (await admin.call("agent.create", {"name": "elder"}))["agent"]
+                await admin.call("agent.create", {"name": "younger", "parent": parent["id"]})
+                long = await admin.call("session.create", {"agent_id": parent["id"]})
+                for i in range(80):  # taller than the window
+                    fact = {"kind": "message.user", "text": f"note {i}"}
+                    await admin.call("session.append", {"id": long["id"], "fact": fact})
+                chat = await admin.call("session.create", {"agent_id": parent["id"]})
+            async with opened_page(daemon) as (page, errors):
+                await page.goto(f"{client.base_url}#/agents/{parent['id']}")
+                await expect(page.locator("#agent-children")).to_have_text("younger")
+
+                await page.goto(f"{client.base_url}#/sessions/{long['id']}")
+                newest = page.locator("#transcript .bubble.user", has_text="note 79")
+                await expect(newest).to_be_in_viewport()
+                await expect(newest.locator("time.when")).to_have_text("just now")
+
+                await page.goto(f"{client.base_url}#/sessions/{chat['id']}")
+                message = page.locator("#message")
+                await message.click()
+                await page.keyboard.type("line one")
+                await page.keyboard.press("Shift+Enter")
+                await page.keyboard.type("line two")
+                await page.keyboard.press("Enter")
+                sent = page.locator("#transcript .bubble.user .text")
+                await expect(sent).to_have_text("line one\nline two")
+                await expect(
+                    page.locator(".bubble.assistant", has_text="first answer")
+                ).to_be_visible()
+
+                page.on("dialog", lambda dialog: dialog.accept())
+                await message.fill("now wait")
+                await page.keyboard.press("Enter")
+                await expect(page.locator(".tool[data-status]")).to_have_count(0)
+                await expect(page.locator("#session-status")).to_have_attribute(
+                    "data-status", "running"
+                )
+                await expect(page.locator(".tool .badge", has_text="running")).to_be_visible()
+                await message.press("Escape")
+                await expect(page.locator(".tool[data-status=interrupted]")).to_be_visible()
+                await expect(page.locator("#session-status")).to_have_attribute(
+                    "data-status", "idle"
+                )
+                assert errors == []

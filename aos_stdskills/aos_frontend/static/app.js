@@ -48,6 +48,20 @@ async function usageOf(id, by) {
   return usageText(totals);
 }
 
+/** A time for people: "just now", "5 min ago", "3 h ago", else the date. */
+function ago(ts) {
+  const seconds = Date.now() / 1000 - ts;
+  if (seconds < 45) return "just now";
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return new Date(ts * 1000).toLocaleDateString();
+}
+
+/** A message's time: relative, the exact time on hover. */
+function stamp(ts) {
+  return el("time", { class: "when", datetime: new Date(ts * 1000).toISOString(), title: when(ts) }, ago(ts));
+}
+
 function when(ts) {
   if (!ts) return "";
   return new Date(ts * 1000).toLocaleString();
@@ -358,6 +372,10 @@ async function agentPage(id) {
     }
   });
   const parentLink = agent.parent ? link(`#/agents/${enc(agent.parent)}`, await agentName(agent.parent)) : "(root)";
+  const children = await api("GET", "/agents" + query({ parent: agent.id }));
+  const childLinks = children.length
+    ? children.map((c) => el("span", { class: "child" }, link(`#/agents/${enc(c.id)}`, c.name), " "))
+    : "(none)";
   return el(
     "div",
     { id: "agent-page" },
@@ -368,6 +386,7 @@ async function agentPage(id) {
       { class: "kv panel" },
       el("dt", null, "id"), el("dd", { class: "mono" }, agent.id),
       el("dt", null, "parent"), el("dd", null, parentLink),
+      el("dt", null, "children"), el("dd", { id: "agent-children" }, childLinks),
       el("dt", null, "model"), el("dd", null, effective.model || "(none configured)"),
       el("dt", null, "skills"), el("dd", null, effective.skills.length ? effective.skills.join(", ") : "(the defaults)"),
       el("dt", null, "scopes"), el("dd", { class: "mono" }, effective.scopes.join(" ")),
@@ -428,13 +447,15 @@ class Transcript {
     return node;
   }
 
-  bubble(kind, who) {
+  bubble(kind, who, ts) {
     const text = el("div", { class: "text" });
     const reasoning = el("div", { class: "reasoning" });
     reasoning.hidden = true;
-    const node = el("div", { class: `bubble ${kind}` }, el("div", { class: "who" }, who), reasoning, text);
+    const head = el("div", { class: "who" }, who, " ", ts ? stamp(ts) : null);
+    const node = el("div", { class: `bubble ${kind}` }, head, reasoning, text);
     node.textNode = text;
     node.reasoningNode = reasoning;
+    node.head = head;
     return node;
   }
 
@@ -460,9 +481,8 @@ class Transcript {
   }
 
   on_message_user(fact, entry) {
-    const node = this.bubble("user", senderLabel(fact.sender));
+    const node = this.bubble("user", senderLabel(fact.sender), entry.ts);
     node.textNode.textContent = fact.text;
-    node.title = when(entry.ts);
     this.add(node);
   }
 
@@ -473,6 +493,7 @@ class Transcript {
       node = this.add(this.bubble("assistant", "assistant"));
     }
     node.classList.remove("pending");
+    if (!node.head.querySelector("time")) node.head.append(" ", stamp(entry.ts));
     node.dataset.seq = String(entry.seq);
     node.textNode.textContent = fact.text || "";
     node.reasoningNode.textContent = fact.reasoning || "";
@@ -561,11 +582,12 @@ class Transcript {
     block.node.append(details);
   }
 
-  on_a2a_message(fact) {
+  on_a2a_message(fact, entry) {
     const node = this.bubble("a2a", "a2a");
     const who = node.querySelector(".who");
     who.textContent = `a2a from ${agentNames.get(fact.from_agent) || fact.from_agent} · ${fact.mode}`;
     if (fact.reply_to) who.append(document.createTextNode(` · reply to ${fact.reply_to}`));
+    who.append(" ", stamp(entry.ts));
     node.dataset.mode = fact.mode;
     node.title = `message ${fact.message_id}, hop ${fact.hops}`;
     node.textNode.textContent = fact.text;
@@ -629,7 +651,7 @@ async function sessionPage(id) {
   const scb = await api("GET", "/sessions/" + enc(id));
   const name = await agentName(scb.agent_id);
   const status = el("span", { id: "session-status" });
-  const message = el("textarea", { id: "message", name: "message", placeholder: "Message the agent (Ctrl+Enter sends)" });
+  const message = el("textarea", { id: "message", name: "message", placeholder: "Message the agent (Enter sends, Shift+Enter a new line, Esc interrupts)" });
   const send = el("button", { type: "submit", id: "send" }, "Send");
   const interrupt = el("button", { type: "button", id: "interrupt", class: "danger" }, "Interrupt");
 
@@ -677,9 +699,12 @@ async function sessionPage(id) {
     submit();
   });
   message.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-      event.preventDefault();
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault(); // Enter sends; Shift+Enter is a new line
       submit();
+    } else if (event.key === "Escape" && !interrupt.disabled) {
+      event.preventDefault();
+      if (confirm("Interrupt the running dispatch? Its running command is killed.")) interrupt.click();
     }
   });
   interrupt.addEventListener("click", async () => {
@@ -693,6 +718,7 @@ async function sessionPage(id) {
     }
   });
 
+  requestAnimationFrame(() => transcript.node.lastElementChild?.scrollIntoView({ block: "end" })); // the newest turn
   return el(
     "div",
     { id: "session-page", "data-session-id": id },
