@@ -172,7 +172,7 @@ async def test_the_ui_in_a_real_browser(
                     },
                 )
             a2a = transcript.locator(".bubble.a2a")
-            await expect(a2a.locator(".who")).to_have_text("a2a from default · notify")
+            await expect(a2a.locator(".who")).to_have_text("a2a from default · notify just now")
             await expect(a2a.locator(".text")).to_have_text("FYI <img src=x onerror=alert(2)>")
             assert await transcript.locator("img").count() == 0
 
