@@ -361,3 +361,36 @@ async def test_the_chat_for_people_keys_times_children_and_the_newest_turn(
                     "data-status", "idle"
                 )
                 assert errors == []
+
+
+async def test_the_context_view_shows_what_the_model_sees_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.async_api import expect
+
+    project = tmp_path / "project"
+    (project / "skills").mkdir(parents=True)
+    with ScriptedLLM(Reply.text("the answer is 42")) as llm:
+        async with frontend(
+            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
+        ) as (daemon, client):
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                agent = (await admin.call("agent.create", {"name": "thinker"}))["agent"]
+                session = await admin.call("session.create", {"agent_id": agent["id"]})
+                await admin.call("session.dispatch", {"id": session["id"], "message": "what?"})
+                context = await admin.call("session.context", {"id": session["id"]})
+            async with opened_page(daemon) as (page, errors):
+                await page.goto(f"{client.base_url}#/sessions/{session['id']}")
+                await page.click("text=the context the model sees next")
+                shown = page.locator("#context-page .context-message")
+                await expect(shown).to_have_count(len(context))
+                await expect(shown.first).to_have_attribute("data-role", "system")
+                await expect(shown.first.locator("pre")).to_contain_text(
+                    str(context[0]["content"])[:40]
+                )
+                await expect(shown.nth(1)).to_contain_text("what?")
+                await expect(shown.nth(2)).to_contain_text("the answer is 42")
+                await expect(page.locator("#context-total")).to_contain_text(
+                    f"{len(context)} messages · about "
+                )
+                assert errors == []

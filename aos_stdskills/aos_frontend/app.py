@@ -641,6 +641,11 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
             endpoint(path_call("session.archive", id="id")),
             methods=post,
         ),
+        Route(
+            "/api/sessions/{id}/context",
+            endpoint(path_call("session.context", id="id")),
+            methods=get,
+        ),
         Route("/api/sessions/{id}/events", session_events, methods=get),
         Route("/api/skills", endpoint(path_call("skill.list")), methods=get),
         Route("/api/skills/{name}", endpoint(path_call("skill.get", name="name")), methods=get),

@@ -172,6 +172,7 @@ const routes = [
   [/^#\/agents\/?$/, "agents", () => agentsPage()],
   [/^#\/agents\/([^/]+)$/, "agents", (m) => agentPage(decodeURIComponent(m[1]))],
   [/^#\/sessions\/([^/]+)$/, "agents", (m) => sessionPage(decodeURIComponent(m[1]))],
+  [/^#\/sessions\/([^/]+)\/context$/, "agents", (m) => contextPage(decodeURIComponent(m[1]))],
   [/^#\/skills\/?$/, "skills", () => skillsPage()],
   [/^#\/hooks\/?$/, "hooks", () => hooksPage()],
   [/^#\/log\/?(\?.*)?$/, "log", () => logPage()],
@@ -730,10 +731,55 @@ async function sessionPage(id) {
       el("span", { class: "mono muted" }, id),
       status,
     ),
-    el("p", null, usage),
+    el("p", null, usage, " · ", link(`#/sessions/${enc(id)}/context`, "the context the model sees next")),
     transcript.node,
     error,
     form,
+  );
+}
+
+// -- the context view ------------------------------------------------------------------------
+
+const CHARS_PER_TOKEN = 4; // the kernel's estimate where no tokenizer is at hand
+
+/** A message's text, whatever its shape (string content, parts, tool calls). */
+function messageText(message) {
+  const content = message.content;
+  const text = typeof content === "string" ? content : JSON.stringify(content ?? "");
+  const calls = (message.tool_calls || []).map((c) => `${c.function?.name}(${c.function?.arguments})`);
+  return [text, ...calls].filter(Boolean).join("\n");
+}
+
+async function contextPage(id) {
+  const scb = await api("GET", "/sessions/" + enc(id));
+  const messages = await api("GET", `/sessions/${enc(id)}/context`);
+  const sizes = messages.map((m) => Math.ceil(messageText(m).length / CHARS_PER_TOKEN));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const rows = messages.map((m, i) => {
+    const text = messageText(m);
+    const summary = el(
+      "summary",
+      null,
+      badge(m.role, m.role === "system" ? "kind" : "running"),
+      ` ~${sizes[i].toLocaleString("en-US")} tokens · `,
+      el("span", { class: "muted" }, text.slice(0, 120).replaceAll("\n", " ")),
+    );
+    const details = el("details", { class: "context-message", "data-role": m.role }, summary, el("pre", { class: "output" }, text));
+    details.open = m.role === "system";
+    return details;
+  });
+  return el(
+    "div",
+    { id: "context-page" },
+    el("p", null, link(`#/sessions/${enc(id)}`, `← ${scb.title || "Session"}`)),
+    el("h1", null, "The context the model sees next"),
+    el(
+      "p",
+      { id: "context-total", class: "muted" },
+      `${messages.length} messages · about ${total.toLocaleString("en-US")} tokens (${CHARS_PER_TOKEN} characters a token) · `,
+      "the system prompt first (the node's prompt and the active skills' context faces); a compacted part shows as its summary",
+    ),
+    ...rows,
   );
 }
 
