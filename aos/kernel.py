@@ -33,7 +33,7 @@ from aos.reactunit import LEASE_TTL, DispatchRefused, ReActUnit
 from aos.remotes import GRANT_ENDED, GRANTS_FILE, RemoteGrants
 from aos.runtimelog import LogEntry
 from aos.sandbox import Layout, Sandboxes, probe
-from aos.session import SCB, Sessions
+from aos.session import SCB, Sessions, outcome_of
 from aos.skills.registry import SkillEvent, SkillRegistry, agents_skills_dirs, default_roots
 from aos.store import Store, open_store
 from aos.syscalls import call
@@ -434,7 +434,14 @@ class Kernel:
                 active=await self.agents.active_skills(scb.agent_id, scb.id),
             )
         current = await self.store.get_session(scb.id)
-        await self.store.update_session(msgspec.structs.replace(current, status="idle", phase=""))
+        ended = (
+            outcome_of("lost", f"{stopped} during this dispatch")
+            if open_dispatch
+            else current.outcome
+        )
+        await self.store.update_session(
+            msgspec.structs.replace(current, status="idle", phase="", outcome=ended)
+        )
         self.log(
             LogEntry(
                 kind="dispatch.recovered",

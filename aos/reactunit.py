@@ -47,7 +47,7 @@ from aos.llm import LLMError, missing_configuration
 from aos.principals import Principal, agent_principal
 from aos.runtimelog import LogEntry
 from aos.sandbox import SandboxUnavailable
-from aos.session import SCB, title_of
+from aos.session import SCB, outcome_of, title_of
 from aos.spawner import SpawnerError
 from aos.store import StoreError, StoreUnavailable
 from aos.telemetry import provider_name
@@ -866,6 +866,7 @@ class ReActUnit:
                         current,
                         status="idle" if current.status == "running" else current.status,
                         phase="",
+                        outcome=outcome_of(status, recorded[0]),
                     )
                 )
 

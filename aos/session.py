@@ -25,10 +25,19 @@ class SCB(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     created_at: float = 0.0
     updated_at: float = 0.0
     revision: int = 0
+    outcome: str = ""
+    """How its last dispatch ended: the status (``completed``, ``max_steps``...), and
+    for any other than those, its error after a colon (``failed: …``); empty
+    before the first dispatch ends."""
     lease_owner: str | None = None
     """The node running this session's dispatch, while its lease holds."""
     lease_expires: float | None = None
     """Unix time the lease ends unless renewed; past it, another node may claim it."""
+
+
+def outcome_of(status: str, error: str | None) -> str:
+    """An SCB's ``outcome`` for a dispatch that ended with ``status`` and ``error``."""
+    return f"{status}: {error}" if error and status not in ("completed", "max_steps") else status
 
 
 TITLE_LENGTH = 60

@@ -394,3 +394,38 @@ async def test_the_context_view_shows_what_the_model_sees_next(
                     f"{len(context)} messages · about "
                 )
                 assert errors == []
+
+
+async def test_a_failed_run_is_shown_failed_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.async_api import expect
+
+    project = tmp_path / "project"
+    (project / "skills").mkdir(parents=True)
+    with ScriptedLLM(Reply.text("fine"), Reply.error(400, "the prompt is malformed")) as llm:
+        async with frontend(
+            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
+        ) as (daemon, client):
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                agent = (await admin.call("agent.create", {"name": "unlucky"}))["agent"]
+                outcomes = []
+                for message in ("works", "breaks"):
+                    session = await admin.call("session.create", {"agent_id": agent["id"]})
+                    outcomes.append(
+                        await admin.call(
+                            "session.dispatch", {"id": session["id"], "message": message}
+                        )
+                    )
+                good, bad = outcomes
+                assert (good["status"], bad["status"]) == ("completed", "failed")
+                scb = await admin.call("session.get", {"id": bad["session_id"]})
+                assert scb["outcome"] == f"failed: {bad['error']}"
+            async with opened_page(daemon) as (page, errors):
+                await page.goto(f"{client.base_url}#/agents/{agent['id']}")
+                failed = page.locator(f"tr[data-session-id='{bad['session_id']}'] .session-state")
+                await expect(failed.locator(".badge")).to_have_text("failed")
+                await expect(failed.locator(".outcome-reason")).to_contain_text("malformed")
+                done = page.locator(f"tr[data-session-id='{good['session_id']}'] .session-state")
+                await expect(done.locator(".badge")).to_have_text("completed")
+                assert errors == []

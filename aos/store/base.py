@@ -231,6 +231,7 @@ _SESSION_COLUMNS = (
     "created_at",
     "updated_at",
     "revision",
+    "outcome",
     "lease_owner",
     "lease_expires",
 )

@@ -347,8 +347,8 @@ async function agentPage(id) {
           { "data-session-id": s.id },
           el("td", null, link(`#/sessions/${enc(s.id)}`, s.title || "(untitled)")),
           el("td", { class: "mono" }, s.id),
-          el("td", null, badge(s.status), s.phase ? el("span", { class: "muted" }, " ", s.phase) : null),
-          el("td", null, when(s.updated_at)),
+          el("td", { class: "session-state" }, ...sessionState(s)),
+          el("td", null, stamp(s.updated_at)),
         ),
       ),
     );
@@ -736,6 +736,21 @@ async function sessionPage(id) {
     error,
     form,
   );
+}
+
+/** A session's status for people: running (and its phase), else how its last
+ * dispatch ended (a failure with its one-line reason). */
+function sessionState(s) {
+  if (s.status !== "idle" || !s.outcome) {
+    return [badge(s.status), s.phase ? el("span", { class: "muted" }, " ", s.phase) : null];
+  }
+  const [status, ...why] = s.outcome.split(": ");
+  const good = status === "completed" || status === "max_steps";
+  const reason = why.join(": ").split("\n")[0];
+  return [
+    el("span", { class: `badge ${good ? "ok" : status === "interrupted" ? "interrupted" : "bad"}` }, status),
+    reason ? el("span", { class: "muted outcome-reason", title: why.join(": ") }, " ", reason.slice(0, 120)) : null,
+  ];
 }
 
 // -- the context view ------------------------------------------------------------------------
