@@ -429,3 +429,39 @@ async def test_a_failed_run_is_shown_failed_with_its_reason(
                 done = page.locator(f"tr[data-session-id='{good['session_id']}'] .session-state")
                 await expect(done.locator(".badge")).to_have_text("completed")
                 assert errors == []
+
+
+async def test_an_agent_edited_in_the_page_uses_its_new_model_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent page's form changes the model and skills through agent.update (as
+    the UI's service: audited); the next dispatch asks the new model."""
+    from playwright.async_api import expect
+
+    project = tmp_path / "project"
+    (project / "skills").mkdir(parents=True)
+    with ScriptedLLM(Reply.text("from the new model")) as llm:
+        async with frontend(
+            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
+        ) as (daemon, client):
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                agent = (await admin.call("agent.create", {"name": "editable"}))["agent"]
+            async with opened_page(daemon) as (page, errors):
+                await page.goto(f"{client.base_url}#/agents/{agent['id']}")
+                await page.fill("#edit-model", "other-model")
+                await page.fill("#edit-skills", "aos-skill")
+                await page.click("#edit-agent button[type=submit]")
+                await expect(page.locator("#edit-model")).to_have_value("other-model")
+                await expect(page.locator("#agent-page")).to_contain_text("aos-skill")
+                assert errors == []
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                info = await admin.call("agent.get", {"id": agent["id"]})
+                assert info["agent"]["config"] == {"model": "other-model", "skills": ["aos-skill"]}
+                session = await admin.call("session.create", {"agent_id": agent["id"]})
+                await admin.call("session.dispatch", {"id": session["id"], "message": "hi"})
+                log = await admin.call("log.read", {"kind": "syscall", "newest_first": True})
+            assert llm.requests[-1].body["model"] == "other-model"
+            assert any(
+                "agent.update" in e["message"] and "service:aos-frontend" in e["message"]
+                for e in log
+            ), [e["message"] for e in log]

@@ -428,6 +428,14 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
             params["scopes"] = body["scopes"]
         return "agent.create", params
 
+    async def agent_update(r: Request) -> tuple[str, dict[str, Any]]:
+        """The page sends the agent's whole config (agent.update replaces it)."""
+        body = await _body(r)
+        params: dict[str, Any] = {"id": r.path_params["id"], "config": body.get("config")}
+        if body.get("name"):
+            params["name"] = body["name"]
+        return "agent.update", params
+
     # -- sessions
     async def session_list(r: Request) -> tuple[str, dict[str, Any]]:
         return "session.list", {"agent_id": _text(r, "agent_id"), "status": _text(r, "status")}
@@ -623,6 +631,7 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
         Route("/api/agents", endpoint(agent_list), methods=get),
         Route("/api/agents", endpoint(agent_create), methods=post),
         Route("/api/agents/{id}", endpoint(path_call("agent.get", id="id")), methods=get),
+        Route("/api/agents/{id}", endpoint(agent_update), methods=post),
         Route(
             "/api/agents/{id}/archive", endpoint(path_call("agent.archive", id="id")), methods=post
         ),

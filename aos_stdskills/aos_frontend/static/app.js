@@ -372,6 +372,31 @@ async function agentPage(id) {
       error.show(err);
     }
   });
+  const model = el("input", { name: "model", id: "edit-model", value: agent.config.model || "", placeholder: `inherit (${effective.model || "none"})` });
+  const skills = el("input", { name: "skills", id: "edit-skills", value: (agent.config.skills || []).join(", "), placeholder: "skills on top of the defaults" });
+  const edit = el(
+    "form",
+    { class: "inline", id: "edit-agent" },
+    el("label", null, "Model", model),
+    el("label", null, "Skills", skills),
+    el("button", { type: "submit" }, "Save"),
+  );
+  edit.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.show(null);
+    const config = { ...agent.config };
+    const named = skills.value.split(",").map((x) => x.trim()).filter(Boolean);
+    if (model.value.trim()) config.model = model.value.trim();
+    else delete config.model;
+    if (named.length) config.skills = named;
+    else delete config.skills;
+    try {
+      await api("POST", `/agents/${enc(agent.id)}`, { config }); // agent.update: audited
+      route();
+    } catch (err) {
+      error.show(err);
+    }
+  });
   const parentLink = agent.parent ? link(`#/agents/${enc(agent.parent)}`, await agentName(agent.parent)) : "(root)";
   const children = await api("GET", "/agents" + query({ parent: agent.id }));
   const childLinks = children.length
@@ -395,6 +420,8 @@ async function agentPage(id) {
       el("dt", null, "created"), el("dd", null, when(agent.created_at)),
       el("dt", null, "usage"), el("dd", { id: "agent-usage" }, await usageOf(agent.id, "agent")),
     ),
+    el("h2", null, "Edit"),
+    edit,
     archive,
     el("h2", null, "Sessions"),
     el("table", { id: "sessions" }, el("thead", null, el("tr", null, el("th", null, "title"), el("th", null, "id"), el("th", null, "status"), el("th", null, "updated"))), sessions),
