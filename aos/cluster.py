@@ -298,6 +298,7 @@ class Cluster:
         if requeued := await store.requeue_dispatches(node_id):
             logger.warning("cluster: %s; %d dispatch requests queued again", why, requeued)
             self._send(["q"])
+        cut = {r.session_id: r for r in await store.dispatches_of(node_id, ["claimed", "running"])}
         for scb in await store.list_sessions(status="running"):
             if scb.lease_owner != node_id:
                 continue
@@ -306,19 +307,24 @@ class Cluster:
             try:
                 await kernel.recover_session(scb, why)
                 logger.warning("cluster: recovered session %s: %s", scb.id, why)
+                if (request := cut.pop(scb.id, None)) is not None:
+                    await self._lost(request, scb, why)  # before the session is free again
             finally:
                 await store.release_lease(scb.id, self.node_id)
         await store.release_leases_of(node_id)  # sessions it was only starting
-        for request in await store.dispatches_of(node_id, ["claimed", "running"]):
-            scb = await store.get_session(request.session_id)
-            outcome = DispatchOutcome(
-                session_id=scb.id,
-                agent_id=scb.agent_id,
-                dispatch_id=request.dispatch_id,
-                status="lost",
-                error=f"{why} during this dispatch; completed steps are kept",
-            )
-            await self._done(request, outcome)
+        for request in cut.values():
+            await self._lost(request, await store.get_session(request.session_id), why)
+
+    async def _lost(self, request: DispatchRequest, scb: SCB, why: str) -> None:
+        """Answer the caller of a dispatch its dead node ran: ``lost``."""
+        outcome = DispatchOutcome(
+            session_id=scb.id,
+            agent_id=scb.agent_id,
+            dispatch_id=request.dispatch_id,
+            status="lost",
+            error=f"{why} during this dispatch; completed steps are kept",
+        )
+        await self._done(request, outcome)
 
     # -- the dispatch queue: the caller's side ---------------------------------------------
     async def dispatch(
