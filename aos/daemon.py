@@ -25,7 +25,7 @@ from typing import IO
 
 import anyio
 
-from aos.config import Config
+from aos.config import Config, ConfigError
 from aos.control import ControlServer
 from aos.kernel import Kernel
 from aos.nodes import SQLiteInUse, lock_sqlite
@@ -154,7 +154,10 @@ class Daemon:
     async def run(self, *, ready: asyncio.Event | None = None) -> None:
         """Serve until SIGTERM/SIGINT or ``kernel.shutdown``."""
         self._claim()
-        kernel = self.kernel = self.kernel or await Kernel.open(self.config)
+        try:
+            kernel = self.kernel = self.kernel or await Kernel.open(self.config)
+        except ConfigError as exc:  # e.g. a cluster setting (AOS_NODE_TTL) that is no number
+            raise DaemonError(f"configuration error: {exc}") from None
         try:
             node_lock = self._lock_database(kernel)
         except DaemonError:

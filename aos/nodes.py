@@ -22,6 +22,8 @@ from typing import IO, Literal
 
 import msgspec
 
+from aos.config import ConfigError
+
 NodeState = Literal["running", "stopping", "stopped", "dead"]
 """``stopping``: claims no new dispatch; ``dead``: missed its heartbeats, recovered by others."""
 
@@ -66,9 +68,9 @@ def setting(getenv: Callable[[str], str | None], name: str, default: float) -> f
     try:
         value = float(str(raw))
     except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, not {raw!r}")
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, not {raw!r}")
     return value
 
 

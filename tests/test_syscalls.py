@@ -113,6 +113,7 @@ async def test_an_agent_cannot_widen_any_agents_config(
             ({**config, "model": "expensive"}, "may not set model"),
             ({**config, "max_steps": 50}, "may not raise max_steps"),
             ({**config, "sandbox": "off"}, "may not set sandbox"),
+            ({**config, "placement": "node:elsewhere"}, "may not set placement"),
             ({**config, "network": "on"}, "may not lift network: none"),
         ]:
             message = await expect(
@@ -130,6 +131,7 @@ async def test_an_agent_cannot_widen_any_agents_config(
         for child_config, reason in [
             ({"workspace": "/"}, "may not set workspace of new agent 'kid'"),
             ({"model": "other"}, "may not set model"),
+            ({"placement": "label:gpu"}, "may not set placement of new agent 'kid'"),
             ({"max_steps": 4}, "may not raise max_steps of new agent 'kid' above 3"),
         ]:
             message = await expect(
