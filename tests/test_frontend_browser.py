@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from conftest import IN_CI, copy_skill, poll_until
 from test_frontend import frontend, ui_address
 
 from aos.daemon import Daemon
+from aos.facts import Usage
+from aos.runtimelog import LogEntry
 from aos.testing import Reply, ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -393,6 +396,14 @@ async def test_the_context_view_shows_what_the_model_sees_next(
                 await expect(page.locator("#context-total")).to_contain_text(
                     f"{len(context)} messages · about "
                 )
+                # against the node's budget, with the skills behind the system prompt
+                await expect(page.locator("#context-total")).to_contain_text(
+                    f"of the {daemon.config.aoscb.limits.context_budget:,}-token budget"
+                )
+                await expect(page.locator("#context-skills")).to_have_text(
+                    "aos-context, aos-frontend"
+                )
+                await expect(page.locator("#context-compactions")).to_contain_text("never")
                 assert errors == []
 
 
@@ -465,3 +476,258 @@ async def test_an_agent_edited_in_the_page_uses_its_new_model_next(
                 "agent.update" in e["message"] and "service:aos-frontend" in e["message"]
                 for e in log
             ), [e["message"] for e in log]
+
+
+async def test_sessions_people_can_scan_filter_search_and_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sessions page: titles from the first message, status with the outcome,
+    tokens and cost; filters by agent and status, a search of titles and messages,
+    renaming; the chat's turn shows its model, tokens, cost and duration; the agent
+    page shows the a2a messages between an agent and its children."""
+    from playwright.async_api import expect
+
+    priced = Usage(prompt_tokens=1200, completion_tokens=34, cost=0.0021)
+    replies = [
+        Reply.tool_call("ls | wc -l", usage=priced),
+        Reply.text("There are 3 files.", usage=priced),
+        Reply.error(400, "the prompt is malformed"),
+    ]
+    project = tmp_path / "project"
+    (project / "skills").mkdir(parents=True)
+    with ScriptedLLM(*replies) as llm:
+        async with frontend(
+            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
+        ) as (daemon, client):
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                alpha = (await admin.call("agent.create", {"name": "alpha"}))["agent"]
+                beta = (await admin.call("agent.create", {"name": "beta", "parent": alpha["id"]}))[
+                    "agent"
+                ]
+                counted = await admin.call("session.create", {"agent_id": alpha["id"]})
+                await admin.call(
+                    "session.dispatch", {"id": counted["id"], "message": "Count the files\nplease"}
+                )
+                whales = await admin.call("session.create", {"agent_id": beta["id"]})
+                await admin.call(
+                    "session.dispatch", {"id": whales["id"], "message": "Tell me about whales"}
+                )
+                await admin.call("session.create", {"agent_id": beta["id"], "title": "empty one"})
+                await admin.call(
+                    "session.append",
+                    {
+                        "id": whales["id"],
+                        "fact": {
+                            "kind": "a2a.message",
+                            "message_id": "msg_up",
+                            "from_agent": alpha["id"],
+                            "to_agent": beta["id"],
+                            "from_session": counted["id"],
+                            "mode": "notify",
+                            "text": "the file count is 3",
+                        },
+                    },
+                )
+            async with opened_page(daemon) as (page, errors):
+                await page.goto(f"{client.base_url}#/sessions")
+                rows = page.locator("#sessions-page tbody tr")
+                await expect(rows).to_have_count(3)
+                row = page.locator(f"tr[data-session-id='{counted['id']}']")
+                await expect(row.locator("td").first).to_contain_text("Count the files")
+                await expect(row.locator(".session-state .badge")).to_have_text("completed")
+                await expect(row.locator(".session-tokens")).to_have_text("2,400 in + 68 out")
+                await expect(row.locator(".session-cost")).to_have_text("$0.0042")
+                failed = page.locator(f"tr[data-session-id='{whales['id']}']")
+                await expect(failed.locator(".outcome-reason")).to_contain_text("malformed")
+
+                await page.select_option("#sessions-agent", label="beta")
+                await expect(rows).to_have_count(2)
+                await page.select_option("#sessions-status", "failed")
+                await expect(rows).to_have_count(1)
+                await expect(rows.first).to_have_attribute("data-session-id", whales["id"])
+                await page.select_option("#sessions-agent", "")
+                await page.select_option("#sessions-status", "")
+                await page.fill("#sessions-search", "WHALES")  # a message's text
+                await page.press("#sessions-search", "Enter")
+                await expect(rows).to_have_count(1)
+                await expect(rows.first).to_have_attribute("data-session-id", whales["id"])
+                assert "search=WHALES" in page.url  # the filters stay in the address
+
+                # the chat: the turn's model, tokens, cost and duration; renaming
+                await page.goto(f"{client.base_url}#/sessions/{counted['id']}")
+                turn = page.locator("#transcript .note[data-status=completed] .turn-meta")
+                await expect(turn).to_contain_text("m · 2,400 in + 68 out tokens · $0.0042 · ")
+                await expect(turn).to_have_text(re.compile(r" \d+\.\d s$"))
+                await page.click("#rename")
+                await page.fill("#rename-input", "File census")
+                await page.press("#rename-input", "Enter")
+                await expect(page.locator("#session-title-text")).to_have_text("File census")
+                await page.goto(f"{client.base_url}#/sessions?search=census")
+                await expect(rows).to_have_count(1)
+
+                # the a2a messages between alpha and its child, with both sessions
+                await page.goto(f"{client.base_url}#/agents/{alpha['id']}")
+                message = page.locator("#agent-a2a tr[data-message-id=msg_up]")
+                await expect(message.locator(".a2a-text")).to_have_text("the file count is 3")
+                await expect(message.locator(".a2a-from a").last).to_have_attribute(
+                    "href", f"#/sessions/{counted['id']}"
+                )
+                await expect(message.locator(".a2a-to a").last).to_have_attribute(
+                    "href", f"#/sessions/{whales['id']}"
+                )
+                assert errors == []
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                log = await admin.call("log.read", {"kind": "syscall", "search": "session.update"})
+            assert any("service:aos-frontend" in e["message"] for e in log), log
+
+
+async def test_agents_are_created_edited_moved_and_archived_with_confirmation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Create an agent with skills and a system-prompt addition; edit its prompt and
+    move it under another parent; archiving asks first (dismissed: nothing happens)."""
+    from playwright.async_api import expect
+
+    project = tmp_path / "project"
+    (project / "skills").mkdir(parents=True)
+    with ScriptedLLM() as llm:
+        async with frontend(
+            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
+        ) as (daemon, _client):
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                home = (await admin.call("agent.create", {"name": "home"}))["agent"]
+            async with opened_page(daemon) as (page, errors):
+                answers: list[bool] = []
+
+                async def answer(dialog: Any) -> None:
+                    await (dialog.accept() if answers.pop(0) else dialog.dismiss())
+
+                page.on("dialog", answer)
+                await page.fill("#agent-name", "writer")
+                await page.fill("#agent-skills", "aos-skill")
+                await page.fill("#agent-prompt", "Write in haiku.")
+                await page.click("#create-agent button[type=submit]")
+                await page.locator("#agent-tree .agent-name", has_text="writer").click()
+                await expect(page.locator(".prompt-text")).to_have_text("Write in haiku.")
+
+                await page.fill("#edit-prompt", "Write in limericks.")
+                await page.select_option("#edit-parent", label=f"home ({home['id']})")
+                await page.click("#edit-agent button[type=submit]")
+                await expect(page.locator(".prompt-text")).to_have_text("Write in limericks.")
+                await expect(page.locator("#agent-page dl")).to_contain_text("home")
+
+                answers.append(False)
+                await page.click("#archive-agent")
+                await expect(page.locator("#agent-page h1")).not_to_contain_text("archived")
+                answers.append(True)
+                await page.click("#archive-agent")
+                await expect(page.locator("#agents-page")).to_be_visible()
+                assert answers == [] and errors == []
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                [writer] = [a for a in await admin.call("agent.list", {}) if a["name"] == "writer"]
+            assert writer["parent"] == home["id"]
+            assert writer["status"] == "archived"
+            assert writer["config"] == {"skills": ["aos-skill"], "prompt": "Write in limericks."}
+
+
+async def test_the_log_pages_filters_and_searches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.async_api import expect
+
+    project = tmp_path / "project"
+    (project / "skills").mkdir(parents=True)
+    with ScriptedLLM() as llm:
+        async with frontend(
+            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
+        ) as (daemon, client):
+            kernel = daemon.kernel
+            assert kernel is not None
+            for i in range(250):
+                kernel.log(
+                    LogEntry(
+                        kind="test.record",
+                        message=f"record {i}" + (" needle" if i == 17 else ""),
+                        level="warning" if i % 50 == 0 else "info",
+                        data={"skill": "aos-context"} if i % 2 else {},
+                    )
+                )
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                await admin.call("log.read", {"limit": 1})  # committed
+            async with opened_page(daemon) as (page, errors):
+                await page.goto(f"{client.base_url}#/log?kind=test.record")
+                rows = page.locator("#log tbody tr")
+                await expect(rows).to_have_count(100)
+                await expect(rows.first).to_contain_text("record 249")
+                await page.click("#log-older")
+                await expect(rows.first).to_contain_text("record 149")
+                await page.click("#log-older")
+                await expect(rows).to_have_count(50)
+                await expect(page.locator("#log-older")).to_be_disabled()
+                await page.click("#log-newest")
+                await expect(rows.first).to_contain_text("record 249")
+
+                await page.select_option("#log-level", "warning")
+                await expect(rows).to_have_count(5)
+                await page.select_option("#log-level", "")
+                await page.select_option("#log-skill", "aos-context")
+                await expect(rows.first).to_contain_text("record 249")
+                await page.select_option("#log-skill", "")
+                await page.fill("#log-search", "NEEDLE")
+                await page.press("#log-search", "Enter")
+                await expect(rows).to_have_count(1)
+                await expect(rows.first).to_contain_text("record 17 needle")
+                assert errors == []
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "screenshots"
+"""Where the screenshot test writes every page at 1280 and 420 px (``build/`` is
+ignored by git): open them to look at the UI."""
+
+
+async def test_every_page_at_1280_and_420_px_with_screenshots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each page renders without a page error and, at 420 px, without a horizontal
+    scroll bar; a screenshot of each at both widths lands in build/screenshots."""
+    project = tmp_path / "project"
+    (project / "skills").mkdir(parents=True)
+    replies = [Reply.tool_call("ls -la"), Reply.text("Here is the listing.")]
+    with ScriptedLLM(*replies) as llm:
+        async with frontend(
+            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-a2a,aos-frontend"}
+        ) as (daemon, client):
+            async with Client(daemon.paths.control_socket, token="") as admin:
+                lead = (await admin.call("agent.create", {"name": "lead"}))["agent"]
+                await admin.call("agent.create", {"name": "helper", "parent": lead["id"]})
+                session = await admin.call("session.create", {"agent_id": lead["id"]})
+                await admin.call(
+                    "session.dispatch", {"id": session["id"], "message": "List the workspace"}
+                )
+            pages = {
+                "agents": "#/agents",
+                "agent": f"#/agents/{lead['id']}",
+                "sessions": "#/sessions",
+                "chat": f"#/sessions/{session['id']}",
+                "context": f"#/sessions/{session['id']}/context",
+                "skills": "#/skills",
+                "hooks": "#/hooks",
+                "log": "#/log",
+                "nodes": "#/nodes",
+            }
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            async with opened_page(daemon) as (page, errors):
+                for width in (1280, 420):
+                    await page.set_viewport_size({"width": width, "height": 900})
+                    for name, hash_ in pages.items():
+                        await page.goto(f"{client.base_url}{hash_}")
+                        await page.locator("#main .page > [id$=-page]").wait_for()
+                        overflow = await page.evaluate(
+                            "document.documentElement.scrollWidth - window.innerWidth"
+                        )
+                        assert overflow <= 0 or width > 420, f"{name} at {width} px: {overflow}"
+                        await page.screenshot(
+                            path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True
+                        )
+                assert errors == []
+    assert len(list(SCREENSHOTS.glob("*.png"))) >= 2 * len(pages)

@@ -72,6 +72,8 @@ browser reconnects (resuming from history by ``seq``)."""
 KEEPALIVE = 15.0
 LOG_POLL = 1.0
 MAX_LOG_LIMIT = 1000
+LOG_FILTERS = ("session_id", "agent_id", "kind", "level", "skill", "search")
+"""``log.read``'s filters the log page and its live tail pass through."""
 HTTP_STATUS = {
     "invalid": 400,
     "unknown": 400,
@@ -341,6 +343,18 @@ def _text(request: Request, name: str) -> str | None:
     return request.query_params.get(name) or None
 
 
+def _flag(request: Request, name: str) -> bool | None:
+    """A yes/no query parameter: ``1``, ``true`` or ``yes`` (absent: None)."""
+    raw = request.query_params.get(name)
+    return None if raw is None else raw.lower() in ("1", "true", "yes")
+
+
+def _list(request: Request, name: str) -> list[str] | None:
+    """A comma-separated query parameter (absent: None)."""
+    raw = request.query_params.get(name)
+    return None if raw is None else [item for item in raw.split(",") if item]
+
+
 async def _body(request: Request) -> dict[str, Any]:
     """The JSON object of the request, read up to :data:`MAX_BODY` bytes."""
     too_large = TooLarge(
@@ -434,11 +448,22 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
         params: dict[str, Any] = {"id": r.path_params["id"], "config": body.get("config")}
         if body.get("name"):
             params["name"] = body["name"]
+        if "parent" in body:  # moved ("" makes it a root agent)
+            params["parent"] = body["parent"] or ""
         return "agent.update", params
 
     # -- sessions
     async def session_list(r: Request) -> tuple[str, dict[str, Any]]:
-        return "session.list", {"agent_id": _text(r, "agent_id"), "status": _text(r, "status")}
+        return "session.list", {
+            "agent_id": _text(r, "agent_id"),
+            "status": _text(r, "status"),
+            "search": _text(r, "search"),
+            "limit": _int(r, "limit"),
+        }
+
+    async def session_update(r: Request) -> tuple[str, dict[str, Any]]:
+        body = await _body(r)
+        return "session.update", {"id": r.path_params["id"], "title": body.get("title")}
 
     async def session_create(r: Request) -> tuple[str, dict[str, Any]]:
         body = await _body(r)
@@ -450,7 +475,12 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
             "after": _int(r, "after"),
             "until": _int(r, "until"),
             "limit": _int(r, "limit"),
+            "kinds": _list(r, "kinds"),
+            "newest": _flag(r, "newest"),
         }
+
+    async def session_context(r: Request) -> tuple[str, dict[str, Any]]:
+        return "session.context", {"id": r.path_params["id"], "explain": _flag(r, "explain")}
 
     async def session_dispatch(r: Request) -> tuple[str, dict[str, Any]]:
         body = await _body(r)
@@ -459,18 +489,10 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
 
     # -- skills, hooks, log
     def log_filters(r: Request) -> dict[str, Any]:
-        return {
-            "session_id": _text(r, "session_id"),
-            "agent_id": _text(r, "agent_id"),
-            "kind": _text(r, "kind"),
-        }
+        return {name: _text(r, name) for name in LOG_FILTERS}
 
     async def usage(r: Request) -> tuple[str, dict[str, Any]]:
-        ids = _text(r, "ids")
-        return "session.usage", {
-            "ids": [i for i in ids.split(",") if i] if ids is not None else None,
-            "by": _text(r, "by"),
-        }
+        return "session.usage", {"ids": _list(r, "ids"), "by": _text(r, "by")}
 
     async def log_read(r: Request) -> tuple[str, dict[str, Any]]:
         limit = _int(r, "limit", 100) or 100
@@ -479,8 +501,9 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
             "since": _float(r, "since"),
             "until": _float(r, "until"),
             "after_id": _int(r, "after_id"),
+            "before_id": _int(r, "before_id"),
             "limit": max(1, min(limit, MAX_LOG_LIMIT)),
-            "newest_first": r.query_params.get("newest_first", "").lower() in ("1", "true", "yes"),
+            "newest_first": _flag(r, "newest_first"),
         }
 
     # -- live streams
@@ -638,6 +661,7 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
         Route("/api/sessions", endpoint(session_list), methods=get),
         Route("/api/sessions", endpoint(session_create), methods=post),
         Route("/api/sessions/{id}", endpoint(path_call("session.get", id="id")), methods=get),
+        Route("/api/sessions/{id}", endpoint(session_update), methods=post),
         Route("/api/sessions/{id}/history", endpoint(session_history), methods=get),
         Route("/api/sessions/{id}/dispatch", endpoint(session_dispatch), methods=post),
         Route(
@@ -652,7 +676,7 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
         ),
         Route(
             "/api/sessions/{id}/context",
-            endpoint(path_call("session.context", id="id")),
+            endpoint(session_context),
             methods=get,
         ),
         Route("/api/sessions/{id}/events", session_events, methods=get),

@@ -48,6 +48,22 @@ async function usageOf(id, by) {
   return usageText(totals);
 }
 
+const count = (x) => (x || 0).toLocaleString("en-US");
+const dollars = (cost) => (cost === null || cost === undefined ? "" : `$${cost.toFixed(4)}`);
+
+/** "1,234 in + 56 out tokens · $0.0012" of a model call's or a dispatch's usage fact. */
+function tokensText(usage) {
+  if (!usage) return "";
+  const cost = dollars(usage.cost);
+  return `${count(usage.prompt_tokens)} in + ${count(usage.completion_tokens)} out tokens${cost ? " · " + cost : ""}`;
+}
+
+/** "3.2 s", "1 min 5 s" of a duration in seconds. */
+function duration(seconds) {
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+}
+
 /** A time for people: "just now", "5 min ago", "3 h ago", else the date. */
 function ago(ts) {
   const seconds = Date.now() / 1000 - ts;
@@ -171,8 +187,9 @@ function every(ms, fn) {
 const routes = [
   [/^#\/agents\/?$/, "agents", () => agentsPage()],
   [/^#\/agents\/([^/]+)$/, "agents", (m) => agentPage(decodeURIComponent(m[1]))],
-  [/^#\/sessions\/([^/]+)$/, "agents", (m) => sessionPage(decodeURIComponent(m[1]))],
-  [/^#\/sessions\/([^/]+)\/context$/, "agents", (m) => contextPage(decodeURIComponent(m[1]))],
+  [/^#\/sessions\/?(\?.*)?$/, "sessions", () => sessionsPage()],
+  [/^#\/sessions\/([^/?]+)$/, "sessions", (m) => sessionPage(decodeURIComponent(m[1]))],
+  [/^#\/sessions\/([^/?]+)\/context$/, "sessions", (m) => contextPage(decodeURIComponent(m[1]))],
   [/^#\/skills\/?$/, "skills", () => skillsPage()],
   [/^#\/hooks\/?$/, "hooks", () => hooksPage()],
   [/^#\/log\/?(\?.*)?$/, "log", () => logPage()],
@@ -230,12 +247,16 @@ async function agentsPage() {
   const name = el("input", { name: "name", id: "agent-name", required: true, placeholder: "name" });
   const parent = el("select", { name: "parent", id: "agent-parent" });
   const model = el("input", { name: "model", id: "agent-model", placeholder: "inherited" });
+  const skills = el("input", { name: "skills", id: "agent-skills", placeholder: "on top of the defaults" });
+  const prompt = el("textarea", { name: "prompt", id: "agent-prompt", rows: 2, placeholder: "added to the system prompt" });
   const form = el(
     "form",
     { class: "inline", id: "create-agent" },
     el("label", null, "Name", name),
     el("label", null, "Parent", parent),
     el("label", null, "Model", model),
+    el("label", null, "Skills", skills),
+    el("label", { class: "wide" }, "System-prompt addition", prompt),
     el("button", { type: "submit" }, "Create agent"),
   );
 
@@ -256,8 +277,7 @@ async function agentsPage() {
         archive.addEventListener("click", async () => {
           error.show(null);
           try {
-            await api("POST", `/agents/${enc(a.id)}/archive`);
-            await load();
+            if (await archiveAgent(a)) await load();
           } catch (err) {
             error.show(err);
           }
@@ -289,9 +309,9 @@ async function agentsPage() {
     event.preventDefault();
     error.show(null);
     try {
-      await api("POST", "/agents", { name: name.value.trim(), parent: parent.value || null, model: model.value.trim() || null });
-      name.value = "";
-      model.value = "";
+      const config = configFrom({}, model, skills, prompt);
+      await api("POST", "/agents", { name: name.value.trim(), parent: parent.value || null, config });
+      for (const input of [name, model, skills, prompt]) input.value = "";
       await load();
     } catch (err) {
       error.show(err);
@@ -318,7 +338,7 @@ async function agentPage(id) {
   const agent = info.agent;
   const effective = info.effective;
   agentNames.set(agent.id, agent.name);
-  const sessions = el("tbody");
+  const sessions = sessionTable(false);
   const title = el("input", { name: "title", id: "session-title", placeholder: "title (optional)" });
   const form = el(
     "form",
@@ -338,21 +358,7 @@ async function agentPage(id) {
   });
 
   async function load() {
-    const found = await api("GET", "/sessions" + query({ agent_id: agent.id }));
-    found.sort((a, b) => b.updated_at - a.updated_at);
-    sessions.replaceChildren(
-      ...found.map((s) =>
-        el(
-          "tr",
-          { "data-session-id": s.id },
-          el("td", null, link(`#/sessions/${enc(s.id)}`, s.title || "(untitled)")),
-          el("td", { class: "mono" }, s.id),
-          el("td", { class: "session-state" }, ...sessionState(s)),
-          el("td", null, stamp(s.updated_at)),
-        ),
-      ),
-    );
-    if (!found.length) sessions.append(el("tr", null, el("td", { colspan: 4, class: "muted" }, "No sessions yet.")));
+    await sessions.fill(await api("GET", "/sessions" + query({ agent_id: agent.id })));
   }
   await load();
   const reload = debounce(() => load().catch(() => {}), 300);
@@ -361,42 +367,17 @@ async function agentPage(id) {
   });
   every(10000, reload);
 
-  const archive = el("button", { class: "danger", type: "button" }, "Archive agent");
+  const archive = el("button", { class: "danger", type: "button", id: "archive-agent" }, "Archive agent");
   archive.disabled = agent.status !== "active";
   archive.addEventListener("click", async () => {
     error.show(null);
     try {
-      await api("POST", `/agents/${enc(agent.id)}/archive`);
-      location.hash = "#/agents";
+      if (await archiveAgent(agent)) location.hash = "#/agents";
     } catch (err) {
       error.show(err);
     }
   });
-  const model = el("input", { name: "model", id: "edit-model", value: agent.config.model || "", placeholder: `inherit (${effective.model || "none"})` });
-  const skills = el("input", { name: "skills", id: "edit-skills", value: (agent.config.skills || []).join(", "), placeholder: "skills on top of the defaults" });
-  const edit = el(
-    "form",
-    { class: "inline", id: "edit-agent" },
-    el("label", null, "Model", model),
-    el("label", null, "Skills", skills),
-    el("button", { type: "submit" }, "Save"),
-  );
-  edit.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.show(null);
-    const config = { ...agent.config };
-    const named = skills.value.split(",").map((x) => x.trim()).filter(Boolean);
-    if (model.value.trim()) config.model = model.value.trim();
-    else delete config.model;
-    if (named.length) config.skills = named;
-    else delete config.skills;
-    try {
-      await api("POST", `/agents/${enc(agent.id)}`, { config }); // agent.update: audited
-      route();
-    } catch (err) {
-      error.show(err);
-    }
-  });
+  const edit = await agentEditor(agent, effective, error);
   const parentLink = agent.parent ? link(`#/agents/${enc(agent.parent)}`, await agentName(agent.parent)) : "(root)";
   const children = await api("GET", "/agents" + query({ parent: agent.id }));
   const childLinks = children.length
@@ -415,6 +396,7 @@ async function agentPage(id) {
       el("dt", null, "children"), el("dd", { id: "agent-children" }, childLinks),
       el("dt", null, "model"), el("dd", null, effective.model || "(none configured)"),
       el("dt", null, "skills"), el("dd", null, effective.skills.length ? effective.skills.join(", ") : "(the defaults)"),
+      el("dt", null, "prompt"), el("dd", { class: "prompt-text" }, effective.prompt || "(the node's only)"),
       el("dt", null, "scopes"), el("dd", { class: "mono" }, effective.scopes.join(" ")),
       el("dt", null, "max steps"), el("dd", null, String(effective.max_steps)),
       el("dt", null, "created"), el("dd", null, when(agent.created_at)),
@@ -422,14 +404,127 @@ async function agentPage(id) {
     ),
     el("h2", null, "Edit"),
     edit,
-    archive,
+    el("p", null, archive),
     el("h2", null, "Sessions"),
-    el("table", { id: "sessions" }, el("thead", null, el("tr", null, el("th", null, "title"), el("th", null, "id"), el("th", null, "status"), el("th", null, "updated"))), sessions),
+    sessions.node,
+    el("h2", null, "Messages between this agent and its children"),
+    await a2aTable([agent, ...children]),
     el("h2", null, "Open a session"),
     form,
     error,
   );
 }
+
+/** An agent's config with the model, skills and prompt of a form's inputs (an empty
+ * one drops the key: inherited again). */
+function configFrom(base, model, skills, prompt) {
+  const config = { ...base };
+  const named = skills.value.split(",").map((x) => x.trim()).filter(Boolean);
+  const set = (key, value) => (value ? (config[key] = value) : delete config[key]);
+  set("model", model.value.trim());
+  set("skills", named.length ? named : null);
+  set("prompt", prompt.value.trim());
+  return config;
+}
+
+/** Archive an agent once the person confirmed it (agent.archive, audited); false
+ * when they did not. */
+async function archiveAgent(agent) {
+  const sure = confirm(`Archive the agent “${agent.name}”? Its running dispatches are interrupted and its sessions cannot run again.`);
+  if (sure) await api("POST", `/agents/${enc(agent.id)}/archive`);
+  return sure;
+}
+
+/** The form that edits an agent: model, skills, system-prompt addition, parent. It
+ * sends the whole config (agent.update replaces it), and the parent when it moved. */
+async function agentEditor(agent, effective, error) {
+  const config = agent.config;
+  const model = el("input", { name: "model", id: "edit-model", value: config.model || "", placeholder: `inherit (${effective.model || "none"})` });
+  const skills = el("input", { name: "skills", id: "edit-skills", value: (config.skills || []).join(", "), placeholder: "skills on top of the defaults" });
+  const prompt = el("textarea", { name: "prompt", id: "edit-prompt", rows: 3, placeholder: "text added to the system prompt (after the node's and the ancestors')" });
+  prompt.value = config.prompt || "";
+  const everyone = await loadAgents("active");
+  const below = new Set([agent.id]); // the agent and its descendants: no parent for it
+  for (let grew = true; grew; ) {
+    const more = everyone.filter((a) => a.parent && below.has(a.parent) && !below.has(a.id));
+    for (const a of more) below.add(a.id);
+    grew = more.length > 0;
+  }
+  const parent = el(
+    "select",
+    { name: "parent", id: "edit-parent" },
+    el("option", { value: "" }, "(none: a root agent)"),
+    everyone.filter((a) => !below.has(a.id)).map((a) => el("option", { value: a.id }, `${a.name} (${a.id})`)),
+  );
+  parent.value = agent.parent || "";
+  const form = el(
+    "form",
+    { class: "inline", id: "edit-agent" },
+    el("label", null, "Model", model),
+    el("label", null, "Skills", skills),
+    el("label", null, "Parent", parent),
+    el("label", { class: "wide" }, "System-prompt addition", prompt),
+    el("button", { type: "submit" }, "Save"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.show(null);
+    const body = { config: configFrom(config, model, skills, prompt) };
+    if (parent.value !== (agent.parent || "")) body.parent = parent.value; // "": a root
+    try {
+      await api("POST", `/agents/${enc(agent.id)}`, body); // agent.update: audited
+      route();
+    } catch (err) {
+      error.show(err);
+    }
+  });
+  return form;
+}
+
+/** The a2a messages in the sessions of these agents (an agent and its children):
+ * sender, receiver, mode, text, with links to both sessions. */
+async function a2aTable(agents) {
+  const ids = new Set(agents.map((a) => a.id));
+  const sessions = (await Promise.all(agents.map((a) => api("GET", "/sessions" + query({ agent_id: a.id }))))).flat();
+  const recent = sessions.sort((a, b) => b.updated_at - a.updated_at).slice(0, A2A_SESSIONS);
+  const histories = await Promise.all(recent.map((s) => api("GET", `/sessions/${enc(s.id)}/history` + query({ kinds: "a2a.message" }))));
+  const messages = histories
+    .flat()
+    .filter((e) => ids.has(e.fact.from_agent) || ids.has(e.fact.to_agent))
+    .sort((a, b) => b.ts - a.ts)
+    .slice(0, A2A_SHOWN);
+  if (!messages.length) return el("p", { class: "muted", id: "agent-a2a" }, "No messages between them yet.");
+  const names = new Map();
+  for (const e of messages) for (const id of [e.fact.from_agent, e.fact.to_agent]) names.set(id, await agentName(id));
+  const sessionLink = (sid) => (sid ? link(`#/sessions/${enc(sid)}`, "session") : "—");
+  return el(
+    "div",
+    { class: "scroll" },
+    el(
+      "table",
+      { id: "agent-a2a" },
+      el("thead", null, el("tr", null, ...["when", "from", "to", "mode", "message"].map((h) => el("th", null, h)))),
+      el(
+        "tbody",
+        null,
+        messages.map((e) =>
+          el(
+            "tr",
+            { "data-message-id": e.fact.message_id },
+            el("td", null, stamp(e.ts)),
+            el("td", { class: "a2a-from" }, link(`#/agents/${enc(e.fact.from_agent)}`, names.get(e.fact.from_agent)), " · ", sessionLink(e.fact.from_session)),
+            el("td", { class: "a2a-to" }, link(`#/agents/${enc(e.fact.to_agent)}`, names.get(e.fact.to_agent)), " · ", sessionLink(e.session_id)),
+            el("td", null, e.fact.mode, e.fact.reply_to ? el("div", { class: "muted small" }, "reply to ", e.fact.reply_to) : null),
+            el("td", { class: "a2a-text" }, e.fact.text.length > 300 ? e.fact.text.slice(0, 300) + "…" : e.fact.text),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+const A2A_SESSIONS = 50; // the sessions read, newest activity first
+const A2A_SHOWN = 50;
 
 // -- chat ------------------------------------------------------------------------------------
 
@@ -461,17 +556,23 @@ class Transcript {
   constructor(sessionId, onStatus) {
     this.sessionId = sessionId;
     this.onStatus = onStatus;
-    this.node = el("div", { id: "transcript", "aria-live": "polite" });
+    this.node = el("div", { class: "transcript", "aria-live": "polite" });
     this.tools = [];
     this.calls = []; // the blocks of the latest reply's calls: a call is its reply and index
     this.pending = null;
     this.lastSeq = 0;
+    this.turn = null; // the running dispatch: when it started, the models it asked
+  }
+
+  /** Whether the person is at the newest turn (then the page follows what comes). */
+  following() {
+    return window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
   }
 
   add(node) {
-    const atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
+    const follow = this.following();
     this.node.append(node);
-    if (atBottom) node.scrollIntoView({ block: "end" });
+    if (follow) node.scrollIntoView({ block: "end" });
     return node;
   }
 
@@ -494,8 +595,10 @@ class Transcript {
       this.pending.dataset.deltas = "0";
     }
     const target = data.kind === "reasoning" ? this.pending.reasoningNode : this.pending.textNode;
+    const follow = this.following();
     target.hidden = false;
     target.append(document.createTextNode(data.text));
+    if (follow) this.pending.scrollIntoView({ block: "end" });
     this.pending.dataset.deltas = String(Number(this.pending.dataset.deltas) + 1);
   }
 
@@ -529,6 +632,10 @@ class Transcript {
     node.textNode.hidden = !fact.text;
     if (!fact.text && !fact.reasoning) node.hidden = true;
     node.title = [fact.model, when(entry.ts)].filter(Boolean).join(" · ");
+    if (fact.model || fact.usage) {
+      node.head.append(" ", el("span", { class: "call-meta" }, [fact.model, tokensText(fact.usage)].filter(Boolean).join(" · ")));
+    }
+    if (this.turn && fact.model) this.turn.models.add(fact.model);
     if (!(fact.tool_calls || []).length) return;
     this.calls = fact.tool_calls.map((call) => {
       const block = this.tool(call.id, call.command);
@@ -651,11 +758,12 @@ class Transcript {
     );
   }
 
-  on_dispatch_started() {
+  on_dispatch_started(fact, entry) {
+    this.turn = { started: entry.ts, models: new Set() };
     this.onStatus("running");
   }
 
-  on_dispatch_finished(fact) {
+  on_dispatch_finished(fact, entry) {
     if (this.pending) {
       this.pending.classList.remove("pending");
       this.pending = null;
@@ -667,8 +775,21 @@ class Transcript {
       }
     }
     const text = fact.status === "completed" ? "done" : fact.status;
+    const turn = this.turn;
+    this.turn = null;
+    const meta = [
+      turn && turn.models.size ? [...turn.models].join(", ") : null,
+      tokensText(fact.usage),
+      turn ? duration(entry.ts - turn.started) : null,
+    ].filter(Boolean);
     this.add(
-      el("div", { class: `note ${fact.status}`, "data-status": fact.status }, text, fact.error ? `: ${fact.error}` : ""),
+      el(
+        "div",
+        { class: `note ${fact.status}`, "data-status": fact.status },
+        text,
+        fact.error ? `: ${fact.error}` : "",
+        meta.length ? el("div", { class: "turn-meta" }, meta.join(" · ")) : null,
+      ),
     );
     this.onStatus("idle");
   }
@@ -689,11 +810,15 @@ async function sessionPage(id) {
     interrupt.disabled = value !== "running";
   };
   const transcript = new Transcript(id, setStatus);
+  transcript.node.id = "transcript";
   setStatus(scb.status);
 
-  const history = await api("GET", `/sessions/${enc(id)}/history`);
+  // The newest facts first (a long session opens fast, at its newest turn); the
+  // earlier ones a window at a time, on request.
+  const history = await api("GET", `/sessions/${enc(id)}/history` + query({ limit: WINDOW, newest: "true" }));
   for (const entry of history) transcript.fact(entry);
   setStatus(scb.status); // history may end mid-dispatch
+  const earlier = earlierButton(id, history.length ? history[0].seq : 1, transcript);
   const usage = el("span", { id: "session-usage", class: "muted" }, await usageOf(id, "session"));
   const recount = debounce(() => usageOf(id, "session").then((text) => usage.replaceChildren(text), () => {}), 300);
 
@@ -751,18 +876,165 @@ async function sessionPage(id) {
     "div",
     { id: "session-page", "data-session-id": id },
     el("p", null, link(`#/agents/${enc(scb.agent_id)}`, `← ${name}`)),
-    el(
-      "div",
-      { class: "session-head" },
-      el("h1", null, scb.title || "Session"),
-      el("span", { class: "mono muted" }, id),
-      status,
-    ),
+    el("div", { class: "session-head" }, titleEditor(scb, error), el("span", { class: "mono muted" }, id), status),
     el("p", null, usage, " · ", link(`#/sessions/${enc(id)}/context`, "the context the model sees next")),
+    earlier,
     transcript.node,
     error,
     form,
   );
+}
+
+/** The filters of a page kept in its address (``#/page?key=value``): links and
+ * reloads keep them. */
+function hashParams() {
+  return new URLSearchParams(location.hash.split("?")[1] || "");
+}
+
+function setHashParams(page, values) {
+  const text = query(values);
+  history.replaceState(null, "", `#/${page}${text}`);
+}
+
+const SESSION_STATES = [
+  ["", "any status"],
+  ["running", "running"],
+  ["idle", "idle"],
+  ["failed", "failed or interrupted"],
+  ["archived", "archived"],
+];
+
+async function sessionsPage() {
+  const params = hashParams();
+  const error = errorBox();
+  const agents = await loadAgents();
+  const agent = el(
+    "select",
+    { id: "sessions-agent", name: "agent_id" },
+    el("option", { value: "" }, "any agent"),
+    agents.map((a) => el("option", { value: a.id }, a.status === "active" ? a.name : `${a.name} (archived)`)),
+  );
+  agent.value = params.get("agent_id") || "";
+  const status = el("select", { id: "sessions-status", name: "status" }, SESSION_STATES.map(([value, text]) => el("option", { value }, text)));
+  status.value = params.get("status") || "";
+  const search = el("input", { type: "search", id: "sessions-search", name: "search", placeholder: "title or message text", value: params.get("search") || "" });
+  const summary = el("p", { class: "muted", id: "sessions-summary" });
+  const table = sessionTable(true);
+  const form = el(
+    "form",
+    { class: "inline", id: "sessions-filter" },
+    el("label", null, "Agent", agent),
+    el("label", null, "Status", status),
+    el("label", { class: "grow" }, "Search", search),
+    el("button", { type: "submit" }, "Find"),
+  );
+
+  async function load() {
+    const filters = { agent_id: agent.value, status: status.value, search: search.value.trim() };
+    setHashParams("sessions", filters);
+    const failed = filters.status === "failed";
+    let found = await api("GET", "/sessions" + query({ ...filters, status: failed ? "idle" : filters.status, limit: SESSIONS_SHOWN }));
+    if (failed) found = found.filter((s) => s.outcome && !/^(completed|max_steps)\b/.test(s.outcome));
+    summary.textContent = `${found.length}${found.length >= SESSIONS_SHOWN ? "+" : ""} session${found.length === 1 ? "" : "s"}${filters.search ? ` matching “${filters.search}”` : ""}`;
+    await table.fill(found);
+  }
+  for (const input of [agent, status]) input.addEventListener("change", () => load().catch((err) => error.show(err)));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    error.show(null);
+    load().catch((err) => error.show(err));
+  });
+  await load();
+  const reload = debounce(() => load().catch(() => {}), 500);
+  onChange((change) => change.topic === "history.append" && reload());
+  return el("div", { id: "sessions-page" }, el("h1", null, "Sessions"), form, error, summary, table.node);
+}
+
+const SESSIONS_SHOWN = 200;
+
+/** A table of sessions people can scan: title, (agent,) last activity, status with
+ * outcome, tokens and cost. ``fill(found)`` shows them, newest activity first. */
+function sessionTable(withAgent) {
+  const heads = ["title", withAgent ? "agent" : null, "last activity", "status", "tokens", "cost"].filter(Boolean);
+  const body = el("tbody");
+  const table = el("table", { class: "sessions" }, el("thead", null, el("tr", null, ...heads.map((h) => el("th", null, h)))), body);
+  async function fill(found) {
+    found.sort((a, b) => b.updated_at - a.updated_at);
+    const totals = found.length ? await api("GET", "/usage" + query({ ids: found.map((s) => s.id).join(","), by: "session" })) : [];
+    const usage = new Map(totals.map((u) => [u.id, u]));
+    const names = withAgent ? await Promise.all(found.map((s) => agentName(s.agent_id))) : [];
+    body.replaceChildren(
+      ...found.map((s, i) => {
+        const u = usage.get(s.id) || { input_tokens: 0, output_tokens: 0, cost: null };
+        return el(
+          "tr",
+          { "data-session-id": s.id },
+          el("td", null, link(`#/sessions/${enc(s.id)}`, s.title || "(untitled)"), el("div", { class: "mono muted small" }, s.id)),
+          withAgent ? el("td", null, link(`#/agents/${enc(s.agent_id)}`, names[i])) : null,
+          el("td", null, stamp(s.updated_at)),
+          el("td", { class: "session-state" }, ...sessionState(s)),
+          el("td", { class: "session-tokens" }, `${count(u.input_tokens)} in + ${count(u.output_tokens)} out`),
+          el("td", { class: "session-cost" }, dollars(u.cost) || "—"),
+        );
+      }),
+    );
+    if (!found.length) body.append(el("tr", null, el("td", { colspan: heads.length, class: "muted" }, "No sessions.")));
+  }
+  return { node: el("div", { class: "scroll" }, table), fill };
+}
+
+const WINDOW = 400; // the facts of a session the chat renders at once
+
+/** "Show earlier messages": the window of facts before ``first``, rendered by a
+ * transcript of its own and put above, the page kept where the person reads. */
+function earlierButton(id, first, transcript) {
+  const button = el("button", { type: "button", id: "earlier", class: "subtle" }, "Show earlier messages");
+  button.hidden = first <= 1;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const entries = await api("GET", `/sessions/${enc(id)}/history` + query({ until: first - 1, limit: WINDOW, newest: "true" }));
+    const older = new Transcript(id, () => {});
+    for (const entry of entries) older.fact(entry);
+    const height = document.body.scrollHeight;
+    transcript.node.prepend(...older.node.childNodes);
+    window.scrollBy(0, document.body.scrollHeight - height);
+    first = entries.length ? entries[0].seq : 1;
+    button.hidden = first <= 1;
+    button.disabled = false;
+  });
+  return el("p", null, button);
+}
+
+/** The session's title, renamed in place (session.update, audited). */
+function titleEditor(scb, error) {
+  const title = el("h1", { id: "session-title-text" }, scb.title || "(untitled)");
+  const input = el("input", { id: "rename-input", name: "title", value: scb.title, maxlength: 200, required: true });
+  const form = el("form", { class: "inline", id: "rename-form" }, input, el("button", { type: "submit" }, "Save"));
+  const rename = el("button", { type: "button", id: "rename", class: "subtle" }, "Rename");
+  form.hidden = true;
+  rename.addEventListener("click", () => {
+    form.hidden = false;
+    title.hidden = rename.hidden = true;
+    input.focus();
+    input.select();
+  });
+  const close = () => {
+    form.hidden = true;
+    title.hidden = rename.hidden = false;
+  };
+  input.addEventListener("keydown", (event) => event.key === "Escape" && close());
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.show(null);
+    try {
+      const updated = await api("POST", `/sessions/${enc(scb.id)}`, { title: input.value.trim() });
+      title.textContent = updated.title || "(untitled)";
+      close();
+    } catch (err) {
+      error.show(err);
+    }
+  });
+  return el("div", { class: "title-editor" }, title, rename, form);
 }
 
 /** A session's status for people: running (and its phase), else how its last
@@ -794,22 +1066,28 @@ function messageText(message) {
 
 async function contextPage(id) {
   const scb = await api("GET", "/sessions/" + enc(id));
-  const messages = await api("GET", `/sessions/${enc(id)}/context`);
+  const [context, compactions] = await Promise.all([
+    api("GET", `/sessions/${enc(id)}/context` + query({ explain: "true" })),
+    api("GET", `/sessions/${enc(id)}/history` + query({ kinds: "context.compacted" })),
+  ]);
+  const messages = context.messages;
   const sizes = messages.map((m) => Math.ceil(messageText(m).length / CHARS_PER_TOKEN));
   const total = sizes.reduce((a, b) => a + b, 0);
+  const share = context.budget ? Math.min(100, (100 * total) / context.budget) : 0;
   const rows = messages.map((m, i) => {
     const text = messageText(m);
     const summary = el(
       "summary",
       null,
       badge(m.role, m.role === "system" ? "kind" : "running"),
-      ` ~${sizes[i].toLocaleString("en-US")} tokens · `,
+      ` ~${count(sizes[i])} tokens · `,
       el("span", { class: "muted" }, text.slice(0, 120).replaceAll("\n", " ")),
     );
     const details = el("details", { class: "context-message", "data-role": m.role }, summary, el("pre", { class: "output" }, text));
     details.open = m.role === "system";
     return details;
   });
+  const last = compactions[compactions.length - 1];
   return el(
     "div",
     { id: "context-page" },
@@ -817,10 +1095,26 @@ async function contextPage(id) {
     el("h1", null, "The context the model sees next"),
     el(
       "p",
-      { id: "context-total", class: "muted" },
-      `${messages.length} messages · about ${total.toLocaleString("en-US")} tokens (${CHARS_PER_TOKEN} characters a token) · `,
-      "the system prompt first (the node's prompt and the active skills' context faces); a compacted part shows as its summary",
+      { id: "context-total" },
+      `${messages.length} messages · about ${count(total)} tokens (${CHARS_PER_TOKEN} characters a token)`,
+      context.budget ? ` of the ${count(context.budget)}-token budget (${share.toFixed(0)}%)` : "",
     ),
+    context.budget ? el("meter", { id: "context-meter", min: 0, max: context.budget, value: total, high: context.budget * 0.9 }) : null,
+    el(
+      "dl",
+      { class: "kv panel" },
+      el("dt", null, "skills"),
+      el("dd", { id: "context-skills" }, context.skills.length ? context.skills.join(", ") : "(none)"),
+      el("dt", null, "compacted"),
+      el(
+        "dd",
+        { id: "context-compactions" },
+        last
+          ? `${compactions.length} time${compactions.length === 1 ? "" : "s"}; the last through fact #${last.fact.through_seq}, ${when(last.ts)}: the facts up to it reach the model as the summary after the system prompt`
+          : "never: the model sees the whole conversation",
+      ),
+    ),
+    el("p", { class: "muted" }, "The system prompt comes first: the provider's, the node's prompt, the agent's additions and the active skills' context faces."),
     ...rows,
   );
 }
@@ -988,23 +1282,54 @@ async function nodesPage() {
 
 // -- runtime log -------------------------------------------------------------------------------
 
+const LOG_PAGE = 100;
+const LOG_LEVELS = [
+  ["", "any level"],
+  ["info", "info and above"],
+  ["warning", "warnings and errors"],
+  ["error", "errors"],
+];
+
+/** The RuntimeLog, newest first, a page at a time: filters by session, kind, level
+ * and skill, and a search of the messages, kept in the address. The first page
+ * follows new records live; older pages stay put. */
 async function logPage() {
-  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const params = hashParams();
   const error = errorBox();
-  const session = el("input", { name: "session_id", id: "log-session", placeholder: "any session", value: params.get("session_id") || "" });
-  const kind = el("input", { name: "kind", id: "log-kind", placeholder: "any kind", list: "log-kinds" });
+  const input = (name, placeholder, props) => el("input", { name, id: `log-${name.replace("_id", "")}`, placeholder, value: params.get(name) || "", ...props });
+  const session = input("session_id", "any session");
+  const kind = input("kind", "any kind", { list: "log-kinds" });
+  const search = input("search", "text in the message", { type: "search" });
   const kinds = el("datalist", { id: "log-kinds" });
+  const level = el("select", { name: "level", id: "log-level" }, LOG_LEVELS.map(([value, text]) => el("option", { value }, text)));
+  level.value = params.get("level") || "";
+  const skills = await api("GET", "/skills");
+  const skill = el(
+    "select",
+    { name: "skill", id: "log-skill" },
+    el("option", { value: "" }, "any skill"),
+    [...new Set(skills.map((x) => x.name))].sort().map((name) => el("option", { value: name }, name)),
+  );
+  skill.value = params.get("skill") || "";
   const live = el("input", { type: "checkbox", id: "log-live", checked: true });
   const rows = el("tbody");
+  const position = el("span", { class: "muted", id: "log-position" });
+  const newer = el("button", { type: "button", id: "log-newest" }, "← Newest");
+  const older = el("button", { type: "button", id: "log-older" }, "Older →");
   const form = el(
     "form",
     { class: "inline", id: "log-filter" },
-    el("label", null, "Session", session),
+    el("label", { class: "grow" }, "Search", search),
     el("label", null, "Kind", kind, kinds),
+    el("label", null, "Level", level),
+    el("label", null, "Skill", skill),
+    el("label", null, "Session", session),
     el("button", { type: "submit" }, "Filter"),
-    el("label", null, "Live tail", live),
+    el("label", null, "Live", live),
   );
   let tail = null;
+  let pages = []; // the before_id of each page shown so far (null: the newest)
+  let last = null; // the oldest id of the current page
   const seenKinds = new Set();
 
   const row = (e) => {
@@ -1016,48 +1341,75 @@ async function logPage() {
     return el(
       "tr",
       { class: `log-row ${e.level || "info"}`, "data-id": String(e.id) },
-      el("td", null, when(e.ts)),
+      el("td", null, stamp(e.ts)),
       el("td", null, e.level || "info"),
       el("td", { class: "mono" }, e.kind),
       el("td", { class: "mono" }, e.session_id ? link(`#/sessions/${enc(e.session_id)}`, e.session_id) : ""),
-      el("td", null, e.message, data ? el("details", { class: "log-data" }, el("summary", null, "data"), el("pre", null, data)) : null),
+      el("td", { class: "log-message" }, e.message, data ? el("details", { class: "log-data" }, el("summary", null, "data"), el("pre", null, data)) : null),
     );
   };
 
-  async function load() {
+  const filters = () => ({
+    session_id: session.value.trim(),
+    kind: kind.value.trim(),
+    level: level.value,
+    skill: skill.value,
+    search: search.value.trim(),
+  });
+
+  async function show(before) {
     if (tail) tail.close();
     tail = null;
-    const filters = { session_id: session.value.trim(), kind: kind.value.trim() };
-    const entries = await api("GET", "/log" + query({ ...filters, newest_first: "true", limit: 200 }));
+    setHashParams("log", filters());
+    const entries = await api("GET", "/log" + query({ ...filters(), newest_first: "true", limit: LOG_PAGE, before_id: before }));
     rows.replaceChildren(...entries.map(row));
-    if (!live.checked) return;
+    if (!entries.length) rows.append(el("tr", null, el("td", { colspan: 5, class: "muted" }, "No records.")));
+    last = entries.length ? entries[entries.length - 1].id : null;
+    older.disabled = entries.length < LOG_PAGE;
+    newer.disabled = before === null;
+    position.textContent = before === null ? "the newest records" : `page ${pages.length} · records before #${before}`;
+    if (before !== null || !live.checked) return;
     const newest = entries.length ? entries[0].id : 0;
-    tail = stream("/api/log/stream" + query({ ...filters, after_id: newest }), {
+    tail = stream("/api/log/stream" + query({ ...filters(), after_id: newest }), {
       log: (entry) => {
+        rows.querySelector("td[colspan]")?.parentElement.remove();
         rows.prepend(row(entry));
-        while (rows.childElementCount > 1000) rows.lastElementChild.remove();
+        while (rows.childElementCount > LOG_PAGE) rows.lastElementChild.remove();
+        last = Number(rows.lastElementChild.dataset.id);
       },
     });
   }
+  const first = () => {
+    pages = [null];
+    return show(null);
+  };
+  const failing = (promise) => promise.catch((err) => error.show(err));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     error.show(null);
-    load().catch((err) => error.show(err));
+    failing(first());
   });
-  live.addEventListener("change", () => load().catch((err) => error.show(err)));
-  await load();
+  for (const select of [level, skill]) select.addEventListener("change", () => failing(first()));
+  live.addEventListener("change", () => failing(first()));
+  newer.addEventListener("click", () => failing(first()));
+  older.addEventListener("click", () => {
+    pages.push(last);
+    failing(show(last));
+  });
+  await first();
   return el(
     "div",
     { id: "log-page" },
     el("h1", null, "Runtime log"),
     form,
     error,
-    el(
+    el("div", { class: "scroll" }, el(
       "table",
       { id: "log" },
       el("thead", null, el("tr", null, ...["time", "level", "kind", "session", "message"].map((h) => el("th", null, h)))),
       rows,
-    ),
+    )),
+    el("p", { class: "pager" }, newer, " ", position, " ", older),
   );
 }
 
