@@ -32,6 +32,10 @@ def name_problem(name: str) -> str | None:
     return f"invalid agent name {name!r}: a name is {NAME_RULE}"
 
 
+PROMPT_MAX = 20_000
+"""The longest ``AgentConfig.prompt``, in characters."""
+
+
 class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """What an agent overrides; ``None`` means "inherit from the parent, then the AOSCB"."""
 
@@ -49,6 +53,9 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit
     placement: Annotated[str, msgspec.Meta(pattern=PLACEMENT_PATTERN)] | None = None
     """Where its dispatches run on a cluster: ``any`` node, ``node:<id>`` (its
     workspace lives there) or a node with ``label:<label>`` (admin only)."""
+    prompt: Annotated[str, msgspec.Meta(max_length=PROMPT_MAX)] | None = None
+    """Text added to the system prompt of this agent and its descendants (after the
+    node's ``prompt`` and its ancestors' additions)."""
 
 
 class ACB(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -79,6 +86,12 @@ class EffectiveConfig(msgspec.Struct, kw_only=True):
     network: Network = "on"
     sandbox: SandboxMode = "auto"
     placement: str = "any"
+    prompt: str = ""
+    """The ``prompt`` additions along the lineage, root first, separated by a blank line."""
+
+
+class LineageCycle(Exception):
+    """An agent's parents loop back to it."""
 
 
 class Agents:
@@ -121,9 +134,18 @@ class Agents:
 
     # -- inheritance -----------------------------------------------------------------
     async def lineage(self, agent_id: str) -> list[ACB]:
-        """The agent and its ancestors, root first."""
+        """The agent and its ancestors, root first.
+
+        Raises :class:`LineageCycle` if the parents loop (two concurrent moves on
+        different nodes, each undone by ``agent.update`` once it sees the loop)."""
         chain = [await self._store.get_agent(agent_id)]
+        seen = {agent_id}
         while chain[-1].parent is not None:
+            if chain[-1].parent in seen:
+                raise LineageCycle(
+                    f"agent {agent_id}'s parents form a cycle through {chain[-1].parent}"
+                )
+            seen.add(chain[-1].parent)
             chain.append(await self._store.get_agent(chain[-1].parent))
         chain.reverse()
         return chain
@@ -134,9 +156,9 @@ class Agents:
         The nearest override wins for model, workspace, max_steps, sandbox and placement;
         ``network`` too, except that ``none`` holds for the whole subtree below it. Skills add
         up: a child adds skills but cannot drop its ancestors' (policy skills
-        stay active below them). Scopes narrow: a root agent has the scopes it
-        names (else the default agent scopes), each descendant the intersection
-        with what it names.
+        stay active below them); so do prompts (root first, a blank line between).
+        Scopes narrow: a root agent has the scopes it names (else the default agent
+        scopes), each descendant the intersection with what it names.
         """
         aoscb = self._aoscb()
         model, workspace, max_steps = aoscb.model, None, aoscb.limits.max_steps
@@ -144,6 +166,7 @@ class Agents:
         sandbox: SandboxMode = aoscb.sandbox
         placement = "any"
         skills: dict[str, None] = {}  # ordered set
+        prompts: list[str] = []
         scopes: set[str] | None = None
         for acb in chain:
             c = acb.config
@@ -155,6 +178,8 @@ class Agents:
                 network = c.network
             sandbox = c.sandbox if c.sandbox is not None else sandbox
             placement = c.placement if c.placement is not None else placement
+            if c.prompt and c.prompt.strip():
+                prompts.append(c.prompt.strip())
             if scopes is None:
                 scopes = set(DEFAULT_AGENT_SCOPES if acb.scopes is None else acb.scopes)
             elif acb.scopes is not None:
@@ -168,6 +193,7 @@ class Agents:
             network=network,
             sandbox=sandbox,
             placement=placement,
+            prompt="\n\n".join(prompts),
         )
 
     async def effective(self, agent_id: str) -> EffectiveConfig:

@@ -51,6 +51,14 @@ class SkillContext:
     """Their ``scripts/`` folders, for bash's PATH."""
 
 
+def system_prompt(node: str, agent: str) -> str:
+    """The ``prompt`` of ``session.assemble``: the node's, then the agent's effective
+    addition, a blank line between (either may be empty)."""
+    if not agent:
+        return node
+    return f"{node.rstrip()}\n\n{agent}" if node.strip() else agent
+
+
 def _assembled(result: Any) -> tuple[list[dict[str, Any]], Mapping[str, Any] | None]:
     """A provider's answer: a list of messages, or {"messages", "compaction"}."""
     if isinstance(result, list):
@@ -137,7 +145,7 @@ class SessionContext:
             "skills": face.listed,
             "skills_prompt": face.prompt,
             "budget": aoscb.limits.context_budget,
-            "prompt": aoscb.prompt,
+            "prompt": system_prompt(aoscb.prompt, effective.prompt),
             "model": effective.model,
             "rebuild": rebuild,
         }

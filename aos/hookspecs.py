@@ -303,9 +303,10 @@ def session_assemble(input: Mapping[str, Any]) -> list[dict[str, Any]] | dict[st
     {"kind", ...}}] (the whole history, oldest first; the same list grows between
     calls, so providers can work incrementally), "skills": [{"name",
     "description"}], "skills_prompt": str (the <available_skills> block),
-    "budget": int (tokens), "prompt": str (the node's ``prompt`` setting: text for
-    the system prompt after the provider's own, empty when unset), "model": str |
-    None, "rebuild": bool}``.
+    "budget": int (tokens), "prompt": str (text for the system prompt after the
+    provider's own: the node's ``prompt`` setting, then the agent's effective
+    ``prompt``, its ancestors' additions root first and its own last, a blank line
+    between; empty when none is set), "model": str | None, "rebuild": bool}``.
     Returns the OpenAI chat messages (``[{"role", "content", ...}]``), or
     ``{"messages": [...], "compaction": {"through_seq", "fallback", "summarize"}}``
     to have the kernel record a ``context.compacted`` fact (the model summarizes

@@ -106,6 +106,26 @@ def test_names_work_wherever_ids_do(project: Project, llm: ScriptedLLM) -> None:
     assert json.loads(archived.stdout)["status"] == "archived"
 
 
+def test_agent_prompts_and_moves_from_the_command_line(project: Project) -> None:
+    assert project.aos("agent", "create", "lead", "--prompt", "Be brief.").returncode == 0
+    created = project.aos("agent", "create", "worker", "--prompt", "Use Python.", "--json")
+    worker = json.loads(created.stdout)["agent"]
+    assert worker["parent"] is None
+    moved = project.aos("agent", "update", "worker", "--parent", "lead")
+    assert moved.returncode == 0, moved.stderr
+    assert moved.stdout.startswith(f"updated agent worker {worker['id']} (under agt_")
+    shown = project.aos("agent", "show", "worker").stdout.splitlines()
+    assert shown[-4:] == ["prompt:", "  Be brief.", "", "  Use Python."]
+    info = json.loads(project.aos("agent", "update", "worker", "--prompt", "", "--json").stdout)
+    assert "prompt" not in info["agent"]["config"]
+    assert info["effective"]["prompt"] == "Be brief."
+    rooted = json.loads(project.aos("agent", "update", "worker", "--root", "--json").stdout)
+    assert rooted["agent"]["parent"] is None
+    assert rooted["effective"]["prompt"] == ""
+    both = project.aos("agent", "update", "worker", "--root", "--parent", "lead")
+    assert both.returncode == 2
+
+
 def test_tables_and_records_are_for_people(project: Project, llm: ScriptedLLM) -> None:
     llm.add(
         Reply.tool_call("ls", usage=Usage(prompt_tokens=1000, completion_tokens=20, cost=0.001)),

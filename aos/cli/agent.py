@@ -1,4 +1,4 @@
-"""``aos agent list|show|create|archive``: agents by id or by name."""
+"""``aos agent list|show|create|update|archive``: agents by id or by name."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def print_record(record: Mapping[str, Any]) -> None:
 
 @cli.group(name="agent")
 def agent_group() -> None:
-    """List, show, create and archive agents (by id or by name).
+    """List, show, create, update and archive agents (by id or by name).
 
     \b
     Example:
@@ -159,7 +159,13 @@ def agent_show(ctx: Any, agent: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    print_record({**info["agent"], "effective": info["effective"]})
+    effective = dict(info["effective"])
+    prompt = effective.pop("prompt", "")
+    print_record({**info["agent"], "effective": effective})
+    if prompt:  # the system-prompt additions along its lineage, as they read
+        click.echo("prompt:")
+        for line in prompt.splitlines():
+            click.echo(f"  {line}".rstrip())
 
 
 @agent_group.command(name="create")
@@ -168,6 +174,7 @@ def agent_show(ctx: Any, agent: str, as_json: bool) -> None:
 @click.option("--model", help="Model id for this agent.")
 @click.option("--skill", "skills", multiple=True, help="A skill active for this agent (repeat).")
 @click.option("--workspace", help="Directory its bash runs in.")
+@click.option("--prompt", help="Text added to its system prompt (and its descendants').")
 @click.option(
     "--scope",
     "scopes",
@@ -178,7 +185,7 @@ def agent_show(ctx: Any, agent: str, as_json: bool) -> None:
 @pass_context
 def agent_create(
     ctx: Any, name: str, parent: str | None, model: str | None, skills: tuple[str, ...],
-    workspace: str | None, scopes: tuple[str, ...], as_json: bool,
+    workspace: str | None, prompt: str | None, scopes: tuple[str, ...], as_json: bool,
 ) -> None:  # fmt: skip
     """Create an agent.
 
@@ -192,6 +199,7 @@ def agent_create(
         "model": model,
         "workspace": workspace,
         "skills": list(skills) or None,
+        "prompt": prompt or None,
     }
 
     async def create() -> Any:
@@ -209,6 +217,51 @@ def agent_create(
         emit_json(info)
         return
     click.echo(f"created agent {info['agent']['name']} {info['agent']['id']}")
+
+
+@agent_group.command(name="update")
+@click.argument("agent")
+@click.option("--name", help="Its new name.")
+@click.option("--prompt", help="Replaces the text it adds to the system prompt ('' removes it).")
+@click.option("--parent", help="Move it under this agent (id or name).")
+@click.option("--root", is_flag=True, help="Make it a root agent (no parent).")
+@json_option
+@pass_context
+def agent_update(
+    ctx: Any, agent: str, name: str | None, prompt: str | None, parent: str | None, root: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Rename an agent, set its system-prompt addition, or move it to another parent.
+
+    \b
+    Example:
+      aos agent update worker --parent lead --prompt "Answer in French."
+    """
+    if parent is not None and root:
+        raise click.UsageError("--parent and --root exclude each other")
+    if name is None and prompt is None and parent is None and not root:
+        raise click.UsageError("nothing to update: give --name, --prompt, --parent or --root")
+
+    async def update() -> Any:
+        async with admin(ctx.config) as syscall:
+            agent_id = await resolve_agent(syscall, agent)
+            params: dict[str, Any] = {"id": agent_id, "name": name}
+            if prompt is not None:  # the config is replaced as a whole: keep the rest
+                config = (await syscall("agent.get", {"id": agent_id}))["agent"]["config"]
+                params["config"] = {**config, "prompt": prompt or None}
+            if root:
+                params["parent"] = ""
+            elif parent is not None:
+                params["parent"] = await resolve_agent(syscall, parent)
+            return await syscall("agent.update", params)
+
+    info = asyncio.run(update())
+    if as_json:
+        emit_json(info)
+        return
+    acb = info["agent"]
+    under = f"under {acb['parent']}" if acb["parent"] else "a root agent"
+    click.echo(f"updated agent {acb['name']} {acb['id']} ({under})")
 
 
 @agent_group.command(name="archive")

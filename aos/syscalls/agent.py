@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from aos.agent import ACB, AgentConfig, AgentStatus, EffectiveConfig, name_problem
+from aos.agent import (
+    ACB,
+    AgentConfig,
+    AgentStatus,
+    EffectiveConfig,
+    LineageCycle,
+    name_problem,
+)
 from aos.hooks import HookRejected
 from aos.ids import new_id
 from aos.principals import ADMIN_ONLY, SCOPES, Principal
@@ -228,12 +235,15 @@ class AgentUpdateParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     config: AgentConfig | None = None
     """Replaces the agent's overrides as a whole."""
     scopes: list[str] | None = None
+    parent: str | None = None
+    """Moves the agent under this parent; ``""`` makes it a root agent."""
 
 
 @syscall(
     "agent.update",
     scope="agent.write",
-    doc="Rename an agent, replace its config overrides or its scopes (never wider than its parent's).",
+    doc="Rename an agent, replace its config overrides or its scopes (never wider than its "
+    "parent's), or move it under another parent.",
 )
 async def agent_update(
     kernel: Kernel, principal: Principal, params: AgentUpdateParams
@@ -241,13 +251,18 @@ async def agent_update(
     await check_agent(kernel, principal, params.id)
     chain = await kernel.agents.lineage(params.id)
     acb = chain[-1]
-    if params.scopes is not None:
-        ceiling = kernel.agents.effective_of(chain[:-1]).scopes if acb.parent else GRANTABLE
-        whose = f"parent agent {acb.parent}" if acb.parent else "the grantable set"
+    parent = acb.parent if params.parent is None else params.parent or None
+    above = chain[:-1]  # the lineage above the agent after the update
+    if parent != acb.parent:
+        above = await _new_parent(kernel, principal, acb, parent)
+    scopes = params.scopes if params.scopes is not None else acb.scopes
+    if params.scopes is not None or parent != acb.parent:
+        ceiling = kernel.agents.effective_of(above).scopes if above else GRANTABLE
+        whose = f"parent agent {parent}" if parent else "the grantable set"
         if principal.kind == "agent":  # an agent never grants more than it holds
             ceiling = sorted(set(ceiling) & principal.scopes)
             whose = f"{principal.name} or {whose}"
-        _check_scopes(params.scopes, ceiling, whose)
+        _check_scopes(scopes, ceiling, whose)
     _check_agent_input(kernel, params.name, params.config)
     if params.config is not None:
         steps = kernel.agents.effective_of(chain).max_steps
@@ -255,11 +270,54 @@ async def agent_update(
     updated = msgspec.structs.replace(
         acb,
         name=params.name if params.name is not None else acb.name,
+        parent=parent,
         config=params.config if params.config is not None else acb.config,
-        scopes=params.scopes if params.scopes is not None else acb.scopes,
+        scopes=scopes,
     )
     updated = await kernel.agents.update(updated)
-    return AgentInfo(agent=updated, effective=kernel.agents.effective_of([*chain[:-1], updated]))
+    if parent != acb.parent:
+        above = await _moved(kernel, updated, acb.parent)
+    return AgentInfo(agent=updated, effective=kernel.agents.effective_of([*above, updated]))
+
+
+async def _new_parent(
+    kernel: Kernel, principal: Principal, acb: ACB, parent: str | None
+) -> list[ACB]:
+    """The lineage ``acb`` would have under ``parent`` (None: a root agent), if the
+    caller may move it there."""
+    if principal.kind == "agent":
+        raise SyscallError(
+            "denied",
+            f"{principal.name} may not move agent {acb.id} to another parent: re-parenting "
+            "is an admin decision (the admin, or a service with agent.write)",
+        )
+    if parent is None:
+        return []
+    above = await kernel.agents.lineage(parent)  # not_found
+    if any(a.id == acb.id for a in above):
+        what = "itself" if parent == acb.id else f"its descendant {parent}"
+        raise SyscallError(
+            "conflict", f"agent {acb.id} cannot move under {what}: that would make a cycle"
+        )
+    if above[-1].status != "active":
+        raise SyscallError("conflict", f"parent agent {parent} is archived")
+    return above
+
+
+async def _moved(kernel: Kernel, moved: ACB, old_parent: str | None) -> list[ACB]:
+    """The lineage above ``moved`` after its move, read again: a concurrent move
+    (another node) may have closed a cycle, which this one then undoes."""
+    try:
+        return (await kernel.agents.lineage(moved.id))[:-1]
+    except LineageCycle:
+        current = await kernel.agents.get(moved.id)
+        if current.revision == moved.revision:
+            await kernel.agents.update(msgspec.structs.replace(current, parent=old_parent))
+        raise SyscallError(
+            "conflict",
+            f"agent {moved.id} cannot move under {moved.parent}: a concurrent move closed "
+            "a cycle (this move is undone; read the tree again)",
+        ) from None
 
 
 @syscall(
