@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 from conftest import WIDE, agent_with_token, expect, install, kernel_with_model, make_agent
 
 from aos.agent import PROMPT_MAX
 from aos.kernel import Kernel
 from aos.principals import ADMIN, service_principal
+from aos.syscalls import SyscallError
+from aos.syscalls.agent import _moved
 from aos.testing import ScriptedLLM
 
 pytestmark = pytest.mark.anyio
@@ -172,3 +175,19 @@ async def test_an_agent_may_not_move_agents(
         assert "outside its subtree" in await expect(
             "denied", kernel, me, "agent.get", {"id": one_id}
         )
+
+
+async def test_a_move_that_meets_a_concurrent_one_closing_a_cycle_is_undone(
+    kernel: Kernel,
+) -> None:
+    a = await kernel.agents.get((await make_agent(kernel, "a"))["agent"]["id"])
+    b = await kernel.agents.get((await make_agent(kernel, "b"))["agent"]["id"])
+    # both checked the tree before either wrote: b goes under a, a under b
+    await kernel.agents.update(msgspec.structs.replace(b, parent=a.id))
+    moved = await kernel.agents.update(msgspec.structs.replace(a, parent=b.id))
+    with pytest.raises(SyscallError) as info:
+        await _moved(kernel, moved, None)
+    assert info.value.code == "conflict"
+    assert "a concurrent move closed a cycle" in info.value.message
+    assert (await kernel.agents.get(a.id)).parent is None
+    assert [x.id for x in await kernel.agents.lineage(b.id)] == [a.id, b.id]
