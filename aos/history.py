@@ -156,10 +156,20 @@ class SessionHistory:
         return view.facts
 
     async def read(
-        self, session_id: str, *, after: int = 0, until: int | None = None, limit: int | None = None
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        until: int | None = None,
+        limit: int | None = None,
+        kinds: Sequence[str] | None = None,
+        newest: bool = False,
     ) -> list[HistoryEntry]:
-        """Facts with ``after < seq <= until`` as stored, oldest first (``session.history``)."""
-        return await self.store.read_history(session_id, after=after, until=until, limit=limit)
+        """Facts with ``after < seq <= until`` (of ``kinds``) as stored, oldest first:
+        the oldest ``limit``, or the newest with ``newest`` (``session.history``)."""
+        return await self.store.read_history(
+            session_id, after=after, until=until, limit=limit, kinds=kinds, newest=newest
+        )
 
     def reassemble_due(self, session_id: str) -> bool:
         """Whether facts put in ahead were taken out of the view since the last

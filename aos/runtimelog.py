@@ -14,6 +14,8 @@ import msgspec
 from aos import jsontext
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
+"""The levels, least severe first (``log.read``'s ``level`` means "this or above")."""
 
 
 class LogEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -42,6 +44,15 @@ class LogQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     until: float | None = None
     """Records with ``ts < until``."""
     after_id: int = 0
+    before_id: int | None = None
+    """Records with ``id < before_id`` (paging back with ``newest_first``)."""
+    level: LogLevel | None = None
+    """Records at this level or more severe."""
+    skill: str | None = None
+    """Records about this skill: its service's (``data.skill``), its hooks' verdicts
+    and errors (``data.implementation``), its syscalls (``data.principal``)."""
+    search: str | None = None
+    """Records whose message or kind contains this text, in any case."""
     limit: int = 100
     newest_first: bool = False
 

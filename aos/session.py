@@ -40,6 +40,8 @@ def outcome_of(status: str, error: str | None) -> str:
     return f"{status}: {error}" if error and status not in ("completed", "max_steps") else status
 
 
+TITLE_MAX = 200
+"""Characters a title may have (``session.create``, ``session.update``)."""
 TITLE_LENGTH = 60
 """Characters of a title made from a message (:func:`title_of`)."""
 
@@ -61,10 +63,18 @@ class Sessions:
         return await self._store.get_session(session_id)
 
     async def find(
-        self, *, agent_id: str | None = None, status: SessionStatus | None = None
+        self,
+        *,
+        agent_id: str | None = None,
+        status: SessionStatus | None = None,
+        search: str | None = None,
+        limit: int | None = None,
     ) -> list[SCB]:
-        """An agent's sessions (all agents' without ``agent_id``), by status."""
-        return await self._store.list_sessions(agent_id=agent_id, status=status)
+        """An agent's sessions (all agents' without ``agent_id``), by status, by a
+        text in their title or messages; the ``limit`` most recently active."""
+        return await self._store.list_sessions(
+            agent_id=agent_id, status=status, search=search, limit=limit
+        )
 
     async def create(self, scb: SCB) -> SCB:
         return await self._store.create_session(scb)

@@ -4,6 +4,7 @@ ids are, tables with headers and times, ``NO_COLOR``. Driven as subprocesses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pty
@@ -14,8 +15,10 @@ import click
 import pytest
 from test_main_job_cli import AOS, Project, llm, project
 
+from aos import cli_call
 from aos.cli import cli
 from aos.cli.output import syscall_error
+from aos.config import load_config
 from aos.facts import Usage
 from aos.syscalls import ERROR_CODES
 from aos.testing import Reply, ScriptedLLM
@@ -124,6 +127,34 @@ def test_agent_prompts_and_moves_from_the_command_line(project: Project) -> None
     assert rooted["effective"]["prompt"] == ""
     both = project.aos("agent", "update", "worker", "--root", "--parent", "lead")
     assert both.returncode == 2
+
+
+def test_sessions_found_renamed_and_their_a2a_messages_logged(
+    project: Project, llm: ScriptedLLM
+) -> None:
+    lead = json.loads(project.aos("agent", "create", "lead", "--json").stdout)["agent"]
+    llm.add(Reply.text("Whales are mammals."), Reply.text("Noted."))
+    assert project.aos("run", "-a", "lead", "Tell me about whales").returncode == 0
+    assert project.aos("run", "-a", "lead", "Something else").returncode == 0
+    found = json.loads(project.aos("session", "list", "--search", "MAMMALS", "--json").stdout)
+    [session] = found
+    assert session["title"] == "Tell me about whales"
+    renamed = project.aos("session", "rename", session["id"], "Marine biology")
+    assert renamed.stdout == f"session {session['id']} is now titled 'Marine biology'\n"
+    table = project.aos("session", "list", "-s", "marine").stdout
+    assert "Marine biology" in table and "Something else" not in table
+    fact = {
+        "kind": "a2a.message",
+        "message_id": "msg_1",
+        "from_agent": lead["id"],
+        "to_agent": lead["id"],
+        "mode": "notify",
+        "text": "a note to self",
+    }
+    config = load_config(environ=project.env, cwd=project.root)  # no daemon: in process
+    asyncio.run(cli_call(config, "session.append", {"id": session["id"], "fact": fact}))
+    [logged] = json.loads(project.aos("a2a", "log", "--json").stdout)
+    assert (logged["message_id"], logged["session_id"]) == ("msg_1", session["id"])
 
 
 def test_tables_and_records_are_for_people(project: Project, llm: ScriptedLLM) -> None:

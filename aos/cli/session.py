@@ -610,19 +610,23 @@ def session_group() -> None:
 
 @session_group.command(name="list")
 @click.option("-a", "--agent", help="Only this agent's sessions (id or name).")
+@click.option("-s", "--search", help="Only sessions whose title or messages contain this text.")
 @json_option
 @pass_context
-def session_list(ctx: Any, agent: str | None, as_json: bool) -> None:
+def session_list(ctx: Any, agent: str | None, search: str | None, as_json: bool) -> None:
     """Sessions, newest activity first: id, status, agent, title, last activity.
 
     \b
     Example:
       aos session list -a researcher
+      aos session list --search "quarterly report"
     """
 
     async def listing() -> tuple[list[dict[str, Any]], dict[str, str]]:
         async with admin(ctx.config) as syscall:
-            params = {"agent_id": await resolve_agent(syscall, agent)} if agent else {}
+            params: dict[str, Any] = {"search": search}
+            if agent:
+                params["agent_id"] = await resolve_agent(syscall, agent)
             sessions = await syscall("session.list", params)
             names = {a["id"]: a["name"] for a in await syscall("agent.list", {})}
             ids = [s["id"] for s in sessions]
@@ -736,6 +740,25 @@ def session_context(ctx: Any, session_id: str, rebuild: bool, as_json: bool) -> 
         click.echo(click.style(f"[{m['role']}]", bold=True) + f" {m.get('content') or ''}")
         for call_ in m.get("tool_calls") or ():
             click.echo(f"  tool call {call_['id']}: {call_['function']['arguments']}")
+
+
+@session_group.command(name="rename")
+@click.argument("session_id")
+@click.argument("title")
+@json_option
+@pass_context
+def session_rename(ctx: Any, session_id: str, title: str, as_json: bool) -> None:
+    """Give a session a new title (session.update).
+
+    \b
+    Example:
+      aos session rename ses_0123 "Quarterly report"
+    """
+    scb = asyncio.run(call(ctx.config, "session.update", {"id": session_id, "title": title}))
+    if as_json:
+        emit_json(scb)
+        return
+    click.echo(f"session {scb['id']} is now titled {scb['title']!r}")
 
 
 @session_group.command(name="interrupt")

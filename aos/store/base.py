@@ -21,7 +21,7 @@ from aos import jsontext
 from aos.agent import ACB, AgentStatus
 from aos.facts import Fact, HistoryEntry, decode_fact
 from aos.nodes import NodeRecord, NodeState
-from aos.runtimelog import LogEntry, LogQuery, decode_data, encode_data
+from aos.runtimelog import LOG_LEVELS, LogEntry, LogQuery, decode_data, encode_data
 from aos.session import SCB, SessionStatus
 from aos.usage import UsageGroup
 
@@ -68,6 +68,12 @@ def load_migrations(backend: Backend) -> list[Migration]:
 
 _ANY: Any = object()
 """Filter sentinel: "do not filter on this column" (``None`` means IS NULL)."""
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern (``ESCAPE '\\'``) for lower-cased text containing ``text``."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _where(conditions: Sequence[tuple[str, str, Any]]) -> tuple[str, list[Any]]:
@@ -127,8 +133,16 @@ class Store(ABC):
     async def get_session(self, session_id: str) -> SCB: ...
     @abstractmethod
     async def list_sessions(
-        self, *, agent_id: str | None = None, status: SessionStatus | None = None
-    ) -> list[SCB]: ...
+        self,
+        *,
+        agent_id: str | None = None,
+        status: SessionStatus | None = None,
+        search: str | None = None,
+        limit: int | None = None,
+    ) -> list[SCB]:
+        """Sessions by creation time; ``search``: a title or a user or assistant
+        message containing it (any case); ``limit``: the most recently active."""
+
     @abstractmethod
     async def update_session(self, scb: SCB) -> SCB:
         """Optimistic like :meth:`update_agent`; lease fields are not written here."""
@@ -149,9 +163,17 @@ class Store(ABC):
 
     @abstractmethod
     async def read_history(
-        self, session_id: str, *, after: int = 0, until: int | None = None, limit: int | None = None
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        until: int | None = None,
+        limit: int | None = None,
+        kinds: Sequence[str] | None = None,
+        newest: bool = False,
     ) -> list[HistoryEntry]:
-        """Facts with ``after < seq <= until``, oldest first."""
+        """Facts with ``after < seq <= until`` (of ``kinds``), oldest first: the
+        oldest ``limit`` of them, or the newest with ``newest``."""
 
     # -- RuntimeLog -----------------------------------------------------
     @abstractmethod
@@ -383,13 +405,28 @@ class SQLStore(Store):
         return await self._get("sessions", "session", session_id, SCB, (), _SESSION_COLUMNS)
 
     async def list_sessions(
-        self, *, agent_id: str | None = None, status: SessionStatus | None = None
+        self,
+        *,
+        agent_id: str | None = None,
+        status: SessionStatus | None = None,
+        search: str | None = None,
+        limit: int | None = None,
     ) -> list[SCB]:
         where, args = _where([("agent_id", "=", agent_id or _ANY), ("status", "=", status or _ANY)])
-        rows = await self._fetch(
-            f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions{where} ORDER BY created_at, id",
-            *args,
-        )
+        if search:
+            args.append(_contains(search))
+            mark = f"${len(args)}"
+            text = self._json_field("h.body", "text", "text")
+            where += (" AND " if where else " WHERE ") + (
+                f"(lower(title) LIKE {mark} ESCAPE '\\' OR EXISTS (SELECT 1 FROM history h "
+                "WHERE h.session_id = sessions.id AND h.kind IN ('message.user', "
+                f"'message.assistant') AND lower({text}) LIKE {mark} ESCAPE '\\'))"
+            )
+        columns = ", ".join(_SESSION_COLUMNS)
+        sql = f"SELECT {columns} FROM sessions{where}"
+        if limit is not None:  # the most recently active, in the usual order
+            sql = f"SELECT * FROM ({sql} ORDER BY updated_at DESC, id LIMIT {int(limit)}) AS s"
+        rows = await self._fetch(f"{sql} ORDER BY created_at, id", *args)
         return [_from_row(r, SCB) for r in rows]
 
     async def update_session(self, scb: SCB) -> SCB:
@@ -427,7 +464,14 @@ class SQLStore(Store):
 
     # -- history reads ----------------------------------------------------
     async def read_history(
-        self, session_id: str, *, after: int = 0, until: int | None = None, limit: int | None = None
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        until: int | None = None,
+        limit: int | None = None,
+        kinds: Sequence[str] | None = None,
+        newest: bool = False,
     ) -> list[HistoryEntry]:
         where, args = _where(
             [
@@ -436,18 +480,24 @@ class SQLStore(Store):
                 ("seq", "<=", _ANY if until is None else until),
             ]
         )
+        if kinds is not None:
+            args.extend(kinds)
+            marks = ", ".join(f"${i}" for i in range(len(args) - len(kinds) + 1, len(args) + 1))
+            where += f" AND kind IN ({marks})" if kinds else " AND FALSE"
         tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        order = "DESC" if newest else "ASC"
         rows = await self._fetch(
-            f"SELECT seq, ts, body FROM history{where} ORDER BY seq{tail}", *args
+            f"SELECT seq, ts, body FROM history{where} ORDER BY seq {order}{tail}", *args
         )
         if not rows:
             await self.get_session(session_id)  # NotFound for an unknown session
-        return [
+        entries = [
             HistoryEntry(
                 session_id=session_id, seq=r["seq"], ts=r["ts"], fact=decode_fact(r["body"])
             )
             for r in rows
         ]
+        return entries[::-1] if newest else entries
 
     # -- runtime log reads ------------------------------------------------
     async def read_log(self, query: LogQuery) -> list[LogEntry]:
@@ -459,8 +509,28 @@ class SQLStore(Store):
                 ("ts", ">=", _ANY if query.since is None else query.since),
                 ("ts", "<", _ANY if query.until is None else query.until),
                 ("id", ">", query.after_id),
+                ("id", "<", _ANY if query.before_id is None else query.before_id),
             ]
         )
+        if query.level:
+            levels = LOG_LEVELS[LOG_LEVELS.index(query.level) :]
+            args.extend(levels)
+            marks = ", ".join(f"${i}" for i in range(len(args) - len(levels) + 1, len(args) + 1))
+            where += (" AND " if where else " WHERE ") + f"level IN ({marks})"
+        if query.skill:
+            args.extend((query.skill, f"service:{query.skill}"))
+            name, service = f"${len(args) - 1}", f"${len(args)}"
+            fields = [self._json_field("data", f, "text") for f in ("skill", "implementation")]
+            principal = self._json_field("data", "principal", "text")
+            where += (" AND " if where else " WHERE ") + (
+                f"({fields[0]} = {name} OR {fields[1]} = {name} OR {principal} = {service})"
+            )
+        if query.search:
+            args.append(_contains(query.search))
+            mark = f"${len(args)}"
+            where += (" AND " if where else " WHERE ") + (
+                f"(lower(message) LIKE {mark} ESCAPE '\\' OR lower(kind) LIKE {mark} ESCAPE '\\')"
+            )
         order = "DESC" if query.newest_first else "ASC"
         rows = await self._fetch(
             f"SELECT {', '.join(_LOG_COLUMNS)} FROM runtime_log{where} "

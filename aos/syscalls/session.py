@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
@@ -12,6 +12,7 @@ from aos.aoscb import CHARS_PER_TOKEN
 from aos.facts import (
     APPENDABLE,
     APPENDED_BY,
+    FACT_KINDS,
     Fact,
     HistoryEntry,
     UserMessage,
@@ -21,7 +22,7 @@ from aos.hooks import HookError
 from aos.ids import new_id
 from aos.principals import Principal
 from aos.reactunit import DispatchOutcome, DispatchRefused
-from aos.session import SCB, SessionStatus
+from aos.session import SCB, TITLE_MAX, SessionStatus
 from aos.syscalls._table import (
     SyscallError,
     check_agent,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 class SessionCreateParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     agent_id: str | None = None
     """Defaults to the calling agent."""
-    title: str = ""
+    title: Annotated[str, msgspec.Meta(max_length=TITLE_MAX)] = ""
 
 
 @syscall(
@@ -74,6 +75,10 @@ async def session_get(kernel: Kernel, principal: Principal, params: SessionIdPar
 class SessionListParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     agent_id: str | None = None
     status: SessionStatus | None = None
+    search: str | None = None
+    """Sessions whose title, or a user or assistant message, contains it (any case)."""
+    limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """The most recently active this many (still ordered by creation)."""
 
 
 @syscall(
@@ -86,10 +91,36 @@ async def session_list(
 ) -> list[SCB]:
     if params.agent_id is not None:
         await check_agent(kernel, principal, params.agent_id)
-    found = await kernel.sessions.find(agent_id=params.agent_id, status=params.status)
-    if principal.kind == "agent" and principal.agent_id is not None:
-        found = [s for s in found if await kernel.agents.in_subtree(principal.agent_id, s.agent_id)]
+    agent = principal.agent_id if principal.kind == "agent" else None
+    found = await kernel.sessions.find(
+        agent_id=params.agent_id,
+        status=params.status,
+        search=params.search or None,
+        limit=None if agent else params.limit,  # an agent's: limited once filtered
+    )
+    if agent is None:
+        return found
+    found = [s for s in found if await kernel.agents.in_subtree(agent, s.agent_id)]
+    if params.limit is not None:
+        newest = sorted(found, key=lambda s: (-s.updated_at, s.id))[: params.limit]
+        found = [s for s in found if s in newest]
     return found
+
+
+class SessionUpdateParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    title: Annotated[str, msgspec.Meta(max_length=TITLE_MAX)]
+
+
+@syscall("session.update", scope="session.write", doc="Rename a session (its title).")
+async def session_update(kernel: Kernel, principal: Principal, params: SessionUpdateParams) -> SCB:
+    scb = await session_for(kernel, principal, params.id)
+    if scb.status == "archived":
+        raise SyscallError("conflict", f"session {scb.id} is archived")
+    title = " ".join(params.title.split())  # one line, as titles made from messages are
+    if title == scb.title:
+        return scb
+    return await kernel.sessions.update(msgspec.structs.replace(scb, title=title))
 
 
 class SessionAppendParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -148,6 +179,10 @@ class SessionHistoryParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=T
     after: int = 0
     until: int | None = None
     limit: int | None = None
+    newest: bool = False
+    """The newest ``limit`` facts instead of the oldest (still oldest first)."""
+    kinds: list[str] | None = None
+    """Only facts of these kinds."""
 
 
 @syscall(
@@ -158,9 +193,19 @@ class SessionHistoryParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=T
 async def session_history(
     kernel: Kernel, principal: Principal, params: SessionHistoryParams
 ) -> list[HistoryEntry]:
+    unknown = sorted(set(params.kinds or ()) - set(FACT_KINDS))
+    if unknown:
+        raise SyscallError(
+            "invalid", f"session.history: unknown fact kind(s) {', '.join(unknown)} in kinds"
+        )
     await session_for(kernel, principal, params.id)
     return await kernel.history.read(
-        params.id, after=params.after, until=params.until, limit=params.limit
+        params.id,
+        after=params.after,
+        until=params.until,
+        limit=params.limit,
+        kinds=params.kinds,
+        newest=params.newest,
     )
 
 
@@ -314,6 +359,19 @@ class ContextParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     id: str
     rebuild: bool = False
     """Assemble from the whole history instead of the provider's incremental state."""
+    explain: bool = False
+    """Answer :class:`ContextExplained`: the messages, the budget, the skills."""
+
+
+class ContextExplained(msgspec.Struct, kw_only=True):
+    """What ``session.context`` answers with ``explain``."""
+
+    messages: list[dict[str, Any]]
+    budget: int
+    """The node's context budget in tokens (``limits.context_budget``)."""
+    skills: list[str]
+    """The skills active in the session (the node's default skills, the lineage's,
+    those loaded in it): their hooks apply, their context faces are in the prompt."""
 
 
 @syscall(
@@ -323,13 +381,20 @@ class ContextParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 )
 async def session_context(
     kernel: Kernel, principal: Principal, params: ContextParams
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any]] | ContextExplained:
     scb = await session_for(kernel, principal, params.id)
     await kernel.history.view(scb.id, refresh=True)  # with what other writers committed
     active = await kernel.agents.active_skills(scb.agent_id, scb.id)
     try:
-        return await kernel.context.assemble(
+        messages = await kernel.context.assemble(
             scb, active=active, rebuild=params.rebuild, record=False
         )
     except HookError as exc:
         raise SyscallError("unavailable", str(exc)) from None
+    if not params.explain:
+        return messages
+    return ContextExplained(
+        messages=messages,
+        budget=kernel.config.aoscb.limits.context_budget,
+        skills=sorted(active),
+    )

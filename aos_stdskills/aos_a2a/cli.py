@@ -20,12 +20,16 @@ async def _messages(config: Any, limit: int) -> list[dict[str, Any]]:
 
     found = []
     for session in await cli_call(config, "session.list", {}):
-        for entry in await cli_call(config, "session.history", {"id": session["id"]}):
-            fact = entry["fact"]
-            if fact["kind"] == "a2a.message":
-                found.append(
-                    {"seq": entry["seq"], "ts": entry["ts"], "session_id": session["id"], **fact}
-                )
+        read = {"id": session["id"], "kinds": ["a2a.message"]}
+        for entry in await cli_call(config, "session.history", read):
+            found.append(
+                {
+                    "seq": entry["seq"],
+                    "ts": entry["ts"],
+                    "session_id": session["id"],
+                    **entry["fact"],
+                }
+            )
     found.sort(key=lambda m: m["ts"])
     return found[-limit:]
 

@@ -49,6 +49,7 @@ export const SYSCALLS = {
   "session.history": "session.read",
   "session.interrupt": "session.dispatch",
   "session.list": "session.read",
+  "session.update": "session.write",
   "session.usage": "session.read",
   "skill.call": "skill.call",
   "skill.get": "skill.read",
@@ -71,7 +72,8 @@ export type Appended = { "session_id": string; "seq": number };
 export type AssistantMessage = { "kind": "message.assistant"; "text"?: string; "reasoning"?: string; "reasoning_details"?: Array<Record<string, unknown>>; "tool_calls"?: Array<ToolCallRequest>; "incomplete"?: boolean; "finish_reason"?: string | null; "model"?: string | null; "usage"?: Usage | null };
 export type ClusterStatus = { "shared": boolean; "node_ttl": number; "claim_interval": number; "nodes": Array<NodeStatus> };
 export type ContextCompacted = { "kind": "context.compacted"; "summary": string; "through_seq": number };
-export type ContextParams = { "id": string; "rebuild"?: boolean };
+export type ContextExplained = { "messages": Array<Record<string, unknown>>; "budget": number; "skills": Array<string> };
+export type ContextParams = { "id": string; "rebuild"?: boolean; "explain"?: boolean };
 export type DatabaseStatus = { "backend": string; "url": string; "schema_version": number };
 export type DispatchFinished = { "kind": "dispatch.finished"; "dispatch_id": string; "status": "completed" | "failed" | "interrupted" | "lost" | "max_steps" | "rejected"; "answer"?: string | null; "error"?: string | null; "usage"?: Usage | null };
 export type DispatchOutcome = { "session_id": string; "agent_id": string; "dispatch_id": string; "status": "completed" | "failed" | "interrupted" | "lost" | "max_steps" | "rejected" | "running"; "answer"?: string | null; "error"?: string | null; "steps"?: number; "usage"?: Usage | null };
@@ -85,7 +87,7 @@ export type Isolation = { "mode": "auto" | "off" | "required"; "available": bool
 export type KernelConfig = { "aoscb": Record<string, unknown>; "db_url": string; "paths": Record<string, string>; "sources": Record<string, string> };
 export type KernelStatus = { "node": string; "version": string; "pid": number; "python": string; "started_at": number; "uptime": number; "database": DatabaseStatus; "plugins": Array<PluginStatus>; "skills": Record<string, number>; "services": Array<Record<string, unknown>>; "isolation": Isolation; "project": string; "websocket": string | null; "config_file": string | null; "cluster": ClusterStatus };
 export type LogEntry = { "kind": string; "message"?: string; "level"?: "debug" | "error" | "info" | "warning"; "session_id"?: string | null; "agent_id"?: string | null; "data"?: Record<string, unknown>; "id"?: number; "ts"?: number };
-export type LogQuery = { "session_id"?: string | null; "agent_id"?: string | null; "kind"?: string | null; "since"?: number | null; "until"?: number | null; "after_id"?: number; "limit"?: number; "newest_first"?: boolean };
+export type LogQuery = { "session_id"?: string | null; "agent_id"?: string | null; "kind"?: string | null; "since"?: number | null; "until"?: number | null; "after_id"?: number; "before_id"?: number | null; "level"?: "debug" | "error" | "info" | "warning" | null; "skill"?: string | null; "search"?: string | null; "limit"?: number; "newest_first"?: boolean };
 export type MCPCall = { "kind": "mcp.call"; "server": string; "tool": string; "status": "error" | "failed" | "ok" | "timeout"; "arguments_bytes"?: number; "duration_ms"?: number };
 export type ModelUsage = { "model": string; "calls"?: number; "input_tokens"?: number; "output_tokens"?: number; "cost"?: number | null };
 export type NoParams = Record<string, never>;
@@ -98,9 +100,10 @@ export type ServiceState = { "skill": string; "state": string };
 export type ServiceToken = { "name": string; "token": string; "scopes": Array<string>; "hooks": Array<string>; "expires": number; "url": string | null };
 export type SessionAppendParams = { "id": string; "fact": UserMessage | AssistantMessage | ToolCall | ToolResult | SkillLoaded | SkillUnloaded | A2AMessage | MCPCall | ContextCompacted | DispatchStarted | DispatchFinished };
 export type SessionCreateParams = { "agent_id"?: string | null; "title"?: string };
-export type SessionHistoryParams = { "id": string; "after"?: number; "until"?: number | null; "limit"?: number | null };
+export type SessionHistoryParams = { "id": string; "after"?: number; "until"?: number | null; "limit"?: number | null; "newest"?: boolean; "kinds"?: Array<string> | null };
 export type SessionIdParams = { "id": string };
-export type SessionListParams = { "agent_id"?: string | null; "status"?: "archived" | "idle" | "running" | null };
+export type SessionListParams = { "agent_id"?: string | null; "status"?: "archived" | "idle" | "running" | null; "search"?: string | null; "limit"?: number | null };
+export type SessionUpdateParams = { "id": string; "title": string };
 export type ShutdownParams = { "reason"?: string };
 export type ShuttingDown = { "node": string; "reason": string };
 export type SkillCallParams = { "skill": string; "method": string; "params"?: Record<string, unknown> };
@@ -145,6 +148,7 @@ export interface SyscallParams {
   "session.history": SessionHistoryParams;
   "session.interrupt": SessionIdParams;
   "session.list": SessionListParams;
+  "session.update": SessionUpdateParams;
   "session.usage": UsageParams;
   "skill.call": SkillCallParams;
   "skill.get": SkillNameParams;
@@ -170,13 +174,14 @@ export interface SyscallResults {
   "service.token": ServiceToken;
   "session.append": Appended;
   "session.archive": SCB;
-  "session.context": Array<Record<string, unknown>>;
+  "session.context": Array<Record<string, unknown>> | ContextExplained;
   "session.create": SCB;
   "session.dispatch": DispatchOutcome;
   "session.get": SCB;
   "session.history": Array<HistoryEntry>;
   "session.interrupt": DispatchOutcome;
   "session.list": Array<SCB>;
+  "session.update": SCB;
   "session.usage": Array<UsageTotals>;
   "skill.call": unknown;
   "skill.get": SkillDetail;
