@@ -481,6 +481,9 @@ async function agentEditor(agent, effective, error) {
   return form;
 }
 
+const A2A_SESSIONS = 50; // the sessions read, newest activity first
+const A2A_SHOWN = 50;
+
 /** The a2a messages in the sessions of these agents (an agent and its children):
  * sender, receiver, mode, text, with links to both sessions. */
 async function a2aTable(agents) {
@@ -522,9 +525,6 @@ async function a2aTable(agents) {
     ),
   );
 }
-
-const A2A_SESSIONS = 50; // the sessions read, newest activity first
-const A2A_SHOWN = 50;
 
 // -- chat ------------------------------------------------------------------------------------
 
@@ -896,6 +896,7 @@ function setHashParams(page, values) {
   history.replaceState(null, "", `#/${page}${text}`);
 }
 
+const SESSIONS_SHOWN = 200; // the most recently active matches the sessions page shows
 const SESSION_STATES = [
   ["", "any status"],
   ["running", "running"],
@@ -949,8 +950,6 @@ async function sessionsPage() {
   onChange((change) => change.topic === "history.append" && reload());
   return el("div", { id: "sessions-page" }, el("h1", null, "Sessions"), form, error, summary, table.node);
 }
-
-const SESSIONS_SHOWN = 200;
 
 /** A table of sessions people can scan: title, (agent,) last activity, status with
  * outcome, tokens and cost. ``fill(found)`` shows them, newest activity first. */
@@ -1059,7 +1058,7 @@ const CHARS_PER_TOKEN = 4; // the kernel's estimate where no tokenizer is at han
 /** A message's text, whatever its shape (string content, parts, tool calls). */
 function messageText(message) {
   const content = message.content;
-  const text = typeof content === "string" ? content : JSON.stringify(content ?? "");
+  const text = typeof content === "string" || content == null ? content || "" : JSON.stringify(content);
   const calls = (message.tool_calls || []).map((c) => `${c.function?.name}(${c.function?.arguments})`);
   return [text, ...calls].filter(Boolean).join("\n");
 }
@@ -1180,10 +1179,14 @@ async function skillsPage() {
     el("h1", null, "Skills"),
     error,
     el(
-      "table",
-      { id: "skills" },
-      el("thead", null, el("tr", null, ...["skill", "root", "kind", "status", "hooks", ""].map((h) => el("th", null, h)))),
-      body,
+      "div",
+      { class: "scroll" },
+      el(
+        "table",
+        { id: "skills" },
+        el("thead", null, el("tr", null, ...["skill", "root", "kind", "status", "hooks", ""].map((h) => el("th", null, h)))),
+        body,
+      ),
     ),
   );
 }
@@ -1240,7 +1243,7 @@ async function hooksPage() {
 
 async function nodesPage() {
   const summary = el("p", { class: "muted", id: "cluster-summary" });
-  const table = el("div", { id: "nodes" });
+  const table = el("div", { id: "nodes", class: "scroll" });
 
   async function load() {
     const status = await api("GET", "/node");
