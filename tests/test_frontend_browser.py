@@ -324,7 +324,7 @@ async def test_the_chat_for_people_keys_times_children_and_the_newest_turn(
                 parent = (await admin.call("agent.create", {"name": "elder"}))["agent"]
                 await admin.call("agent.create", {"name": "younger", "parent": parent["id"]})
                 long = await admin.call("session.create", {"agent_id": parent["id"]})
-                for i in range(80):  # taller than the window
+                for i in range(450):  # taller than the window, longer than its first window
                     fact = {"kind": "message.user", "text": f"note {i}"}
                     await admin.call("session.append", {"id": long["id"], "fact": fact})
                 chat = await admin.call("session.create", {"agent_id": parent["id"]})
@@ -333,9 +333,33 @@ async def test_the_chat_for_people_keys_times_children_and_the_newest_turn(
                 await expect(page.locator("#agent-children")).to_have_text("younger")
 
                 await page.goto(f"{client.base_url}#/sessions/{long['id']}")
-                newest = page.locator("#transcript .bubble.user", has_text="note 79")
+                newest = page.locator("#transcript .bubble.user", has_text="note 449")
                 await expect(newest).to_be_in_viewport()
                 await expect(newest.locator("time.when")).to_have_text("just now")
+                bubbles = page.locator("#transcript .bubble.user")
+                await expect(bubbles).to_have_count(400)  # the newest window
+                await page.click("#earlier")
+                await expect(bubbles).to_have_count(450)
+                await expect(bubbles.first).to_have_text(re.compile("note 0$"))
+                await expect(page.locator("#earlier")).to_be_hidden()
+                await expect(newest).not_to_be_in_viewport()  # the place kept: above it
+
+                # it follows what comes only when the person is at the newest turn
+                async def append(text: str) -> None:
+                    fact = {"kind": "message.user", "text": text}
+                    async with Client(daemon.paths.control_socket, token="") as admin:
+                        await admin.call("session.append", {"id": long["id"], "fact": fact})
+
+                await append("while reading above")
+                arrived = page.locator(".bubble.user", has_text="while reading above")
+                await expect(arrived).to_have_count(1)
+                await expect(arrived).not_to_be_in_viewport()
+                await arrived.scroll_into_view_if_needed()
+                await page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+                await append("while at the bottom")
+                await expect(
+                    page.locator(".bubble.user", has_text="at the bottom")
+                ).to_be_in_viewport()
 
                 await page.goto(f"{client.base_url}#/sessions/{chat['id']}")
                 message = page.locator("#message")
