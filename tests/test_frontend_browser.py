@@ -428,6 +428,22 @@ async def test_the_context_view_shows_what_the_model_sees_next(
                     "aos-context, aos-frontend"
                 )
                 await expect(page.locator("#context-compactions")).to_contain_text("never")
+
+                # where compaction happened: the facts through it reach the model summarized
+                async with Client(daemon.paths.control_socket, token="") as admin:
+                    compacted = {
+                        "kind": "context.compacted",
+                        "summary": "asked, answered",
+                        "through_seq": 3,
+                    }
+                    await admin.call("session.append", {"id": session["id"], "fact": compacted})
+                    context = await admin.call("session.context", {"id": session["id"]})
+                await page.reload()
+                await expect(page.locator("#context-compactions")).to_contain_text(
+                    "1 time; the last through fact #3"
+                )
+                await expect(shown.nth(1)).to_contain_text("asked, answered")
+                await expect(shown).to_have_count(len(context))
                 assert errors == []
 
 
