@@ -67,13 +67,15 @@ class Sessions:
         *,
         agent_id: str | None = None,
         status: SessionStatus | None = None,
+        outcome: str | None = None,
         search: str | None = None,
         limit: int | None = None,
     ) -> list[SCB]:
-        """An agent's sessions (all agents' without ``agent_id``), by status, by a
-        text in their title or messages; the ``limit`` most recently active."""
+        """An agent's sessions (all agents' without ``agent_id``), by status, by how
+        their last dispatch ended, by a text in their title or messages; the
+        ``limit`` most recently active."""
         return await self._store.list_sessions(
-            agent_id=agent_id, status=status, search=search, limit=limit
+            agent_id=agent_id, status=status, outcome=outcome, search=search, limit=limit
         )
 
     async def create(self, scb: SCB) -> SCB:

@@ -182,3 +182,20 @@ async def test_log_by_level_skill_search_and_pages_back(kernel: Kernel) -> None:
     older = await numbers(limit=10, before_id=entries[-1]["id"])
     assert older == list(range(19, 9, -1))
     await expect("invalid", kernel, ADMIN, "log.read", {"level": "loud"})
+
+
+async def test_sessions_by_how_their_last_dispatch_ended(
+    model_kernel: Kernel, scripted_llm: ScriptedLLM
+) -> None:
+    kernel = model_kernel
+    agent = (await kernel.syscall(ADMIN, "agent.create", {"name": "mixed"}))["agent"]["id"]
+    good = await new_session(kernel, agent, "good")
+    bad = await new_session(kernel, agent, "bad")
+    await new_session(kernel, agent, "fresh")  # no dispatch: no outcome
+    scripted_llm.add(Reply.text("fine"), Reply.error(400, "malformed"))
+    for session in (good, bad):
+        await kernel.syscall(ADMIN, "session.dispatch", {"id": session, "message": "go"})
+    assert await titles(kernel, outcome="completed") == ["good"]
+    assert await titles(kernel, outcome="failed") == ["bad"]  # "failed: <its error>"
+    assert await titles(kernel, outcome="interrupted") == []
+    await expect("invalid", kernel, ADMIN, "session.list", {"outcome": "so-so"})

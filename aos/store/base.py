@@ -137,11 +137,13 @@ class Store(ABC):
         *,
         agent_id: str | None = None,
         status: SessionStatus | None = None,
+        outcome: str | None = None,
         search: str | None = None,
         limit: int | None = None,
     ) -> list[SCB]:
-        """Sessions by creation time; ``search``: a title or a user or assistant
-        message containing it (any case); ``limit``: the most recently active."""
+        """Sessions by creation time; ``outcome``: whose last dispatch ended with
+        this status; ``search``: a title or a user or assistant message containing
+        it (any case); ``limit``: the most recently active."""
 
     @abstractmethod
     async def update_session(self, scb: SCB) -> SCB:
@@ -409,10 +411,16 @@ class SQLStore(Store):
         *,
         agent_id: str | None = None,
         status: SessionStatus | None = None,
+        outcome: str | None = None,
         search: str | None = None,
         limit: int | None = None,
     ) -> list[SCB]:
         where, args = _where([("agent_id", "=", agent_id or _ANY), ("status", "=", status or _ANY)])
+        if outcome:  # the status alone, or the status and its error after ": "
+            args.extend((outcome, f"{outcome}: %"))
+            where += (" AND " if where else " WHERE ") + (
+                f"(outcome = ${len(args) - 1} OR outcome LIKE ${len(args)})"
+            )
         if search:
             args.append(_contains(search))
             mark = f"${len(args)}"

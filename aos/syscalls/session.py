@@ -13,6 +13,7 @@ from aos.facts import (
     APPENDABLE,
     APPENDED_BY,
     FACT_KINDS,
+    DispatchStatus,
     Fact,
     HistoryEntry,
     UserMessage,
@@ -75,6 +76,8 @@ async def session_get(kernel: Kernel, principal: Principal, params: SessionIdPar
 class SessionListParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     agent_id: str | None = None
     status: SessionStatus | None = None
+    outcome: DispatchStatus | None = None
+    """Sessions whose last dispatch ended with this status (the SCB's ``outcome``)."""
     search: str | None = None
     """Sessions whose title, or a user or assistant message, contains it (any case)."""
     limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
@@ -95,6 +98,7 @@ async def session_list(
     found = await kernel.sessions.find(
         agent_id=params.agent_id,
         status=params.status,
+        outcome=params.outcome,
         search=params.search or None,
         limit=None if agent else params.limit,  # an agent's: limited once filtered
     )

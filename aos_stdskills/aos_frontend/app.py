@@ -457,6 +457,7 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
         return "session.list", {
             "agent_id": _text(r, "agent_id"),
             "status": _text(r, "status"),
+            "outcome": _text(r, "outcome"),
             "search": _text(r, "search"),
             "limit": _int(r, "limit"),
         }

@@ -901,9 +901,12 @@ const SESSION_STATES = [
   ["", "any status"],
   ["running", "running"],
   ["idle", "idle"],
-  ["failed", "failed or interrupted"],
+  ["completed", "completed"],
+  ["failed", "failed"],
+  ["interrupted", "interrupted"],
   ["archived", "archived"],
 ];
+const OUTCOMES = new Set(["completed", "failed", "interrupted"]); // how the last dispatch ended
 
 async function sessionsPage() {
   const params = hashParams();
@@ -933,9 +936,9 @@ async function sessionsPage() {
   async function load() {
     const filters = { agent_id: agent.value, status: status.value, search: search.value.trim() };
     setHashParams("sessions", filters);
-    const failed = filters.status === "failed";
-    let found = await api("GET", "/sessions" + query({ ...filters, status: failed ? "idle" : filters.status, limit: SESSIONS_SHOWN }));
-    if (failed) found = found.filter((s) => s.outcome && !/^(completed|max_steps)\b/.test(s.outcome));
+    const ended = OUTCOMES.has(filters.status);
+    const asked = { ...filters, status: ended ? "idle" : filters.status, outcome: ended ? filters.status : null };
+    const found = await api("GET", "/sessions" + query({ ...asked, limit: SESSIONS_SHOWN }));
     summary.textContent = `${found.length}${found.length >= SESSIONS_SHOWN ? "+" : ""} session${found.length === 1 ? "" : "s"}${filters.search ? ` matching “${filters.search}”` : ""}`;
     await table.fill(found);
   }
