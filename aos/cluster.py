@@ -275,6 +275,7 @@ class Cluster:
                     node.id, f"node {node.id} died (no heartbeat for {node.age:.0f} s)"
                 )
                 await store.set_node_state(node.id, "dead")
+        await self._refuse_stranded(nodes)
         if time.monotonic() - self._pruned > PRUNE_EVERY:
             self._pruned = time.monotonic()
             await store.prune_dispatches(KEEP_DONE)
@@ -314,6 +315,36 @@ class Cluster:
         await store.release_leases_of(node_id)  # sessions it was only starting
         for request in cut.values():
             await self._lost(request, await store.get_session(request.session_id), why)
+
+    async def _refuse_stranded(self, nodes: list[NodeRecord]) -> None:
+        """Refuse the requests queued longer than the node TTL that no live node may
+        claim (the nodes of their placement died or stopped after they were queued):
+        their callers are told, instead of waiting for a node that may never come."""
+        store = self.store
+        assert store is not None
+        live = self._live_placements(nodes)
+        for request in await store.queued_dispatches(time.time() - self.ttl):
+            if request.placement in live:
+                continue
+            waited = time.time() - request.created_at
+            refusal = Refusal(
+                "unavailable",
+                f"no live node may run this dispatch (placement {request.placement}; it "
+                f"waited {waited:.0f} s in the queue): start a node there, or change the "
+                "agent's placement",
+            )
+            if await store.refuse_dispatch(request.id, msgspec.json.encode(refusal).decode()):
+                logger.warning("cluster: %s refused: %s", request.id, refusal.message)
+                self._send(["r", request.id])
+
+    def _live_placements(self, nodes: list[NodeRecord]) -> set[str]:
+        """The placements some running node with a fresh heartbeat may claim."""
+        return {
+            placement
+            for n in nodes
+            if n.state == "running" and n.age <= self.ttl
+            for placement in placements_of(n.id, n.labels)
+        }
 
     async def _lost(self, request: DispatchRequest, scb: SCB, why: str) -> None:
         """Answer the caller of a dispatch its dead node ran: ``lost``."""
@@ -420,12 +451,7 @@ class Cluster:
         store = self.store
         assert store is not None
         nodes = await store.list_nodes()
-        if not any(
-            n.state == "running"
-            and n.age <= self.ttl
-            and placement in placements_of(n.id, n.labels)
-            for n in nodes
-        ):
+        if placement not in self._live_placements(nodes):
             alive = ", ".join(n.id for n in nodes if n.alive(self.ttl)) or "none"
             raise DispatchRefused(
                 "unavailable",

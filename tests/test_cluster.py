@@ -15,8 +15,10 @@ schema, the scripted model behind them.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,6 +217,36 @@ async def test_placement_by_label_and_a_stopped_node_claims_nothing(
                     f for f in await history_of(client, session) if f["kind"] == "dispatch.started"
                 ]
                 assert started["node"] == a.id
+
+
+async def test_a_queued_dispatch_whose_only_node_froze_is_refused_not_left_waiting(
+    tmp_path: Path, llm: ScriptedLLM, pg_url: str
+) -> None:
+    """The one node with the agent's label is alive when the dispatch is queued, then
+    stops answering (SIGSTOP) before it claims it: once that node is past its TTL,
+    another node refuses the request, and the caller hears why."""
+    (tmp_path / "skills").mkdir()
+    llm.default = lambda body: Reply.text("done")
+    with running_nodes(tmp_path, 2, **settings(llm, pg_url)) as (a, b):
+        b.env["AOS_NODE_LABELS"] = "gpu"
+        b.aos("stop")
+        b.start()
+        async with a.client() as client:
+            gpu = (await client.call("agent.create", {"name": "gpu"}))["agent"]["id"]
+            await client.call("agent.update", {"id": gpu, "config": {"placement": "label:gpu"}})
+            session = (await client.call("session.create", {"agent_id": gpu}))["id"]
+            os.kill(b.pid, signal.SIGSTOP)  # alive by its last heartbeat, claiming nothing
+            try:
+                with pytest.raises(SyscallFailed) as refused:
+                    await client.call("session.dispatch", {"id": session, "message": "go"})
+            finally:
+                os.kill(b.pid, signal.SIGCONT)
+            assert refused.value.code == "unavailable"
+            assert "no live node may run this dispatch (placement label:gpu; it waited" in (
+                refused.value.message
+            )
+            kinds = [f["kind"] for f in await history_of(client, session)]
+            assert "dispatch.started" not in kinds  # it never ran
 
 
 def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path, llm: ScriptedLLM) -> None:

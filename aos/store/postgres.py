@@ -346,6 +346,27 @@ class PostgresStore(SQLStore):
         )
         return [_request(r) for r in rows]
 
+    async def queued_dispatches(self, before: float) -> list[DispatchRequest]:
+        """Requests still queued that were made before ``before`` (Unix time)."""
+        rows = await self._fetch(
+            f"SELECT {', '.join(_DISPATCH_COLUMNS)} FROM dispatch_requests "
+            "WHERE state = 'queued' AND created_at < $1 ORDER BY created_at",
+            float(before),
+        )
+        return [_request(r) for r in rows]
+
+    async def refuse_dispatch(self, request_id: str, outcome: str) -> bool:
+        """End a request nobody claimed with ``outcome`` (JSON of a refusal); False
+        when it was claimed meanwhile."""
+        return bool(
+            await self._execute(
+                "UPDATE dispatch_requests SET state = 'done', outcome = $2 "
+                "WHERE id = $1 AND state = 'queued'",
+                request_id,
+                outcome,
+            )
+        )
+
     async def set_dispatch_state(
         self, request_id: str, state: DispatchRequestState, outcome: str | None = None
     ) -> None:
