@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import logging.handlers
 import os
 import signal
 from dataclasses import dataclass
@@ -89,9 +90,40 @@ def read_pid(pidfile: Path) -> int | None:
     return pid if alive(pid) else None
 
 
-def setup_logging(log_file: Path, *, foreground: bool) -> None:
+LOG_MAX_BYTES = 10 * 1024 * 1024
+"""Size at which the node's log file is rotated (``aos.log`` -> ``aos.log.1``...)."""
+LOG_BACKUPS = 5
+"""Rotated log files kept beside it."""
+
+
+class NodeLogHandler(logging.handlers.RotatingFileHandler):
+    """The node's log file, rotated at ``max_bytes``. In the background daemon,
+    whose stdout and stderr are that same file (``aos start``), they follow it to
+    the new file at each rotation: a traceback printed there lands in ``aos.log``,
+    not in an old rotated one."""
+
+    def __init__(self, log_file: Path, max_bytes: int) -> None:
+        super().__init__(log_file, maxBytes=max_bytes, backupCount=LOG_BACKUPS, encoding="utf-8")
+        self.std_fds = [fd for fd in (1, 2) if _same_file(fd, log_file)]
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        if self.stream is not None:
+            for fd in self.std_fds:
+                os.dup2(self.stream.fileno(), fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        mine, theirs = os.fstat(fd), path.stat()
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
+def setup_logging(log_file: Path, *, foreground: bool, max_bytes: int = LOG_MAX_BYTES) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [logging.FileHandler(log_file, encoding="utf-8")]
+    handlers: list[logging.Handler] = [NodeLogHandler(log_file, max_bytes)]
     if foreground:
         handlers.append(logging.StreamHandler())
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")

@@ -177,3 +177,31 @@ def test_a_services_stderr_is_in_the_log_while_it_runs(node: Node) -> None:
     assert any(" service chatty: running (pid " in line for line in shown)
     guard = node.aos("logs", "--service", "my-guard", "-n", "1000").stdout
     assert "chatty" not in guard and " service my-guard: running (pid " in guard
+
+
+ROTATING = """
+import logging, sys
+from pathlib import Path
+from aos.daemon import setup_logging
+log = Path(sys.argv[1])
+setup_logging(log, foreground=False, max_bytes=2000)
+for i in range(200):
+    logging.getLogger("aos").info("line %d of the node's log", i)
+print("a traceback after the rotations", file=sys.stderr, flush=True)
+"""
+
+
+def test_the_log_rotates_and_the_daemons_stderr_follows_it(tmp_path: Path) -> None:
+    """The node's log is rotated at its size (5 old files kept); the background
+    daemon's stderr, which `aos start` points at the same file, moves with it."""
+    log = tmp_path / "aos.log"
+    with log.open("ab") as out:  # as `aos start` gives the daemon its stdout and stderr
+        subprocess.run(
+            [sys.executable, "-c", ROTATING, str(log)], stdout=out, stderr=out, check=True
+        )
+    rotated = sorted(p.name for p in tmp_path.glob("aos.log.*"))
+    assert rotated == [f"aos.log.{i}" for i in range(1, 6)]
+    assert all(p.stat().st_size <= 2100 for p in tmp_path.glob("aos.log*"))
+    current = log.read_text()
+    assert "line 199 of the node's log" in current
+    assert "a traceback after the rotations" in current  # not in a rotated file
