@@ -332,6 +332,8 @@ async function agentsPage() {
   );
 }
 
+const AGENT_SESSIONS = 50; // the most recently active sessions the agent page lists
+
 async function agentPage(id) {
   const error = errorBox();
   const info = await api("GET", "/agents/" + enc(id));
@@ -357,8 +359,11 @@ async function agentPage(id) {
     }
   });
 
+  const more = el("p", { class: "muted", id: "agent-sessions-more" }, link(`#/sessions?agent_id=${enc(agent.id)}`, "All its sessions, with search and filters →"));
   async function load() {
-    await sessions.fill(await api("GET", "/sessions" + query({ agent_id: agent.id })));
+    const found = await api("GET", "/sessions" + query({ agent_id: agent.id, limit: AGENT_SESSIONS }));
+    more.hidden = found.length < AGENT_SESSIONS;
+    await sessions.fill(found);
   }
   await load();
   const reload = debounce(() => load().catch(() => {}), 300);
@@ -407,6 +412,7 @@ async function agentPage(id) {
     el("p", null, archive),
     el("h2", null, "Sessions"),
     sessions.node,
+    more,
     el("h2", null, "Messages between this agent and its children"),
     await a2aTable([agent, ...children]),
     el("h2", null, "Open a session"),
@@ -488,7 +494,7 @@ const A2A_SHOWN = 50;
  * sender, receiver, mode, text, with links to both sessions. */
 async function a2aTable(agents) {
   const ids = new Set(agents.map((a) => a.id));
-  const sessions = (await Promise.all(agents.map((a) => api("GET", "/sessions" + query({ agent_id: a.id }))))).flat();
+  const sessions = (await Promise.all(agents.map((a) => api("GET", "/sessions" + query({ agent_id: a.id, limit: A2A_SESSIONS }))))).flat();
   const recent = sessions.sort((a, b) => b.updated_at - a.updated_at).slice(0, A2A_SESSIONS);
   const histories = await Promise.all(recent.map((s) => api("GET", `/sessions/${enc(s.id)}/history` + query({ kinds: "a2a.message" }))));
   const messages = histories
