@@ -281,6 +281,28 @@ async def test_skills_hooks_and_log(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             assert (await client.get("/api/kernel/status")).status_code == 404  # no route
             assert (await client.get("/api/skills/no-such-skill")).status_code == 404
 
+            # the filters' bad values are 400s that say what is wrong
+            bad = {
+                "/api/log?level=loud": "level",
+                "/api/log?before_id=soon": "before_id must be an integer",
+                "/api/sessions?limit=many": "limit must be an integer",
+                "/api/sessions?outcome=so-so": "outcome",
+            }
+            for url, said in bad.items():
+                answer = await client.get(url)
+                assert answer.status_code == 400, url
+                assert said in answer.json()["error"]["message"], answer.text
+            agent = (await client.post("/api/agents", json={"name": "filtered"})).json()
+            session = (
+                await client.post("/api/sessions", json={"agent_id": agent["agent"]["id"]})
+            ).json()
+            kinds = await client.get(f"/api/sessions/{session['id']}/history?kinds=message.nope")
+            assert kinds.status_code == 400 and "message.nope" in kinds.text
+            long = await client.post(f"/api/sessions/{session['id']}", json={"title": "x" * 201})
+            assert long.status_code == 400
+            renamed = await client.post(f"/api/sessions/{session['id']}", json={"title": "kept"})
+            assert renamed.json()["title"] == "kept"
+
 
 async def test_requests_from_other_sites_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
