@@ -42,14 +42,15 @@ def outcome_of(status: str, error: str | None) -> str:
 
 TITLE_MAX = 200
 """Characters a title may have (``session.create``, ``session.update``)."""
-TITLE_LENGTH = 60
+TITLE_LENGTH = 80
 """Characters of a title made from a message (:func:`title_of`)."""
 
 
 def title_of(message: str) -> str:
     """A session's title from its first dispatched message: its first non-blank
-    line, trimmed to :data:`TITLE_LENGTH` characters."""
-    line = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    line, runs of whitespace made one space, cut to :data:`TITLE_LENGTH`
+    characters (the last of them "…" when cut)."""
+    line = next((" ".join(words) for line in message.splitlines() if (words := line.split())), "")
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 

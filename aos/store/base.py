@@ -76,6 +76,26 @@ def _contains(text: str) -> str:
     return f"%{escaped}%"
 
 
+def _level_condition(where: str, level: str) -> str:
+    """The condition for records at ``level`` or more severe, added to ``where``.
+
+    Levels are literals of :data:`LOG_LEVELS` (never the caller's text). Warnings
+    and errors are written as the ``runtime_log_problems`` partial index's own
+    predicate, so both backends walk that index (newest first, no sort) instead
+    of every record; ``debug`` is every record: no condition.
+    """
+    levels = LOG_LEVELS[LOG_LEVELS.index(level) :]  # ValueError for an unknown level
+    if len(levels) == len(LOG_LEVELS):
+        return ""
+    joiner = " AND " if where else " WHERE "
+    if level == "info":
+        return f"{joiner}level <> 'debug'"
+    condition = "level IN ('warning', 'error')"  # runtime_log_problems' predicate, verbatim
+    if level != "warning":
+        condition += f" AND level = '{level}'"
+    return joiner + condition
+
+
 def _where(conditions: Sequence[tuple[str, str, Any]]) -> tuple[str, list[Any]]:
     """A WHERE clause from ``(column, operator, value)`` conditions.
 
@@ -320,6 +340,10 @@ class SQLStore(Store):
     def _json_field(self, column: str, path: str, kind: Literal["text", "int", "float"]) -> str:
         """SQL for a field (``usage.cost``) of a JSON column, as text or a number."""
 
+    def _lower(self, expr: str, text: str) -> str:
+        """SQL for ``expr`` in lower case, to compare with ``text`` lowered."""
+        return f"lower({expr})"
+
     async def schema_version(self) -> int:
         row = await self._fetchrow("SELECT max(version) AS v FROM schema_migrations")
         return int(row["v"]) if row and row["v"] is not None else 0
@@ -424,11 +448,12 @@ class SQLStore(Store):
         if search:
             args.append(_contains(search))
             mark = f"${len(args)}"
-            text = self._json_field("h.body", "text", "text")
+            text = self._lower(self._json_field("h.body", "text", "text"), search)
+            title = self._lower("title", search)
             where += (" AND " if where else " WHERE ") + (
-                f"(lower(title) LIKE {mark} ESCAPE '\\' OR EXISTS (SELECT 1 FROM history h "
+                f"({title} LIKE {mark} ESCAPE '\\' OR EXISTS (SELECT 1 FROM history h "
                 "WHERE h.session_id = sessions.id AND h.kind IN ('message.user', "
-                f"'message.assistant') AND lower({text}) LIKE {mark} ESCAPE '\\'))"
+                f"'message.assistant') AND {text} LIKE {mark} ESCAPE '\\'))"
             )
         columns = ", ".join(_SESSION_COLUMNS)
         sql = f"SELECT {columns} FROM sessions{where}"
@@ -521,10 +546,7 @@ class SQLStore(Store):
             ]
         )
         if query.level:
-            levels = LOG_LEVELS[LOG_LEVELS.index(query.level) :]
-            args.extend(levels)
-            marks = ", ".join(f"${i}" for i in range(len(args) - len(levels) + 1, len(args) + 1))
-            where += (" AND " if where else " WHERE ") + f"level IN ({marks})"
+            where += _level_condition(where, query.level)
         if query.skill:
             args.extend((query.skill, f"service:{query.skill}"))
             name, service = f"${len(args) - 1}", f"${len(args)}"
@@ -537,7 +559,8 @@ class SQLStore(Store):
             args.append(_contains(query.search))
             mark = f"${len(args)}"
             where += (" AND " if where else " WHERE ") + (
-                f"(lower(message) LIKE {mark} ESCAPE '\\' OR lower(kind) LIKE {mark} ESCAPE '\\')"
+                f"({self._lower('message', query.search)} LIKE {mark} ESCAPE '\\' "
+                f"OR {self._lower('kind', query.search)} LIKE {mark} ESCAPE '\\')"
             )
         order = "DESC" if query.newest_first else "ASC"
         rows = await self._fetch(

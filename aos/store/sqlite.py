@@ -35,6 +35,12 @@ from aos.store.base import (
 )
 
 
+def _unicode_lower(value: str | None) -> str | None:
+    """``aos_lower()``: lower case for any letter, as PostgreSQL's ``lower()``
+    (SQLite's own knows ASCII only)."""
+    return value.lower() if isinstance(value, str) else value
+
+
 @dataclass(frozen=True, slots=True)
 class _Statement:
     """A single write statement (a control-block update, a lease, an insert)."""
@@ -68,6 +74,7 @@ class SQLiteStore(SQLStore):
                 path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
             )
             conn.row_factory = sqlite3.Row
+            conn.create_function("aos_lower", 1, _unicode_lower, deterministic=True)
             await _use_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -114,6 +121,10 @@ class SQLiteStore(SQLStore):
 
     def _json_field(self, column: str, path: str, kind: Literal["text", "int", "float"]) -> str:
         return f"json_extract({column}, '$.{path}')"  # JSON numbers come back as numbers
+
+    def _lower(self, expr: str, text: str) -> str:
+        # SQLite's lower() is quicker; an ASCII text is matched by ASCII letters only
+        return f"lower({expr})" if text.isascii() else f"aos_lower({expr})"
 
     # -- primitives -------------------------------------------------------
     def _translate(self, sql: str) -> str:
