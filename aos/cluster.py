@@ -54,6 +54,7 @@ from aos.nodes import (
 )
 from aos.principals import Principal
 from aos.reactunit import LEASE_TTL, DispatchOutcome, DispatchRefused
+from aos.runtimelog import LogEntry
 from aos.store import StoreError
 from aos.store.postgres import NOTIFY_LIMIT, PostgresStore
 
@@ -334,7 +335,16 @@ class Cluster:
                 "agent's placement",
             )
             if await store.refuse_dispatch(request.id, msgspec.json.encode(refusal).decode()):
-                logger.warning("cluster: %s refused: %s", request.id, refusal.message)
+                self.kernel.log(  # the daemon log and the RuntimeLog, by its session
+                    LogEntry(
+                        kind="cluster.refused",
+                        level="warning",
+                        message=f"cluster: dispatch {request.dispatch_id} refused: "
+                        f"{refusal.message}",
+                        session_id=request.session_id,
+                        data={"request": request.id, "placement": request.placement},
+                    )
+                )
                 self._send(["r", request.id])
 
     def _live_placements(self, nodes: list[NodeRecord]) -> set[str]:

@@ -247,6 +247,10 @@ async def test_a_queued_dispatch_whose_only_node_froze_is_refused_not_left_waiti
             )
             kinds = [f["kind"] for f in await history_of(client, session)]
             assert "dispatch.started" not in kinds  # it never ran
+            [said] = await client.call(
+                "log.read", {"session_id": session, "kind": "cluster.refused"}
+            )
+            assert said["level"] == "warning" and "placement label:gpu" in said["message"]
 
 
 def test_a_second_daemon_on_one_sqlite_file_is_refused(tmp_path: Path, llm: ScriptedLLM) -> None:

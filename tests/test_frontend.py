@@ -215,6 +215,18 @@ async def test_agents_api_maps_onto_syscalls(
             assert info["effective"]["model"] == "m2"
             children = (await client.get("/api/agents", params={"parent": root["id"]})).json()
             assert [c["id"] for c in children] == [helper["id"]]
+            kept = await client.post(
+                f"/api/agents/{helper['id']}", json={"config": {"model": "m3"}, "parent": None}
+            )
+            assert kept.json()["agent"]["parent"] == root["id"]  # null: not moved
+            rooted = await client.post(
+                f"/api/agents/{helper['id']}", json={"config": {"model": "m3"}, "parent": ""}
+            )
+            assert rooted.json()["agent"]["parent"] is None  # "": a root agent now
+            moved = await client.post(
+                f"/api/agents/{helper['id']}", json={"config": {}, "parent": root["id"]}
+            )
+            assert moved.json()["agent"]["parent"] == root["id"]
 
             refused = await client.post(f"/api/agents/{root['id']}/archive", json={})
             assert refused.status_code == 409  # conflict: it has an active child

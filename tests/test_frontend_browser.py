@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aos_sdk import Client
 from conftest import IN_CI, copy_skill, poll_until
@@ -228,6 +229,21 @@ async def test_the_ui_in_a_real_browser(
     assert screenshot.stat().st_size > 0
 
 
+@contextlib.asynccontextmanager
+async def ui(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    llm: ScriptedLLM,
+    skills: str = "aos-context,aos-frontend",
+) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+    """A daemon of an empty project (``skills`` its default skills) whose UI serves,
+    and an HTTP client of it (``frontend``)."""
+    project = tmp_path / "project"
+    (project / "skills").mkdir(parents=True)
+    async with frontend(project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": skills}) as served:
+        yield served
+
+
 async def default_label(page: Any) -> str:
     options = await page.locator("#agent-parent option").all_text_contents()
     [label] = [o for o in options if o.startswith("default (")]
@@ -281,12 +297,8 @@ async def test_tool_blocks_stay_in_their_turn_when_call_ids_repeat(
             await expect(tools.nth(i).locator(".tool-command")).to_have_text(f"echo turn{n}")
             await expect(tools.nth(i).locator("pre.output")).to_have_text(f"turn{n}\n")
 
-    project = tmp_path / "project"
-    (project / "skills").mkdir(parents=True)
     with ScriptedLLM(*replies) as llm:
-        async with frontend(
-            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
-        ) as (daemon, client):
+        async with ui(tmp_path, monkeypatch, llm) as (daemon, client):
             async with Client(daemon.paths.control_socket, token="") as admin:
                 agent = await admin.call("agent.create", {"name": "repeater"})
                 session = await admin.call("session.create", {"agent_id": agent["agent"]["id"]})
@@ -314,12 +326,8 @@ async def test_the_chat_for_people_keys_times_children_and_the_newest_turn(
     opens at its newest turn."""
     from playwright.async_api import expect
 
-    project = tmp_path / "project"
-    (project / "skills").mkdir(parents=True)
     with ScriptedLLM(Reply.text("first answer"), Reply.tool_call("sleep 30")) as llm:
-        async with frontend(
-            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
-        ) as (daemon, client):
+        async with ui(tmp_path, monkeypatch, llm) as (daemon, client):
             async with Client(daemon.paths.control_socket, token="") as admin:
                 parent = (await admin.call("agent.create", {"name": "elder"}))["agent"]
                 await admin.call("agent.create", {"name": "younger", "parent": parent["id"]})
@@ -395,12 +403,8 @@ async def test_the_context_view_shows_what_the_model_sees_next(
 ) -> None:
     from playwright.async_api import expect
 
-    project = tmp_path / "project"
-    (project / "skills").mkdir(parents=True)
     with ScriptedLLM(Reply.text("the answer is 42")) as llm:
-        async with frontend(
-            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
-        ) as (daemon, client):
+        async with ui(tmp_path, monkeypatch, llm) as (daemon, client):
             async with Client(daemon.paths.control_socket, token="") as admin:
                 agent = (await admin.call("agent.create", {"name": "thinker"}))["agent"]
                 session = await admin.call("session.create", {"agent_id": agent["id"]})
@@ -452,12 +456,8 @@ async def test_a_failed_run_is_shown_failed_with_its_reason(
 ) -> None:
     from playwright.async_api import expect
 
-    project = tmp_path / "project"
-    (project / "skills").mkdir(parents=True)
     with ScriptedLLM(Reply.text("fine"), Reply.error(400, "the prompt is malformed")) as llm:
-        async with frontend(
-            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
-        ) as (daemon, client):
+        async with ui(tmp_path, monkeypatch, llm) as (daemon, client):
             async with Client(daemon.paths.control_socket, token="") as admin:
                 agent = (await admin.call("agent.create", {"name": "unlucky"}))["agent"]
                 outcomes = []
@@ -489,12 +489,8 @@ async def test_an_agent_edited_in_the_page_uses_its_new_model_next(
     the UI's service: audited); the next dispatch asks the new model."""
     from playwright.async_api import expect
 
-    project = tmp_path / "project"
-    (project / "skills").mkdir(parents=True)
     with ScriptedLLM(Reply.text("from the new model")) as llm:
-        async with frontend(
-            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
-        ) as (daemon, client):
+        async with ui(tmp_path, monkeypatch, llm) as (daemon, client):
             async with Client(daemon.paths.control_socket, token="") as admin:
                 agent = (await admin.call("agent.create", {"name": "editable"}))["agent"]
             async with opened_page(daemon) as (page, errors):
@@ -533,12 +529,8 @@ async def test_sessions_people_can_scan_filter_search_and_rename(
         Reply.text("There are 3 files.", usage=priced),
         Reply.error(400, "the prompt is malformed"),
     ]
-    project = tmp_path / "project"
-    (project / "skills").mkdir(parents=True)
     with ScriptedLLM(*replies) as llm:
-        async with frontend(
-            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
-        ) as (daemon, client):
+        async with ui(tmp_path, monkeypatch, llm) as (daemon, client):
             async with Client(daemon.paths.control_socket, token="") as admin:
                 alpha = (await admin.call("agent.create", {"name": "alpha"}))["agent"]
                 beta = (await admin.call("agent.create", {"name": "beta", "parent": alpha["id"]}))[
@@ -628,12 +620,8 @@ async def test_agents_are_created_edited_moved_and_archived_with_confirmation(
     move it under another parent; archiving asks first (dismissed: nothing happens)."""
     from playwright.async_api import expect
 
-    project = tmp_path / "project"
-    (project / "skills").mkdir(parents=True)
     with ScriptedLLM() as llm:
-        async with frontend(
-            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
-        ) as (daemon, _client):
+        async with ui(tmp_path, monkeypatch, llm) as (daemon, _client):
             async with Client(daemon.paths.control_socket, token="") as admin:
                 home = (await admin.call("agent.create", {"name": "home"}))["agent"]
             async with opened_page(daemon) as (page, errors):
@@ -675,12 +663,8 @@ async def test_the_log_pages_filters_and_searches(
 ) -> None:
     from playwright.async_api import expect
 
-    project = tmp_path / "project"
-    (project / "skills").mkdir(parents=True)
     with ScriptedLLM() as llm:
-        async with frontend(
-            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-frontend"}
-        ) as (daemon, client):
+        async with ui(tmp_path, monkeypatch, llm) as (daemon, client):
             kernel = daemon.kernel
             assert kernel is not None
             for i in range(250):
@@ -730,13 +714,12 @@ async def test_every_page_at_1280_and_420_px_with_screenshots(
 ) -> None:
     """Each page renders without a page error and, at 420 px, without a horizontal
     scroll bar; a screenshot of each at both widths lands in build/screenshots."""
-    project = tmp_path / "project"
-    (project / "skills").mkdir(parents=True)
     replies = [Reply.tool_call("ls -la"), Reply.text("Here is the listing.")]
     with ScriptedLLM(*replies) as llm:
-        async with frontend(
-            project, monkeypatch, llm, {"AOS_DEFAULT_SKILLS": "aos-context,aos-a2a,aos-frontend"}
-        ) as (daemon, client):
+        async with ui(tmp_path, monkeypatch, llm, "aos-context,aos-a2a,aos-frontend") as (
+            daemon,
+            client,
+        ):
             async with Client(daemon.paths.control_socket, token="") as admin:
                 lead = (await admin.call("agent.create", {"name": "lead"}))["agent"]
                 await admin.call("agent.create", {"name": "helper", "parent": lead["id"]})

@@ -448,8 +448,8 @@ def create_app(settings: Settings, call: Call, hub: Hub) -> ASGIApp:
         params: dict[str, Any] = {"id": r.path_params["id"], "config": body.get("config")}
         if body.get("name"):
             params["name"] = body["name"]
-        if "parent" in body:  # moved ("" makes it a root agent)
-            params["parent"] = body["parent"] or ""
+        if body.get("parent") is not None:  # moved ("" makes it a root agent; null: kept)
+            params["parent"] = body["parent"]
         return "agent.update", params
 
     # -- sessions
